@@ -1,0 +1,103 @@
+"""MQTT topics and payloads exchanged between runner agents and the sipflow worker.
+
+Every payload is JSON with a `schema` version. QoS 1 everywhere; `(session, runner, seq)` of a
+stats message is unique, so a redelivered message is stored at most once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+TOPIC_ROOT = "sipflow/v1/sessions"
+
+RunnerStateName = Literal[
+    "starting", "registering", "ready", "running", "stopping", "done", "failed", "lost"
+]
+Role = Literal["callee", "caller"]
+
+
+def runner_topic(session_id: str, runner_id: str, kind: str) -> str:
+    """kind is one of state, stats, done."""
+    return f"{TOPIC_ROOT}/{session_id}/runners/{runner_id}/{kind}"
+
+
+def session_runners_filter(session_id: str) -> str:
+    return f"{TOPIC_ROOT}/{session_id}/runners/+/+"
+
+
+def control_topic(session_id: str) -> str:
+    return f"{TOPIC_ROOT}/{session_id}/control"
+
+
+def parse_runner_topic(topic: str) -> tuple[str, str, str] | None:
+    """(session_id, runner_id, kind) of a runner topic, else None."""
+    parts = topic.split("/")
+    if len(parts) != 7 or "/".join(parts[:3]) != TOPIC_ROOT or parts[4] != "runners":
+        return None
+    return parts[3], parts[5], parts[6]
+
+
+class Counters(BaseModel):
+    """SIPp's call counters for one interval (periodic) or since start (cumulative)."""
+
+    calls_created: int = 0
+    successful_calls: int = 0
+    failed_calls: int = 0
+    retransmissions: int = 0
+    # Failure causes as SIPp counts them (FailedUnexpectedMessage -> "unexpected_message", ...).
+    failed_by_cause: dict[str, int] = Field(default_factory=dict)
+
+
+class RunnerState(BaseModel):
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    session_id: str
+    runner_id: str
+    state: RunnerStateName
+    time: float
+    detail: str | None = None
+
+    model_config = {"populate_by_name": True}
+
+
+class StatsMessage(BaseModel):
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    session_id: str
+    runner_id: str
+    role: Role
+    seq: int = Field(ge=1)
+    time: float
+    current_calls: int = 0
+    call_rate: float = 0.0  # periodic calls created per second
+    periodic: Counters
+    cumulative: Counters
+    # Periodic response-time counts on sipflow.histogram.BOUNDS_MS.
+    histogram: list[int]
+
+    model_config = {"populate_by_name": True}
+
+
+class DoneMessage(BaseModel):
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    session_id: str
+    runner_id: str
+    role: Role
+    last_seq: int = Field(ge=0)  # stats messages 1..last_seq were published
+    exit_code: int | None
+    ok: bool
+    summary: Counters
+    # Human-readable reasons with counts, e.g. {"REGISTER: 401 Unauthorized": 1}.
+    failure_reasons: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
+
+    model_config = {"populate_by_name": True}
+
+
+class ControlMessage(BaseModel):
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    type: Literal["rate", "stop"]
+    rate: float | None = None  # calls/s for each caller runner of the session
+
+    model_config = {"populate_by_name": True}

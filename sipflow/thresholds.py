@@ -1,0 +1,71 @@
+"""Pass/fail conditions such as `success_rate >= 99.5`, evaluated on a session's stored metrics.
+
+A threshold on a metric that sipflow does not compute is a validation error, never a silent pass.
+Pure functions: the workflow evaluates thresholds deterministically.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+
+from pydantic import BaseModel
+
+METRICS: dict[str, str] = {
+    "success_rate": "successful / (successful + failed) calls of the callers, in %",
+    "successful_calls": "calls that completed as the scenario expects",
+    "failed_calls": "calls that failed (unexpected response, timeout, ...)",
+    "total_calls": "calls created by the callers",
+    "retransmissions": "SIP retransmissions of all runners",
+    "response_time_p50_ms": "median response time (request to final response)",
+    "response_time_p95_ms": "95th percentile response time",
+    "response_time_p99_ms": "99th percentile response time",
+    "achieved_rate": "calls created per second of the callers' run time",
+    "lost_runners": "runners whose agent vanished (MQTT Last Will)",
+}
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_RE = re.compile(r"^\s*([a-z0-9_]+)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*$")
+
+
+class Threshold(BaseModel):
+    metric: str
+    op: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+class ThresholdResult(BaseModel):
+    threshold: str
+    measured: float | None
+    passed: bool
+
+
+def parse_threshold(text: str) -> Threshold:
+    m = _RE.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not '<metric> <op> <number>' (ops: {' '.join(OPS)})")
+    metric, op, value = m.groups()
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+    return Threshold(metric=metric, op=op, value=float(value))
+
+
+def evaluate(thresholds: list[Threshold], measured: Mapping[str, float | None]) -> list[ThresholdResult]:
+    """A threshold whose metric has no value (e.g. no response times) fails."""
+    results = []
+    for t in thresholds:
+        value = measured.get(t.metric)
+        passed = value is not None and OPS[t.op](value, t.value)
+        results.append(ThresholdResult(threshold=str(t), measured=value, passed=passed))
+    return results
