@@ -110,6 +110,8 @@ class CallerSpec(RoleSpec):
     duration_s: Annotated[float | None, Field(gt=0, le=86400)] = None
     max_concurrent: Annotated[int | None, Field(ge=1)] = None
     hold_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 0
+    # Who to call (user parts); default: the callees' accounts.
+    call_to: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
 
     @field_validator("scenario")
     @classmethod
@@ -151,6 +153,8 @@ class SessionSpec(Strict):
         needs_callee = isinstance(callers.scenario, str) and callers.scenario == "call"
         if needs_callee and callees is None and self.target is None:
             raise ValueError("roles.callees: a 'call' session needs callees or a target")
+        if needs_callee and callees is None and not callers.call_to:
+            raise ValueError("roles.callers.call_to: without callees, say whom to call")
         if callers.scenario == "register" and self.target is None:
             raise ValueError("target: the 'register' scenario needs a target (registrar)")
         if self.target is not None and self.target.registrar and callees is not None:

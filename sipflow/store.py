@@ -66,8 +66,15 @@ def upsert_runner(db: Session, session_id: str, runner_id: str, role: str, addre
 
 def _runner(db: Session, session_id: str, runner_id: str) -> RunnerRow | None:
     return db.exec(
-        select(RunnerRow).where(RunnerRow.session_id == session_id, RunnerRow.runner_id == runner_id)
+        select(RunnerRow).where(
+            RunnerRow.session_id == session_id, RunnerRow.runner_id == runner_id
+        )
     ).first()
+
+
+def runner_last_seq(db: Session, session_id: str, runner_id: str) -> int | None:
+    row = _runner(db, session_id, runner_id)
+    return row.last_seq if row is not None else None
 
 
 # A runner's state only moves forward; a late retained "running" must not undo "done".
@@ -127,10 +134,12 @@ def store_interval(db: Session, msg: StatsMessage) -> bool:
     )
     bind = db.get_bind()
     insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(MetricInterval).values(**values).on_conflict_do_nothing()
-    result = db.execute(stmt)  # type: ignore[call-overload]
+    stmt = (
+        insert(MetricInterval).values(**values).on_conflict_do_nothing().returning(MetricInterval.id)  # type: ignore[arg-type]
+    )
+    inserted = db.execute(stmt).first() is not None  # type: ignore[call-overload]
     db.commit()
-    return bool(result.rowcount)
+    return inserted  # type: ignore[attr-defined]
 
 
 def stored_seqs(db: Session, session_id: str) -> dict[str, int]:
@@ -153,7 +162,9 @@ def intervals(db: Session, session_id: str) -> Sequence[MetricInterval]:
 
 def runners(db: Session, session_id: str) -> Sequence[RunnerRow]:
     return db.exec(
-        select(RunnerRow).where(RunnerRow.session_id == session_id).order_by(col(RunnerRow.runner_id))
+        select(RunnerRow)
+        .where(RunnerRow.session_id == session_id)
+        .order_by(col(RunnerRow.runner_id))
     ).all()
 
 
@@ -179,3 +190,19 @@ def list_sessions(
     total = db.exec(select(func.count()).select_from(q.subquery())).one()
     rows = db.exec(q.order_by(col(SessionRow.created_at).desc()).offset(offset).limit(limit)).all()
     return rows, total
+
+
+def get_session(db: Session, session_id: str) -> SessionRow | None:
+    return db.get(SessionRow, session_id)
+
+
+def mark_error(db: Session, session_id: str, reason: str) -> None:
+    """A session that could not be started (e.g. Temporal unreachable): error, with the reason."""
+    row = db.get(SessionRow, session_id)
+    if row is None:
+        raise LookupError(session_id)
+    row.status, row.verdict = "error", "error"
+    row.reasons = [*(row.reasons or []), reason]
+    row.finished_at = row.finished_at or utcnow()
+    db.add(row)
+    db.commit()

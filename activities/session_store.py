@@ -1,0 +1,69 @@
+"""Activities that record a session's life in the database: opened, summarized, finished."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+
+from sipflow import store
+from sipflow.db import session_scope
+from sipflow.settings import Settings
+from sipflow.summary import SessionMetrics, failure_reasons, summarize
+
+
+class OpenSession(BaseModel):
+    session_id: str
+    tenant: str
+    name: str
+    spec: dict[str, Any]
+    target: str | None
+
+
+class RegisterRunners(BaseModel):
+    session_id: str
+    runners: list[tuple[str, str, str]]  # (runner id, role, address)
+
+
+class SessionSummary(BaseModel):
+    metrics: SessionMetrics
+    reasons: list[str]
+
+
+class FinishSession(BaseModel):
+    session_id: str
+    status: str
+    verdict: str
+    summary: dict[str, Any]
+    reasons: list[str]
+
+
+class StoreActivities:
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.resolved_database_url
+
+    @activity.defn
+    def open_session(self, req: OpenSession) -> None:
+        """Idempotent; also records sessions started without the API (e.g. by a schedule)."""
+        with session_scope(self.url) as db:
+            store.create_session(db, req.session_id, req.tenant, req.name, req.spec, req.target)
+            store.set_status(db, req.session_id, "running")
+
+    @activity.defn
+    def register_runners(self, req: RegisterRunners) -> None:
+        with session_scope(self.url) as db:
+            for rid, role, address in req.runners:
+                store.upsert_runner(db, req.session_id, rid, role, address)
+
+    @activity.defn
+    def summarize_session(self, session_id: str) -> SessionSummary:
+        with session_scope(self.url) as db:
+            runners = store.runners(db, session_id)
+            metrics = summarize(store.intervals(db, session_id), runners)
+            return SessionSummary(metrics=metrics, reasons=failure_reasons(metrics, runners))
+
+    @activity.defn
+    def finish_session(self, req: FinishSession) -> None:
+        with session_scope(self.url) as db:
+            store.finish_session(db, req.session_id, req.status, req.verdict, req.summary, req.reasons)

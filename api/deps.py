@@ -1,0 +1,37 @@
+"""Dependencies of the routes, as `Annotated` aliases (settings, database session, Temporal)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from api.temporal import TemporalConnector
+from sipflow.db import session_scope
+from sipflow.settings import Settings
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_db(settings: SettingsDep) -> Iterator[Session]:
+    with session_scope(settings.resolved_database_url) as db:
+        yield db
+
+
+DbDep = Annotated[Session, Depends(get_db)]
+
+
+def get_temporal(request: Request) -> TemporalConnector:
+    connector: TemporalConnector = request.app.state.temporal
+    return connector
+
+
+TemporalDep = Annotated[TemporalConnector, Depends(get_temporal)]

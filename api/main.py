@@ -1,0 +1,58 @@
+"""The FastAPI application: `uvicorn api.main:app`. Migrates the database on startup."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from temporalio.service import RPCError
+
+from api.routes import api_router
+from api.temporal import TemporalConnector, TemporalUnavailable, is_unavailable
+from sipflow.db import migrate
+from sipflow.settings import Settings, get_settings
+
+DESCRIPTION = """
+Every test session is a durable Temporal workflow (`session-<id>`): it starts SIPp runners,
+stores their metrics and ends with a verdict judged by the spec's thresholds.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(migrate, settings.resolved_database_url)
+        app.state.temporal = TemporalConnector(
+            settings.temporal_address, settings.temporal_namespace
+        )
+        yield
+
+    app = FastAPI(
+        title="sipflow",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/v1/openapi.json",
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    app.include_router(api_router, prefix="/v1")
+
+    @app.exception_handler(TemporalUnavailable)
+    async def _temporal_unavailable(_: Request, exc: TemporalUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.exception_handler(RPCError)
+    async def _rpc_error(_: Request, exc: RPCError) -> JSONResponse:
+        code = status.HTTP_503_SERVICE_UNAVAILABLE if is_unavailable(exc) else 502
+        return JSONResponse({"detail": f"Temporal: {exc}"}, code)
+
+    return app
+
+
+app = create_app()

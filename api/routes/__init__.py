@@ -1,0 +1,9 @@
+"""Routes per resource, collected into one router under /v1."""
+
+from fastapi import APIRouter
+
+from api.routes import health, sessions
+
+api_router = APIRouter()
+api_router.include_router(sessions.router)
+api_router.include_router(health.router)

@@ -1,0 +1,192 @@
+"""Request and response bodies of the API (the session spec itself is sipflow.spec.SessionSpec)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from sipflow.summary import RoleSummary
+from sipflow.thresholds import ThresholdResult
+from sipflow.workflow_types import Progress
+
+FINAL_STATUSES = ("completed", "cancelled", "error")
+
+EXAMPLE_SPEC: dict[str, Any] = {
+    "version": 1,
+    "name": "smoke: 200 calls between local agents",
+    "tenant": "default",
+    "roles": {
+        "callees": {"agents": 1, "scenario": "answer"},
+        "callers": {
+            "agents": 2,
+            "scenario": "call",
+            "rate": 20,
+            "max_calls": 200,
+            "max_concurrent": 50,
+            "hold_ms": 500,
+        },
+    },
+    "thresholds": ["success_rate >= 99.5", "response_time_p95_ms <= 200"],
+    "timeout_s": 120,
+}
+
+EXAMPLE_SPEC_PROXY: dict[str, Any] = {
+    "version": 1,
+    "name": "through the proxy, register then call",
+    "tenant": "team-a",
+    "target": {"host": "10.0.0.5", "port": 5060, "transport": "udp", "domain": "example.test"},
+    "roles": {
+        "callees": {
+            "agents": 2,
+            "scenario": "answer",
+            "accounts": [
+                {"user": "1001", "password": "secret1"},
+                {"user": "1002", "password": "secret2"},
+            ],
+        },
+        "callers": {"agents": 1, "scenario": "call", "rate": 5, "duration_s": 60},
+    },
+    "thresholds": ["success_rate >= 99", "failed_calls <= 3", "lost_runners == 0"],
+}
+
+
+class Links(BaseModel):
+    self: str
+    metrics: str
+    temporal_ui: str
+
+
+class SessionCreated(BaseModel):
+    id: str = Field(examples=["3f9c2a7d41b0"])
+    workflow_id: str = Field(examples=["session-3f9c2a7d41b0"])
+    status: str = Field(examples=["pending"])
+    links: Links
+
+
+class SessionBrief(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    status: str = Field(description="pending, running, completed, cancelled or error")
+    verdict: str | None = Field(default=None, description="pass, fail or error once finished")
+    target: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class SessionList(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[SessionBrief]
+
+
+class RunnerOut(BaseModel):
+    runner_id: str
+    role: str
+    address: str | None = None
+    state: str
+    detail: str | None = None
+    exit_code: int | None = None
+    ok: bool | None = None
+    last_seq: int | None = None
+    failure_reasons: dict[str, int] | None = None
+
+
+class SessionDetail(SessionBrief):
+    workflow_id: str
+    spec: dict[str, Any]
+    measured: dict[str, float | None] = Field(
+        description="metrics computed from the stored intervals (see sipflow.thresholds.METRICS)"
+    )
+    roles: dict[str, RoleSummary] = Field(description="per role: counters, causes, runner states")
+    intervals: int = Field(description="stored stats intervals of all runners")
+    thresholds: list[ThresholdResult] = Field(
+        description="the workflow's results once finished, else the spec's thresholds on the "
+        "metrics so far"
+    )
+    thresholds_final: bool = Field(description="true when `thresholds` are the workflow's results")
+    summary: dict[str, Any] | None = Field(
+        default=None, description="what the workflow stored when it finished"
+    )
+    reasons: list[str] = Field(description="plain-language failure reasons")
+    runners: list[RunnerOut]
+    progress: Progress | None = Field(
+        default=None, description="the workflow's live `progress` query, while it runs"
+    )
+    links: Links
+
+
+class MetricPoint(BaseModel):
+    seq: int
+    time: float
+    current_calls: int
+    call_rate: float
+    calls_created: int
+    successful_calls: int
+    failed_calls: int
+    retransmissions: int
+    cum_calls_created: int
+    cum_successful_calls: int
+    cum_failed_calls: int
+    cum_retransmissions: int
+    failed_by_cause: dict[str, int] = {}
+
+
+class RunnerSeries(BaseModel):
+    runner_id: str
+    role: str
+    points: list[MetricPoint]
+
+
+class MergedPoint(BaseModel):
+    """All runners of one role in one second (`time` is the whole second)."""
+
+    time: int
+    runners: int = Field(description="intervals merged into this point")
+    current_calls: int = 0
+    call_rate: float = 0.0
+    calls_created: int = 0
+    successful_calls: int = 0
+    failed_calls: int = 0
+    retransmissions: int = 0
+    response_time_p50_ms: float | None = None
+    response_time_p95_ms: float | None = None
+    response_time_p99_ms: float | None = None
+
+
+class SessionMetricsOut(BaseModel):
+    session_id: str
+    runners: list[RunnerSeries]
+    merged: dict[str, list[MergedPoint]] = Field(description="per role, one point per second")
+
+
+class RateChange(BaseModel):
+    rate: float = Field(gt=0, le=20000, description="calls per second, all caller agents")
+
+    model_config = {"json_schema_extra": {"examples": [{"rate": 50}]}}
+
+
+class RateChanged(BaseModel):
+    id: str
+    rate: float
+    result: Any = None
+
+
+class CancelRequested(BaseModel):
+    id: str
+    status: str = "cancel_requested"
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str | None = None
+
+
+class Health(BaseModel):
+    ok: bool
+    database: Check
+    temporal: Check

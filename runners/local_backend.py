@@ -1,0 +1,104 @@
+"""Local backend: one runner agent process per runner, each in its own process group.
+
+Agents are detached from the worker (new session), so a crashed worker does not take running
+traffic with it; their pid files let a restarted worker find, stop and clean them up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sipflow.runner_config import RunnerConfig
+
+log = logging.getLogger(__name__)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+class LocalBackend:
+    def __init__(self, runs_dir: Path) -> None:
+        self.runs_dir = runs_dir
+
+    def start(self, cfg: RunnerConfig) -> int:
+        """Start the agent for `cfg` unless it already runs; returns its pid."""
+        work = cfg.work_dir
+        work.mkdir(parents=True, exist_ok=True)
+        pid_file = work / "agent.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            if _alive(pid):
+                return pid
+            if (work / "agent.started").exists():
+                return pid  # it ran and finished; never start traffic twice
+        config_file = work / "runner.json"
+        # The config holds account passwords: readable by the owner only.
+        fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(cfg.model_dump_json())
+        with open(work / "agent.log", "ab") as logf:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "runners.agent", "--config", str(config_file)],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=work,
+                start_new_session=True,
+            )
+        pid_file.write_text(str(proc.pid))
+        (work / "agent.started").touch()
+        return proc.pid
+
+    def _pids(self, session_id: str) -> dict[str, int]:
+        pids = {}
+        for pid_file in (self.runs_dir / session_id).glob("*/agent.pid"):
+            pids[pid_file.parent.name] = int(pid_file.read_text())
+        return pids
+
+    def running(self, session_id: str) -> list[str]:
+        return [rid for rid, pid in self._pids(session_id).items() if _alive(pid)]
+
+    def stop(self, session_id: str, runner_ids: list[str] | None = None, grace_s: float = 20) -> None:
+        """SIGTERM the agents (they stop SIPp and report `done`), SIGKILL their groups after grace.
+
+        Idempotent: agents already gone are skipped.
+        """
+        pids = {r: p for r, p in self._pids(session_id).items() if runner_ids is None or r in runner_ids}
+        for pid in pids.values():
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(_alive(p) for p in pids.values()):
+            self._reap(pids.values())
+            time.sleep(0.1)
+        for pid in pids.values():
+            # The whole group: SIPp children of an agent that died go too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        self._reap(pids.values())
+
+    @staticmethod
+    def _reap(pids: object) -> None:
+        for pid in pids:  # type: ignore[attr-defined]
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)

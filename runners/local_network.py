@@ -1,0 +1,90 @@
+"""Per-session addresses for the local backend: a /24 of the loopback range, as labelled aliases.
+
+Each session gets 127.<octet>.N.0/24; its runners' addresses are added to `lo` with the label
+`lo:<session id>`, so they can be found and removed by session (also after a crash). Linux
+routes all of 127.0.0.0/8 to loopback, so without permission to add aliases (not root) the
+addresses still work and only the bookkeeping is skipped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import logging
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _label(session_id: str) -> str:
+    return f"lo:{session_id[:12]}"  # interface labels are at most 15 characters
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+
+
+def loopback_aliases() -> dict[str, list[str]]:
+    """label -> addresses currently on lo (labelled ones only)."""
+    out = _ip("-j", "addr", "show", "dev", "lo")
+    if out.returncode != 0:
+        return {}
+    result: dict[str, list[str]] = {}
+    for link in json.loads(out.stdout or "[]"):
+        for a in link.get("addr_info", []):
+            label = a.get("label", "lo")
+            if label != "lo" and a.get("family") == "inet":
+                result.setdefault(label, []).append(a["local"])
+    return result
+
+
+class LocalNetworks:
+    def __init__(self, state_dir: Path, octet: int = 201) -> None:
+        self.state_dir = state_dir
+        self.octet = octet
+        state_dir.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, int]]:
+        """The allocation table (session id -> third octet), under a file lock."""
+        path = self.state_dir / "subnets.json"
+        with open(self.state_dir / "subnets.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            table: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+            yield table
+            path.write_text(json.dumps(table))
+
+    def provision(self, session_id: str, addresses: list[int]) -> str:
+        """Idempotent: returns the session's subnet prefix (e.g. '127.201.7')."""
+        with self._locked() as table:
+            if session_id not in table:
+                used = set(table.values())
+                free = next((n for n in range(1, 255) if n not in used), None)
+                if free is None:
+                    raise RuntimeError("no free /24 left in the loopback range for a new session")
+                table[session_id] = free
+            subnet = f"127.{self.octet}.{table[session_id]}"
+        present = set(loopback_aliases().get(_label(session_id), []))
+        for host in addresses:
+            addr = f"{subnet}.{host}"
+            ipaddress.ip_address(addr)
+            if addr in present:
+                continue
+            res = _ip("addr", "add", f"{addr}/32", "dev", "lo", "label", _label(session_id))
+            if res.returncode != 0 and "File exists" not in res.stderr:
+                log.warning("could not add %s to lo (%s); using it unlabelled", addr, res.stderr.strip())
+        return subnet
+
+    def teardown(self, session_id: str) -> list[str]:
+        """Idempotent: removes the session's aliases and frees its subnet. Returns what it removed."""
+        removed = []
+        for addr in loopback_aliases().get(_label(session_id), []):
+            if _ip("addr", "del", f"{addr}/32", "dev", "lo").returncode == 0:
+                removed.append(addr)
+        with self._locked() as table:
+            table.pop(session_id, None)
+        return removed

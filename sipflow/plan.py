@@ -1,0 +1,151 @@
+"""Which runners a session has and what each one is told: pure functions of the spec.
+
+The workflow uses `runner_ids` (deterministic); the start-runners activity uses
+`runner_configs` to fill in the worker-side parts (broker address, work directory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from sipflow.messages import Role
+from sipflow.runner_config import AccountConfig, RegistrarConfig, RunnerConfig
+from sipflow.spec import CustomScenario, RoleSpec, SessionSpec
+
+SIP_PORT = 5060
+CONTROL_PORT = 8888
+CALLEE_HOST_BASE = 10  # callee k gets <subnet>.(10 + k)
+CALLER_HOST_BASE = 100  # caller k gets <subnet>.(100 + k)
+
+
+class SessionNetwork(BaseModel):
+    """Addresses of a session (local backend: a /24 of the loopback range)."""
+
+    session_id: str
+    subnet: str  # e.g. "127.201.7"
+
+    def address(self, role: Role, index: int) -> str:
+        base = CALLEE_HOST_BASE if role == "callee" else CALLER_HOST_BASE
+        return f"{self.subnet}.{base + index}"
+
+
+def runner_id(role: Role, index: int) -> str:
+    return f"{role}-{index}"
+
+
+def runner_ids(spec: SessionSpec, role: Role) -> list[str]:
+    if role == "callee":
+        callees = spec.roles.callees
+        return [runner_id("callee", i) for i in range(callees.agents)] if callees else []
+    return [runner_id("caller", i) for i in range(spec.roles.callers.agents)]
+
+
+def split(total: int, parts: int, index: int) -> int:
+    """Share `index` of `total` split as evenly as possible over `parts`."""
+    return total // parts + (1 if index < total % parts else 0)
+
+
+def _scenario(role: RoleSpec) -> tuple[str, str | None]:
+    if isinstance(role.scenario, CustomScenario):
+        return "custom", role.scenario.xml
+    return role.scenario, None
+
+
+def _accounts(role: RoleSpec) -> list[AccountConfig]:
+    return [AccountConfig(**a.model_dump()) for a in role.accounts]
+
+
+def callee_users(spec: SessionSpec) -> list[str]:
+    callees = spec.roles.callees
+    if callees is None:
+        return []
+    if callees.accounts:
+        return [callees.accounts[i % len(callees.accounts)].user for i in range(callees.agents)]
+    return ["sipflow"] * callees.agents
+
+
+def runner_configs(
+    spec: SessionSpec,
+    network: SessionNetwork,
+    role: Role,
+    *,
+    mqtt_host: str,
+    mqtt_port: int,
+    runs_dir: Path,
+) -> list[RunnerConfig]:
+    sid = network.session_id
+    target = spec.target
+    configs: list[RunnerConfig] = []
+    common = dict(session_id=sid, mqtt_host=mqtt_host, mqtt_port=mqtt_port)
+    if role == "callee":
+        callees = spec.roles.callees
+        if callees is None:
+            return []
+        accounts = _accounts(callees)
+        scenario, xml = _scenario(callees)
+        registrar = None
+        if target is not None and target.registrar:
+            registrar = RegistrarConfig(host=target.host, port=target.port, domain=target.sip_domain)
+        for i in range(callees.agents):
+            rid = runner_id("callee", i)
+            configs.append(
+                RunnerConfig(
+                    **common,  # type: ignore[arg-type]
+                    runner_id=rid,
+                    role="callee",
+                    scenario=scenario,
+                    scenario_xml=xml,
+                    transport=callees.transport,
+                    local_ip=network.address("callee", i),
+                    local_port=SIP_PORT,
+                    control_port=CONTROL_PORT,
+                    accounts=[accounts[i % len(accounts)]] if accounts else [],
+                    domain=target.sip_domain if target else None,
+                    registrar=registrar,
+                    work_dir=runs_dir / sid / rid,
+                )
+            )
+        return configs
+
+    callers = spec.roles.callers
+    scenario, xml = _scenario(callers)
+    users = callers.call_to or callee_users(spec)
+    n_callees = spec.roles.callees.agents if spec.roles.callees else 0
+    for i in range(callers.agents):
+        rid = runner_id("caller", i)
+        if target is not None:
+            remote = f"{target.host}:{target.port}"
+            call_to = users
+        else:
+            # Direct: caller i sends to callee (i mod n); it calls that callee's user.
+            k = i % n_callees
+            remote = f"{network.address('callee', k)}:{SIP_PORT}"
+            call_to = [users[k]] if users else ["sipflow"]
+        max_calls = split(callers.max_calls, callers.agents, i) if callers.max_calls else None
+        configs.append(
+            RunnerConfig(
+                **common,  # type: ignore[arg-type]
+                runner_id=rid,
+                role="caller",
+                scenario=scenario,
+                scenario_xml=xml,
+                transport=callers.transport,
+                local_ip=network.address("caller", i),
+                local_port=SIP_PORT,
+                control_port=CONTROL_PORT,
+                remote=remote,
+                accounts=_accounts(callers),
+                call_to=call_to,
+                domain=target.sip_domain if target else None,
+                rate=callers.rate / callers.agents,
+                max_calls=max_calls,
+                duration_s=callers.duration_s,
+                max_concurrent=callers.max_concurrent,
+                hold_ms=callers.hold_ms,
+                work_dir=runs_dir / sid / rid,
+                max_runtime_s=spec.expected_duration_s() * 3 + 60,
+            )
+        )
+    return configs

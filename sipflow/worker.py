@@ -1,0 +1,75 @@
+"""The sipflow worker: runs session workflows and all their activities on one task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import signal
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.ingest import IngestActivities
+from activities.network import NetworkActivities
+from activities.runners import RunnerActivities
+from activities.session_store import StoreActivities
+from sipflow.db import migrate
+from sipflow.settings import Settings, get_settings
+from workflows.session import TestSessionWorkflow
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Worker:
+    network, runners = NetworkActivities(settings), RunnerActivities(settings)
+    store, ingest = StoreActivities(settings), IngestActivities(settings, client)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[TestSessionWorkflow],
+        activities=[
+            network.provision_network,
+            network.teardown_network,
+            runners.start_runners,
+            runners.stop_runners,
+            runners.publish_control,
+            store.open_session,
+            store.register_runners,
+            store.summarize_session,
+            store.finish_session,
+            ingest.ingest_metrics,
+        ],
+        activity_executor=executor,
+        max_concurrent_activities=64,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    migrate(settings.resolved_database_url)
+    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=64) as executor:
+        worker = build_worker(client, settings, executor)
+        async with worker:
+            logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
+            await stop.wait()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(get_settings()))
+
+
+if __name__ == "__main__":
+    main()

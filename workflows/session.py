@@ -1,0 +1,282 @@
+"""TestSessionWorkflow: one SIP test session, from network to verdict. Deterministic, no I/O.
+
+provision network -> start metrics ingest -> start callees -> wait until ready -> start callers
+-> wait until they finish -> stop runners -> drain ingest -> tear network down (always: on pass,
+fail, error and cancel) -> summarize stored metrics -> evaluate thresholds -> store the verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ingest import IngestMetrics, IngestResult
+    from activities.network import ProvisionNetwork
+    from activities.runners import PublishControl, StartedRunner, StartRunners, StopRunners
+    from activities.session_store import FinishSession, OpenSession, RegisterRunners, SessionSummary
+    from sipflow import plan
+    from sipflow.messages import ControlMessage, Role
+    from sipflow.plan import SessionNetwork
+    from sipflow.spec import SessionSpec
+    from sipflow.thresholds import evaluate
+    from sipflow.workflow_types import (
+        QUERY_PROGRESS,
+        SA_STATUS,
+        SA_TARGET,
+        SA_TENANT,
+        SA_VERDICT,
+        SIGNAL_PROGRESS,
+        SIGNAL_RUNNER_EVENT,
+        UPDATE_SET_RATE,
+        WORKFLOW_NAME,
+        Progress,
+        ProgressReport,
+        RunnerEvent,
+        SessionInput,
+        SessionResult,
+        SetRate,
+    )
+
+FINAL = ("done", "failed", "lost")
+INGEST_READY = "*ingest*"
+READY_TIMEOUT = timedelta(seconds=60)
+SHORT = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=10),
+)
+
+
+class SessionAborted(Exception):
+    """The session cannot go on (a callee failed to register, a runner was lost, ...)."""
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class TestSessionWorkflow:
+    def __init__(self) -> None:
+        self._sid = ""
+        self._phase = "starting"
+        self._status = "running"
+        self._verdict: str | None = None
+        self._runners: dict[str, str] = {}
+        self._details: dict[str, str] = {}
+        self._ingest_ready = False
+        self._totals = ProgressReport()
+        self._rate: float | None = None
+        self._caller_agents = 1
+        self._expected_calls: int | None = None
+        self._reasons: list[str] = []
+
+    # -- messages from the ingest activity and from users ------------------------------------
+    @workflow.signal(name=SIGNAL_RUNNER_EVENT)
+    def on_runner_event(self, ev: RunnerEvent) -> None:
+        if ev.runner_id == INGEST_READY:
+            self._ingest_ready = True
+            return
+        current = self._runners.get(ev.runner_id)
+        if current is None or (current in FINAL and ev.state not in FINAL):
+            return  # unknown runner, or a late non-final state after a final one
+        if current in ("done", "failed") and ev.state == "lost":
+            return
+        self._runners[ev.runner_id] = ev.state
+        if ev.detail:
+            self._details[ev.runner_id] = ev.detail
+
+    @workflow.signal(name=SIGNAL_PROGRESS)
+    def on_progress(self, report: ProgressReport) -> None:
+        self._totals = report
+
+    @workflow.query(name=QUERY_PROGRESS)
+    def progress(self) -> Progress:
+        return Progress(
+            session_id=self._sid,
+            phase=self._phase,
+            status=self._status,
+            verdict=self._verdict,
+            runners=dict(self._runners),
+            rate=self._rate,
+            expected_calls=self._expected_calls,
+            totals=self._totals,
+            reasons=list(self._reasons),
+        )
+
+    @workflow.update(name=UPDATE_SET_RATE)
+    async def set_rate(self, req: SetRate) -> float:
+        msg = ControlMessage(type="rate", rate=req.rate / self._caller_agents)
+        await workflow.execute_activity(
+            "publish_control", PublishControl(session_id=self._sid, message=msg), **SHORT
+        )
+        self._rate = req.rate
+        return req.rate
+
+    @set_rate.validator
+    def _validate_rate(self, req: SetRate) -> None:
+        if not 0 < req.rate <= 20000:
+            raise ValueError("rate must be > 0 and <= 20000 calls/s")
+        if self._phase not in ("starting callees", "running callers"):
+            raise ValueError(f"the rate can only change while the session runs (now: {self._phase})")
+
+    # -- the session -----------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: SessionInput) -> SessionResult:
+        self._sid = sid = inp.session_id
+        spec = SessionSpec.model_validate(inp.spec)
+        callers = spec.roles.callers
+        self._rate, self._caller_agents, self._expected_calls = callers.rate, callers.agents, callers.max_calls
+        callee_ids, caller_ids = plan.runner_ids(spec, "callee"), plan.runner_ids(spec, "caller")
+        self._runners = {r: "pending" for r in callee_ids + caller_ids}
+        target = f"{spec.target.host}:{spec.target.port}" if spec.target else "direct"
+        workflow.upsert_search_attributes(
+            [SA_TENANT.value_set(inp.tenant), SA_TARGET.value_set(target), SA_STATUS.value_set("running")]
+        )
+        await workflow.execute_activity(
+            "open_session",
+            OpenSession(session_id=sid, tenant=inp.tenant, name=spec.name, spec=inp.spec, target=target),
+            **SHORT,
+        )
+
+        network: SessionNetwork | None = None
+        ingest: asyncio.Task[IngestResult] | None = None
+        status = "completed"
+        try:
+            self._phase = "provisioning"
+            network = await workflow.execute_activity(
+                "provision_network",
+                ProvisionNetwork(session_id=sid, callees=len(callee_ids), callers=len(caller_ids)),
+                result_type=SessionNetwork,
+                **SHORT,
+            )
+            expected = spec.expected_duration_s()
+            ingest = workflow.start_activity(
+                "ingest_metrics",
+                IngestMetrics(session_id=sid, runner_ids=callee_ids + caller_ids),
+                result_type=IngestResult,
+                start_to_close_timeout=timedelta(seconds=expected * 3 + 900),
+                heartbeat_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2)),
+            )
+            await workflow.wait_condition(lambda: self._ingest_ready, timeout=READY_TIMEOUT)
+
+            if callee_ids:
+                self._phase = "starting callees"
+                await self._start(spec, network, "callee")
+                await workflow.wait_condition(
+                    lambda: all(self._runners[r] == "ready" or self._runners[r] in FINAL for r in callee_ids),
+                    timeout=READY_TIMEOUT,
+                )
+                not_ready = [r for r in callee_ids if self._runners[r] != "ready"]
+                if not_ready:
+                    raise SessionAborted(
+                        "callees not ready: "
+                        + "; ".join(f"{r} {self._runners[r]} {self._details.get(r, '')}".strip() for r in not_ready)
+                    )
+
+            self._phase = "running callers"
+            await self._start(spec, network, "caller")
+            await workflow.wait_condition(
+                lambda: all(self._runners[r] in FINAL for r in caller_ids)
+                or any(self._runners[r] == "lost" for r in callee_ids),
+                timeout=timedelta(seconds=expected * 2 + 120),
+            )
+            lost = [r for r in callee_ids + caller_ids if self._runners[r] == "lost"]
+            if lost:
+                raise SessionAborted(f"runners lost: {', '.join(lost)}")
+        except asyncio.CancelledError:
+            status = "cancelled"
+            self._reasons.append("cancelled")
+        except SessionAborted as exc:
+            self._reasons.append(str(exc))
+        except TimeoutError:
+            self._reasons.append(f"timed out while {self._phase}")
+        except ActivityError as exc:
+            status = "error"
+            self._reasons.append(f"{self._phase}: {exc.cause or exc}")
+
+        await self._clean_up(sid, network, ingest)
+        return await self._conclude(sid, spec, status)
+
+    async def _start(self, spec: SessionSpec, network: SessionNetwork, role: Role) -> None:
+        started = await workflow.execute_activity(
+            "start_runners",
+            StartRunners(spec=spec.model_dump(mode="json"), network=network, role=role),
+            result_type=list[StartedRunner],
+            **SHORT,
+        )
+        await workflow.execute_activity(
+            "register_runners",
+            RegisterRunners(session_id=self._sid, runners=[(r.runner_id, r.role, r.address) for r in started]),
+            **SHORT,
+        )
+        for r in started:
+            if self._runners.get(r.runner_id) == "pending":
+                self._runners[r.runner_id] = "starting"
+
+    async def _clean_up(
+        self, sid: str, network: SessionNetwork | None, ingest: asyncio.Task[IngestResult] | None
+    ) -> None:
+        """Stop every runner, let the ingest store what they sent, remove the network."""
+        self._phase = "stopping"
+        await workflow.execute_activity(
+            "stop_runners",
+            StopRunners(session_id=sid),
+            start_to_close_timeout=timedelta(seconds=120),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
+        )
+        if ingest is not None:
+            try:
+                result = await asyncio.wait_for(ingest, timeout=90)
+                for rid, n in result.missing.items():
+                    self._reasons.append(f"{rid}: {n} stats intervals never arrived")
+            except (TimeoutError, ActivityError) as exc:
+                ingest.cancel()
+                silent = [r for r, s in self._runners.items() if s not in FINAL]
+                self._reasons.append(f"metrics ingest did not finish ({exc}); silent runners: {silent}")
+        if network is not None:
+            await workflow.execute_activity(
+                "teardown_network",
+                sid,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
+            )
+
+    async def _conclude(self, sid: str, spec: SessionSpec, status: str) -> SessionResult:
+        self._phase = "judging"
+        summary = await workflow.execute_activity(
+            "summarize_session", sid, result_type=SessionSummary, **SHORT
+        )
+        results = evaluate(spec.parsed_thresholds(), summary.metrics.measured)
+        failed_thresholds = [r.threshold for r in results if not r.passed]
+        if status == "error":
+            verdict = "error"
+        elif self._reasons or failed_thresholds:
+            verdict = "fail"
+        else:
+            verdict = "pass"
+        reasons = self._reasons + [f"threshold not met: {t}" for t in failed_thresholds]
+        reasons += [r for r in summary.reasons if r not in reasons]
+        self._reasons, self._status, self._verdict = reasons, status, verdict
+        stored_summary = {
+            "measured": summary.metrics.measured,
+            "roles": {k: v.model_dump() for k, v in summary.metrics.roles.items()},
+            "thresholds": [r.model_dump() for r in results],
+            "intervals": summary.metrics.intervals,
+        }
+        await workflow.execute_activity(
+            "finish_session",
+            FinishSession(session_id=sid, status=status, verdict=verdict, summary=stored_summary, reasons=reasons),
+            **SHORT,
+        )
+        workflow.upsert_search_attributes([SA_STATUS.value_set(status), SA_VERDICT.value_set(verdict)])
+        self._phase = "finished"
+        return SessionResult(
+            session_id=sid,
+            status=status,
+            verdict=verdict,
+            reasons=reasons,
+            measured=summary.metrics.measured,
+            thresholds=[r.model_dump() for r in results],
+        )
