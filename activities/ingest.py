@@ -67,9 +67,9 @@ class _Tracker:
             state = self.finished.get(r)
             if state is None:
                 return False
-            if state != "lost" and self.stored[r] < self.last_seq.get(r, 0):
-                if now - self.done_at.get(r, now) < MISSING_GRACE_S:
-                    return False
+            incomplete = state != "lost" and self.stored[r] < self.last_seq.get(r, 0)
+            if incomplete and now - self.done_at.get(r, now) < MISSING_GRACE_S:
+                return False
         return True
 
     def progress(self) -> ProgressReport:
@@ -127,7 +127,9 @@ class IngestActivities:
         try:
             await asyncio.wait_for(subscribed.wait(), timeout=30)
             # Tell the workflow the subscription exists: runners may start publishing now.
-            await handle.signal(SIGNAL_RUNNER_EVENT, RunnerEvent(runner_id="*ingest*", state="ready"))
+            await handle.signal(
+                SIGNAL_RUNNER_EVENT, RunnerEvent(runner_id="*ingest*", state="ready")
+            )
             last_progress = 0.0
             while not tracker.complete(time.monotonic()):
                 activity.heartbeat(tracker.stored)
@@ -150,7 +152,10 @@ class IngestActivities:
             if tracker.stored[r] < tracker.last_seq[r]
         }
         return IngestResult(
-            stored=tracker.stored, last_seq=tracker.last_seq, finished=tracker.finished, missing=missing
+            stored=tracker.stored,
+            last_seq=tracker.last_seq,
+            finished=tracker.finished,
+            missing=missing,
         )
 
     async def _handle(self, msg: mqtt.MQTTMessage, tracker: _Tracker, handle: Any) -> None:
@@ -180,7 +185,8 @@ class IngestActivities:
                     tracker.done_at[rid] = time.monotonic()
             # Always signalled (handlers are idempotent): a retry must not lose an event.
             await handle.signal(
-                SIGNAL_RUNNER_EVENT, RunnerEvent(runner_id=rid, state=state.state, detail=state.detail)
+                SIGNAL_RUNNER_EVENT,
+                RunnerEvent(runner_id=rid, state=state.state, detail=state.detail),
             )
         elif kind == "done":
             done = DoneMessage.model_validate_json(msg.payload)
@@ -190,7 +196,9 @@ class IngestActivities:
             tracker.last_seq[rid] = done.last_seq
             tracker.done_at[rid] = time.monotonic()
             detail = ", ".join(f"{k} x{v}" for k, v in done.failure_reasons.items()) or done.error
-            await handle.signal(SIGNAL_RUNNER_EVENT, RunnerEvent(runner_id=rid, state=final, detail=detail))
+            await handle.signal(
+                SIGNAL_RUNNER_EVENT, RunnerEvent(runner_id=rid, state=final, detail=detail)
+            )
 
     def _store_stats(self, msg: StatsMessage) -> bool:
         with session_scope(self.url) as db:

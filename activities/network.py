@@ -18,7 +18,9 @@ class ProvisionNetwork(BaseModel):
 
 class NetworkActivities:
     def __init__(self, settings: Settings) -> None:
-        self.networks = LocalNetworks(settings.data_dir.resolve() / "networks", settings.local_net_octet)
+        self.networks = LocalNetworks(
+            settings.data_dir.resolve() / "networks", settings.local_net_octet
+        )
 
     @activity.defn
     def provision_network(self, req: ProvisionNetwork) -> SessionNetwork:

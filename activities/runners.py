@@ -57,7 +57,9 @@ class RunnerActivities:
         )
         for cfg in configs:
             self.backend.start(cfg)
-        return [StartedRunner(runner_id=c.runner_id, role=c.role, address=c.local_ip) for c in configs]
+        return [
+            StartedRunner(runner_id=c.runner_id, role=c.role, address=c.local_ip) for c in configs
+        ]
 
     @activity.defn
     def stop_runners(self, req: StopRunners) -> list[str]:
@@ -68,7 +70,9 @@ class RunnerActivities:
 
     @activity.defn
     def publish_control(self, req: PublishControl) -> None:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sipflow-ctl-{time.time_ns()}")
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"sipflow-ctl-{time.time_ns()}"
+        )
         client.connect(self.settings.mqtt_host, self.settings.mqtt_port)
         client.loop_start()
         try:

@@ -66,4 +66,6 @@ class StoreActivities:
     @activity.defn
     def finish_session(self, req: FinishSession) -> None:
         with session_scope(self.url) as db:
-            store.finish_session(db, req.session_id, req.status, req.verdict, req.summary, req.reasons)
+            store.finish_session(
+                db, req.session_id, req.status, req.verdict, req.summary, req.reasons
+            )

@@ -77,12 +77,16 @@ class LocalBackend:
     def running(self, session_id: str) -> list[str]:
         return [rid for rid, pid in self._pids(session_id).items() if _alive(pid)]
 
-    def stop(self, session_id: str, runner_ids: list[str] | None = None, grace_s: float = 20) -> None:
+    def stop(
+        self, session_id: str, runner_ids: list[str] | None = None, grace_s: float = 20
+    ) -> None:
         """SIGTERM the agents (they stop SIPp and report `done`), SIGKILL their groups after grace.
 
         Idempotent: agents already gone are skipped.
         """
-        pids = {r: p for r, p in self._pids(session_id).items() if runner_ids is None or r in runner_ids}
+        pids = {
+            r: p for r, p in self._pids(session_id).items() if runner_ids is None or r in runner_ids
+        }
         for pid in pids.values():
             if _alive(pid):
                 with contextlib.suppress(ProcessLookupError):

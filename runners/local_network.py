@@ -76,11 +76,13 @@ class LocalNetworks:
                 continue
             res = _ip("addr", "add", f"{addr}/32", "dev", "lo", "label", _label(session_id))
             if res.returncode != 0 and "File exists" not in res.stderr:
-                log.warning("could not add %s to lo (%s); using it unlabelled", addr, res.stderr.strip())
+                log.warning(
+                    "could not add %s to lo (%s); using it unlabelled", addr, res.stderr.strip()
+                )
         return subnet
 
     def teardown(self, session_id: str) -> list[str]:
-        """Idempotent: removes the session's aliases and frees its subnet. Returns what it removed."""
+        """Idempotent: removes the session's aliases, frees its subnet; returns what it removed."""
         removed = []
         for addr in loopback_aliases().get(_label(session_id), []):
             if _ip("addr", "del", f"{addr}/32", "dev", "lo").returncode == 0:

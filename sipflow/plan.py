@@ -87,7 +87,9 @@ def runner_configs(
         scenario, xml = _scenario(callees)
         registrar = None
         if target is not None and target.registrar:
-            registrar = RegistrarConfig(host=target.host, port=target.port, domain=target.sip_domain)
+            registrar = RegistrarConfig(
+                host=target.host, port=target.port, domain=target.sip_domain
+            )
         for i in range(callees.agents):
             rid = runner_id("callee", i)
             configs.append(

@@ -88,7 +88,9 @@ class RoleSpec(Strict):
     @classmethod
     def _known_scenario(cls, v: str | CustomScenario) -> str | CustomScenario:
         if isinstance(v, str) and v not in BUILTIN_SCENARIOS:
-            raise ValueError(f"unknown scenario {v!r}; built-ins are {', '.join(BUILTIN_SCENARIOS)}")
+            raise ValueError(
+                f"unknown scenario {v!r}; built-ins are {', '.join(BUILTIN_SCENARIOS)}"
+            )
         return v
 
 

@@ -134,12 +134,11 @@ def store_interval(db: Session, msg: StatsMessage) -> bool:
     )
     bind = db.get_bind()
     insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(MetricInterval).values(**values).on_conflict_do_nothing().returning(MetricInterval.id)  # type: ignore[arg-type]
-    )
-    inserted = db.execute(stmt).first() is not None  # type: ignore[call-overload]
+    stmt = insert(MetricInterval).values(**values).on_conflict_do_nothing()
+    returning = stmt.returning(MetricInterval.id)  # type: ignore[call-overload]
+    inserted = db.execute(returning).first() is not None
     db.commit()
-    return inserted  # type: ignore[attr-defined]
+    return inserted
 
 
 def stored_seqs(db: Session, session_id: str) -> dict[str, int]:

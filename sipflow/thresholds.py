@@ -61,7 +61,9 @@ def parse_threshold(text: str) -> Threshold:
     return Threshold(metric=metric, op=op, value=float(value))
 
 
-def evaluate(thresholds: list[Threshold], measured: Mapping[str, float | None]) -> list[ThresholdResult]:
+def evaluate(
+    thresholds: list[Threshold], measured: Mapping[str, float | None]
+) -> list[ThresholdResult]:
     """A threshold whose metric has no value (e.g. no response times) fails."""
     results = []
     for t in thresholds:

@@ -28,7 +28,9 @@ async def connect(settings: Settings) -> Client:
     )
 
 
-def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Worker:
+def build_worker(
+    client: Client, settings: Settings, executor: concurrent.futures.Executor
+) -> Worker:
     network, runners = NetworkActivities(settings), RunnerActivities(settings)
     store, ingest = StoreActivities(settings), IngestActivities(settings, client)
     return Worker(
@@ -67,7 +69,9 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     asyncio.run(serve(get_settings()))
 
 

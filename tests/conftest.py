@@ -16,7 +16,9 @@ import pytest
 
 from sipflow.stack import Stack, StackConfig
 
-PG_ADMIN_URL = os.environ.get("SIPFLOW_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "SIPFLOW_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 FINAL_STATUSES = {"completed", "cancelled", "error"}
 
 

@@ -51,8 +51,13 @@ def test_runner_state_never_moves_back(database_url: str) -> None:
         store.store_done(
             db,
             DoneMessage(
-                session_id="s1", runner_id="callee-0", role="callee", last_seq=4, exit_code=0,
-                ok=True, summary=Counters(),
+                session_id="s1",
+                runner_id="callee-0",
+                role="callee",
+                last_seq=4,
+                exit_code=0,
+                ok=True,
+                summary=Counters(),
             ),
         )
         assert not store.set_runner_state(db, "s1", "callee-0", "running", None)

@@ -9,7 +9,10 @@ from sipflow.thresholds import evaluate, parse_threshold
 
 
 def test_evaluate_each_operator() -> None:
-    ts = [parse_threshold(t) for t in ["success_rate >= 99.5", "failed_calls == 0", "retransmissions <= 10"]]
+    ts = [
+        parse_threshold(t)
+        for t in ["success_rate >= 99.5", "failed_calls == 0", "retransmissions <= 10"]
+    ]
     ok = evaluate(ts, {"success_rate": 99.5, "failed_calls": 0, "retransmissions": 10})
     assert [r.passed for r in ok] == [True, True, True]
     bad = evaluate(ts, {"success_rate": 99.4, "failed_calls": 1, "retransmissions": 11})

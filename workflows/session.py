@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -45,10 +46,19 @@ with workflow.unsafe.imports_passed_through():
 FINAL = ("done", "failed", "lost")
 INGEST_READY = "*ingest*"
 READY_TIMEOUT = timedelta(seconds=60)
-SHORT = dict(
-    start_to_close_timeout=timedelta(seconds=60),
-    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=10),
-)
+SHORT_TIMEOUT = timedelta(seconds=60)
+SHORT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=10)
+
+
+async def short_activity(name: str, arg: Any, result_type: type | None = None) -> Any:
+    """An activity that should take seconds: database writes, process starts, MQTT publishes."""
+    return await workflow.execute_activity(
+        name,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=SHORT_TIMEOUT,
+        retry_policy=SHORT_RETRY,
+    )
 
 
 class SessionAborted(Exception):
@@ -107,9 +117,7 @@ class TestSessionWorkflow:
     @workflow.update(name=UPDATE_SET_RATE)
     async def set_rate(self, req: SetRate) -> float:
         msg = ControlMessage(type="rate", rate=req.rate / self._caller_agents)
-        await workflow.execute_activity(
-            "publish_control", PublishControl(session_id=self._sid, message=msg), **SHORT
-        )
+        await short_activity("publish_control", PublishControl(session_id=self._sid, message=msg))
         self._rate = req.rate
         return req.rate
 
@@ -118,7 +126,9 @@ class TestSessionWorkflow:
         if not 0 < req.rate <= 20000:
             raise ValueError("rate must be > 0 and <= 20000 calls/s")
         if self._phase not in ("starting callees", "running callers"):
-            raise ValueError(f"the rate can only change while the session runs (now: {self._phase})")
+            raise ValueError(
+                f"the rate can only change while the session runs (now: {self._phase})"
+            )
 
     # -- the session -----------------------------------------------------------------------------
     @workflow.run
@@ -126,17 +136,26 @@ class TestSessionWorkflow:
         self._sid = sid = inp.session_id
         spec = SessionSpec.model_validate(inp.spec)
         callers = spec.roles.callers
-        self._rate, self._caller_agents, self._expected_calls = callers.rate, callers.agents, callers.max_calls
+        self._rate, self._caller_agents, self._expected_calls = (
+            callers.rate,
+            callers.agents,
+            callers.max_calls,
+        )
         callee_ids, caller_ids = plan.runner_ids(spec, "callee"), plan.runner_ids(spec, "caller")
         self._runners = {r: "pending" for r in callee_ids + caller_ids}
         target = f"{spec.target.host}:{spec.target.port}" if spec.target else "direct"
         workflow.upsert_search_attributes(
-            [SA_TENANT.value_set(inp.tenant), SA_TARGET.value_set(target), SA_STATUS.value_set("running")]
+            [
+                SA_TENANT.value_set(inp.tenant),
+                SA_TARGET.value_set(target),
+                SA_STATUS.value_set("running"),
+            ]
         )
         await workflow.execute_activity(
             "open_session",
-            OpenSession(session_id=sid, tenant=inp.tenant, name=spec.name, spec=inp.spec, target=target),
-            **SHORT,
+            OpenSession(
+                session_id=sid, tenant=inp.tenant, name=spec.name, spec=inp.spec, target=target
+            ),
         )
 
         network: SessionNetwork | None = None
@@ -144,11 +163,10 @@ class TestSessionWorkflow:
         status = "completed"
         try:
             self._phase = "provisioning"
-            network = await workflow.execute_activity(
+            network = await short_activity(
                 "provision_network",
                 ProvisionNetwork(session_id=sid, callees=len(callee_ids), callers=len(caller_ids)),
-                result_type=SessionNetwork,
-                **SHORT,
+                SessionNetwork,
             )
             expected = spec.expected_duration_s()
             ingest = workflow.start_activity(
@@ -165,21 +183,28 @@ class TestSessionWorkflow:
                 self._phase = "starting callees"
                 await self._start(spec, network, "callee")
                 await workflow.wait_condition(
-                    lambda: all(self._runners[r] == "ready" or self._runners[r] in FINAL for r in callee_ids),
+                    lambda: all(
+                        self._runners[r] == "ready" or self._runners[r] in FINAL for r in callee_ids
+                    ),
                     timeout=READY_TIMEOUT,
                 )
                 not_ready = [r for r in callee_ids if self._runners[r] != "ready"]
                 if not_ready:
                     raise SessionAborted(
                         "callees not ready: "
-                        + "; ".join(f"{r} {self._runners[r]} {self._details.get(r, '')}".strip() for r in not_ready)
+                        + "; ".join(
+                            f"{r} {self._runners[r]} {self._details.get(r, '')}".strip()
+                            for r in not_ready
+                        )
                     )
 
             self._phase = "running callers"
             await self._start(spec, network, "caller")
             await workflow.wait_condition(
-                lambda: all(self._runners[r] in FINAL for r in caller_ids)
-                or any(self._runners[r] == "lost" for r in callee_ids),
+                lambda: (
+                    all(self._runners[r] in FINAL for r in caller_ids)
+                    or any(self._runners[r] == "lost" for r in callee_ids)
+                ),
                 timeout=timedelta(seconds=expected * 2 + 120),
             )
             lost = [r for r in callee_ids + caller_ids if self._runners[r] == "lost"]
@@ -200,16 +225,16 @@ class TestSessionWorkflow:
         return await self._conclude(sid, spec, status)
 
     async def _start(self, spec: SessionSpec, network: SessionNetwork, role: Role) -> None:
-        started = await workflow.execute_activity(
+        started = await short_activity(
             "start_runners",
             StartRunners(spec=spec.model_dump(mode="json"), network=network, role=role),
-            result_type=list[StartedRunner],
-            **SHORT,
+            list[StartedRunner],
         )
-        await workflow.execute_activity(
+        await short_activity(
             "register_runners",
-            RegisterRunners(session_id=self._sid, runners=[(r.runner_id, r.role, r.address) for r in started]),
-            **SHORT,
+            RegisterRunners(
+                session_id=self._sid, runners=[(r.runner_id, r.role, r.address) for r in started]
+            ),
         )
         for r in started:
             if self._runners.get(r.runner_id) == "pending":
@@ -234,7 +259,9 @@ class TestSessionWorkflow:
             except (TimeoutError, ActivityError) as exc:
                 ingest.cancel()
                 silent = [r for r, s in self._runners.items() if s not in FINAL]
-                self._reasons.append(f"metrics ingest did not finish ({exc}); silent runners: {silent}")
+                self._reasons.append(
+                    f"metrics ingest did not finish ({exc}); silent runners: {silent}"
+                )
         if network is not None:
             await workflow.execute_activity(
                 "teardown_network",
@@ -245,9 +272,7 @@ class TestSessionWorkflow:
 
     async def _conclude(self, sid: str, spec: SessionSpec, status: str) -> SessionResult:
         self._phase = "judging"
-        summary = await workflow.execute_activity(
-            "summarize_session", sid, result_type=SessionSummary, **SHORT
-        )
+        summary: SessionSummary = await short_activity("summarize_session", sid, SessionSummary)
         results = evaluate(spec.parsed_thresholds(), summary.metrics.measured)
         failed_thresholds = [r.threshold for r in results if not r.passed]
         if status == "error":
@@ -267,10 +292,17 @@ class TestSessionWorkflow:
         }
         await workflow.execute_activity(
             "finish_session",
-            FinishSession(session_id=sid, status=status, verdict=verdict, summary=stored_summary, reasons=reasons),
-            **SHORT,
+            FinishSession(
+                session_id=sid,
+                status=status,
+                verdict=verdict,
+                summary=stored_summary,
+                reasons=reasons,
+            ),
         )
-        workflow.upsert_search_attributes([SA_STATUS.value_set(status), SA_VERDICT.value_set(verdict)])
+        workflow.upsert_search_attributes(
+            [SA_STATUS.value_set(status), SA_VERDICT.value_set(verdict)]
+        )
         self._phase = "finished"
         return SessionResult(
             session_id=sid,

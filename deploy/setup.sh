@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what sipflow needs on a Debian/Ubuntu machine: SIPp, Kamailio (the test SUT),
+# mosquitto and iproute2 from Debian's packages, and a virtualenv pinned by requirements.lock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+have sipp || missing+=(sip-tester)
+have kamailio || missing+=(kamailio)
+have mosquitto || missing+=(mosquitto)
+have ip || missing+=(iproute2)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q -c requirements.lock -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c 'import sipflow, temporalio, fastapi' # fails loudly if the install did not work
+echo "setup: ready (.venv/bin/sipflow)"

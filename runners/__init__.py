@@ -1,0 +1,1 @@
+"""Runner agent (wraps SIPp) and the backends that start it."""

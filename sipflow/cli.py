@@ -1,0 +1,516 @@
+"""The `sipflow` command: run the embedded stack, submit and follow sessions, inspect them.
+
+Exit codes of `run`: 0 verdict pass, 1 verdict fail, 2 invalid input (nothing submitted),
+3 error (API or stack unreachable, session error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from sipflow.settings import get_settings
+from sipflow.spec import SessionSpec
+from sipflow.spec_file import SpecFileError, format_error_items, load_spec
+from sipflow.stack import Stack, StackConfig
+
+EXIT_PASS, EXIT_FAIL, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
+FINAL_STATUSES = ("completed", "cancelled", "error")
+POLL_S = 0.5
+API_DOWN_GRACE_S = 30.0
+
+app = typer.Typer(
+    help="sipflow: SIP test sessions as durable Temporal workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+sessions_app = typer.Typer(help="List and inspect sessions.", no_args_is_help=True)
+app.add_typer(sessions_app, name="sessions")
+
+out = Console()
+err = Console(stderr=True)
+
+ApiOption = Annotated[
+    str | None,
+    typer.Option("--api", help="API base URL [default: $SIPFLOW_API_URL or http://127.0.0.1:8000]"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _api_url(api: str | None) -> str:
+    return (api or get_settings().api_url).rstrip("/")
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+def _spec_errors(errors: list[str], header: str = "invalid spec:") -> None:
+    typer.echo(header, err=True)
+    for line in errors:
+        typer.echo(f"  {line}", err=True)
+
+
+def _load_or_exit(path: Path) -> SessionSpec:
+    try:
+        return load_spec(path)
+    except SpecFileError as exc:
+        _spec_errors(exc.errors, f"{path}: invalid spec:")
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _api_detail(resp: httpx.Response) -> str:
+    try:
+        detail = resp.json().get("detail", resp.text)
+    except (ValueError, AttributeError):
+        detail = resp.text
+    return detail if isinstance(detail, str) else json.dumps(detail)
+
+
+def _raise_sigterm_as_interrupt() -> None:
+    """SIGTERM stops like Ctrl-C does, so every `finally` (stopping the stack) runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:.0f}"
+    return str(value)
+
+
+# -- sipflow up ----------------------------------------------------------------------------------
+@app.command()
+def up(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Files of the stack [default: $SIPFLOW_DATA_DIR or var]")
+    ] = None,
+    temporal_port: Annotated[int, typer.Option(help="Temporal frontend (gRPC)")] = 7233,
+    temporal_ui_port: Annotated[int, typer.Option(help="Temporal Web UI")] = 8233,
+    mqtt_port: Annotated[int, typer.Option(help="MQTT broker")] = 1883,
+    api_port: Annotated[int, typer.Option(help="sipflow API")] = 8000,
+    database_url: Annotated[
+        str | None, typer.Option(help="PostgreSQL URL [default: SQLite in the data dir]")
+    ] = None,
+) -> None:
+    """Start the embedded stack (Temporal, MQTT broker, worker, API) until Ctrl-C or SIGTERM."""
+    config = StackConfig(
+        data_dir=data_dir or get_settings().data_dir,
+        temporal_port=temporal_port,
+        temporal_ui_port=temporal_ui_port,
+        mqtt_port=mqtt_port,
+        api_port=api_port,
+        database_url=database_url,
+    )
+    busy = [p for p in (temporal_port, temporal_ui_port, mqtt_port, api_port) if _port_in_use(p)]
+    if busy:
+        raise _fail(f"port(s) in use: {', '.join(map(str, busy))}; choose others (--*-port)")
+    _raise_sigterm_as_interrupt()
+    stack = Stack(config)
+    code = EXIT_PASS
+    try:
+        with err.status("starting Temporal, mosquitto, worker and API ..."):
+            stack.start()
+        table = Table(title="sipflow is up", show_header=False)
+        table.add_row("API", stack.api_url)
+        table.add_row("API docs", f"{stack.api_url}/docs")
+        table.add_row("Temporal Web UI", stack.temporal_ui_url)
+        table.add_row("Temporal", stack.temporal_address)
+        table.add_row("MQTT", f"mqtt://127.0.0.1:{config.mqtt_port}")
+        table.add_row("Data and logs", str(stack.data_dir))
+        out.print(table)
+        out.print("Ctrl-C stops everything.")
+        while True:
+            dead = [n for n, p in stack.procs.items() if p.poll() is not None]
+            if dead:
+                err.print(f"[red]{', '.join(dead)} exited[/]; logs in {stack.data_dir / 'logs'}")
+                code = EXIT_ERROR
+                break
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        err.print(f"[red]the stack did not start:[/] {escape(str(exc))}")
+        err.print(f"logs in {stack.data_dir / 'logs'}")
+        code = EXIT_ERROR
+    finally:
+        with err.status("stopping ..."):
+            stack.stop()
+    raise typer.Exit(code)
+
+
+class _Embedded:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.keep_files = False
+
+
+@contextmanager
+def _embedded_stack(data_dir: Path | None) -> Iterator[_Embedded]:
+    """A private stack on free ports; its temp dir is removed unless something went wrong."""
+    own_dir = data_dir is None
+    root = Path(tempfile.mkdtemp(prefix="sipflow-")) if data_dir is None else data_dir
+    embedded = _Embedded(Stack(StackConfig.on_free_ports(root)))
+    embedded.keep_files = True
+    try:
+        with err.status("starting the embedded stack ..."):
+            embedded.stack.start()
+        embedded.keep_files = False
+        yield embedded
+    finally:
+        embedded.stack.stop()
+        if own_dir and not embedded.keep_files:
+            shutil.rmtree(root, ignore_errors=True)
+        elif own_dir:
+            err.print(f"embedded stack files and logs kept in {root}")
+
+
+# -- sipflow run ---------------------------------------------------------------------------------
+@app.command()
+def run(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Session spec, YAML or JSON")],
+    api: ApiOption = None,
+    embedded: Annotated[
+        bool, typer.Option(help="Start a private stack for this run, stop it afterwards.")
+    ] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="With --embedded: keep the stack's files here.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a session, follow its progress, print the verdict (exit 0 pass, 1 fail)."""
+    spec = _load_or_exit(spec_path)
+    if not embedded:
+        raise typer.Exit(_run_session(_api_url(api), spec, as_json))
+    _raise_sigterm_as_interrupt()
+    try:
+        with _embedded_stack(data_dir) as private:
+            private.keep_files = True  # until the run ends with a verdict: logs help
+            code = _run_session(private.stack.api_url, spec, as_json)
+            private.keep_files = code != EXIT_PASS
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        raise _fail(f"the embedded stack failed: {exc}") from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted") from None
+    raise typer.Exit(code)
+
+
+def _run_session(api: str, spec: SessionSpec, as_json: bool) -> int:
+    with httpx.Client(base_url=api, timeout=15) as http:
+        try:
+            resp = http.post("/v1/sessions", json=spec.model_dump(mode="json"))
+        except httpx.HTTPError as exc:
+            typer.echo(f"cannot reach the sipflow API at {api}: {exc}", err=True)
+            return EXIT_ERROR
+        if resp.status_code == 422:
+            detail = resp.json().get("detail")
+            items = detail if isinstance(detail, list) else [{"msg": str(detail)}]
+            _spec_errors(format_error_items(items), "the API rejected the spec:")
+            return EXIT_INVALID
+        if resp.status_code != 201:
+            typer.echo(f"the API answered {resp.status_code}: {_api_detail(resp)}", err=True)
+            return EXIT_ERROR
+        created = resp.json()
+        sid = created["id"]
+        if not as_json:
+            err.print(f"session [bold]{sid}[/] started: {created['links']['temporal_ui']}")
+        detail = _follow(http, sid, spec, quiet=as_json)
+    if detail is None:
+        return EXIT_ERROR
+    if as_json:
+        out.print_json(data=detail)
+    else:
+        _print_detail(detail)
+    return _exit_code(detail)
+
+
+def _exit_code(detail: dict[str, Any]) -> int:
+    verdict = detail.get("verdict")
+    if verdict == "pass":
+        return EXIT_PASS
+    if verdict == "fail":
+        return EXIT_FAIL
+    return EXIT_ERROR
+
+
+def _expected_calls(spec: SessionSpec) -> int | None:
+    c = spec.roles.callers
+    if c.max_calls:
+        return c.max_calls
+    return round(c.rate * c.duration_s) if c.duration_s else None
+
+
+def _follow(http: httpx.Client, sid: str, spec: SessionSpec, quiet: bool) -> dict[str, Any] | None:
+    """Poll the session until it is final; the live bar shows finished calls of expected."""
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+    )
+    task = bar.add_task(f"session {sid}", total=_expected_calls(spec), info="pending")
+    failing_since: float | None = None
+    cancel_sent = False
+    with bar:
+        while True:
+            try:
+                try:
+                    resp = http.get(f"/v1/sessions/{sid}")
+                    resp.raise_for_status()
+                    detail: dict[str, Any] = resp.json()
+                    failing_since = None
+                except httpx.HTTPError as exc:
+                    failing_since = failing_since or time.monotonic()
+                    if time.monotonic() - failing_since > API_DOWN_GRACE_S:
+                        bar.stop()
+                        typer.echo(f"lost the API while following {sid}: {exc}", err=True)
+                        return None
+                    time.sleep(POLL_S)
+                    continue
+                _update_bar(bar, task, detail)
+                if detail["status"] in FINAL_STATUSES:
+                    return detail
+                time.sleep(POLL_S)
+            except KeyboardInterrupt:
+                if cancel_sent:
+                    bar.stop()
+                    typer.echo(f"stopped following; session {sid} may still run", err=True)
+                    return None
+                cancel_sent = True
+                bar.console.print("cancelling the session ... (Ctrl-C again to stop waiting)")
+                try:
+                    http.post(f"/v1/sessions/{sid}/cancel")
+                except httpx.HTTPError as exc:
+                    bar.console.print(f"cancel failed: {escape(str(exc))}")
+
+
+def _update_bar(bar: Progress, task: Any, detail: dict[str, Any]) -> None:
+    progress = detail.get("progress") or {}
+    totals = progress.get("totals") or {}
+    caller = (detail.get("roles") or {}).get("caller") or {}
+    finished = int(caller.get("successful_calls", 0)) + int(caller.get("failed_calls", 0))
+    failed = int(caller.get("failed_calls", 0))
+    created = int(caller.get("calls_created", 0))
+    rate = totals.get("call_rate") if totals else detail.get("measured", {}).get("achieved_rate")
+    info = f"{detail['status']} · created {created} · failed {failed} · {_fmt(rate)} calls/s"
+    expected = progress.get("expected_calls")
+    if expected:
+        bar.update(task, total=expected)
+    bar.update(task, completed=finished, info=info)
+
+
+# -- printing a session --------------------------------------------------------------------------
+def _print_detail(d: dict[str, Any], with_runners: bool = False) -> None:
+    verdict = d.get("verdict")
+    color = {"pass": "green", "fail": "red"}.get(verdict or "", "yellow")
+    out.print(
+        f"[bold]Session {escape(d['id'])}[/] {escape(d['name'])!s}: {escape(d['status'])}, "
+        f"verdict [bold {color}]{escape(str(verdict or '-')).upper()}[/]"
+    )
+    if d.get("target"):
+        out.print(f"target {escape(d['target'])}")
+
+    th = Table(title="Thresholds", title_justify="left")
+    th.add_column("threshold")
+    th.add_column("measured", justify="right")
+    th.add_column("result")
+    for t in d.get("thresholds") or []:
+        result = "[green]pass[/]" if t["passed"] else "[red]FAIL[/]"
+        th.add_row(escape(t["threshold"]), _fmt(t.get("measured")), result)
+    if not d.get("thresholds_final"):
+        th.caption = "not final: evaluated on the metrics stored so far"
+    out.print(th)
+
+    roles = Table(title="Roles", title_justify="left")
+    for col in ("role", "runners", "created", "successful", "failed", "retrans.", "runner states"):
+        roles.add_column(col, justify="left" if col in ("role", "runner states") else "right")
+    for name, r in sorted((d.get("roles") or {}).items()):
+        states = ", ".join(f"{k} {v}" for k, v in sorted(r.get("states", {}).items()))
+        roles.add_row(
+            escape(name),
+            str(r.get("runners", 0)),
+            str(r.get("calls_created", 0)),
+            str(r.get("successful_calls", 0)),
+            str(r.get("failed_calls", 0)),
+            str(r.get("retransmissions", 0)),
+            escape(states),
+        )
+    out.print(roles)
+
+    if with_runners and d.get("runners"):
+        rt = Table(title="Runners", title_justify="left")
+        rt.add_column("runner", no_wrap=True)
+        for col in ("role", "address", "state", "exit", "detail"):
+            rt.add_column(col, overflow="fold")
+        for r in d["runners"]:
+            rt.add_row(
+                *(escape(_fmt(r.get(k))) for k in ("runner_id", "role", "address", "state")),
+                _fmt(r.get("exit_code")),
+                escape(r.get("detail") or ""),
+            )
+        out.print(rt)
+
+    reasons = d.get("reasons") or []
+    causes: dict[str, int] = {}
+    for r in (d.get("roles") or {}).values():
+        for cause, n in (r.get("failed_by_cause") or {}).items():
+            causes[cause] = causes.get(cause, 0) + n
+    if reasons or causes:
+        out.print("[bold]Failure reasons[/]")
+        for reason in reasons:
+            out.print(f"  - {escape(reason)}")
+        for cause, n in sorted(causes.items(), key=lambda kv: -kv[1]):
+            out.print(f"  - {escape(cause)}: {n} calls")
+    out.print(f"Temporal: {d['links']['temporal_ui']}")
+
+
+# -- sipflow validate / sessions -----------------------------------------------------------------
+@app.command()
+def validate(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Session spec, YAML or JSON")],
+) -> None:
+    """Check a spec file without submitting it (exit 0 valid, 2 invalid)."""
+    spec = _load_or_exit(spec_path)
+    callers = spec.roles.callers
+    out.print(
+        f"[green]valid[/]: {escape(spec.name)} (tenant {escape(spec.tenant)}, "
+        f"{callers.agents} caller agent(s) at {_fmt(callers.rate)} calls/s, "
+        f"{len(spec.thresholds)} threshold(s))"
+    )
+
+
+def _get(api: str | None, path: str, **params: Any) -> Any:
+    url = _api_url(api)
+    try:
+        resp = httpx.get(f"{url}{path}", params={k: v for k, v in params.items() if v is not None})
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach the sipflow API at {url}: {exc}") from None
+    if resp.status_code == 404:
+        raise _fail(_api_detail(resp))
+    if resp.status_code >= 400:
+        raise _fail(f"the API answered {resp.status_code}: {_api_detail(resp)}")
+    return resp.json()
+
+
+@sessions_app.command("list")
+def sessions_list(
+    status: Annotated[str | None, typer.Option(help="pending, running, completed, ...")] = None,
+    verdict: Annotated[str | None, typer.Option(help="pass, fail or error")] = None,
+    tenant: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    api: ApiOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sessions, newest first."""
+    page = _get(
+        api,
+        "/v1/sessions",
+        status=status,
+        verdict=verdict,
+        tenant=tenant,
+        limit=limit,
+        offset=offset,
+    )
+    if as_json:
+        out.print_json(data=page)
+        return
+    table = Table(title=f"{len(page['items'])} of {page['total']} sessions", title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=12)
+    for col in ("name", "tenant", "status", "verdict", "target", "created"):
+        table.add_column(col, overflow="fold")
+    for s in page["items"]:
+        table.add_row(
+            *(escape(_fmt(s.get(k))) for k in ("id", "name", "tenant", "status", "verdict")),
+            escape(s.get("target") or "direct"),
+            s["created_at"][:19].replace("T", " "),
+        )
+    out.print(table)
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: Annotated[str, typer.Argument(metavar="ID")],
+    api: ApiOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One session: status, verdict, thresholds, roles, runners, failure reasons."""
+    detail = _get(api, f"/v1/sessions/{session_id}")
+    if as_json:
+        out.print_json(data=detail)
+    else:
+        _print_detail(detail, with_runners=True)
+
+
+# -- processes -----------------------------------------------------------------------------------
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker (workflows and activities)."""
+    main = importlib.import_module("sipflow.worker").main
+    result = main()
+    if inspect.iscoroutine(result):
+        asyncio.run(result)
+
+
+@app.command("api")
+def api_server(
+    host: Annotated[str | None, typer.Option(help="[default: $SIPFLOW_API_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="[default: $SIPFLOW_API_PORT]")] = None,
+    reload: Annotated[bool, typer.Option(help="Reload on code changes (development).")] = False,
+) -> None:
+    """Run the HTTP API (uvicorn api.main:app)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.main:app",
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        reload=reload,
+    )
+
+
+if __name__ == "__main__":
+    app()
