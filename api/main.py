@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError
 
+from api.dashboard import router as dashboard_router
 from api.routes import api_router
 from api.temporal import TemporalConnector, TemporalUnavailable, is_unavailable
 from sipflow.db import migrate
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(api_router, prefix="/v1")
+    app.include_router(dashboard_router)  # /dashboard/ and the report exports
 
     @app.exception_handler(TemporalUnavailable)
     async def _temporal_unavailable(_: Request, exc: TemporalUnavailable) -> JSONResponse:

@@ -26,4 +26,16 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -c requirements.lock -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c 'import sipflow, temporalio, fastapi' # fails loudly if the install did not work
+# --- dashboard (issue 4): Chart.js from dashboard/package-lock.json, headless Chromium for the
+# browser tests (Debian's package; Playwright drives it via executable_path) --------------------
+if ! command -v chromium >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  dash_missing=()
+  command -v chromium >/dev/null 2>&1 || dash_missing+=(chromium)
+  command -v npm >/dev/null 2>&1 || dash_missing+=(nodejs npm)
+  echo "setup: installing ${dash_missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${dash_missing[@]}" >/dev/null
+fi
+(cd dashboard && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+# --- end dashboard -------------------------------------------------------------------------------
 echo "setup: ready (.venv/bin/sipflow)"

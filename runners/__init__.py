@@ -1,1 +1,1 @@
-"""Runner agent (wraps SIPp) and the backends that start it."""
+"""The sipflow runner agent: wraps one SIPp process and streams its statistics over MQTT."""

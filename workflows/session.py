@@ -151,7 +151,7 @@ class TestSessionWorkflow:
                 SA_STATUS.value_set("running"),
             ]
         )
-        await workflow.execute_activity(
+        await short_activity(
             "open_session",
             OpenSession(
                 session_id=sid, tenant=inp.tenant, name=spec.name, spec=inp.spec, target=target
@@ -290,7 +290,7 @@ class TestSessionWorkflow:
             "thresholds": [r.model_dump() for r in results],
             "intervals": summary.metrics.intervals,
         }
-        await workflow.execute_activity(
+        await short_activity(
             "finish_session",
             FinishSession(
                 session_id=sid,

@@ -1,0 +1,237 @@
+"""Live aggregation of one session's stats intervals, as the dashboard charts show them.
+
+Fed from the database (what the worker stored so far) and from the MQTT stream (what runners
+publish now); `(runner, seq)` is counted once whatever the source. The merged points are the same
+as `GET /v1/sessions/{id}/metrics` `merged` (per role and whole second, histograms merged into
+percentiles), so a chart drawn from history and then extended live shows one consistent series.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sipflow import histogram
+from sipflow.messages import RunnerState, StatsMessage
+from sipflow.models import MetricInterval, RunnerRow
+
+FINAL_RUNNER_STATES = {"done", "failed", "lost"}
+
+
+def _finite(v: float | None) -> float | None:
+    return v if v is None or math.isfinite(v) else None
+
+
+@dataclass
+class Interval:
+    """The fields of one stats message that the dashboard uses (from MQTT or a stored row)."""
+
+    runner_id: str
+    role: str
+    seq: int
+    time: float
+    current_calls: int
+    call_rate: float
+    calls_created: int
+    successful_calls: int
+    failed_calls: int
+    retransmissions: int
+    cum_calls_created: int
+    cum_successful_calls: int
+    cum_failed_calls: int
+    cum_retransmissions: int
+    failed_by_cause: dict[str, int]
+    histogram: list[int]
+
+    @classmethod
+    def from_message(cls, m: StatsMessage) -> Interval:
+        return cls(
+            runner_id=m.runner_id,
+            role=m.role,
+            seq=m.seq,
+            time=m.time,
+            current_calls=m.current_calls,
+            call_rate=m.call_rate,
+            calls_created=m.periodic.calls_created,
+            successful_calls=m.periodic.successful_calls,
+            failed_calls=m.periodic.failed_calls,
+            retransmissions=m.periodic.retransmissions,
+            cum_calls_created=m.cumulative.calls_created,
+            cum_successful_calls=m.cumulative.successful_calls,
+            cum_failed_calls=m.cumulative.failed_calls,
+            cum_retransmissions=m.cumulative.retransmissions,
+            failed_by_cause=dict(m.periodic.failed_by_cause),
+            histogram=list(m.histogram),
+        )
+
+    @classmethod
+    def from_row(cls, r: MetricInterval) -> Interval:
+        return cls(
+            runner_id=r.runner_id,
+            role=r.role,
+            seq=r.seq,
+            time=r.time,
+            current_calls=r.current_calls,
+            call_rate=r.call_rate,
+            calls_created=r.calls_created,
+            successful_calls=r.successful_calls,
+            failed_calls=r.failed_calls,
+            retransmissions=r.retransmissions,
+            cum_calls_created=r.cum_calls_created,
+            cum_successful_calls=r.cum_successful_calls,
+            cum_failed_calls=r.cum_failed_calls,
+            cum_retransmissions=r.cum_retransmissions,
+            failed_by_cause=dict(r.failed_by_cause or {}),
+            histogram=list(r.histogram or []),
+        )
+
+
+@dataclass
+class _Bucket:
+    """All intervals of one role that end in one whole second."""
+
+    runners: int = 0
+    current_calls: int = 0
+    call_rate: float = 0.0
+    calls_created: int = 0
+    successful_calls: int = 0
+    failed_calls: int = 0
+    retransmissions: int = 0
+    failed_by_cause: dict[str, int] = field(default_factory=dict)
+    histogram: list[int] = field(default_factory=histogram.empty)
+
+    def add(self, iv: Interval) -> None:
+        self.runners += 1
+        self.current_calls += iv.current_calls
+        self.call_rate += iv.call_rate
+        self.calls_created += iv.calls_created
+        self.successful_calls += iv.successful_calls
+        self.failed_calls += iv.failed_calls
+        self.retransmissions += iv.retransmissions
+        for cause, n in iv.failed_by_cause.items():
+            self.failed_by_cause[cause] = self.failed_by_cause.get(cause, 0) + n
+        if len(iv.histogram) == histogram.N_BUCKETS:
+            self.histogram = [a + b for a, b in zip(self.histogram, iv.histogram, strict=True)]
+
+    def point(self, second: int) -> dict[str, Any]:
+        return {
+            "time": second,
+            "runners": self.runners,
+            "current_calls": self.current_calls,
+            "call_rate": self.call_rate,
+            "calls_created": self.calls_created,
+            "successful_calls": self.successful_calls,
+            "failed_calls": self.failed_calls,
+            "retransmissions": self.retransmissions,
+            "failed_by_cause": dict(self.failed_by_cause),
+            "response_time_p50_ms": _finite(histogram.percentile(self.histogram, 50)),
+            "response_time_p95_ms": _finite(histogram.percentile(self.histogram, 95)),
+            "response_time_p99_ms": _finite(histogram.percentile(self.histogram, 99)),
+        }
+
+
+@dataclass
+class RunnerLive:
+    runner_id: str
+    role: str
+    state: str = "starting"
+    detail: str | None = None
+    last_seq: int = 0
+    last_time: float | None = None
+    intervals: int = 0
+    current_calls: int = 0
+    call_rate: float = 0.0
+    cum_calls_created: int = 0
+    cum_successful_calls: int = 0
+    cum_failed_calls: int = 0
+    cum_retransmissions: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class LiveSession:
+    """Merged per-second points per role and the latest per-runner counters of one session."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self._seen: set[tuple[str, int]] = set()
+        self._buckets: dict[str, dict[int, _Bucket]] = {}
+        self.runners: dict[str, RunnerLive] = {}
+
+    def add(self, iv: Interval) -> dict[str, Any] | None:
+        """Count one interval; the updated merged point of its role and second, or None if the
+        interval was already counted."""
+        key = (iv.runner_id, iv.seq)
+        if key in self._seen:
+            return None
+        self._seen.add(key)
+        second = math.floor(iv.time)
+        bucket = self._buckets.setdefault(iv.role, {}).setdefault(second, _Bucket())
+        bucket.add(iv)
+        r = self._runner(iv.runner_id, iv.role)
+        r.intervals += 1
+        if iv.seq > r.last_seq:
+            r.last_seq, r.last_time = iv.seq, iv.time
+            r.current_calls, r.call_rate = iv.current_calls, iv.call_rate
+            r.cum_calls_created = iv.cum_calls_created
+            r.cum_successful_calls = iv.cum_successful_calls
+            r.cum_failed_calls = iv.cum_failed_calls
+            r.cum_retransmissions = iv.cum_retransmissions
+            if r.state in ("starting", "registering", "ready"):
+                r.state = "running"
+        return bucket.point(second)
+
+    def add_message(self, msg: StatsMessage) -> dict[str, Any] | None:
+        return self.add(Interval.from_message(msg))
+
+    def add_rows(self, rows: Iterable[MetricInterval]) -> None:
+        for row in rows:
+            self.add(Interval.from_row(row))
+
+    def set_runner(self, row: RunnerRow) -> None:
+        r = self._runner(row.runner_id, row.role)
+        self._set_state(r, row.state, row.detail)
+
+    def set_state(self, msg: RunnerState, role: str | None = None) -> dict[str, Any] | None:
+        """Apply a runner's state message; its row if the state changed, else None."""
+        r = self._runner(msg.runner_id, role or "")
+        return r.as_dict() if self._set_state(r, msg.state, msg.detail) else None
+
+    @staticmethod
+    def _set_state(r: RunnerLive, state: str, detail: str | None) -> bool:
+        # A runner's state only moves forward (a late retained "running" must not undo "done").
+        final = FINAL_RUNNER_STATES
+        if r.state == state or (r.state in final and state not in final):
+            return False
+        if r.state in ("done", "failed") and state == "lost":
+            return False
+        r.state, r.detail = state, detail
+        return True
+
+    def _runner(self, runner_id: str, role: str) -> RunnerLive:
+        r = self.runners.get(runner_id)
+        if r is None:
+            r = self.runners[runner_id] = RunnerLive(runner_id=runner_id, role=role)
+        elif role and not r.role:
+            r.role = role
+        return r
+
+    def runner(self, runner_id: str) -> dict[str, Any] | None:
+        r = self.runners.get(runner_id)
+        return r.as_dict() if r is not None else None
+
+    def points(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            role: [b.point(s) for s, b in sorted(seconds.items())]
+            for role, seconds in sorted(self._buckets.items())
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "points": self.points(),
+            "runners": [r.as_dict() for _, r in sorted(self.runners.items())],
+        }

@@ -1,0 +1,351 @@
+"""The dashboard's pages, its JSON helpers, the live stream (SSE) and the report exports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from api.dashboard import report as rep
+from api.dashboard.bridge import MqttBridge, Viewer
+from api.dashboard.spec_editor import check, example_yaml
+from api.deps import DbDep, SettingsDep
+from api.routes.sessions import _brief, _links
+from sipflow import store
+from sipflow.db import session_scope
+from sipflow.models import MetricInterval, RunnerRow, SessionRow
+from sipflow.settings import Settings
+
+STATIC = Path(__file__).parent / "static"
+VENDOR_HINT = "the dashboard's chart library is not built: run deploy/setup.sh (npm ci)"
+HEARTBEAT_S = 10.0
+STATUS_EVERY_S = 1.0
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+# -- lifespan: the MQTT bridge -------------------------------------------------------------------
+def _loader(settings: Settings) -> Any:
+    url = settings.resolved_database_url
+
+    def load(sid: str) -> tuple[Sequence[MetricInterval], Sequence[RunnerRow]]:
+        with session_scope(url) as db:
+            return store.intervals(db, sid), store.runners(db, sid)
+
+    async def aload(sid: str) -> tuple[Sequence[MetricInterval], Sequence[RunnerRow]]:
+        return await run_in_threadpool(load, sid)
+
+    return aload
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    bridge = MqttBridge(settings.mqtt_host, settings.mqtt_port, _loader(settings))
+    app.state.dashboard_bridge = bridge
+    # Open live streams would hold uvicorn's graceful shutdown until they end: on SIGINT/SIGTERM
+    # close them first, then let uvicorn's own handler run.
+    restore = _chain_signals(lambda: asyncio.get_running_loop(), bridge)
+    try:
+        yield
+    finally:
+        restore()
+        await bridge.close()
+
+
+def _chain_signals(get_loop: Callable[[], asyncio.AbstractEventLoop], bridge: MqttBridge) -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = get_loop()
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(bridge.close()))
+        prev = previous.get(signum)
+        if callable(prev):
+            prev(signum, frame)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, handler)
+        except (ValueError, OSError):
+            previous.pop(sig, None)
+
+    def restore() -> None:
+        for sig, prev in previous.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, prev)
+
+    return restore
+
+
+router = APIRouter(lifespan=lifespan)
+pages = APIRouter(include_in_schema=False)
+data = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
+exports = APIRouter(prefix="/v1/sessions", tags=["exports"])
+
+
+# -- pages -----------------------------------------------------------------------------------
+def _page(name: str) -> FileResponse:
+    return FileResponse(STATIC / name, media_type="text/html", headers=NO_CACHE)
+
+
+@pages.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse("/dashboard/")
+
+
+@pages.get("/dashboard")
+def dashboard_redirect() -> RedirectResponse:
+    return RedirectResponse("/dashboard/")
+
+
+@pages.get("/dashboard/")
+def sessions_page() -> FileResponse:
+    return _page("sessions.html")
+
+
+@pages.get("/dashboard/new")
+def new_page() -> FileResponse:
+    return _page("new.html")
+
+
+@pages.get("/dashboard/compare")
+def compare_page() -> FileResponse:
+    return _page("compare.html")
+
+
+@pages.get("/dashboard/sessions/{session_id}")
+def report_page(session_id: str) -> FileResponse:
+    return _page("report.html")
+
+
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".json": "application/json"}
+
+
+@pages.get("/dashboard/static/{path:path}")
+def static_file(path: str) -> Response:
+    file = (STATIC / path).resolve()
+    if not file.is_relative_to(STATIC.resolve()) or not file.is_file():
+        if path.startswith("vendor/"):
+            return PlainTextResponse(VENDOR_HINT, status.HTTP_404_NOT_FOUND)
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+    return FileResponse(file, media_type=_TYPES.get(file.suffix), headers=NO_CACHE)
+
+
+# -- data for the pages ----------------------------------------------------------------------
+@data.get("/sessions", summary="The sessions list with calls, success rate and duration")
+def list_sessions(
+    db: DbDep,
+    tenant: str | None = None,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+    verdict: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    rows, total = store.list_sessions(
+        db, tenant=tenant, status=status_, verdict=verdict, limit=limit, offset=offset
+    )
+    counts = _caller_counts(db, [r.id for r in rows])
+    now = datetime.now(UTC)
+    items = []
+    for r in rows:
+        created, ok, failed = counts.get(r.id, (0, 0, 0))
+        measured = (r.summary or {}).get("measured") or {}
+        if isinstance(measured.get("total_calls"), int | float):  # the workflow's own numbers
+            created = int(measured["total_calls"])
+            ok = int(measured.get("successful_calls") or 0)
+            failed = int(measured.get("failed_calls") or 0)
+        items.append(
+            {
+                **_brief(r).model_dump(mode="json"),
+                "duration_s": rep.duration_s(r, now),
+                "calls": created,
+                "successful_calls": ok,
+                "failed_calls": failed,
+                "success_rate": round(100.0 * ok / (ok + failed), 3) if ok + failed else None,
+            }
+        )
+    tenants = sorted(db.exec(select(SessionRow.tenant).distinct()).all())
+    return {"total": total, "limit": limit, "offset": offset, "items": items, "tenants": tenants}
+
+
+def _caller_counts(db: DbDep, ids: list[str]) -> dict[str, tuple[int, int, int]]:
+    if not ids:
+        return {}
+    rows = db.exec(
+        select(
+            MetricInterval.session_id,
+            func.sum(MetricInterval.calls_created),
+            func.sum(MetricInterval.successful_calls),
+            func.sum(MetricInterval.failed_calls),
+        )
+        .where(col(MetricInterval.session_id).in_(ids), MetricInterval.role == "caller")
+        .group_by(MetricInterval.session_id)
+    ).all()
+    return {sid: (int(c or 0), int(o or 0), int(f or 0)) for sid, c, o, f in rows}
+
+
+@data.get("/spec/example", response_class=PlainTextResponse, summary="An example spec (YAML)")
+def spec_example() -> str:
+    return example_yaml()
+
+
+@data.post("/spec/check", summary="Validate a YAML spec; errors with the line of their field")
+def spec_check(text: Annotated[str, Body(media_type="text/plain")]) -> dict[str, Any]:
+    return check(text)
+
+
+@data.get("/sessions/{session_id}/live", summary="Live charts: server-sent events from MQTT")
+async def live(session_id: str, request: Request, settings: SettingsDep) -> StreamingResponse:
+    url = settings.resolved_database_url
+    first = await run_in_threadpool(_status, url, session_id)
+    if first is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {session_id!r}")
+    bridge: MqttBridge = request.app.state.dashboard_bridge
+    viewer = await bridge.watch(session_id)
+    return StreamingResponse(
+        _events(bridge, viewer, session_id, url, first),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _status(url: str, sid: str) -> dict[str, Any] | None:
+    with session_scope(url) as db:
+        row = store.get_session(db, sid)
+        return None if row is None else {"status": row.status, "verdict": row.verdict}
+
+
+def _sse(event: str, payload: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+async def _events(
+    bridge: MqttBridge, viewer: Viewer, sid: str, url: str, current: dict[str, Any]
+) -> AsyncIterator[str]:
+    """snapshot, then point/runner per MQTT message, status on every change; `end` once the
+    session is final (the browser then closes the stream)."""
+    loop = asyncio.get_running_loop()
+    try:
+        yield "retry: 1000\n\n" + _sse("status", current)
+        last_status = last_beat = loop.time()
+        while True:
+            try:
+                event, payload = await asyncio.wait_for(viewer.queue.get(), STATUS_EVERY_S)
+            except TimeoutError:
+                event, payload = "", None
+            if event == "close":
+                return
+            if event:
+                yield _sse(event, payload)
+                last_beat = loop.time()
+            if viewer.overflow or bridge.closing:
+                return
+            now = loop.time()
+            if now - last_status >= STATUS_EVERY_S:
+                last_status = now
+                st = await run_in_threadpool(_status, url, sid)
+                if st is not None and st != current:
+                    current = st
+                    yield _sse("status", st)
+                if st is None or st["status"] in rep.FINAL_STATUSES:
+                    # What the worker stored last is in the database now: a final snapshot.
+                    yield _sse("end", st)
+                    return
+            if now - last_beat >= HEARTBEAT_S:
+                last_beat = now
+                yield ": keepalive\n\n"
+    finally:
+        await bridge.unwatch(sid, viewer)
+
+
+# -- exports ---------------------------------------------------------------------------------
+def _report(request: Request, db: DbDep, settings: Settings, sid: str) -> dict[str, Any]:
+    row = store.get_session(db, sid)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {sid!r}")
+    return rep.build_report(db, row, _links(request, settings, sid).temporal_ui)
+
+
+@exports.get(
+    "/{session_id}/report.json",
+    summary="The session's report: metadata, metrics, thresholds, runners, time series",
+    responses={404: {"description": "no session with this id"}},
+)
+def report_json(
+    session_id: str, request: Request, db: DbDep, settings: SettingsDep
+) -> JSONResponse:
+    body = _report(request, db, settings, session_id)
+    return JSONResponse(
+        body,
+        headers={"Content-Disposition": f'attachment; filename="sipflow-{session_id}.json"'},
+    )
+
+
+@exports.get(
+    "/{session_id}/report.csv",
+    summary="The session's time series as CSV (per role and second, or per runner interval)",
+    response_class=PlainTextResponse,
+    responses={404: {"description": "no session with this id"}},
+)
+def report_csv(
+    session_id: str,
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    per: Annotated[str, Query(pattern="^(role|runner)$")] = "role",
+) -> Response:
+    body = rep.report_csv(_report(request, db, settings, session_id), per)
+    name = f"sipflow-{session_id}{'-runners' if per == 'runner' else ''}.csv"
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@exports.get(
+    "/{session_id}/junit.xml",
+    summary="The verdict as JUnit XML (one test case per threshold, one for the verdict)",
+    response_class=PlainTextResponse,
+    responses={
+        404: {"description": "no session with this id"},
+        409: {"description": "the session has not finished yet"},
+    },
+)
+def junit(session_id: str, request: Request, db: DbDep, settings: SettingsDep) -> Response:
+    body = _report(request, db, settings, session_id)
+    if body["session"]["status"] not in rep.FINAL_STATUSES:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"session {session_id} is {body['session']['status']}"
+        )
+    return Response(
+        rep.junit_xml(body),
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="sipflow-{session_id}.xml"'},
+    )
+
+
+router.include_router(pages)
+router.include_router(data)
+router.include_router(exports)

@@ -1,0 +1,125 @@
+import { $, api, el, nav } from "./common.js";
+
+nav("new");
+const text = $("#spec"), gutter = $("#gutter"), marks = $("#marks");
+const LINE = 20, PAD = 8;
+let errors = [];  // [{path, msg, line}]
+let checkTimer = 0;
+
+function lineCount() { return text.value.split("\n").length; }
+
+function paint() {
+  const bad = new Map();
+  for (const e of errors) if (e.line) bad.set(e.line, [...(bad.get(e.line) || []), e]);
+  gutter.replaceChildren(...Array.from({ length: lineCount() }, (_, i) => {
+    const n = i + 1;
+    return el("div", { class: bad.has(n) ? "err" : "", title: bad.has(n) ? bad.get(n).map((e) => e.msg).join("; ") : null }, String(n));
+  }));
+  gutter.scrollTop = text.scrollTop;
+  const top = (line) => PAD + (line - 1) * LINE - text.scrollTop;
+  marks.replaceChildren(...[...bad.entries()].flatMap(([line, list]) => [
+    el("div", { class: "line-bg", style: `top:${top(line)}px` }),
+    el("div", {
+      class: "field-error", style: `top:${top(line) + 1}px`, role: "alert",
+      "data-line": line, "data-path": list.map((e) => e.path).join(" "),
+      title: list.map((e) => `${e.path}: ${e.msg}`).join("\n"),
+    }, list.map((e) => (e.path ? `${e.path}: ${e.msg}` : e.msg)).join(" · ")),
+  ]));
+  $("#errors").replaceChildren(...errors.map((e) => el("li", {
+    class: "field-error-item", "data-path": e.path, "data-line": e.line || "",
+    onclick: () => goTo(e.line),
+  }, `${e.line ? `line ${e.line} · ` : ""}${e.path ? `${e.path}: ` : ""}${e.msg}`)));
+}
+
+function goTo(line) {
+  if (!line) return;
+  const lines = text.value.split("\n");
+  const start = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0);
+  text.focus();
+  text.setSelectionRange(start, start + lines[line - 1].length);
+  text.scrollTop = Math.max(0, (line - 5) * LINE);
+  paint();
+}
+
+async function check() {
+  const r = await api("/dashboard/api/spec/check", { method: "POST", text: text.value });
+  errors = r.errors;
+  paint();
+  return r;
+}
+
+function lineFor(path, lines) {
+  while (path) {
+    if (lines[path]) return lines[path];
+    const cut = Math.max(path.lastIndexOf("."), path.lastIndexOf("["));
+    path = cut > 0 ? path.slice(0, cut) : "";
+  }
+  return null;
+}
+
+function locPath(loc) {
+  let out = "";
+  for (const p of loc.filter((p) => p !== "body")) out += typeof p === "number" ? `[${p}]` : (out ? "." : "") + p;
+  return out;
+}
+
+$("#check").addEventListener("click", async () => {
+  const r = await check();
+  $("#result").textContent = r.ok ? "The spec is valid." : `${r.errors.length} error(s).`;
+});
+
+$("#spec-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("#start").disabled = true;
+  $("#result").textContent = "checking…";
+  try {
+    const r = await check();
+    if (!r.ok) { $("#result").textContent = `Not started: ${r.errors.length} error(s).`; return; }
+    $("#result").textContent = "starting…";
+    try {
+      const created = await api("/v1/sessions", { method: "POST", json: r.spec });
+      location.href = `/dashboard/sessions/${created.id}`;
+    } catch (e) {
+      if (e.status === 422 && Array.isArray(e.body.detail)) {
+        // The API's own answer: `loc` names the field.
+        errors = e.body.detail.map((d) => {
+          const path = locPath(d.loc || []);
+          return { path, msg: String(d.msg).replace(/^Value error, /, ""), line: lineFor(path, r.lines) };
+        });
+        paint();
+        $("#result").textContent = `The API refused the spec: ${errors.length} error(s).`;
+      } else {
+        $("#result").textContent = `Not started: ${e.message}`;
+      }
+    }
+  } catch (e) {
+    $("#result").textContent = `Cannot check the spec: ${e.message}`;
+  } finally {
+    $("#start").disabled = false;
+  }
+});
+
+text.addEventListener("scroll", paint);
+text.addEventListener("input", () => {
+  paint();
+  clearTimeout(checkTimer);
+  checkTimer = setTimeout(() => check().catch(() => {}), 600);
+});
+text.addEventListener("keydown", (e) => {
+  if (e.key === "Tab") {  // two spaces, as YAML wants
+    e.preventDefault();
+    text.setRangeText("  ", text.selectionStart, text.selectionEnd, "end");
+  }
+});
+
+const from = new URLSearchParams(location.search).get("from");
+(async () => {
+  if (from) {
+    try {
+      const d = await api(`/v1/sessions/${from}`);
+      text.value = JSON.stringify(d.spec, null, 2);  // JSON is YAML
+    } catch (e) { /* fall back to the example */ }
+  }
+  if (!text.value) text.value = await api("/dashboard/api/spec/example");
+  paint();
+})();

@@ -1,0 +1,284 @@
+import {
+  $, FINAL, PALETTE, api, badge, dataset, el, fmtDuration, fmtNum, fmtPct, fmtTime, lineChart,
+  nav, setDatasets, showError,
+} from "./common.js";
+
+nav("sessions");
+const sid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
+const ROLE_COLOR = { caller: PALETTE[0], callee: PALETTE[1] };
+const points = {};        // role -> Map(second -> merged point)
+const liveRunners = {};   // runner_id -> latest counters and state from the stream
+const pending = [];       // [runner_id, seq, received_at] applied, waiting for the next frame
+const renders = [];       // [{runner_id, seq, received_at, shown_at}] (bench/dashboard_latency.py)
+let detail = null, source = null, frame = 0, detailTimer = null;
+
+let charts = null;
+try {
+  charts = {
+    rate: lineChart($("#chart-call-rate"), { title: "Call rate", y: "calls/s" }),
+    concurrent: lineChart($("#chart-concurrent"), { title: "Concurrent calls", y: "calls" }),
+    calls: lineChart($("#chart-calls"), { title: "Successful and failed calls", y: "calls/s" }),
+    response: lineChart($("#chart-response"), { title: "Response time (callers)", y: "ms" }),
+    retrans: lineChart($("#chart-retrans"), { title: "Retransmissions", y: "per second" }),
+  };
+} catch (e) {
+  showError($("#error"), e.message);
+}
+
+window.sipflowReport = { sid, points, renders, charts, get detail() { return detail; } };
+
+for (const [id, fmt] of [["export-json", "report.json"], ["export-csv", "report.csv"], ["export-junit", "junit.xml"]]) {
+  $(`#${id}`).href = `/v1/sessions/${sid}/${fmt}`;
+}
+$("#compare").href = `/dashboard/compare?a=${sid}`;
+$("#again").href = `/dashboard/new?from=${sid}`;
+
+// -- charts -----------------------------------------------------------------------------------
+function t0() {
+  let min = Infinity;
+  for (const m of Object.values(points)) for (const t of m.keys()) min = Math.min(min, t);
+  return Number.isFinite(min) ? min : 0;
+}
+
+function series(role, key, start) {
+  const m = points[role];
+  if (!m) return [];
+  return [...m.values()].sort((a, b) => a.time - b.time).map((p) => ({ x: p.time - start, y: p[key] }));
+}
+
+function render() {
+  frame = 0;
+  if (charts) {
+    const start = t0();
+    const roles = Object.keys(points).sort((a, b) => (a === "caller" ? -1 : b === "caller" ? 1 : a.localeCompare(b)));
+    const perRole = (key) => roles.map((r, i) => dataset(`${r}s`, series(r, key, start), ROLE_COLOR[r] || PALETTE[i + 2]));
+    setDatasets(charts.rate, perRole("call_rate"));
+    setDatasets(charts.concurrent, perRole("current_calls"));
+    const calls = [];
+    roles.forEach((r, i) => {
+      calls.push(dataset(`${r}s successful`, series(r, "successful_calls", start), [PALETTE[2], PALETTE[6]][i % 2]));
+      calls.push(dataset(`${r}s failed`, series(r, "failed_calls", start), [PALETTE[5], PALETTE[4]][i % 2]));
+    });
+    setDatasets(charts.calls, calls);
+    setDatasets(charts.response, [
+      dataset("p50", series("caller", "response_time_p50_ms", start), PALETTE[0]),
+      dataset("p95", series("caller", "response_time_p95_ms", start), PALETTE[4]),
+      dataset("p99", series("caller", "response_time_p99_ms", start), PALETTE[5]),
+    ]);
+    setDatasets(charts.retrans, perRole("retransmissions"));
+  }
+  const applied = pending.splice(0);
+  // shown_at: the frame after the charts were redrawn, i.e. when the browser paints them.
+  requestAnimationFrame(() => {
+    const shown = Date.now();
+    for (const [runner_id, seq, received_at] of applied) {
+      renders.push({ runner_id, seq, received_at, shown_at: shown });
+    }
+    if (renders.length > 20000) renders.splice(0, renders.length - 20000);
+  });
+  renderRunners();
+}
+
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(render);
+}
+
+function setPoints(byRole) {
+  for (const k of Object.keys(points)) delete points[k];
+  for (const [role, list] of Object.entries(byRole || {})) {
+    points[role] = new Map(list.map((p) => [p.time, p]));
+  }
+}
+
+// -- the live stream (server-sent events from the API's MQTT bridge) ---------------------------
+function setLive(on, text) {
+  $("#live").replaceChildren(el("span", { class: `live-dot ${on ? "on" : ""}` }), text);
+  $("#live").dataset.state = on ? "live" : "off";
+}
+
+function connect() {
+  source = new EventSource(`/dashboard/api/sessions/${sid}/live`);
+  source.addEventListener("snapshot", (e) => {
+    const snap = JSON.parse(e.data);
+    setPoints(snap.points);
+    for (const r of snap.runners) liveRunners[r.runner_id] = r;
+    setLive(true, snap.mqtt ? "live" : "live (MQTT unreachable: database only)");
+    schedule();
+  });
+  source.addEventListener("point", (e) => {
+    const m = JSON.parse(e.data);
+    (points[m.role] ||= new Map()).set(m.point.time, m.point);
+    if (m.runner) liveRunners[m.runner.runner_id] = m.runner;
+    pending.push([m.runner_id, m.seq, m.received_at]);
+    schedule();
+  });
+  source.addEventListener("runner", (e) => {
+    const r = JSON.parse(e.data);
+    liveRunners[r.runner_id] = { ...(liveRunners[r.runner_id] || {}), ...r };
+    schedule();
+  });
+  source.addEventListener("status", () => loadDetail());
+  source.addEventListener("end", () => {
+    source.close();
+    setLive(false, "finished");
+    finalCharts();
+  });
+  source.onerror = () => { if (source.readyState !== EventSource.CLOSED) setLive(false, "reconnecting…"); };
+}
+
+async function finalCharts() {
+  // The stored intervals are the session's record: draw the charts from them once it is over.
+  try {
+    const m = await api(`/v1/sessions/${sid}/metrics`);
+    setPoints(m.merged);
+    for (const r of m.runners) {
+      const last = r.points[r.points.length - 1];
+      if (!last) continue;
+      liveRunners[r.runner_id] = {
+        ...(liveRunners[r.runner_id] || {}), runner_id: r.runner_id, role: r.role,
+        last_seq: last.seq, call_rate: last.call_rate, current_calls: last.current_calls,
+        cum_calls_created: last.cum_calls_created, cum_successful_calls: last.cum_successful_calls,
+        cum_failed_calls: last.cum_failed_calls, cum_retransmissions: last.cum_retransmissions,
+      };
+    }
+    schedule();
+  } catch (e) { /* keep what the stream showed */ }
+  loadDetail();
+}
+
+// -- the session's detail (status, verdict, thresholds, runners) -------------------------------
+function fact(k, v) { return [el("dt", {}, k), el("dd", {}, v)]; }
+
+async function loadDetail() {
+  clearTimeout(detailTimer);
+  try {
+    detail = await api(`/v1/sessions/${sid}`);
+  } catch (e) {
+    showError($("#error"), e.status === 404 ? `No session ${sid}.` : `Cannot load the session: ${e.message}`);
+    if (e.status !== 404) detailTimer = setTimeout(loadDetail, 3000);
+    return;
+  }
+  $("#error").replaceChildren();
+  const d = detail, final = FINAL.includes(d.status);
+  document.title = `${d.name} · sipflow`;
+  $("#name").textContent = d.name;
+  $("#status").replaceChildren(badge(d.status));
+  $("#verdict").replaceChildren(d.verdict ? badge(d.verdict) : "");
+  $("#verdict").dataset.verdict = d.verdict || "";
+  $("#temporal").href = d.links.temporal_ui;
+  const started = d.started_at ? new Date(d.started_at) : null;
+  const end = d.finished_at ? new Date(d.finished_at) : new Date();
+  const callers = d.spec.roles && d.spec.roles.callers;
+  $("#facts").replaceChildren(
+    ...fact("Session", el("span", { class: "mono" }, d.id)),
+    ...fact("Tenant", d.tenant),
+    ...fact("Target", d.target || "direct (callers call the callees)"),
+    ...fact("Started", fmtTime(d.started_at || d.created_at)),
+    ...fact("Duration", started ? fmtDuration((end - started) / 1000) : "—"),
+    ...fact("Phase", d.progress ? d.progress.phase : d.status),
+    ...fact("Rate", `${fmtNum(d.progress && d.progress.rate ? d.progress.rate : callers && callers.rate)} calls/s`),
+  );
+  $("#controls").hidden = final;
+  const rateInput = $("#rate");
+  if (!rateInput.value && callers) rateInput.value = callers.rate;
+
+  $("#thresholds-final").textContent = d.thresholds_final ? "(final)" : final ? "" : "(so far)";
+  $("#thresholds tbody").replaceChildren(...d.thresholds.map((t) =>
+    el("tr", { "data-passed": String(t.passed) },
+      el("td", { class: "mono" }, t.threshold),
+      el("td", { class: "num" }, fmtNum(t.measured, 3)),
+      el("td", {}, badge(t.passed ? "pass" : "fail")))));
+
+  const roles = Object.entries(d.roles);
+  $("#roles tbody").replaceChildren(...roles.map(([role, r]) => el("tr", {},
+    el("td", {}, role), el("td", { class: "num" }, r.runners), el("td", { class: "num" }, fmtNum(r.calls_created)),
+    el("td", { class: "num" }, fmtNum(r.successful_calls)), el("td", { class: "num" }, fmtNum(r.failed_calls)),
+    el("td", { class: "num" }, fmtNum(r.retransmissions)))));
+  $("#measured tbody").replaceChildren(...Object.entries(d.measured).map(([k, v]) =>
+    el("tr", {}, el("td", { class: "mono" }, k), el("td", { class: "num" }, k === "success_rate" ? fmtPct(v) : fmtNum(v, 2)))));
+
+  const causes = [];
+  for (const [role, r] of roles) {
+    for (const [c, n] of Object.entries(r.failed_by_cause)) causes.push(el("li", {}, `${role}s: ${c} — ${n} calls`));
+    for (const [c, n] of Object.entries(r.failure_reasons)) causes.push(el("li", {}, `${role}s: ${c} ×${n}`));
+  }
+  const reasons = d.reasons.map((r) => el("li", {}, r));
+  $("#reasons").replaceChildren(reasons.length || causes.length
+    ? el("ul", {}, ...reasons, ...causes)
+    : el("span", { class: "muted" }, final ? "None." : "None so far."));
+  renderRunners();
+  if (final) {
+    if (source && source.readyState !== EventSource.CLOSED) { /* the stream ends itself */ }
+  } else {
+    detailTimer = setTimeout(loadDetail, 2000);
+  }
+}
+
+function renderRunners() {
+  const rows = new Map();
+  for (const r of (detail && detail.runners) || []) rows.set(r.runner_id, { ...r });
+  for (const [id, r] of Object.entries(liveRunners)) {
+    const base = rows.get(id) || {};
+    // The database's state wins once it is final (done/failed carry the exit code and reasons).
+    const state = ["done", "failed", "lost"].includes(base.state) ? base.state : r.state || base.state;
+    rows.set(id, { ...base, ...r, state, role: base.role || r.role });
+  }
+  $("#runners tbody").replaceChildren(...[...rows.values()].sort((a, b) => a.runner_id.localeCompare(b.runner_id)).map((r) => {
+    const reasons = Object.entries(r.failure_reasons || {}).map(([k, v]) => `${k} ×${v}`).join(", ");
+    const exit = r.exit_code === null || r.exit_code === undefined ? "" : `exit ${r.exit_code}`;
+    return el("tr", { "data-runner": r.runner_id },
+      el("td", { class: "mono" }, r.runner_id), el("td", {}, r.role), el("td", {}, badge(r.state)),
+      el("td", { class: "mono" }, r.address || ""), el("td", { class: "num" }, fmtNum(r.last_seq)),
+      el("td", { class: "num" }, fmtNum(r.call_rate)), el("td", { class: "num" }, fmtNum(r.current_calls)),
+      el("td", { class: "num" }, fmtNum(r.cum_calls_created)), el("td", { class: "num" }, fmtNum(r.cum_successful_calls)),
+      el("td", { class: "num" }, fmtNum(r.cum_failed_calls)), el("td", { class: "num" }, fmtNum(r.cum_retransmissions)),
+      el("td", {}, [exit, reasons, r.detail].filter(Boolean).join(" · ")));
+  }));
+}
+
+// -- controls ----------------------------------------------------------------------------------
+function controlMessage(text, error = false) {
+  const m = $("#control-msg");
+  m.textContent = text;
+  m.className = error ? "banner error" : "muted";
+}
+
+$("#set-rate").addEventListener("click", async () => {
+  const rate = Number($("#rate").value);
+  if (!(rate > 0)) return controlMessage("The rate must be a number above 0.", true);
+  $("#set-rate").disabled = true;
+  try {
+    await api(`/v1/sessions/${sid}/rate`, { method: "POST", json: { rate } });
+    controlMessage(`Rate set to ${fmtNum(rate)} calls/s.`);
+  } catch (e) {
+    controlMessage(`Rate not changed: ${e.message}`, true);
+  } finally {
+    $("#set-rate").disabled = false;
+    loadDetail();
+  }
+});
+
+$("#cancel").addEventListener("click", async () => {
+  if (!confirm(`Cancel session ${sid}? Its runners are stopped and the result is recorded.`)) return;
+  $("#cancel").disabled = true;
+  try {
+    await api(`/v1/sessions/${sid}/cancel`, { method: "POST" });
+    controlMessage("Cancel requested; the workflow stops the runners.");
+  } catch (e) {
+    controlMessage(`Not cancelled: ${e.message}`, true);
+    $("#cancel").disabled = false;
+  }
+  loadDetail();
+});
+
+// -- start -------------------------------------------------------------------------------------
+(async () => {
+  await loadDetail();
+  if (!detail) return;
+  if (FINAL.includes(detail.status)) {
+    setLive(false, "finished");
+    await finalCharts();
+  } else {
+    connect();
+  }
+})();

@@ -1,0 +1,311 @@
+"""The runner agent: runs SIPp for one RunnerConfig and reports over MQTT.
+
+    python -m runners.agent --config /path/runner.json
+
+Callee: registers first when a registrar is set (SIPp register.xml, -m 1), then answers
+(answer.xml) and says `ready` once SIPp's SIP socket is bound. Caller: places calls until
+max_calls, duration_s, a stop control message or SIGTERM/SIGINT. Either way every new stat row is
+one StatsMessage, then a DoneMessage, then the final retained state, then a clean disconnect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from runners import injection, scenario_files
+from runners.mqtt_link import MqttLink
+from runners.sipp_command import SippFiles, build_command, rtt_file
+from runners.sipp_errors import parse_error_file
+from runners.sipp_process import SippProcess, is_listening, send_control
+from runners.stats_stream import StatsStream
+from sipflow.messages import (
+    ControlMessage,
+    Counters,
+    DoneMessage,
+    RunnerState,
+    RunnerStateName,
+    control_topic,
+    runner_topic,
+)
+from sipflow.runner_config import RunnerConfig
+
+log = logging.getLogger("runners.agent")
+
+POLL_S = 0.2
+STOP_GRACE_S = 10.0  # SIGUSR1 -> SIGTERM, on top of the hold time
+TERM_GRACE_S = 5.0  # SIGTERM -> SIGKILL
+READY_TIMEOUT_S = 10.0
+# A callee told to stop first drains: it stops once a whole stats interval passed without new
+# calls and with none open (its callers got the same stop), at the latest after DRAIN_MAX_S.
+DRAIN_MAX_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
+ACK_TIMEOUT_S = 30.0
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None
+    summary: Counters
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.summary.failed_calls == 0 and self.error is None
+
+
+class Agent:
+    def __init__(self, cfg: RunnerConfig, sipp_bin: str = "sipp") -> None:
+        self.cfg = cfg
+        self.sipp_bin = sipp_bin
+        self.stop_event = threading.Event()
+        self.stream = StatsStream(cfg.session_id, cfg.runner_id, cfg.role)
+        self.state: RunnerStateName = "starting"
+        self.drain_since: float | None = None  # wall clock of a stop control, callee only
+        self._state_lock = threading.Lock()
+        self._last_state: RunnerState | None = None
+        self.link = MqttLink(
+            cfg.mqtt_host,
+            cfg.mqtt_port,
+            client_id=f"sipflow-runner-{cfg.session_id}-{cfg.runner_id}",
+            will_topic=self._topic("state"),
+            will_payload=self._state_msg("lost", "connection lost"),
+            control_topic=control_topic(cfg.session_id),
+            on_connected=self._republish_state,
+        )
+
+    # -- MQTT ---------------------------------------------------------------------------------
+    def _topic(self, kind: str) -> str:
+        return runner_topic(self.cfg.session_id, self.cfg.runner_id, kind)
+
+    def _state_msg(self, state: RunnerStateName, detail: str | None = None) -> RunnerState:
+        return RunnerState(
+            session_id=self.cfg.session_id,
+            runner_id=self.cfg.runner_id,
+            state=state,
+            time=time.time(),
+            detail=detail,
+        )
+
+    def set_state(self, state: RunnerStateName, detail: str | None = None) -> None:
+        log.info("state %s%s", state, f" ({detail})" if detail else "")
+        with self._state_lock:
+            self.state = state
+            self._last_state = self._state_msg(state, detail)
+            self.link.publish(self._topic("state"), self._last_state, retain=True)
+
+    def _republish_state(self) -> None:
+        """After a reconnect: the retained state may have become the Last Will meanwhile."""
+        with self._state_lock:
+            if self._last_state is not None:
+                self.link.publish(self._topic("state"), self._last_state, retain=True)
+
+    def _publish_stats(self, final: bool = False) -> None:
+        for msg in self.stream.poll(final=final):
+            self.link.publish(self._topic("stats"), msg)
+
+    # -- signals and control --------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        self.stop_event.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _stop(self, proc: SippProcess, why: str) -> None:
+        if proc.stop_requested_at is None:
+            log.info("stopping SIPp: %s", why)
+            if self.state not in ("stopping", "failed"):
+                self.set_state("stopping", why)
+            proc.request_stop()
+
+    def _handle_controls(self, proc: SippProcess) -> None:
+        while not self.link.controls.empty():
+            ctl: ControlMessage = self.link.controls.get_nowait()
+            if ctl.type == "stop" and self.cfg.role == "callee":
+                if self.drain_since is None:
+                    log.info("stop requested: draining")
+                    self.drain_since = time.time()
+            elif ctl.type == "stop":
+                self._stop(proc, "stop requested")
+            elif ctl.type == "rate" and ctl.rate is not None and self.cfg.role == "caller":
+                log.info("rate -> %g calls/s", ctl.rate)
+                send_control(self.cfg.local_ip, self.cfg.control_port, f"cset rate {ctl.rate:g}")
+
+    # -- one SIPp run -----------------------------------------------------------------------------
+    def _run_sipp(self, phase: injection.Phase) -> RunResult:
+        cfg = self.cfg
+        work = cfg.work_dir
+        name = "register" if phase == "register" else cfg.scenario
+        scenario = scenario_files.prepare(cfg, name, work)
+        inj = None
+        if scenario_files.uses_injection(name):
+            inj = injection.write_injection(
+                work / f"{phase}-injection.csv", injection.rows_for(cfg, phase)
+            )
+        files = SippFiles(
+            scenario=scenario,
+            injection=inj,
+            # Only the main run's counters are published: the register run's file is named so
+            # that nothing mistakes it for the published stats (no "stat" in its name).
+            stat=work / ("main-stat.csv" if phase == "main" else "register-counts.csv"),
+            errors=work / f"{phase}-errors.log",
+        )
+        for stale in (files.stat, files.errors):
+            stale.unlink(missing_ok=True)
+        proc = SippProcess(
+            build_command(cfg, phase, files, self.sipp_bin), work, work / f"{phase}-sipp.out"
+        )
+        pid = proc.start()
+        publish = phase == "main"
+        stream = self.stream if publish else StatsStream(cfg.session_id, cfg.runner_id, cfg.role)
+        stream.attach(files.stat, rtt_file(scenario, pid))
+        error = self._supervise(proc, phase)
+        if publish:
+            self._publish_stats(final=True)
+        else:
+            stream.poll(final=True)
+        reasons = parse_error_file(files.errors)
+        if proc.terminated_at is not None and error is None:
+            open_calls = stream.last_row.current_calls if stream.last_row else 0
+            how = "SIGKILL" if proc.killed else "SIGTERM"
+            error = f"SIPp did not stop on SIGUSR1, stopped with {how}: {open_calls} calls open"
+        return RunResult(proc.returncode, stream.summary, reasons, error)
+
+    def _supervise(self, proc: SippProcess, phase: injection.Phase) -> str | None:
+        cfg = self.cfg
+        grace = STOP_GRACE_S + cfg.hold_ms / 1000.0
+        error: str | None = None
+        ready = phase == "register" or cfg.role == "caller"
+        if phase == "main" and cfg.role == "caller":
+            self.set_state("running")
+        while True:
+            code = proc.poll()
+            elapsed = time.monotonic() - proc.started_at
+            if not ready and code is None:
+                if is_listening(proc.pid, cfg.local_ip, cfg.local_port, cfg.transport):
+                    ready = True
+                    self.set_state("ready")
+                elif elapsed > READY_TIMEOUT_S:
+                    error = f"SIPp not listening on {cfg.local_ip}:{cfg.local_port}"
+                    self._stop(proc, error)
+            self._handle_controls(proc)
+            if self.stop_event.is_set():
+                self._stop(proc, "agent signalled")
+            if self.drain_since is not None and self._drained():
+                self._stop(proc, "stop requested")
+            if (
+                phase == "main"
+                and cfg.role == "caller"
+                and cfg.duration_s is not None
+                and elapsed >= cfg.duration_s
+            ):
+                self._stop(proc, "duration reached")
+            if elapsed >= cfg.max_runtime_s:
+                if proc.stop_requested_at is None:
+                    error = f"watchdog: SIPp ran longer than {cfg.max_runtime_s:g}s"
+                self._stop(proc, "watchdog")
+            proc.escalate(grace, TERM_GRACE_S)
+            if phase == "main":
+                self._publish_stats()
+            if code is not None:
+                log.info("SIPp %s exited with %s", proc.pid, code)
+                if not ready and error is None:
+                    error = f"SIPp exited ({code}) before listening"
+                return error
+            if self.stop_event.is_set():
+                time.sleep(POLL_S)
+            else:
+                self.stop_event.wait(POLL_S)
+
+    def _drained(self) -> bool:
+        assert self.drain_since is not None
+        row = self.stream.last_row
+        if time.time() - self.drain_since >= DRAIN_MAX_S:
+            return True
+        return (
+            row is not None
+            and row.current_time - self.cfg.stats_interval_s >= self.drain_since
+            and row.periodic.calls_created == 0
+            and row.current_calls == 0
+        )
+
+    # -- the whole life ------------------------------------------------------------
+    def _done(self, result: RunResult) -> None:
+        done = DoneMessage(
+            session_id=self.cfg.session_id,
+            runner_id=self.cfg.runner_id,
+            role=self.cfg.role,
+            last_seq=self.stream.last_seq,
+            exit_code=result.exit_code,
+            ok=result.ok,
+            summary=result.summary,
+            failure_reasons=result.failure_reasons,
+            error=result.error,
+        )
+        self.link.publish(self._topic("done"), done)
+        detail = None if result.ok else (result.error or _reasons_text(result))
+        self.set_state("done" if result.ok else "failed", detail)
+
+    def run(self) -> int:
+        cfg = self.cfg
+        if not self.link.start(CONNECT_TIMEOUT_S):
+            log.warning("MQTT broker %s:%s not reachable yet", cfg.mqtt_host, cfg.mqtt_port)
+        self.set_state("starting")
+        result: RunResult
+        try:
+            cfg.work_dir.mkdir(parents=True, exist_ok=True)
+            result = RunResult(None, Counters())
+            registered = True
+            if cfg.role == "callee" and cfg.registrar is not None:
+                self.set_state("registering")
+                result = self._run_sipp("register")
+                if not (result.ok and result.summary.successful_calls >= 1):
+                    if result.ok:
+                        result.error = "registration did not complete"
+                    registered = False
+            if registered and not self.stop_event.is_set():
+                result = self._run_sipp("main")
+        except Exception as e:  # report, never die silently
+            log.exception("runner failed")
+            result = RunResult(None, self.stream.summary, error=f"{type(e).__name__}: {e}")
+        self._done(result)
+        acked = self.link.wait_all_acked(ACK_TIMEOUT_S)
+        self.link.close()
+        return 0 if result.ok and acked else 1
+
+
+def _reasons_text(result: RunResult) -> str:
+    if result.failure_reasons:
+        return ", ".join(f"{k} x{v}" for k, v in sorted(result.failure_reasons.items()))
+    return f"SIPp exit code {result.exit_code}, {result.summary.failed_calls} failed calls"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runners.agent", description=__doc__)
+    parser.add_argument("--config", required=True, type=Path, help="RunnerConfig JSON file")
+    parser.add_argument("--sipp", default="sipp", help="SIPp binary (default: sipp on PATH)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    cfg = RunnerConfig.model_validate_json(args.config.read_text())
+    agent = Agent(cfg, sipp_bin=args.sipp)
+    agent.install_signal_handlers()
+    return agent.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

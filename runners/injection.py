@@ -1,0 +1,77 @@
+"""The injection CSV (`-inf`, SEQUENTIAL) that feeds accounts and callees to the scenarios.
+
+One layout for every built-in scenario, one row per call, SIPp cycles through the rows:
+
+    [field0] user            [field1] user's domain
+    [field2] "[authentication username=U password=P]" or empty (SIPp expands a keyword
+             injected from a CSV field; a keyword nested in a scenario line is not parsed)
+    [field3] callee user     [field4] request-URI host (SUT domain, or host:port)
+    [field5] contact host:port (this runner's own SIP address)
+
+Accounts and callees go round robin independently: row i = accounts[i % A], call_to[i % C].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from sipflow.runner_config import AccountConfig, RunnerConfig
+
+Phase = Literal["register", "main"]
+DEFAULT_USER = "sipflow"
+_FORBIDDEN = set(";[]\r\n\t ")
+
+
+def _check(value: str, what: str) -> str:
+    bad = _FORBIDDEN.intersection(value)
+    if bad:
+        raise ValueError(f"{what} {value!r} contains characters SIPp cannot inject: {bad}")
+    return value
+
+
+def auth_field(account: AccountConfig) -> str:
+    if account.password is None:
+        return ""
+    user = _check(account.user, "user")
+    password = _check(account.password, "password")
+    return f"[authentication username={user} password={password}]"
+
+
+def _row(account: AccountConfig, domain: str, callee: str, target: str, contact: str) -> list[str]:
+    return [
+        _check(account.user, "user"),
+        _check(account.domain or domain, "domain"),
+        auth_field(account),
+        _check(callee, "callee"),
+        _check(target, "target"),
+        _check(contact, "contact"),
+    ]
+
+
+def rows_for(cfg: RunnerConfig, phase: Phase) -> list[list[str]]:
+    contact = f"{cfg.local_ip}:{cfg.local_port}"
+    accounts = cfg.accounts or [AccountConfig(user=DEFAULT_USER)]
+    if phase == "register":
+        if cfg.registrar is None:
+            raise ValueError("register phase needs a registrar")
+        domain = cfg.registrar.domain
+        return [_row(accounts[0], domain, "", domain, contact)]
+    if cfg.scenario == "register" and cfg.registrar is not None:
+        target = cfg.registrar.domain
+    else:
+        target = cfg.domain or cfg.remote or cfg.local_ip
+    domain = cfg.domain or (cfg.registrar.domain if cfg.registrar else None) or cfg.local_ip
+    callees = cfg.call_to or [DEFAULT_USER]
+    n = max(len(accounts), len(callees))
+    return [
+        _row(accounts[i % len(accounts)], domain, callees[i % len(callees)], target, contact)
+        for i in range(n)
+    ]
+
+
+def write_injection(path: Path, rows: list[list[str]]) -> Path:
+    text = "SEQUENTIAL\n" + "".join(";".join(r) + "\n" for r in rows)
+    path.write_text(text)
+    path.chmod(0o600)  # holds passwords
+    return path

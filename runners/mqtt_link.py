@@ -1,0 +1,152 @@
+"""The agent's MQTT connection: QoS 1 publishes, a retained Last Will, control messages in.
+
+paho-mqtt 2.x with its own network thread (loop_start). paho reconnects by itself and keeps
+QoS 1 messages that are not yet acknowledged (also those published while disconnected) and
+sends them again after reconnecting; wait_all_acked() is the bounded wait before exit.
+on_connected runs on every (re)connection: a broker that restarts may have published the Last
+Will meanwhile (mosquitto did, measured), so the agent republishes its current state there.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import BaseModel, ValidationError
+
+from sipflow.messages import ControlMessage
+
+log = logging.getLogger(__name__)
+QOS = 1
+
+
+def encode(payload: BaseModel) -> bytes:
+    return payload.model_dump_json(by_alias=True).encode()
+
+
+class MqttLink:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        will_topic: str,
+        will_payload: BaseModel,
+        control_topic: str,
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.control_topic = control_topic
+        self.on_connected = on_connected
+        self.controls: queue.Queue[ControlMessage] = queue.Queue()
+        self.connected = threading.Event()
+        # mids not yet acknowledged (PUBACK); acks can overtake the bookkeeping in publish().
+        self._pending: set[int] = set()
+        self._acked_early: set[int] = set()
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        self.client.will_set(will_topic, encode(will_payload), qos=QOS, retain=True)
+        self.client.max_inflight_messages_set(100)
+        self.client.max_queued_messages_set(0)  # unlimited: nothing is dropped while offline
+        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+
+    def start(self, timeout: float) -> bool:
+        """Connect in the background; True when connected within timeout (publishes queue
+        anyway and go out once the broker is reachable)."""
+        self.client.connect_async(self.host, self.port, keepalive=15)
+        self.client.loop_start()
+        return self.connected.wait(timeout)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: mqtt.ReasonCode,
+        properties: mqtt.Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.warning("MQTT connect refused: %s", reason_code)
+            return
+        log.info("MQTT connected to %s:%s", self.host, self.port)
+        client.subscribe(self.control_topic, qos=QOS)
+        self.connected.set()
+        if self.on_connected is not None:
+            self.on_connected()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: mqtt.ReasonCode,
+        properties: mqtt.Properties | None,
+    ) -> None:
+        self.connected.clear()
+        log.warning("MQTT disconnected: %s", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self.controls.put(ControlMessage.model_validate_json(msg.payload))
+        except ValidationError as e:
+            log.warning("ignoring bad control message %r: %s", msg.payload[:200], e)
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_code: mqtt.ReasonCode,
+        properties: mqtt.Properties | None,
+    ) -> None:
+        with self._lock:
+            if mid in self._pending:
+                self._pending.discard(mid)
+            else:
+                self._acked_early.add(mid)
+
+    def publish(self, topic: str, payload: BaseModel, retain: bool = False) -> None:
+        """QoS 1. While disconnected paho queues the message (rc NO_CONN) and sends it after
+        reconnecting; the same mid is acknowledged then."""
+        info = self.client.publish(topic, encode(payload), qos=QOS, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.error("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+            return
+        with self._lock:
+            if info.mid in self._acked_early:
+                self._acked_early.discard(info.mid)
+            else:
+                self._pending.add(info.mid)
+
+    def unacked(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def wait_all_acked(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.unacked():
+            if time.monotonic() >= deadline:
+                log.error("%d MQTT messages not acknowledged after %.0fs", self.unacked(), timeout)
+                return False
+            time.sleep(0.05)
+        return True
+
+    def close(self) -> None:
+        """Clean disconnect: the broker discards the Last Will."""
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,75 @@
+"""The SIPp command line for a runner configuration (pure: no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from runners.injection import Phase
+from sipflow.runner_config import RunnerConfig
+
+# rtd samples are written one line per call (-rtt_freq 1), so every sample reaches the histogram.
+RTT_FREQ = 1
+# A caller's call that never gets its final response must end some time (TCP has no
+# retransmission timeout): SIPp's global receive timeout, for callers only (a callee cannot know
+# how long the caller holds a call before its BYE).
+CALLER_RECV_TIMEOUT_MS = 32000
+
+
+@dataclass(frozen=True)
+class SippFiles:
+    scenario: Path
+    injection: Path | None
+    stat: Path
+    errors: Path
+
+
+def _fmt_rate(rate: float) -> str:
+    return f"{rate:g}"
+
+
+def rtt_file(scenario: Path, pid: int) -> Path:
+    """SIPp names the -trace_rtt file itself: <scenario stem>_<pid>_rtt.csv beside the scenario
+    (run SIPp with the scenario in its working directory)."""
+    return scenario.with_name(f"{scenario.stem}_{pid}_rtt.csv")
+
+
+def build_command(
+    cfg: RunnerConfig, phase: Phase, files: SippFiles, sipp_bin: str = "sipp"
+) -> list[str]:
+    argv: list[str] = [sipp_bin]
+    if phase == "register":
+        if cfg.registrar is None:
+            raise ValueError("register phase needs a registrar")
+        argv.append(f"{cfg.registrar.host}:{cfg.registrar.port}")
+    elif cfg.role == "caller":
+        if not cfg.remote:
+            raise ValueError("a caller needs `remote`")
+        argv.append(cfg.remote)
+    argv += ["-sf", str(files.scenario), "-nostdin"]
+    argv += ["-t", "u1" if cfg.transport == "udp" else "t1"]
+    argv += ["-i", cfg.local_ip, "-p", str(cfg.local_port)]
+    # Without -ci SIPp binds the control socket on 0.0.0.0; an explicit -cp that is taken is fatal.
+    argv += ["-ci", cfg.local_ip, "-cp", str(cfg.control_port)]
+    argv += ["-buff_size", str(cfg.buff_size)]
+    argv += ["-trace_stat", "-stf", str(files.stat), "-fd", str(cfg.stats_interval_s)]
+    argv += ["-trace_rtt", "-rtt_freq", str(RTT_FREQ)]
+    argv += ["-trace_err", "-error_file", str(files.errors)]
+    if files.injection is not None:
+        argv += ["-inf", str(files.injection)]
+    if phase == "register" or cfg.scenario == "register":
+        expires = cfg.registrar.expires_s if cfg.registrar else 3600
+        argv += ["-key", "expires", str(expires)]
+    if phase == "register":
+        argv += ["-m", "1", "-recv_timeout", str(CALLER_RECV_TIMEOUT_MS)]
+        return argv
+    if cfg.role == "caller":
+        if cfg.rate is not None:
+            argv += ["-r", _fmt_rate(cfg.rate)]
+        if cfg.max_calls is not None:
+            argv += ["-m", str(cfg.max_calls)]
+        argv += ["-recv_timeout", str(CALLER_RECV_TIMEOUT_MS)]
+    if cfg.max_concurrent is not None:
+        argv += ["-l", str(cfg.max_concurrent)]
+    argv += ["-d", str(cfg.hold_ms)]
+    return argv

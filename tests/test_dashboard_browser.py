@@ -1,0 +1,78 @@
+"""The dashboard in a real browser on real sessions (API -> Temporal -> SIPp runners -> MQTT):
+the chart's data grows while a session runs, the verdict shows at the end, an invalid spec is
+refused with the error at its field. Screenshots of the list and the report go to artifacts/."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.conftest import RunningStack
+from tests.dashboard_fixtures import browser_fixture, page_fixture, screenshot  # noqa: F401
+from tests.test_e2e_session import direct_spec
+
+POINTS_JS = "() => Chart.getChart('chart-call-rate')?.data.datasets[0]?.data.length ?? 0"
+
+
+def test_watch_a_session_live_until_its_verdict(sqlite_stack: RunningStack, page: Any) -> None:
+    api = sqlite_stack.stack.api_url
+    sid = sqlite_stack.submit(direct_spec(rate=20, max_calls=None, duration_s=8))
+    page.goto(f"{api}/dashboard/sessions/{sid}")
+    page.wait_for_selector("#live[data-state=live]")
+    # The chart grows while the session runs, from the MQTT stream (no reload).
+    page.wait_for_function(f"({POINTS_JS})() >= 2", timeout=40_000)
+    first = page.evaluate(POINTS_JS)
+    assert page.evaluate("window.sipflowReport.detail.status") in ("pending", "running")
+    page.wait_for_function(f"({POINTS_JS})() >= {first + 2}", timeout=15_000)
+    grown = page.evaluate(POINTS_JS)
+    assert grown >= first + 2
+    assert page.evaluate("window.sipflowReport.renders.length") > 0  # live `point` events drawn
+    page.wait_for_selector("tr[data-runner=caller-0]")
+    screenshot(page, "dashboard-report-live.png")
+
+    page.wait_for_selector("#verdict[data-verdict=pass]", timeout=60_000)
+    assert page.locator("#status [data-value=completed]").count() == 1
+    assert page.locator("#thresholds tbody tr[data-passed=true]").count() == 3
+    assert page.locator("#controls").is_hidden()
+    temporal = page.get_attribute("#temporal", "href")
+    assert temporal and temporal.endswith(f"/workflows/session-{sid}")
+    page.wait_for_selector("#live >> text=finished")
+    screenshot(page, "dashboard-report.png")
+
+    # The list shows it with its verdict, calls and success rate.
+    page.goto(f"{api}/dashboard/")
+    row = page.locator(f"tr[data-id='{sid}']")
+    row.wait_for()
+    assert row.locator(".verdict [data-value=pass]").count() == 1
+    assert "100 %" in row.inner_text()
+    screenshot(page, "dashboard-sessions.png")
+
+
+def test_invalid_spec_shows_the_field_error(sqlite_stack: RunningStack, page: Any) -> None:
+    api = sqlite_stack.stack.api_url
+    before = sqlite_stack.http.get("/v1/sessions").json()["total"]
+    page.goto(f"{api}/dashboard/new")
+    page.wait_for_function("document.querySelector('#spec').value.includes('callers')")
+    spec = page.input_value("#spec").replace("rate: 20", "rate: -5")
+    page.fill("#spec", spec)
+    page.click("#start")
+    err = page.locator(".editor .field-error[data-path='roles.callers.rate']")
+    err.wait_for()
+    assert "greater than 0" in err.inner_text()
+    rate_line = next(i for i, line in enumerate(spec.splitlines(), 1) if "rate: -5" in line)
+    assert err.get_attribute("data-line") == str(rate_line)
+    assert page.locator(f"#gutter .err >> text='{rate_line}'").count() == 1
+    assert "Not started" in page.inner_text("#result")
+    screenshot(page, "dashboard-new-invalid.png")
+    time.sleep(0.3)
+    assert sqlite_stack.http.get("/v1/sessions").json()["total"] == before  # nothing started
+
+    # Fixed, it starts and leads to its live report.
+    page.fill(
+        "#spec", spec.replace("rate: -5", "rate: 20").replace("max_calls: 200", "max_calls: 20")
+    )
+    page.click("#start")
+    page.wait_for_url(f"{api}/dashboard/sessions/*")
+    sid = page.url.rsplit("/", 1)[1]
+    page.wait_for_selector("#verdict[data-verdict]:not([data-verdict=''])", timeout=60_000)
+    assert sqlite_stack.wait(sid)["status"] == "completed"
