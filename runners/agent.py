@@ -169,7 +169,11 @@ class Agent:
         publish = phase == "main"
         stream = self.stream if publish else StatsStream(cfg.session_id, cfg.runner_id, cfg.role)
         stream.attach(files.stat, rtt_file(scenario, pid))
-        error = self._supervise(proc, phase)
+        try:
+            error = self._supervise(proc, phase)
+        except BaseException:
+            proc.kill()  # never leave SIPp behind
+            raise
         if publish:
             self._publish_stats(final=True)
         else:

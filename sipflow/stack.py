@@ -158,7 +158,8 @@ class Stack:
             f"persistence_location {conf_dir}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 1000000\n"
-            "max_inflight_messages 100\n"
+            "max_inflight_messages 100\n" + ("user root\n" if os.geteuid() == 0 else "")
+            # As root, mosquitto would switch to user `mosquitto`, which cannot write here.
         )
         proc = self._spawn("mosquitto", [mosquitto_binary(), "-c", str(conf)])
         wait_for_port(self.config.mqtt_port, 20, proc)

@@ -227,12 +227,18 @@ class AgentProcess:
         return self.log_path.read_text(errors="replace")
 
     def cleanup(self) -> None:
-        for pid in self.sipp_pids():
+        """SIGTERM (the agent stops SIPp cleanly), then SIGKILL for anything left."""
+        pids = self.sipp_pids()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 @pytest.fixture
