@@ -62,8 +62,10 @@ class _Tracker:
         self.done_at: dict[str, float] = {}
         self.latest: dict[str, StatsMessage] = {}
 
-    def complete(self, now: float) -> bool:
+    def complete(self, now: float, never_started: set[str]) -> bool:
         for r in self.runner_ids:
+            if r in never_started:
+                continue
             state = self.finished.get(r)
             if state is None:
                 return False
@@ -130,14 +132,18 @@ class IngestActivities:
             await handle.signal(
                 SIGNAL_RUNNER_EVENT, RunnerEvent(runner_id="*ingest*", state="ready")
             )
-            last_progress = 0.0
-            while not tracker.complete(time.monotonic()):
+            last_progress = last_check = 0.0
+            never_started: set[str] = set()
+            while not tracker.complete(time.monotonic(), never_started):
                 activity.heartbeat(tracker.stored)
                 with contextlib.suppress(TimeoutError):
                     msg = await asyncio.wait_for(queue.get(), timeout=1.0)
                     await self._handle(msg, tracker, handle)
                     mq.ack(msg.mid, msg.qos)
                 now = time.monotonic()
+                if now - last_check >= 1.0:
+                    last_check = now
+                    never_started = await asyncio.to_thread(self._never_started, req)
                 if now - last_progress >= PROGRESS_EVERY_S and tracker.latest:
                     last_progress = now
                     await handle.signal(SIGNAL_PROGRESS, tracker.progress())
@@ -199,6 +205,10 @@ class IngestActivities:
             await handle.signal(
                 SIGNAL_RUNNER_EVENT, RunnerEvent(runner_id=rid, state=final, detail=detail)
             )
+
+    def _never_started(self, req: IngestMetrics) -> set[str]:
+        with session_scope(self.url) as db:
+            return store.never_started(db, req.session_id, req.runner_ids)
 
     def _store_stats(self, msg: StatsMessage) -> bool:
         with session_scope(self.url) as db:

@@ -26,6 +26,11 @@ class RegisterRunners(BaseModel):
     runners: list[tuple[str, str, str]]  # (runner id, role, address)
 
 
+class SetStatus(BaseModel):
+    session_id: str
+    status: str
+
+
 class SessionSummary(BaseModel):
     metrics: SessionMetrics
     reasons: list[str]
@@ -55,6 +60,11 @@ class StoreActivities:
         with session_scope(self.url) as db:
             for rid, role, address in req.runners:
                 store.upsert_runner(db, req.session_id, rid, role, address)
+
+    @activity.defn
+    def set_session_status(self, req: SetStatus) -> None:
+        with session_scope(self.url) as db:
+            store.set_status(db, req.session_id, req.status)
 
     @activity.defn
     def summarize_session(self, session_id: str) -> SessionSummary:

@@ -72,6 +72,16 @@ def _runner(db: Session, session_id: str, runner_id: str) -> RunnerRow | None:
     ).first()
 
 
+def never_started(db: Session, session_id: str, runner_ids: list[str]) -> set[str]:
+    """Runners that will not start any more: the session is stopping and they were never
+    registered (e.g. callers of a session whose callees failed to register)."""
+    row = db.get(SessionRow, session_id)
+    if row is None or row.status != "stopping":
+        return set()
+    started = {r.runner_id for r in runners(db, session_id)}
+    return set(runner_ids) - started
+
+
 def runner_last_seq(db: Session, session_id: str, runner_id: str) -> int | None:
     row = _runner(db, session_id, runner_id)
     return row.last_seq if row is not None else None

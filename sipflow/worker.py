@@ -17,7 +17,7 @@ from activities.runners import RunnerActivities
 from activities.session_store import StoreActivities
 from sipflow.db import migrate
 from sipflow.settings import Settings, get_settings
-from workflows.session import TestSessionWorkflow
+from workflows.session import SessionWorkflow
 
 
 async def connect(settings: Settings) -> Client:
@@ -36,7 +36,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[TestSessionWorkflow],
+        workflows=[SessionWorkflow],
         activities=[
             network.provision_network,
             network.teardown_network,
@@ -45,6 +45,7 @@ def build_worker(
             runners.publish_control,
             store.open_session,
             store.register_runners,
+            store.set_session_status,
             store.summarize_session,
             store.finish_session,
             ingest.ingest_metrics,

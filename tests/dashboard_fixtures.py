@@ -42,6 +42,16 @@ def launch_browser(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+class _Shared:
+    """One Playwright and one Chromium for the whole run. Each test module that imports
+    `browser_fixture` gets its own copy of the fixture, and a second `sync_playwright()` inside
+    the first one's loop is refused: the copies share this instance, the last one closes it."""
+
+    users = 0
+    manager: Any = None
+    browser: Any = None
+
+
 @pytest.fixture(name="browser", scope="session")
 def browser_fixture() -> Iterator[Any]:
     """Headless Chromium from Debian's packages (deploy/setup.sh installs it)."""
@@ -51,12 +61,17 @@ def browser_fixture() -> Iterator[Any]:
         pytest.fail(f"{VENDOR} is missing: run deploy/setup.sh (npm ci in dashboard/)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        browser = launch_browser(p)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    if _Shared.users == 0:
+        _Shared.manager = sync_playwright()
+        _Shared.browser = launch_browser(_Shared.manager.__enter__())
+    _Shared.users += 1
+    try:
+        yield _Shared.browser
+    finally:
+        _Shared.users -= 1
+        if _Shared.users == 0:
+            _Shared.browser.close()
+            _Shared.manager.__exit__(None, None, None)
 
 
 @pytest.fixture(name="page")

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.session import TestSessionWorkflow
+from workflows.session import SessionWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "data" / "histories").glob("*.json"))
 
@@ -23,5 +23,5 @@ def test_histories_exist() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_replay(path: Path) -> None:
     history = WorkflowHistory.from_json(f"session-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=[TestSessionWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[SessionWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)

@@ -19,7 +19,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.ingest import IngestMetrics, IngestResult
     from activities.network import ProvisionNetwork
     from activities.runners import PublishControl, StartedRunner, StartRunners, StopRunners
-    from activities.session_store import FinishSession, OpenSession, RegisterRunners, SessionSummary
+    from activities.session_store import (
+        FinishSession,
+        OpenSession,
+        RegisterRunners,
+        SessionSummary,
+        SetStatus,
+    )
     from sipflow import plan
     from sipflow.messages import ControlMessage, Role
     from sipflow.plan import SessionNetwork
@@ -66,7 +72,7 @@ class SessionAborted(Exception):
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class TestSessionWorkflow:
+class SessionWorkflow:
     def __init__(self) -> None:
         self._sid = ""
         self._phase = "starting"
@@ -245,6 +251,8 @@ class TestSessionWorkflow:
     ) -> None:
         """Stop every runner, let the ingest store what they sent, remove the network."""
         self._phase = "stopping"
+        # Tells the ingest that runners not started by now never will.
+        await short_activity("set_session_status", SetStatus(session_id=sid, status="stopping"))
         await workflow.execute_activity(
             "stop_runners",
             StopRunners(session_id=sid),
