@@ -171,6 +171,10 @@ class IngestActivities:
         _sid, rid, kind = parsed
         if rid not in tracker.stored:
             return
+        # Any later message but the will itself means a "lost" agent is back.
+        is_will = kind == "state" and b'"lost"' in msg.payload
+        if tracker.finished.get(rid) == "lost" and kind in ("stats", "state") and not is_will:
+            del tracker.finished[rid]
         if kind == "stats":
             stats = StatsMessage.model_validate_json(msg.payload)
             if await asyncio.to_thread(self._store_stats, stats):

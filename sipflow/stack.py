@@ -156,6 +156,8 @@ class Stack:
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {conf_dir}/\n"
+            # Save after every change: a broker killed with -9 keeps what it acknowledged.
+            "autosave_on_changes true\n"
             "autosave_interval 1\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 100\n" + ("user root\n" if os.geteuid() == 0 else "")

@@ -87,7 +87,8 @@ def runner_last_seq(db: Session, session_id: str, runner_id: str) -> int | None:
     return row.last_seq if row is not None else None
 
 
-# A runner's state only moves forward; a late retained "running" must not undo "done".
+# A runner's state only moves forward; a late retained "running" must not undo "done". "lost"
+# is the exception: after a broker restart the will is published and the agent comes back.
 _FINAL = {"done", "failed", "lost"}
 
 
@@ -96,10 +97,8 @@ def set_runner_state(
 ) -> bool:
     """True when the stored state changed."""
     row = _runner(db, session_id, runner_id)
-    if row is None or row.state == state or (row.state in _FINAL and state not in _FINAL):
+    if row is None or row.state == state or row.state in ("done", "failed"):
         return False
-    if row.state in ("done", "failed") and state == "lost":
-        return False  # a will after a clean finish means nothing
     row.state, row.detail = state, detail
     db.add(row)
     db.commit()

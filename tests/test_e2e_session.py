@@ -154,3 +154,25 @@ def test_worker_kill9_loses_no_metric(pg_stack: RunningStack) -> None:
     assert body["summary"]["measured"]["successful_calls"] >= 350
     no_leftovers(pg_stack, sid)
     assert os.path.exists(pg_stack.stack.data_dir / "logs" / "worker.log")
+
+
+def test_broker_kill9_loses_no_metric(sqlite_stack: RunningStack) -> None:
+    """mosquitto is SIGKILLed mid-session and restarted: agents and the ingest reconnect, the
+    broker's persisted queue delivers the rest, and the stored counts equal SIPp's own."""
+    sid = sqlite_stack.submit(direct_spec(rate=20, max_calls=None, duration_s=15))
+    deadline = time.monotonic() + 30
+    while (
+        sqlite_stack.http.get(f"/v1/sessions/{sid}").json().get("progress", {}).get("phase")
+        != "running callers"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    time.sleep(4)
+    sqlite_stack.stack.kill_process("mosquitto")
+    time.sleep(2)
+    sqlite_stack.stack.start_mosquitto()
+    body = sqlite_stack.wait(sid, timeout=180)
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body
+    stored_vs_sipp(sqlite_stack, sid, body)
+    assert body["summary"]["measured"]["successful_calls"] >= 250
+    no_leftovers(sqlite_stack, sid)

@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
 FINAL = ("done", "failed", "lost")
 INGEST_READY = "*ingest*"
 READY_TIMEOUT = timedelta(seconds=60)
+# How long a runner may be "lost" (its MQTT will) before the session gives up on it.
+LOST_GRACE = timedelta(seconds=15)
 SHORT_TIMEOUT = timedelta(seconds=60)
 SHORT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=10)
 
@@ -94,10 +96,10 @@ class SessionWorkflow:
             self._ingest_ready = True
             return
         current = self._runners.get(ev.runner_id)
-        if current is None or (current in FINAL and ev.state not in FINAL):
-            return  # unknown runner, or a late non-final state after a final one
-        if current in ("done", "failed") and ev.state == "lost":
-            return
+        if current is None or current in ("done", "failed"):
+            return  # unknown runner, or a late message after a clean finish
+        # "lost" is not final: a broker restart publishes the will of an agent that then
+        # reconnects and reports its state again.
         self._runners[ev.runner_id] = ev.state
         if ev.detail:
             self._details[ev.runner_id] = ev.detail
@@ -206,16 +208,7 @@ class SessionWorkflow:
 
             self._phase = "running callers"
             await self._start(spec, network, "caller")
-            await workflow.wait_condition(
-                lambda: (
-                    all(self._runners[r] in FINAL for r in caller_ids)
-                    or any(self._runners[r] == "lost" for r in callee_ids)
-                ),
-                timeout=timedelta(seconds=expected * 2 + 120),
-            )
-            lost = [r for r in callee_ids + caller_ids if self._runners[r] == "lost"]
-            if lost:
-                raise SessionAborted(f"runners lost: {', '.join(lost)}")
+            await self._await_callers(caller_ids, timedelta(seconds=expected * 2 + 120))
         except asyncio.CancelledError:
             status = "cancelled"
             self._reasons.append("cancelled")
@@ -229,6 +222,23 @@ class SessionWorkflow:
 
         await self._clean_up(sid, network, ingest)
         return await self._conclude(sid, spec, status)
+
+    def _lost(self) -> list[str]:
+        return [r for r, state in self._runners.items() if state == "lost"]
+
+    async def _await_callers(self, caller_ids: list[str], timeout: timedelta) -> None:
+        """Until every caller is done; a runner lost for longer than LOST_GRACE aborts."""
+
+        def finished() -> bool:
+            return all(self._runners[r] in ("done", "failed") for r in caller_ids)
+
+        await workflow.wait_condition(lambda: finished() or bool(self._lost()), timeout=timeout)
+        while self._lost() and not finished():
+            try:
+                await workflow.wait_condition(lambda: not self._lost(), timeout=LOST_GRACE)
+            except TimeoutError:
+                raise SessionAborted(f"runners lost: {', '.join(self._lost())}") from None
+            await workflow.wait_condition(lambda: finished() or bool(self._lost()), timeout=timeout)
 
     async def _start(self, spec: SessionSpec, network: SessionNetwork, role: Role) -> None:
         started = await short_activity(
@@ -285,7 +295,7 @@ class SessionWorkflow:
         failed_thresholds = [r.threshold for r in results if not r.passed]
         if status == "error":
             verdict = "error"
-        elif self._reasons or failed_thresholds:
+        elif self._reasons or failed_thresholds or summary.metrics.measured.get("lost_runners"):
             verdict = "fail"
         else:
             verdict = "pass"
