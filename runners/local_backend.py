@@ -35,6 +35,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def processes_using(work_dir: Path) -> list[int]:
+    """Pids whose command line names a file under work_dir."""
+    needle = (str(work_dir) + "/").encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline and int(proc.name) != os.getpid():
+            found.append(int(proc.name))
+    return found
+
+
 class LocalBackend:
     def __init__(self, runs_dir: Path) -> None:
         self.runs_dir = runs_dir
@@ -96,9 +112,14 @@ class LocalBackend:
             self._reap(pids.values())
             time.sleep(0.1)
         for pid in pids.values():
-            # The whole group: SIPp children of an agent that died go too.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+        # SIPp runs in a session of its own; if its agent died it is orphaned, so find it by
+        # the runner's work directory on its command line.
+        for rid in pids:
+            for orphan in processes_using(self.runs_dir / session_id / rid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(orphan, signal.SIGKILL)
         self._reap(pids.values())
 
     @staticmethod

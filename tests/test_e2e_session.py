@@ -176,3 +176,25 @@ def test_broker_kill9_loses_no_metric(sqlite_stack: RunningStack) -> None:
     stored_vs_sipp(sqlite_stack, sid, body)
     assert body["summary"]["measured"]["successful_calls"] >= 250
     no_leftovers(sqlite_stack, sid)
+
+
+def test_runner_kill9_is_lost_and_fails(sqlite_stack: RunningStack) -> None:
+    """The caller's agent is SIGKILLed: its Last Will marks it lost, the session fails with that
+    reason, what it sent before is kept, and its orphaned SIPp is cleaned up."""
+    sid = sqlite_stack.submit(direct_spec(rate=10, max_calls=None, duration_s=60))
+    deadline = time.monotonic() + 30
+    while (
+        sqlite_stack.http.get(f"/v1/sessions/{sid}").json().get("progress", {}).get("phase")
+        != "running callers"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    time.sleep(3)
+    pid = int((sqlite_stack.runs_dir / sid / "caller-0" / "agent.pid").read_text())
+    os.kill(pid, 9)
+    body = sqlite_stack.wait(sid, timeout=120)
+    assert (body["status"], body["verdict"]) == ("completed", "fail"), body
+    assert any("lost" in r and "caller-0" in r for r in body["reasons"]), body["reasons"]
+    assert body["summary"]["measured"]["lost_runners"] == 1
+    assert body["summary"]["measured"]["successful_calls"] > 0
+    no_leftovers(sqlite_stack, sid)
