@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+MACHINE_LOCK = Path("/tmp/sipflow-loopback.lock")
 
 
 def _label(session_id: str) -> str:
@@ -48,11 +49,21 @@ class LocalNetworks:
         self.octet = octet
         state_dir.mkdir(parents=True, exist_ok=True)
 
+    def _subnets_on_lo(self) -> set[int]:
+        prefix = f"127.{self.octet}."
+        return {
+            int(addr.split(".")[2])
+            for addrs in loopback_aliases().values()
+            for addr in addrs
+            if addr.startswith(prefix)
+        }
+
     @contextmanager
     def _locked(self) -> Iterator[dict[str, int]]:
         """The allocation table (session id -> third octet), under a file lock."""
         path = self.state_dir / "subnets.json"
-        with open(self.state_dir / "subnets.lock", "w") as lock:
+        # One lock for the whole machine: the loopback device is shared by every stack.
+        with open(MACHINE_LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             table: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
             yield table
@@ -62,23 +73,25 @@ class LocalNetworks:
         """Idempotent: returns the session's subnet prefix (e.g. '127.201.7')."""
         with self._locked() as table:
             if session_id not in table:
-                used = set(table.values())
+                # Other stacks on this machine have tables of their own: the loopback device
+                # itself says which subnets are taken.
+                used = set(table.values()) | self._subnets_on_lo()
                 free = next((n for n in range(1, 255) if n not in used), None)
                 if free is None:
                     raise RuntimeError("no free /24 left in the loopback range for a new session")
                 table[session_id] = free
             subnet = f"127.{self.octet}.{table[session_id]}"
-        present = set(loopback_aliases().get(_label(session_id), []))
-        for host in addresses:
-            addr = f"{subnet}.{host}"
-            ipaddress.ip_address(addr)
-            if addr in present:
-                continue
-            res = _ip("addr", "add", f"{addr}/32", "dev", "lo", "label", _label(session_id))
-            if res.returncode != 0 and "File exists" not in res.stderr:
-                log.warning(
-                    "could not add %s to lo (%s); using it unlabelled", addr, res.stderr.strip()
-                )
+            present = set(loopback_aliases().get(_label(session_id), []))
+            for host in addresses:
+                addr = f"{subnet}.{host}"
+                ipaddress.ip_address(addr)
+                if addr in present:
+                    continue
+                res = _ip("addr", "add", f"{addr}/32", "dev", "lo", "label", _label(session_id))
+                if res.returncode != 0 and "File exists" not in res.stderr:
+                    log.warning(
+                        "could not add %s to lo (%s); using it unlabelled", addr, res.stderr.strip()
+                    )
         return subnet
 
     def teardown(self, session_id: str) -> list[str]:
