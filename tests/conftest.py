@@ -88,6 +88,17 @@ class RunningStack:
             time.sleep(0.5)
         raise TimeoutError(f"session {session_id} did not finish in {timeout}s")
 
+    def wait_phase(self, session_id: str, phase: str, timeout: float = 30) -> None:
+        """Until the workflow's progress query reports `phase`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.http.get(f"/v1/sessions/{session_id}").json()
+            if (body.get("progress") or {}).get("phase") == phase:
+                return
+            assert body.get("status") not in FINAL_STATUSES, f"ended before {phase}: {body}"
+            assert time.monotonic() < deadline, f"no phase {phase} in {timeout}s: {body}"
+            time.sleep(0.2)
+
     def run(self, spec: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
         return self.wait(self.submit(spec), timeout)
 

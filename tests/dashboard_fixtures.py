@@ -52,7 +52,7 @@ class _Shared:
     browser: Any = None
 
 
-@pytest.fixture(name="browser", scope="session")
+@pytest.fixture(name="browser", scope="module")
 def browser_fixture() -> Iterator[Any]:
     """Headless Chromium from Debian's packages (deploy/setup.sh installs it)."""
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():

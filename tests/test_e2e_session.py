@@ -77,13 +77,7 @@ def test_failed_threshold_gives_fail_verdict(sqlite_stack: RunningStack) -> None
 
 def test_cancel_stops_everything(sqlite_stack: RunningStack) -> None:
     sid = sqlite_stack.submit(direct_spec(rate=10, max_calls=None, duration_s=120))
-    deadline = time.monotonic() + 30
-    while (
-        sqlite_stack.http.get(f"/v1/sessions/{sid}").json().get("progress", {}).get("phase")
-        != "running callers"
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    sqlite_stack.wait_phase(sid, "running callers")
     time.sleep(2)
     r = sqlite_stack.http.post(f"/v1/sessions/{sid}/cancel")
     assert r.status_code in (200, 202), r.text
@@ -97,13 +91,7 @@ def test_cancel_stops_everything(sqlite_stack: RunningStack) -> None:
 
 def test_rate_change_by_update(sqlite_stack: RunningStack) -> None:
     sid = sqlite_stack.submit(direct_spec(rate=5, max_calls=None, duration_s=14))
-    deadline = time.monotonic() + 30
-    while (
-        sqlite_stack.http.get(f"/v1/sessions/{sid}").json().get("progress", {}).get("phase")
-        != "running callers"
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    sqlite_stack.wait_phase(sid, "running callers")
     time.sleep(5)
     r = sqlite_stack.http.post(f"/v1/sessions/{sid}/rate", json={"rate": 40})
     assert r.status_code == 200, r.text
@@ -137,13 +125,7 @@ async def test_search_attributes_filter_sessions(sqlite_stack: RunningStack) -> 
 def test_worker_kill9_loses_no_metric(pg_stack: RunningStack) -> None:
     """A 20 s session; the worker is SIGKILLed mid-way and restarted; every interval lands once."""
     sid = pg_stack.submit(direct_spec(rate=20, max_calls=None, duration_s=20))
-    deadline = time.monotonic() + 30
-    while (
-        pg_stack.http.get(f"/v1/sessions/{sid}").json().get("progress", {}).get("phase")
-        != "running callers"
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    pg_stack.wait_phase(sid, "running callers")
     time.sleep(5)
     pg_stack.stack.kill_process("worker")
     time.sleep(3)
@@ -160,13 +142,7 @@ def test_broker_kill9_loses_no_metric(sqlite_stack: RunningStack) -> None:
     """mosquitto is SIGKILLed mid-session and restarted: agents and the ingest reconnect, the
     broker's persisted queue delivers the rest, and the stored counts equal SIPp's own."""
     sid = sqlite_stack.submit(direct_spec(rate=20, max_calls=None, duration_s=15))
-    deadline = time.monotonic() + 30
-    while (
-        sqlite_stack.http.get(f"/v1/sessions/{sid}").json().get("progress", {}).get("phase")
-        != "running callers"
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    sqlite_stack.wait_phase(sid, "running callers")
     time.sleep(4)
     sqlite_stack.stack.kill_process("mosquitto")
     time.sleep(2)
@@ -182,13 +158,7 @@ def test_runner_kill9_is_lost_and_fails(sqlite_stack: RunningStack) -> None:
     """The caller's agent is SIGKILLed: its Last Will marks it lost, the session fails with that
     reason, what it sent before is kept, and its orphaned SIPp is cleaned up."""
     sid = sqlite_stack.submit(direct_spec(rate=10, max_calls=None, duration_s=60))
-    deadline = time.monotonic() + 30
-    while (
-        sqlite_stack.http.get(f"/v1/sessions/{sid}").json().get("progress", {}).get("phase")
-        != "running callers"
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    sqlite_stack.wait_phase(sid, "running callers")
     time.sleep(3)
     pid = int((sqlite_stack.runs_dir / sid / "caller-0" / "agent.pid").read_text())
     os.kill(pid, 9)
