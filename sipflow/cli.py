@@ -150,6 +150,7 @@ def up(
         with err.status("starting Temporal, mosquitto, worker and API ..."):
             stack.start()
         table = Table(title="sipflow is up", show_header=False)
+        table.add_row("Dashboard", f"{stack.api_url}/dashboard/")
         table.add_row("API", stack.api_url)
         table.add_row("API docs", f"{stack.api_url}/docs")
         table.add_row("Temporal Web UI", stack.temporal_ui_url)
@@ -252,6 +253,7 @@ def _run_session(api: str, spec: SessionSpec, as_json: bool) -> int:
         sid = created["id"]
         if not as_json:
             err.print(f"session [bold]{sid}[/] started: {created['links']['temporal_ui']}")
+            err.print(f"live report: {api.rstrip('/')}/dashboard/sessions/{sid}")
         detail = _follow(http, sid, spec, quiet=as_json)
     if detail is None:
         return EXIT_ERROR
