@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -49,6 +50,33 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+# Any fixed number: the PostgreSQL advisory lock that serializes migrations.
+MIGRATION_LOCK_ID = 7_270_001
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """The API and the worker both migrate at start, often at the same moment: one at a time."""
+    if url.startswith("postgresql"):
+        with get_engine(url).connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+                conn.commit()
+    elif url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        lock_path = Path(url.split("///", 1)[1] + ".migrate-lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    else:
+        yield
+
+
 def migrate(url: str) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
-    command.upgrade(alembic_config(url), "head")
+    """Bring the schema to the newest revision (idempotent, safe to run concurrently)."""
+    with _migration_lock(url):
+        command.upgrade(alembic_config(url), "head")
