@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sipflow import histogram
+from sipflow import histogram, store
 from sipflow.messages import RunnerState, StatsMessage
 from sipflow.models import MetricInterval, RunnerRow
 
@@ -47,24 +47,7 @@ class Interval:
 
     @classmethod
     def from_message(cls, m: StatsMessage) -> Interval:
-        return cls(
-            runner_id=m.runner_id,
-            role=m.role,
-            seq=m.seq,
-            time=m.time,
-            current_calls=m.current_calls,
-            call_rate=m.call_rate,
-            calls_created=m.periodic.calls_created,
-            successful_calls=m.periodic.successful_calls,
-            failed_calls=m.periodic.failed_calls,
-            retransmissions=m.periodic.retransmissions,
-            cum_calls_created=m.cumulative.calls_created,
-            cum_successful_calls=m.cumulative.successful_calls,
-            cum_failed_calls=m.cumulative.failed_calls,
-            cum_retransmissions=m.cumulative.retransmissions,
-            failed_by_cause=dict(m.periodic.failed_by_cause),
-            histogram=list(m.histogram),
-        )
+        return cls(**store.interval_fields(m))
 
     @classmethod
     def from_row(cls, r: MetricInterval) -> Interval:
