@@ -50,7 +50,8 @@ def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow])
     callers = roles.get("caller", RoleSummary())
     caller_hist = histogram.merge(iv.histogram for iv in intervals if iv.role == "caller")
     finished = callers.successful_calls + callers.failed_calls
-    caller_times = [iv.time for iv in intervals if iv.role == "caller"]
+    # Only intervals that created calls: SIPp also writes an empty row at start and at exit.
+    caller_times = [iv.time for iv in intervals if iv.role == "caller" and iv.calls_created]
     # Each interval covers the second before its time stamp.
     span = (max(caller_times) - min(caller_times) + 1.0) if caller_times else 0.0
     measured: dict[str, float | None] = {

@@ -41,6 +41,10 @@ def test_redelivered_interval_is_stored_once(database_url: str) -> None:
         assert m.measured["failed_calls"] == 3
         assert m.measured["success_rate"] == 85.0
         assert m.measured["response_time_p95_ms"] == 5.0
+        # 20 calls created in two one-second intervals; the empty exit row does not count.
+        assert store.store_interval(db, stats(3, 0))
+        m = summarize(store.intervals(db, "s1"), store.runners(db, "s1"))
+        assert m.measured["achieved_rate"] == 10.0
 
 
 def test_runner_state_never_moves_back(database_url: str) -> None:
