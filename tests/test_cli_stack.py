@@ -1,0 +1,67 @@
+"""`sipflow up` and `sipflow run --embedded` as a person runs them: real processes, real ports."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from sipflow.stack import free_port
+
+SIPFLOW = [sys.executable, "-m", "sipflow.cli"]
+
+
+def listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_prints_urls_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("temporal", "ui", "mqtt", "api")}
+    proc = subprocess.Popen(
+        [*SIPFLOW, "up", "--data-dir", str(tmp_path / "stack"),
+         "--temporal-port", str(ports["temporal"]), "--temporal-ui-port", str(ports["ui"]),
+         "--mqtt-port", str(ports["mqtt"]), "--api-port", str(ports["api"])],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        out = ""
+        deadline = time.monotonic() + 90
+        assert proc.stdout is not None
+        while "Ctrl-C stops everything" not in out:
+            assert time.monotonic() < deadline and proc.poll() is None, out
+            out += proc.stdout.readline()
+        for shown in (f":{ports['api']}/dashboard/", f":{ports['api']}/docs", f":{ports['ui']}"):
+            assert shown in out, out
+        assert httpx.get(f"http://127.0.0.1:{ports['api']}/v1/health").json()["ok"] is True
+        assert httpx.get(f"http://127.0.0.1:{ports['ui']}/").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+    assert code == 0
+    assert not any(listening(p) for p in ports.values()), "a process of the stack is still there"
+
+
+def test_run_embedded_gives_the_verdict_as_exit_code(tmp_path: Path) -> None:
+    spec = {
+        "name": "cli-embedded",
+        "roles": {"callees": {"agents": 1}, "callers": {"rate": 20, "max_calls": 20}},
+        "thresholds": ["successful_calls == 20"],
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    ok = subprocess.run([*SIPFLOW, "run", "--embedded", str(path)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "PASS" in ok.stdout
+    spec["thresholds"] = ["successful_calls == 21"]
+    path.write_text(yaml.safe_dump(spec))
+    bad = subprocess.run([*SIPFLOW, "run", "--embedded", str(path)], capture_output=True, text=True)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "FAIL" in bad.stdout
