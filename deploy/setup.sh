@@ -38,4 +38,21 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; th
 fi
 (cd dashboard && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
 # --- end dashboard -------------------------------------------------------------------------------
+# --- containers (issue 3): podman + runc serve the Docker API for the docker backend's tests
+# (no Docker engine needed; deploy/containers.conf configures podman through CONTAINERS_CONF),
+# netavark + aardvark-dns give per-session networks with name resolution, mmdebstrap builds the
+# runner image's Debian base without a registry (deploy/build_runner_image.sh) --------------------
+ctr_missing=()
+have podman || ctr_missing+=(podman)
+have runc || ctr_missing+=(runc)
+have mmdebstrap || ctr_missing+=(mmdebstrap)
+[ -x /usr/lib/podman/netavark ] || [ -x /usr/libexec/podman/netavark ] || have netavark || ctr_missing+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || [ -x /usr/libexec/podman/aardvark-dns ] || have aardvark-dns || ctr_missing+=(aardvark-dns)
+if [ ${#ctr_missing[@]} -gt 0 ]; then
+  echo "setup: installing ${ctr_missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${ctr_missing[@]}" uidmap slirp4netns iptables >/dev/null
+fi
+# --- end containers ------------------------------------------------------------------------------
 echo "setup: ready (.venv/bin/sipflow)"

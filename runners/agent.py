@@ -1,6 +1,7 @@
 """The runner agent: runs SIPp for one RunnerConfig and reports over MQTT.
 
     python -m runners.agent --config /path/runner.json
+    python -m runners.agent --config-url URL --token-file PATH   # in a runner container
 
 Callee: registers first when a registrar is set (SIPp register.xml, -m 1), then answers
 (answer.xml) and says `ready` once SIPp's SIP socket is bound. Caller: places calls until
@@ -11,14 +12,21 @@ one StatsMessage, then a DoneMessage, then the final retained state, then a clea
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
+
+from pydantic import TypeAdapter
 
 from runners import injection, scenario_files
 from runners.mqtt_link import MqttLink
@@ -35,9 +43,10 @@ from sipflow.messages import (
     control_topic,
     runner_topic,
 )
-from sipflow.runner_config import RunnerConfig
+from sipflow.runner_config import AccountConfig, RunnerConfig
 
 log = logging.getLogger("runners.agent")
+DEFAULT_HEARTBEAT = "/tmp/sipflow-agent.alive"  # the runner image's
 
 POLL_S = 0.2
 STOP_GRACE_S = 10.0  # SIGUSR1 -> SIGTERM, on top of the hold time
@@ -48,6 +57,9 @@ READY_TIMEOUT_S = 10.0
 DRAIN_MAX_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
 ACK_TIMEOUT_S = 30.0
+FETCH_TIMEOUT_S = 60.0  # how long a containerized agent retries reaching the API
+HEARTBEAT_EVERY_S = 2.0
+HEALTHY_WITHIN_S = 15.0
 
 
 @dataclass
@@ -63,9 +75,12 @@ class RunResult:
 
 
 class Agent:
-    def __init__(self, cfg: RunnerConfig, sipp_bin: str = "sipp") -> None:
+    def __init__(
+        self, cfg: RunnerConfig, sipp_bin: str = "sipp", heartbeat_file: Path | None = None
+    ) -> None:
         self.cfg = cfg
         self.sipp_bin = sipp_bin
+        self.heartbeat_file = heartbeat_file
         self.stop_event = threading.Event()
         self.stream = StatsStream(cfg.session_id, cfg.runner_id, cfg.role)
         self.state: RunnerStateName = "starting"
@@ -260,8 +275,18 @@ class Agent:
         detail = None if result.ok else (result.error or _reasons_text(result))
         self.set_state("done" if result.ok else "failed", detail)
 
+    def _heartbeat(self) -> None:
+        """Touch the heartbeat file while connected to the broker (the container's health)."""
+        assert self.heartbeat_file is not None
+        while True:  # a daemon thread: ends with the agent
+            time.sleep(HEARTBEAT_EVERY_S)
+            if self.link.connected.is_set():
+                self.heartbeat_file.touch()
+
     def run(self) -> int:
         cfg = self.cfg
+        if self.heartbeat_file is not None:
+            threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
         if not self.link.start(CONNECT_TIMEOUT_S):
             log.warning("MQTT broker %s:%s not reachable yet", cfg.mqtt_host, cfg.mqtt_port)
         self.set_state("starting")
@@ -294,19 +319,102 @@ def _reasons_text(result: RunResult) -> str:
     return f"SIPp exit code {result.exit_code}, {result.summary.failed_calls} failed calls"
 
 
+class FetchRefused(Exception):
+    """The API refused the token (wrong, or the session no longer runs)."""
+
+
+def _get(url: str, token: str, deadline: float) -> bytes:
+    """GET with the runner token; retries while the API is unreachable or answers 5xx."""
+    delay = 0.5
+    while True:
+        req = Request(url, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urlopen(req, timeout=10) as resp:
+                body: bytes = resp.read()
+                return body
+        except HTTPError as e:
+            if e.code < 500:
+                raise FetchRefused(f"GET {url}: HTTP {e.code}") from None
+            problem = f"HTTP {e.code}"
+        except (URLError, OSError) as e:
+            problem = str(getattr(e, "reason", e))
+        if time.monotonic() + delay > deadline:
+            raise TimeoutError(f"GET {url}: {problem}")
+        log.warning("GET %s: %s; retrying", url, problem)
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def fetch_config(base_url: str, token: str, timeout: float = FETCH_TIMEOUT_S) -> RunnerConfig:
+    """The runner's config, accounts and scenario from the API (api/routes/runner_files.py)."""
+    deadline = time.monotonic() + timeout
+    cfg = RunnerConfig.model_validate_json(_get(f"{base_url}/config", token, deadline))
+    accounts = TypeAdapter(list[AccountConfig]).validate_json(
+        _get(f"{base_url}/accounts", token, deadline)
+    )
+    update: dict[str, object] = {"accounts": accounts}
+    if cfg.scenario == "custom":
+        update["scenario_xml"] = _get(f"{base_url}/scenario", token, deadline).decode()
+    return cfg.model_copy(update=update)
+
+
+def resolve_local_ip(cfg: RunnerConfig) -> RunnerConfig:
+    """In a container the config names the runner (its host name on the session network);
+    SIPp binds the address that name has."""
+    try:
+        ipaddress.ip_address(cfg.local_ip)
+        return cfg
+    except ValueError:
+        return cfg.model_copy(update={"local_ip": socket.gethostbyname(cfg.local_ip)})
+
+
+def health_check(heartbeat_file: Path) -> int:
+    """0 when the agent touched its heartbeat file recently (it runs and has the broker)."""
+    try:
+        age = time.time() - heartbeat_file.stat().st_mtime
+    except OSError:
+        print(json.dumps({"healthy": False, "reason": "no heartbeat yet"}))
+        return 1
+    healthy = age <= HEALTHY_WITHIN_S
+    print(json.dumps({"healthy": healthy, "heartbeat_age_s": round(age, 1)}))
+    return 0 if healthy else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners.agent", description=__doc__)
-    parser.add_argument("--config", required=True, type=Path, help="RunnerConfig JSON file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="RunnerConfig JSON file")
+    source.add_argument(
+        "--config-url", help="API URL of this runner's files (GET <url>/config, ...)"
+    )
+    source.add_argument(
+        "--health-check", action="store_true", help="exit 0 if the agent is healthy"
+    )
+    parser.add_argument("--token-file", type=Path, help="the runner token, for --config-url")
+    parser.add_argument("--heartbeat-file", type=Path, help="touched while the broker is reached")
     parser.add_argument("--sipp", default="sipp", help="SIPp binary (default: sipp on PATH)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    if args.health_check:
+        return health_check(args.heartbeat_file or Path(DEFAULT_HEARTBEAT))
     logging.basicConfig(
         stream=sys.stderr,
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    cfg = RunnerConfig.model_validate_json(args.config.read_text())
-    agent = Agent(cfg, sipp_bin=args.sipp)
+    if args.config_url:
+        if args.token_file is None:
+            parser.error("--config-url needs --token-file")
+        token = args.token_file.read_text().strip()
+        try:
+            cfg = resolve_local_ip(fetch_config(args.config_url.rstrip("/"), token))
+        except (FetchRefused, TimeoutError) as e:
+            log.error("cannot fetch the runner's files: %s", e)
+            return 2
+        log.info("fetched config of %s/%s", cfg.session_id, cfg.runner_id)
+    else:
+        cfg = RunnerConfig.model_validate_json(args.config.read_text())
+    agent = Agent(cfg, sipp_bin=args.sipp, heartbeat_file=args.heartbeat_file)
     agent.install_signal_handlers()
     return agent.run()
 

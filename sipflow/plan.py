@@ -7,6 +7,7 @@ The workflow uses `runner_ids` (deterministic); the start-runners activity uses
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -21,12 +22,17 @@ CALLER_HOST_BASE = 100  # caller k gets <subnet>.(100 + k)
 
 
 class SessionNetwork(BaseModel):
-    """Addresses of a session (local backend: a /24 of the loopback range)."""
+    """Addresses of a session. Local backend: a /24 of the loopback range, one address per
+    runner. Docker backend: a bridge network where each runner is known by its runner id."""
 
     session_id: str
-    subnet: str  # e.g. "127.201.7"
+    subnet: str  # local: e.g. "127.201.7"; docker: the network's CIDR, e.g. "10.89.3.0/24"
+    backend: Literal["local", "docker"] = "local"
+    name: str | None = None  # docker: the network's name
 
     def address(self, role: Role, index: int) -> str:
+        if self.backend == "docker":
+            return runner_id(role, index)  # the container's name on the session network
         base = CALLEE_HOST_BASE if role == "callee" else CALLER_HOST_BASE
         return f"{self.subnet}.{base + index}"
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SIPFLOW_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SIPFLOW_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
 
     # Where the embedded stack keeps its files (SQLite, Temporal's db, runner work dirs, logs).
     data_dir: Path = Path("var")
@@ -27,6 +31,29 @@ class Settings(BaseSettings):
     # Local backend: each session gets 127.<net_octet>.N.0/24 on the loopback device.
     local_net_octet: int = 201
     default_tenant: str = "default"
+    # Where a session's runners run when its spec does not say: "local" or "docker".
+    default_backend: Literal["local", "docker"] = "local"
+    # Docker backend: the Docker-API endpoint (e.g. unix:///run/podman/podman.sock); not set:
+    # DOCKER_HOST, else the engine's default socket.
+    docker_url: str | None = None
+    runner_image: str = "sipflow-runner:latest"
+    # The name runner containers know the Docker host by (mapped to their network's gateway).
+    docker_host_alias: str = "sipflow-host"
+    # How runner containers reach the broker and the API; default: the Docker host (the broker
+    # and the API listen on, or publish their ports to, the bridge gateway) at the same ports.
+    docker_mqtt_host: str | None = None
+    docker_mqtt_port: int | None = None
+    docker_api_url: str | None = None
+    # Session networks without a route out (runners reach only each other and the Docker host's
+    # address on their bridge). Turn off where the broker/API are reached through ports
+    # published by containers on other networks (Docker's isolation drops that traffic).
+    docker_internal_networks: bool = True
+    # Seconds between sweeps of containers and networks of sessions that no longer run (the
+    # worker sweeps when > 0).
+    docker_sweep_interval_s: float = 0
+    # Signs the per-session tokens runners fetch their files with. Not set: a random key kept
+    # in data_dir/secrets (enough when API and worker share data_dir, as the embedded stack does).
+    runner_token_secret: SecretStr | None = None
 
     @property
     def resolved_database_url(self) -> str:
@@ -37,6 +64,21 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return (self.data_dir / "runs").resolve()
+
+    @property
+    def container_mqtt(self) -> tuple[str, int]:
+        """The broker as runner containers see it."""
+        return (
+            self.docker_mqtt_host or self.docker_host_alias,
+            self.docker_mqtt_port or self.mqtt_port,
+        )
+
+    @property
+    def container_api_url(self) -> str:
+        """The API as runner containers see it."""
+        return (self.docker_api_url or f"http://{self.docker_host_alias}:{self.api_port}").rstrip(
+            "/"
+        )
 
 
 @lru_cache

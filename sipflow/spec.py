@@ -19,6 +19,7 @@ CALLER_SCENARIOS = ("options", "register", "call")
 CALLEE_SCENARIOS = ("answer",)
 
 Transport = Literal["udp", "tcp"]
+Backend = Literal["local", "docker"]
 _USER_RE = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]+$")
 
 
@@ -78,11 +79,20 @@ class Target(Strict):
         return self.domain or self.host
 
 
+class Resources(Strict):
+    """Limits of one runner agent. Enforced by the docker backend (the container's CPU and
+    memory limits); the local backend runs agents as plain processes and ignores them."""
+
+    cpus: Annotated[float | None, Field(gt=0, le=64, description="CPUs per agent")] = None
+    memory_mb: Annotated[int | None, Field(ge=64, le=65536, description="MiB per agent")] = None
+
+
 class RoleSpec(Strict):
     agents: Annotated[int, Field(ge=1, le=64)] = 1
     scenario: str | CustomScenario
     accounts: list[Account] = []
     transport: Transport = "udp"
+    resources: Resources = Resources()
 
     @field_validator("scenario")
     @classmethod
@@ -146,7 +156,10 @@ class SessionSpec(Strict):
         default_factory=lambda: ["success_rate >= 100"],
         description="conditions on the stored metrics, e.g. 'success_rate >= 99.5'",
     )
-    backend: Literal["local"] = "local"
+    # Where the runners run: "local" (one process per runner on this machine) or "docker" (one
+    # container per runner, one network per session, on a Docker-API engine). Not given: the
+    # worker's default (SIPFLOW_DEFAULT_BACKEND, itself "local" unless set).
+    backend: Backend | None = None
     timeout_s: Annotated[float | None, Field(gt=0, le=86400 * 2)] = None
 
     @model_validator(mode="after")

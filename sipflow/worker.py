@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import logging
 import signal
+import threading
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -62,11 +63,17 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    stop_sweeper = threading.Event()
+    if settings.docker_sweep_interval_s > 0:
+        from runners.sweeper import start_periodic
+
+        start_periodic(settings, stop_sweeper)
     with concurrent.futures.ThreadPoolExecutor(max_workers=64) as executor:
         worker = build_worker(client, settings, executor)
         async with worker:
             logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
             await stop.wait()
+    stop_sweeper.set()
 
 
 def main() -> None:

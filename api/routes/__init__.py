@@ -2,8 +2,9 @@
 
 from fastapi import APIRouter
 
-from api.routes import health, sessions
+from api.routes import health, runner_files, sessions
 
 api_router = APIRouter()
 api_router.include_router(sessions.router)
 api_router.include_router(health.router)
+api_router.include_router(runner_files.router)

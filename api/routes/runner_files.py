@@ -1,0 +1,89 @@
+"""What a containerized runner fetches at start: its config, accounts and scenario.
+
+    GET /v1/runner/sessions/{session_id}/runners/{runner_id}/config     RunnerConfig (no secrets)
+    GET /v1/runner/sessions/{session_id}/runners/{runner_id}/accounts   its SIP accounts
+    GET /v1/runner/sessions/{session_id}/runners/{runner_id}/scenario   its scenario XML
+
+Each needs `Authorization: Bearer <runner token>` (runners/docker_tokens.py): a token for that
+runner of that session, accepted only while the session runs. No token or a wrong one: 401;
+a right token for a session that does not run (any more): 403. Neither says more than that.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.deps import DbDep, SettingsDep
+from runners import scenario_files
+from runners.docker_plan import container_runner_config
+from runners.docker_tokens import token_key, token_matches
+from sipflow import store
+from sipflow.runner_config import AccountConfig, RunnerConfig
+from sipflow.spec import SessionSpec
+
+router = APIRouter(prefix="/runner/sessions/{session_id}/runners/{runner_id}", tags=["runner"])
+bearer = HTTPBearer(auto_error=False, description="the runner token")
+
+
+def _unauthorized() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "missing or invalid runner token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def authorized_config(
+    session_id: str,
+    runner_id: str,
+    settings: SettingsDep,
+    db: DbDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> RunnerConfig:
+    """The runner's full config, if the token is this runner's and the session runs."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized()
+    if not token_matches(token_key(settings), session_id, runner_id, credentials.credentials):
+        raise _unauthorized()
+    row = store.get_session(db, session_id)
+    if row is None or row.status != "running":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the session does not run")
+    spec = SessionSpec.model_validate(row.spec)
+    cfg = container_runner_config(spec, session_id, runner_id, settings)
+    if cfg is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the session does not run")
+    return cfg
+
+
+ConfigDep = Annotated[RunnerConfig, Depends(authorized_config)]
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.get("/config", response_model=RunnerConfig, summary="A runner's config")
+def get_config(cfg: ConfigDep, response: Response) -> RunnerConfig:
+    """Everything but the accounts and a custom scenario's XML (served separately)."""
+    response.headers.update(NO_STORE)
+    return cfg.model_copy(update={"accounts": [], "scenario_xml": None})
+
+
+@router.get("/accounts", response_model=list[AccountConfig], summary="A runner's SIP accounts")
+def get_accounts(cfg: ConfigDep, response: Response) -> list[AccountConfig]:
+    response.headers.update(NO_STORE)
+    return cfg.accounts
+
+
+@router.get(
+    "/scenario",
+    summary="A runner's scenario (SIPp XML)",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}},
+)
+def get_scenario(cfg: ConfigDep) -> Response:
+    if cfg.scenario == "custom":
+        xml = cfg.scenario_xml or ""
+    else:
+        xml = scenario_files.built_in_path(cfg.scenario).read_text()
+    return Response(xml, media_type="application/xml", headers=NO_STORE)
