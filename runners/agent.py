@@ -49,6 +49,7 @@ log = logging.getLogger("runners.agent")
 DEFAULT_HEARTBEAT = "/tmp/sipflow-agent.alive"  # the runner image's
 
 POLL_S = 0.2
+READY_POLL_S = 0.01
 STOP_GRACE_S = 10.0  # SIGUSR1 -> SIGTERM, on top of the hold time
 TERM_GRACE_S = 5.0  # SIGTERM -> SIGKILL
 READY_TIMEOUT_S = 10.0
@@ -244,7 +245,8 @@ class Agent:
             if self.stop_event.is_set():
                 time.sleep(POLL_S)
             else:
-                self.stop_event.wait(POLL_S)
+                # Poll fast until SIPp listens: the callers wait for this callee.
+                self.stop_event.wait(POLL_S if ready else READY_POLL_S)
 
     def _drained(self) -> bool:
         assert self.drain_since is not None
