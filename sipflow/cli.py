@@ -130,6 +130,13 @@ def up(
     database_url: Annotated[
         str | None, typer.Option(help="PostgreSQL URL [default: SQLite in the data dir]")
     ] = None,
+    bind: Annotated[
+        str,
+        typer.Option(
+            help="Address of the MQTT broker and API; 0.0.0.0 lets runner containers (docker "
+            "backend) reach them through their network's gateway"
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Start the embedded stack (Temporal, MQTT broker, worker, API) until Ctrl-C or SIGTERM."""
     config = StackConfig(
@@ -139,6 +146,7 @@ def up(
         mqtt_port=mqtt_port,
         api_port=api_port,
         database_url=database_url,
+        bind_address=bind,
     )
     busy = [p for p in (temporal_port, temporal_ui_port, mqtt_port, api_port) if _port_in_use(p)]
     if busy:

@@ -63,6 +63,9 @@ class StackConfig:
     mqtt_port: int = 1883
     api_port: int = 8000
     database_url: str | None = None
+    # Where mosquitto and the API listen; 0.0.0.0 lets runner containers reach them through
+    # their network's gateway (docker backend).
+    bind_address: str = "127.0.0.1"
     with_api: bool = True
     with_worker: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -152,7 +155,7 @@ class Stack:
         conf = conf_dir / "mosquitto.conf"
         # Persistent sessions and queued QoS 1 messages survive a broker restart.
         conf.write_text(
-            f"listener {self.config.mqtt_port} 127.0.0.1\n"
+            f"listener {self.config.mqtt_port} {self.config.bind_address}\n"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {conf_dir}/\n"
@@ -172,7 +175,8 @@ class Stack:
     def start_api(self) -> None:
         argv = [
             sys.executable, "-m", "uvicorn", "api.main:app",
-            "--host", "127.0.0.1", "--port", str(self.config.api_port), "--log-level", "warning",
+            "--host", self.config.bind_address, "--port", str(self.config.api_port),
+            "--log-level", "warning",
         ]  # fmt: skip
         proc = self._spawn("api", argv)
         wait_for_port(self.config.api_port, 30, proc)

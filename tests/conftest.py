@@ -103,8 +103,9 @@ class RunningStack:
         return self.wait(self.submit(spec), timeout)
 
 
-def _start_stack(tmp: Path, database_url: str | None) -> Iterator[RunningStack]:
-    stack = Stack(StackConfig.on_free_ports(tmp, database_url=database_url))
+def start_stack(tmp: Path, **config: Any) -> Iterator[RunningStack]:
+    """A Stack on free ports (StackConfig fields as keywords), yielded once the API is healthy."""
+    stack = Stack(StackConfig.on_free_ports(tmp, **config))
     stack.start()
     try:
         running = RunningStack(stack)
@@ -120,12 +121,12 @@ def _start_stack(tmp: Path, database_url: str | None) -> Iterator[RunningStack]:
 
 @pytest.fixture(scope="session")
 def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    yield from _start_stack(tmp_path_factory.mktemp("stack-sqlite"), None)
+    yield from start_stack(tmp_path_factory.mktemp("stack-sqlite"))
 
 
 @pytest.fixture(scope="session")
 def pg_stack(tmp_path_factory: pytest.TempPathFactory, pg_database: str) -> Iterator[RunningStack]:
-    yield from _start_stack(tmp_path_factory.mktemp("stack-pg"), pg_database)
+    yield from start_stack(tmp_path_factory.mktemp("stack-pg"), database_url=pg_database)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

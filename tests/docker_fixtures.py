@@ -27,8 +27,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from sipflow.stack import Stack, StackConfig, mosquitto_binary, wait_for_port
-from tests.conftest import RunningStack
+from tests.conftest import RunningStack, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTAINERS_CONF = ROOT / "deploy" / "containers.conf"
@@ -118,56 +117,18 @@ def runner_image_fixture(podman_url: str) -> str:
     return res.stdout.strip().splitlines()[-1]
 
 
-class ReachableStack(Stack):
-    """The embedded stack with mosquitto and the API listening on all addresses, so runner
-    containers reach them through their network's gateway (on loopback they still answer)."""
-
-    def start_mosquitto(self) -> None:
-        conf_dir = self.data_dir / "mosquitto"
-        conf_dir.mkdir(parents=True, exist_ok=True)
-        conf = conf_dir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.config.mqtt_port} 0.0.0.0\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {conf_dir}/\n"
-            "autosave_interval 1\n"
-            "max_queued_messages 1000000\n"
-            "max_inflight_messages 100\n" + ("user root\n" if os.geteuid() == 0 else "")
-        )
-        proc = self._spawn("mosquitto", [mosquitto_binary(), "-c", str(conf)])
-        wait_for_port(self.config.mqtt_port, 20, proc)
-
-    def start_api(self) -> None:
-        argv = [
-            sys.executable, "-m", "uvicorn", "api.main:app",
-            "--host", "0.0.0.0", "--port", str(self.config.api_port), "--log-level", "warning",
-        ]  # fmt: skip
-        proc = self._spawn("api", argv)
-        wait_for_port(self.config.api_port, 30, proc)
-
-
 @pytest.fixture(name="docker_stack", scope="session")
 def docker_stack_fixture(
     tmp_path_factory: pytest.TempPathFactory, podman_url: str, runner_image: str
 ) -> Iterator[RunningStack]:
     """Temporal, mosquitto, API and worker on SQLite; sessions may use the docker backend."""
-    config = StackConfig.on_free_ports(
+    yield from start_stack(
         tmp_path_factory.mktemp("stack-docker"),
+        # mosquitto and the API on all addresses: containers reach them through the gateway.
+        bind_address="0.0.0.0",
         extra_env={
             "SIPFLOW_DOCKER_URL": podman_url,
             "SIPFLOW_RUNNER_IMAGE": runner_image,
             "CONTAINERS_CONF": str(CONTAINERS_CONF),
         },
     )
-    stack = ReachableStack(config)
-    stack.start()
-    try:
-        running = RunningStack(stack)
-        deadline = time.monotonic() + 30
-        while running.http.get("/v1/health").status_code != 200:
-            assert time.monotonic() < deadline, "API not healthy in 30 s"
-            time.sleep(0.3)
-        yield running
-    finally:
-        stack.stop()
