@@ -136,6 +136,10 @@ class CallerSpec(RoleSpec):
     def _bounded(self) -> CallerSpec:
         if self.max_calls is None and self.duration_s is None:
             raise ValueError("give max_calls, duration_s or both, so the session ends")
+        if self.max_calls is not None and self.max_calls < self.agents:
+            raise ValueError(
+                f"max_calls ({self.max_calls}) must be at least agents ({self.agents})"
+            )
         return self
 
 

@@ -99,3 +99,10 @@ def test_xml_entity_expansion_is_refused() -> None:
     data = base()
     data["roles"]["callers"]["scenario"] = {"xml": bomb}
     assert any("not well-formed" in m for _, m in error_locs(data))
+
+
+def test_every_caller_agent_gets_a_call() -> None:
+    data = base()
+    data["roles"]["callers"].update(agents=4, max_calls=3)
+    (loc, msg), *_ = error_locs(data)
+    assert loc == "roles.callers" and "at least agents (4)" in msg
