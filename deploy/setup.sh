@@ -13,6 +13,7 @@ have sipp || missing+=(sip-tester)
 have kamailio || missing+=(kamailio)
 have mosquitto || missing+=(mosquitto)
 have ip || missing+=(iproute2)
+have pgrep || missing+=(procps)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
