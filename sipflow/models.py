@@ -9,6 +9,10 @@ from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
+# A session in one of these has ended: it will not run, store or change again.
+FINAL_STATUSES = ("completed", "cancelled", "error")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
