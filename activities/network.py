@@ -1,45 +1,44 @@
-"""Activities that create and delete a session's network: loopback aliases (local backend) or a
-labelled bridge network (docker backend)."""
+"""Activities that make and remove the network a session's runners live on, on the backend the
+session runs on (resolved here, once, and carried in the returned placement)."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 from temporalio import activity
 
-from runners.docker_backend import LazyDockerBackend
-from runners.docker_plan import session_backend
-from runners.local_network import LocalNetworks
-from sipflow.plan import CALLEE_HOST_BASE, CALLER_HOST_BASE, SessionNetwork
+from activities import legacy
+from backends.registry import Backends
+from sipflow.placement import Placement
 from sipflow.settings import Settings
 
 
 class ProvisionNetwork(BaseModel):
     session_id: str
-    callees: int
-    callers: int
+    runner_ids: list[str] = []
+    backend: str | None = None  # the spec's choice; None: the worker's default
+    # What sessions started before placements existed send instead of runner_ids.
+    callees: int = 0
+    callers: int = 0
 
 
 class NetworkActivities:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backends: Backends) -> None:
         self.settings = settings
-        self.networks = LocalNetworks(
-            settings.data_dir.resolve() / "networks", settings.local_net_octet
-        )
-        self.docker = LazyDockerBackend(settings)
+        self.backends = backends
 
     @activity.defn
-    def provision_network(self, req: ProvisionNetwork) -> SessionNetwork:
-        if session_backend(self.settings, req.session_id) == "docker":
-            return self.docker.get().provision(req.session_id)
-        hosts = [CALLEE_HOST_BASE + i for i in range(req.callees)]
-        hosts += [CALLER_HOST_BASE + i for i in range(req.callers)]
-        subnet = self.networks.provision(req.session_id, hosts)
-        return SessionNetwork(session_id=req.session_id, subnet=subnet)
+    def provision_network(self, req: ProvisionNetwork) -> Placement:
+        """Idempotent: the session's placement, its network made unless it exists."""
+        if req.runner_ids:
+            runner_ids, name = req.runner_ids, self.backends.resolve(req.backend)
+        else:
+            runner_ids = legacy.runner_ids(req.callees, req.callers)
+            name = legacy.stored_backend(self.settings, req.session_id)
+        return self.backends.get(name).provision(req.session_id, runner_ids)
 
     @activity.defn
-    def teardown_network(self, session_id: str) -> list[str]:
-        """Idempotent: removes what the session has (containers too, on the docker backend)."""
-        removed = self.networks.teardown(session_id)
-        if session_backend(self.settings, session_id) == "docker":
-            removed += self.docker.get().teardown(session_id)
-        return removed
+    def teardown_network(self, req: Placement | str) -> list[str]:
+        """Idempotent: removes what the session has on its placement's backend (containers too,
+        on the docker backend)."""
+        placement = req if isinstance(req, Placement) else legacy.placement(self.settings, req)
+        return self.backends.get(placement.backend).teardown(placement)

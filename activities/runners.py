@@ -1,4 +1,5 @@
-"""Activities that start and stop runner agents and send them control messages."""
+"""Activities that start and stop runners on their placement's backend and send them control
+messages."""
 
 from __future__ import annotations
 
@@ -6,40 +7,34 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from runners.docker_backend import LazyDockerBackend
-from runners.docker_plan import (
-    config_url,
-    container_runner_configs,
-    resolve_backend,
-    session_backend,
-)
-from runners.docker_tokens import runner_token, token_key
-from runners.local_backend import LocalBackend
+from activities import legacy
+from backends.base import PermanentBackendError
+from backends.registry import Backends
 from sipflow.messages import ControlMessage, Role, control_topic
-from sipflow.plan import SessionNetwork, runner_configs
+from sipflow.placement import Placement, StartedRunner
 from sipflow.settings import Settings
-from sipflow.spec import RoleSpec, SessionSpec
+from sipflow.spec import SessionSpec
 
 
 class StartRunners(BaseModel):
     spec: dict[str, Any]
-    network: SessionNetwork
+    # `network` is what the previous release called it (a placement's JSON is a superset).
+    placement: Placement = Field(validation_alias=AliasChoices("placement", "network"))
     role: Role
-
-
-class StartedRunner(BaseModel):
-    runner_id: str
-    role: Role
-    address: str
+    # Runners started before -> their addresses (callers calling callees directly send there).
+    # None: sent by the previous release, which did not pass them.
+    peers: dict[str, str] | None = None
 
 
 class StopRunners(BaseModel):
     session_id: str
     runner_ids: list[str] | None = None  # None: all of the session
+    # None: sent by the previous release, which did not pass placements.
+    placements: list[Placement] | None = None
 
 
 class PublishControl(BaseModel):
@@ -48,72 +43,32 @@ class PublishControl(BaseModel):
 
 
 class RunnerActivities:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backends: Backends) -> None:
         self.settings = settings
-        self.backend = LocalBackend(settings.runs_dir)
-        self.docker = LazyDockerBackend(settings)
+        self.backends = backends
 
     @activity.defn
     def start_runners(self, req: StartRunners) -> list[StartedRunner]:
-        """Idempotent: an agent that already runs (or ran) for a runner is not started again."""
+        """Idempotent: a runner that already runs (or ran) is not started again."""
         spec = SessionSpec.model_validate(req.spec)
-        if resolve_backend(spec, self.settings) == "docker":
-            return self._start_containers(spec, req)
-        configs = runner_configs(
-            spec,
-            req.network,
-            req.role,
-            mqtt_host=self.settings.mqtt_host,
-            mqtt_port=self.settings.mqtt_port,
-            runs_dir=self.settings.runs_dir,
-        )
-        for cfg in configs:
-            self.backend.start(cfg)
-        return [
-            StartedRunner(runner_id=c.runner_id, role=c.role, address=c.local_ip) for c in configs
-        ]
-
-    def _start_containers(self, spec: SessionSpec, req: StartRunners) -> list[StartedRunner]:
-        """One container per runner; each gets only a token and fetches its files from the API."""
-        from docker.errors import ImageNotFound
-
-        sid = req.network.session_id
-        key = token_key(self.settings)
-        role_spec: RoleSpec | None = (
-            spec.roles.callers if req.role == "caller" else spec.roles.callees
-        )
-        resources = role_spec.resources if role_spec is not None else None
-        configs = container_runner_configs(spec, sid, req.role, self.settings)
-        backend = self.docker.get()
-        for cfg in configs:
-            try:
-                backend.start(
-                    cfg,
-                    config_url=config_url(self.settings, sid, cfg.runner_id),
-                    token=runner_token(key, sid, cfg.runner_id),
-                    resources=resources,
-                )
-            except ImageNotFound as exc:
-                raise ApplicationError(
-                    f"runner image {self.settings.runner_image!r} not found on the Docker host "
-                    "(build it: deploy/build_runner_image.sh, or docker build -f "
-                    "deploy/runner/Containerfile .)",
-                    non_retryable=True,
-                ) from exc
-        return [
-            StartedRunner(runner_id=c.runner_id, role=c.role, address=c.local_ip) for c in configs
-        ]
+        peers = req.peers if req.peers is not None else legacy.peers(req.placement, spec)
+        backend = self.backends.get(req.placement.backend)
+        try:
+            return backend.start(req.placement, spec, req.role, peers)
+        except PermanentBackendError as exc:
+            raise ApplicationError(str(exc), non_retryable=True) from exc
 
     @activity.defn
     def stop_runners(self, req: StopRunners) -> list[str]:
-        """Stops the agents and waits until they are gone; returns the ones that were running."""
-        if session_backend(self.settings, req.session_id) == "docker":
-            docker_backend = self.docker.get()
-            running = docker_backend.running(req.session_id)
-            docker_backend.stop(req.session_id, req.runner_ids, grace_s=20)
-            return running
-        running = self.backend.running(req.session_id)
-        self.backend.stop(req.session_id, req.runner_ids, grace_s=20)
+        """Stops the runners and waits until they are gone; returns the ones that were running."""
+        placements = req.placements
+        if placements is None:
+            placements = [legacy.placement(self.settings, req.session_id)]
+        running: list[str] = []
+        for placement in placements:
+            backend = self.backends.get(placement.backend)
+            running += backend.running(placement)
+            backend.stop(placement, req.runner_ids, grace_s=20)
         return running
 
     @activity.defn

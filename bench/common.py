@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from sipflow.stack import Stack, StackConfig
+from entrypoints.stack import Stack, StackConfig
 
 FINAL = {"completed", "cancelled", "error"}
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from entrypoints.stack import Stack, StackConfig
 from sipflow import histogram, store
 from sipflow.db import migrate, session_scope
 from sipflow.messages import Counters, StatsMessage, runner_topic
-from sipflow.stack import Stack, StackConfig
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

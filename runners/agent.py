@@ -29,6 +29,7 @@ from urllib.request import Request, urlopen
 from pydantic import TypeAdapter
 
 from runners import injection, scenario_files
+from runners.image import HEARTBEAT_PATH
 from runners.mqtt_link import MqttLink
 from runners.sipp_command import SippFiles, build_command, rtt_file
 from runners.sipp_errors import parse_error_file
@@ -46,7 +47,6 @@ from sipflow.messages import (
 from sipflow.runner_config import AccountConfig, RunnerConfig
 
 log = logging.getLogger("runners.agent")
-DEFAULT_HEARTBEAT = "/tmp/sipflow-agent.alive"  # the runner image's
 
 POLL_S = 0.2
 READY_POLL_S = 0.01
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if args.health_check:
-        return health_check(args.heartbeat_file or Path(DEFAULT_HEARTBEAT))
+        return health_check(args.heartbeat_file or Path(HEARTBEAT_PATH))
     logging.basicConfig(
         stream=sys.stderr,
         level=args.log_level.upper(),

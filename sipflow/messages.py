@@ -17,6 +17,7 @@ RunnerStateName = Literal[
     "starting", "registering", "ready", "running", "stopping", "done", "failed", "lost"
 ]
 Role = Literal["callee", "caller"]
+ROLES: tuple[Role, ...] = ("callee", "caller")  # in the order a session starts them
 
 
 def runner_topic(session_id: str, runner_id: str, kind: str) -> str:

@@ -1,15 +1,14 @@
 """Which runners a session has and what each one is told: pure functions of the spec.
 
-The workflow uses `runner_ids` (deterministic); the start-runners activity uses
-`runner_configs` to fill in the worker-side parts (broker address, work directory).
+The workflow uses `runner_ids` (deterministic); a backend uses `runner_configs` to fill in what
+only it knows: the runners' addresses, the peers they call, how they reach the broker and where
+they write.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel
 
 from sipflow.messages import Role
 from sipflow.runner_config import AccountConfig, RegistrarConfig, RunnerConfig
@@ -17,24 +16,6 @@ from sipflow.spec import CustomScenario, RoleSpec, SessionSpec
 
 SIP_PORT = 5060
 CONTROL_PORT = 8888
-CALLEE_HOST_BASE = 10  # callee k gets <subnet>.(10 + k)
-CALLER_HOST_BASE = 100  # caller k gets <subnet>.(100 + k)
-
-
-class SessionNetwork(BaseModel):
-    """Addresses of a session. Local backend: a /24 of the loopback range, one address per
-    runner. Docker backend: a bridge network where each runner is known by its runner id."""
-
-    session_id: str
-    subnet: str  # local: e.g. "127.201.7"; docker: the network's CIDR, e.g. "10.89.3.0/24"
-    backend: Literal["local", "docker"] = "local"
-    name: str | None = None  # docker: the network's name
-
-    def address(self, role: Role, index: int) -> str:
-        if self.backend == "docker":
-            return runner_id(role, index)  # the container's name on the session network
-        base = CALLEE_HOST_BASE if role == "callee" else CALLER_HOST_BASE
-        return f"{self.subnet}.{base + index}"
 
 
 def runner_id(role: Role, index: int) -> str:
@@ -74,14 +55,21 @@ def callee_users(spec: SessionSpec) -> list[str]:
 
 def runner_configs(
     spec: SessionSpec,
-    network: SessionNetwork,
+    session_id: str,
     role: Role,
     *,
+    addresses: Mapping[str, str],
+    peers: Mapping[str, str],
     mqtt_host: str,
     mqtt_port: int,
     runs_dir: Path,
 ) -> list[RunnerConfig]:
-    sid = network.session_id
+    """The configs of the session's runners of `role`.
+
+    addresses: runner id -> the address it binds; peers: runner id -> the address it is reached
+    at, of runners started before (callers calling callees directly send there).
+    """
+    sid = session_id
     target = spec.target
     configs: list[RunnerConfig] = []
     common = dict(session_id=sid, mqtt_host=mqtt_host, mqtt_port=mqtt_port)
@@ -106,7 +94,7 @@ def runner_configs(
                     scenario=scenario,
                     scenario_xml=xml,
                     transport=callees.transport,
-                    local_ip=network.address("callee", i),
+                    local_ip=addresses[rid],
                     local_port=SIP_PORT,
                     control_port=CONTROL_PORT,
                     accounts=[accounts[i % len(accounts)]] if accounts else [],
@@ -129,7 +117,7 @@ def runner_configs(
         else:
             # Direct: caller i sends to callee (i mod n); it calls that callee's user.
             k = i % n_callees
-            remote = f"{network.address('callee', k)}:{SIP_PORT}"
+            remote = f"{peers[runner_id('callee', k)]}:{SIP_PORT}"
             call_to = [users[k]] if users else ["sipflow"]
         max_calls = split(callers.max_calls, callers.agents, i) if callers.max_calls else None
         configs.append(
@@ -140,7 +128,7 @@ def runner_configs(
                 scenario=scenario,
                 scenario_xml=xml,
                 transport=callers.transport,
-                local_ip=network.address("caller", i),
+                local_ip=addresses[rid],
                 local_port=SIP_PORT,
                 control_port=CONTROL_PORT,
                 remote=remote,

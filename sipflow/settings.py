@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sipflow.spec import Backend
 
 
 class Settings(BaseSettings):
@@ -32,7 +33,7 @@ class Settings(BaseSettings):
     local_net_octet: int = 201
     default_tenant: str = "default"
     # Where a session's runners run when its spec does not say: "local" or "docker".
-    default_backend: Literal["local", "docker"] = "local"
+    default_backend: Backend = "local"
     # Docker backend: the Docker-API endpoint (e.g. unix:///run/podman/podman.sock); not set:
     # DOCKER_HOST, else the engine's default socket.
     docker_url: str | None = None
@@ -48,9 +49,9 @@ class Settings(BaseSettings):
     # address on their bridge). Turn off where the broker/API are reached through ports
     # published by containers on other networks (Docker's isolation drops that traffic).
     docker_internal_networks: bool = True
-    # Seconds between sweeps of containers and networks of sessions that no longer run (the
-    # worker sweeps when > 0).
-    docker_sweep_interval_s: float = 0
+    # Seconds between sweeps of what sessions that no longer run left behind, on every backend
+    # (the worker sweeps when > 0).
+    sweep_interval_s: float = 0
     # Signs the per-session tokens runners fetch their files with. Not set: a random key kept
     # in data_dir/secrets (enough when API and worker share data_dir, as the embedded stack does).
     runner_token_secret: SecretStr | None = None

@@ -19,6 +19,7 @@ CALLER_SCENARIOS = ("options", "register", "call")
 CALLEE_SCENARIOS = ("answer",)
 
 Transport = Literal["udp", "tcp"]
+# The backends a spec may ask for: the names in backends/registry.py (a test keeps them equal).
 Backend = Literal["local", "docker"]
 _USER_RE = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]+$")
 

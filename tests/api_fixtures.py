@@ -18,11 +18,11 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from entrypoints.stack import Stack, StackConfig, free_port, wait_for_port
 from sipflow import histogram, store
 from sipflow.db import session_scope
 from sipflow.messages import Counters, DoneMessage, StatsMessage
 from sipflow.settings import Settings
-from sipflow.stack import Stack, StackConfig, free_port, wait_for_port
 
 UI_URL = "http://temporal-ui.test"
 

@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from sipflow.stack import Stack, StackConfig
+from entrypoints.stack import Stack, StackConfig
 
 PG_ADMIN_URL = os.environ.get(
     "SIPFLOW_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -18,9 +18,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from entrypoints.stack import Stack, StackConfig
 from sipflow import histogram
 from sipflow.messages import Counters, RunnerState, StatsMessage, runner_topic
-from sipflow.stack import Stack, StackConfig
 from tests.api_fixtures import ApiServer, dead_address, make_settings
 
 CHROMIUM = os.environ.get("SIPFLOW_CHROMIUM", "/usr/bin/chromium")

@@ -1,29 +1,85 @@
-"""Save a finished session's workflow history for the Replayer test.
+"""Save session workflow histories for the Replayer test (tests/test_replay.py).
 
-    .venv/bin/python -m tests.save_history <temporal address> <session id> <name>
+    .venv/bin/python -m tests.save_history record <release>
+        starts an embedded stack, runs a passing, a cancelled and a threshold-failing session
+        and saves their histories under tests/data/histories/<release>/
+    .venv/bin/python -m tests.save_history <temporal address> <session id> <release>/<name>
+        saves one finished session's history
 
-Re-save the histories when the workflow changes on purpose (and version the change with
-workflow.patched() when running sessions must survive it).
+Record the histories of each release before its workflow code changes: the suite replays every
+release's histories against today's code, so a change that would break sessions started by an
+earlier release fails there (version such changes with workflow.patched()).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 
+from tests.conftest import RunningStack, start_stack
+
 HISTORIES = Path(__file__).parent / "data" / "histories"
+THRESHOLDS = ["success_rate >= 99.5", "failed_calls == 0", "response_time_p95_ms < 300"]
+
+
+def direct_spec(thresholds: list[str] = THRESHOLDS, **callers: Any) -> dict[str, Any]:
+    return {
+        "name": "e2e-direct",
+        "roles": {
+            "callees": {"agents": 1, "scenario": "answer"},
+            "callers": {"agents": 1, "scenario": "call", **callers},
+        },
+        "thresholds": thresholds,
+    }
 
 
 async def save(address: str, session_id: str, name: str) -> Path:
     client = await Client.connect(address)
     history = await client.get_workflow_handle(f"session-{session_id}").fetch_history()
     out = HISTORIES / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(history.to_json())
     return out
 
 
+def record(release: str) -> list[Path]:
+    with tempfile.TemporaryDirectory(prefix="sipflow-histories-") as tmp:
+        stacks = start_stack(Path(tmp))
+        rs: RunningStack = next(stacks)
+        try:
+            passing = rs.submit(direct_spec(rate=20, max_calls=20))
+            failing = rs.submit(direct_spec(["response_time_p50_ms < 0"], rate=50, max_calls=10))
+            cancelled = rs.submit(direct_spec(rate=10, duration_s=60))
+            rs.wait_phase(cancelled, "running callers")
+            time.sleep(3)  # callers started: cancelled while the workflow waits for them
+            assert rs.http.post(f"/v1/sessions/{cancelled}/cancel").status_code == 202
+            expected = {
+                passing: ("completed", "pass"),
+                failing: ("completed", "fail"),
+                cancelled: ("cancelled", "fail"),
+            }
+            for sid, outcome in expected.items():
+                body = rs.wait(sid)
+                assert (body["status"], body["verdict"]) == outcome, body
+            address = rs.stack.temporal_address
+            names = {passing: "session_pass", failing: "session_fail_threshold"}
+            names[cancelled] = "session_cancelled"
+            return [
+                asyncio.run(save(address, sid, f"{release}/{name}")) for sid, name in names.items()
+            ]
+        finally:
+            stacks.close()
+
+
 if __name__ == "__main__":
-    print(asyncio.run(save(sys.argv[1], sys.argv[2], sys.argv[3])))
+    if sys.argv[1] == "record":
+        for path in record(sys.argv[2]):
+            print(path)
+    else:
+        print(asyncio.run(save(sys.argv[1], sys.argv[2], sys.argv[3])))

@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.main import create_app
-from sipflow.stack import Stack
+from entrypoints.stack import Stack
 from sipflow.workflow_types import SA_STATUS, SA_TARGET, SA_TENANT, WORKFLOW_NAME, workflow_id
 from tests.api_fixtures import (
     VALID_SPEC,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sipflow.cli import app
+from entrypoints.cli import app
 from sipflow.spec_file import SpecFileError, format_loc, load_spec
 from tests.api_fixtures import (
     VALID_SPEC,

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import yaml
 
-from sipflow.stack import free_port
+from entrypoints.stack import free_port
 
-SIPFLOW = [sys.executable, "-m", "sipflow.cli"]
+SIPFLOW = [sys.executable, "-m", "entrypoints.cli"]
 
 
 def listening(port: int) -> bool:

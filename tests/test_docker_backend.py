@@ -10,8 +10,10 @@ from typing import Any
 import docker
 import pytest
 
-from runners.docker_backend import LABEL_SESSION, DockerBackend, container_name, network_name
-from runners.sweeper import sweep
+from backends.docker import LABEL_SESSION, DockerBackend, container_name, network_name
+from backends.sweeper import sweep
+from sipflow.placement import Placement
+from sipflow.settings import Settings
 from tests.conftest import RunningStack
 from tests.docker_fixtures import (  # noqa: F401  (fixtures)
     docker_client_fixture,
@@ -115,7 +117,7 @@ def test_docker_session_passes_and_leaves_nothing(
     print(f"\ncaller container created {created}; session {sid} passed")
 
     # The token stops working once the session is over.
-    from runners.docker_tokens import runner_token, token_key
+    from backends.runner_tokens import runner_token, token_key
     from sipflow.settings import Settings
 
     key = token_key(Settings(data_dir=docker_stack.stack.data_dir))
@@ -150,12 +152,13 @@ def test_killed_runner_is_lost_and_cleaned_up(
 def test_teardown_is_idempotent_and_sweeper_removes_dead_sessions(
     docker_client: docker.DockerClient, runner_image: str, tmp_path: Any
 ) -> None:
-    backend = DockerBackend(docker_client, runner_image, "sipflow-host", tmp_path)
+    backend = DockerBackend(docker_client, Settings(data_dir=tmp_path, runner_image=runner_image))
     alive, dead = f"t{time.time_ns():x}a", f"t{time.time_ns():x}d"
     try:
         for sid in (alive, dead):
-            net = backend.provision(sid)
-            assert backend.provision(sid) == net  # idempotent
+            placement = backend.provision(sid, ["caller-0"])
+            assert backend.provision(sid, ["caller-0"]) == placement  # idempotent
+            assert (placement.backend, placement.name) == ("docker", network_name(sid))
             docker_client.containers.run(
                 runner_image,
                 entrypoint=["sleep", "300"],
@@ -174,13 +177,16 @@ def test_teardown_is_idempotent_and_sweeper_removes_dead_sessions(
         assert list(removed) == [dead]
         assert leftovers(docker_client, dead) == []
         assert len(leftovers(docker_client, alive)) == 2
-        assert sorted(backend.teardown(alive)) == sorted(
+        # The sweeper's placement: only the session id, as after a crash.
+        bare = Placement(session_id=alive, backend="docker")
+        assert backend.running(bare) == ["caller-0"]
+        assert sorted(backend.teardown(bare)) == sorted(
             [container_name(alive, "caller-0"), network_name(alive)]
         )
-        assert backend.teardown(alive) == []  # a retry finds nothing and succeeds
+        assert backend.teardown(bare) == []  # a retry finds nothing and succeeds
     finally:
         for sid in (alive, dead):
-            backend.teardown(sid)
+            backend.teardown(Placement(session_id=sid, backend="docker"))
 
 
 def run_to_exit(client: docker.DockerClient, image: str, **kw: Any) -> tuple[int, bytes, bytes]:

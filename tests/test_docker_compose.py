@@ -19,7 +19,7 @@ COMPOSE = DEPLOY / "compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 SERVICES = {"postgresql", "temporal", "temporal-ui", "mosquitto", "api", "worker"}
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
-CODE_DIRS = ("sipflow", "api", "activities", "runners", "workflows")
+CODE_DIRS = ("sipflow", "api", "activities", "runners", "workflows", "backends", "entrypoints")
 
 
 def documented() -> dict[str, str]:

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from runners.docker_plan import container_runner_config
-from runners.docker_tokens import runner_token, token_key
+from backends.container_plan import container_runner_config
+from backends.runner_tokens import runner_token, token_key
 from sipflow import store
 from sipflow.db import session_scope
 from sipflow.settings import Settings

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sipflow.stack import free_port
+from entrypoints.stack import free_port
 from tests.conftest import RunningStack
 from tests.sut.kamailio import kamailio
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -11,7 +12,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from runners.local_network import loopback_aliases
+from backends.loopback import loopback_aliases
 from tests.conftest import RunningStack
 from tests.sipp_files import last_cumulative, stat_files
 
@@ -111,7 +112,13 @@ async def test_search_attributes_filter_sessions(sqlite_stack: RunningStack) -> 
     )
     wid = f"session-{body['id']}"
     query = f'WorkflowId = "{wid}" AND SipflowVerdict = "pass" AND SipflowTenant = "default"'
-    found = [wf.id async for wf in client.list_workflows(query)]
+    # The stored status is final once finish_session ran; the workflow upserts the verdict right
+    # after, and visibility lags behind: poll a little.
+    deadline = time.monotonic() + 10
+    while not (found := [wf.id async for wf in client.list_workflows(query)]):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     assert found == [f"session-{body['id']}"]
     none = [
         wf.id

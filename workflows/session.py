@@ -8,27 +8,28 @@ fail, error and cancel) -> summarize stored metrics -> evaluate thresholds -> st
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ingest import IngestMetrics, IngestResult
-    from activities.network import ProvisionNetwork
-    from activities.runners import PublishControl, StartedRunner, StartRunners, StopRunners
+    from activities.ingest import IngestActivities, IngestMetrics, IngestResult
+    from activities.network import NetworkActivities, ProvisionNetwork
+    from activities.runners import PublishControl, RunnerActivities, StartRunners, StopRunners
     from activities.session_store import (
         FinishSession,
         OpenSession,
         RegisterRunners,
-        SessionSummary,
         SetStatus,
+        StoreActivities,
     )
     from sipflow import plan
     from sipflow.messages import ControlMessage, Role
-    from sipflow.plan import SessionNetwork
+    from sipflow.placement import Placement
     from sipflow.spec import SessionSpec
     from sipflow.thresholds import evaluate
     from sipflow.workflow_types import (
@@ -58,14 +59,14 @@ SHORT_TIMEOUT = timedelta(seconds=60)
 SHORT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=10)
 
 
-async def short_activity(name: str, arg: Any, result_type: type | None = None) -> Any:
+ArgT = TypeVar("ArgT")
+ResultT = TypeVar("ResultT")
+
+
+def short_activity(activity: Callable[[Any, ArgT], ResultT], arg: ArgT) -> Awaitable[ResultT]:
     """An activity that should take seconds: database writes, process starts, MQTT publishes."""
-    return await workflow.execute_activity(
-        name,
-        arg,
-        result_type=result_type,
-        start_to_close_timeout=SHORT_TIMEOUT,
-        retry_policy=SHORT_RETRY,
+    return workflow.execute_activity_method(
+        activity, arg, start_to_close_timeout=SHORT_TIMEOUT, retry_policy=SHORT_RETRY
     )
 
 
@@ -88,6 +89,7 @@ class SessionWorkflow:
         self._caller_agents = 1
         self._expected_calls: int | None = None
         self._reasons: list[str] = []
+        self._placements: list[Placement] = []
 
     # -- messages from the ingest activity and from users ------------------------------------
     @workflow.signal(name=SIGNAL_RUNNER_EVENT)
@@ -125,7 +127,9 @@ class SessionWorkflow:
     @workflow.update(name=UPDATE_SET_RATE)
     async def set_rate(self, req: SetRate) -> float:
         msg = ControlMessage(type="rate", rate=req.rate / self._caller_agents)
-        await short_activity("publish_control", PublishControl(session_id=self._sid, message=msg))
+        await short_activity(
+            RunnerActivities.publish_control, PublishControl(session_id=self._sid, message=msg)
+        )
         self._rate = req.rate
         return req.rate
 
@@ -160,36 +164,38 @@ class SessionWorkflow:
             ]
         )
         await short_activity(
-            "open_session",
+            StoreActivities.open_session,
             OpenSession(
                 session_id=sid, tenant=inp.tenant, name=spec.name, spec=inp.spec, target=target
             ),
         )
 
-        network: SessionNetwork | None = None
         ingest: asyncio.Task[IngestResult] | None = None
         status = "completed"
         try:
             self._phase = "provisioning"
-            network = await short_activity(
-                "provision_network",
-                ProvisionNetwork(session_id=sid, callees=len(callee_ids), callers=len(caller_ids)),
-                SessionNetwork,
+            # The backend is resolved here, once; the placement carries it to every activity.
+            placement = await short_activity(
+                NetworkActivities.provision_network,
+                ProvisionNetwork(
+                    session_id=sid, runner_ids=callee_ids + caller_ids, backend=spec.backend
+                ),
             )
+            self._placements = [placement]
             expected = spec.expected_duration_s()
-            ingest = workflow.start_activity(
-                "ingest_metrics",
+            ingest = workflow.start_activity_method(
+                IngestActivities.ingest_metrics,
                 IngestMetrics(session_id=sid, runner_ids=callee_ids + caller_ids),
-                result_type=IngestResult,
                 start_to_close_timeout=timedelta(seconds=expected * 3 + 900),
                 heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2)),
             )
             await workflow.wait_condition(lambda: self._ingest_ready, timeout=READY_TIMEOUT)
 
+            peers: dict[str, str] = {}
             if callee_ids:
                 self._phase = "starting callees"
-                await self._start(spec, network, "callee")
+                peers = await self._start(spec, "callee", peers)
                 await workflow.wait_condition(
                     lambda: all(
                         self._runners[r] == "ready" or self._runners[r] in FINAL for r in callee_ids
@@ -207,7 +213,7 @@ class SessionWorkflow:
                     )
 
             self._phase = "running callers"
-            await self._start(spec, network, "caller")
+            await self._start(spec, "caller", peers)
             await self._await_callers(caller_ids, timedelta(seconds=expected * 2 + 120))
         except asyncio.CancelledError:
             status = "cancelled"
@@ -220,7 +226,7 @@ class SessionWorkflow:
             status = "error"
             self._reasons.append(f"{self._phase}: {exc.cause or exc}")
 
-        await self._clean_up(sid, network, ingest)
+        await self._clean_up(sid, ingest)
         return await self._conclude(sid, spec, status)
 
     def _lost(self) -> list[str]:
@@ -240,32 +246,40 @@ class SessionWorkflow:
                 raise SessionAborted(f"runners lost: {', '.join(self._lost())}") from None
             await workflow.wait_condition(lambda: finished() or bool(self._lost()), timeout=timeout)
 
-    async def _start(self, spec: SessionSpec, network: SessionNetwork, role: Role) -> None:
-        started = await short_activity(
-            "start_runners",
-            StartRunners(spec=spec.model_dump(mode="json"), network=network, role=role),
-            list[StartedRunner],
-        )
-        await short_activity(
-            "register_runners",
-            RegisterRunners(
-                session_id=self._sid, runners=[(r.runner_id, r.role, r.address) for r in started]
-            ),
-        )
-        for r in started:
-            if self._runners.get(r.runner_id) == "pending":
-                self._runners[r.runner_id] = "starting"
+    async def _start(self, spec: SessionSpec, role: Role, peers: dict[str, str]) -> dict[str, str]:
+        """Starts the runners of `role` on every placement; `peers` with their addresses added
+        (a runner's address is known once it started)."""
+        peers = dict(peers)
+        for placement in self._placements:
+            started = await short_activity(
+                RunnerActivities.start_runners,
+                StartRunners(
+                    spec=spec.model_dump(mode="json"), placement=placement, role=role, peers=peers
+                ),
+            )
+            await short_activity(
+                StoreActivities.register_runners,
+                RegisterRunners(
+                    session_id=self._sid,
+                    runners=[(r.runner_id, r.role, r.address) for r in started],
+                ),
+            )
+            for r in started:
+                peers[r.runner_id] = r.address
+                if self._runners.get(r.runner_id) == "pending":
+                    self._runners[r.runner_id] = "starting"
+        return peers
 
-    async def _clean_up(
-        self, sid: str, network: SessionNetwork | None, ingest: asyncio.Task[IngestResult] | None
-    ) -> None:
+    async def _clean_up(self, sid: str, ingest: asyncio.Task[IngestResult] | None) -> None:
         """Stop every runner, let the ingest store what they sent, remove the network."""
         self._phase = "stopping"
         # Tells the ingest that runners not started by now never will.
-        await short_activity("set_session_status", SetStatus(session_id=sid, status="stopping"))
-        await workflow.execute_activity(
-            "stop_runners",
-            StopRunners(session_id=sid),
+        await short_activity(
+            StoreActivities.set_session_status, SetStatus(session_id=sid, status="stopping")
+        )
+        await workflow.execute_activity_method(
+            RunnerActivities.stop_runners,
+            StopRunners(session_id=sid, placements=self._placements),
             start_to_close_timeout=timedelta(seconds=120),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
         )
@@ -280,17 +294,17 @@ class SessionWorkflow:
                 self._reasons.append(
                     f"metrics ingest did not finish ({exc}); silent runners: {silent}"
                 )
-        if network is not None:
-            await workflow.execute_activity(
-                "teardown_network",
-                sid,
+        for placement in self._placements:
+            await workflow.execute_activity_method(
+                NetworkActivities.teardown_network,
+                placement,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
             )
 
     async def _conclude(self, sid: str, spec: SessionSpec, status: str) -> SessionResult:
         self._phase = "judging"
-        summary: SessionSummary = await short_activity("summarize_session", sid, SessionSummary)
+        summary = await short_activity(StoreActivities.summarize_session, sid)
         results = evaluate(spec.parsed_thresholds(), summary.metrics.measured)
         failed_thresholds = [r.threshold for r in results if not r.passed]
         if status == "error":
@@ -309,7 +323,7 @@ class SessionWorkflow:
             "intervals": summary.metrics.intervals,
         }
         await short_activity(
-            "finish_session",
+            StoreActivities.finish_session,
             FinishSession(
                 session_id=sid,
                 status=status,

@@ -4,7 +4,7 @@
     GET /v1/runner/sessions/{session_id}/runners/{runner_id}/accounts   its SIP accounts
     GET /v1/runner/sessions/{session_id}/runners/{runner_id}/scenario   its scenario XML
 
-Each needs `Authorization: Bearer <runner token>` (runners/docker_tokens.py): a token for that
+Each needs `Authorization: Bearer <runner token>` (backends/runner_tokens.py): a token for that
 runner of that session, accepted only while the session runs. No token or a wrong one: 401;
 a right token for a session that does not run (any more): 403. Neither says more than that.
 """
@@ -17,9 +17,9 @@ from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import DbDep, SettingsDep
+from backends.container_plan import container_runner_config
+from backends.runner_tokens import token_key, token_matches
 from runners import scenario_files
-from runners.docker_plan import container_runner_config
-from runners.docker_tokens import token_key, token_matches
 from sipflow import store
 from sipflow.runner_config import AccountConfig, RunnerConfig
 from sipflow.spec import SessionSpec

@@ -16,6 +16,8 @@ from activities.ingest import IngestActivities
 from activities.network import NetworkActivities
 from activities.runners import RunnerActivities
 from activities.session_store import StoreActivities
+from backends.registry import Backends
+from backends.sweeper import start_periodic
 from sipflow.db import migrate
 from sipflow.settings import Settings, get_settings
 from workflows.session import SessionWorkflow
@@ -30,9 +32,12 @@ async def connect(settings: Settings) -> Client:
 
 
 def build_worker(
-    client: Client, settings: Settings, executor: concurrent.futures.Executor
+    client: Client,
+    settings: Settings,
+    executor: concurrent.futures.Executor,
+    backends: Backends,
 ) -> Worker:
-    network, runners = NetworkActivities(settings), RunnerActivities(settings)
+    network, runners = NetworkActivities(settings, backends), RunnerActivities(settings, backends)
     store, ingest = StoreActivities(settings), IngestActivities(settings, client)
     return Worker(
         client,
@@ -63,13 +68,12 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    backends = Backends(settings)
     stop_sweeper = threading.Event()
-    if settings.docker_sweep_interval_s > 0:
-        from runners.sweeper import start_periodic
-
-        start_periodic(settings, stop_sweeper)
+    if settings.sweep_interval_s > 0:
+        start_periodic(settings, backends, stop_sweeper)
     with concurrent.futures.ThreadPoolExecutor(max_workers=64) as executor:
-        worker = build_worker(client, settings, executor)
+        worker = build_worker(client, settings, executor, backends)
         async with worker:
             logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
             await stop.wait()

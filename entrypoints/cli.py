@@ -6,9 +6,6 @@ Exit codes of `run`: 0 verdict pass, 1 verdict fail, 2 invalid input (nothing su
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import inspect
 import json
 import shutil
 import signal
@@ -35,13 +32,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from entrypoints.stack import Stack, StackConfig
+from sipflow.models import FINAL_STATUSES
 from sipflow.settings import get_settings
 from sipflow.spec import SessionSpec
 from sipflow.spec_file import SpecFileError, format_error_items, load_spec
-from sipflow.stack import Stack, StackConfig
 
 EXIT_PASS, EXIT_FAIL, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
-FINAL_STATUSES = ("completed", "cancelled", "error")
 POLL_S = 0.5
 API_DOWN_GRACE_S = 30.0
 
@@ -498,10 +495,9 @@ def sessions_show(
 @app.command()
 def worker() -> None:
     """Run the Temporal worker (workflows and activities)."""
-    main = importlib.import_module("sipflow.worker").main
-    result = main()
-    if inspect.iscoroutine(result):
-        asyncio.run(result)
+    from entrypoints.worker import main
+
+    main()
 
 
 @app.command("api")
@@ -520,6 +516,43 @@ def api_server(
         port=port or settings.api_port,
         reload=reload,
     )
+
+
+# -- sipflow sweep -------------------------------------------------------------------------------
+@app.command()
+def sweep(
+    every: Annotated[
+        float, typer.Option(help="Sweep every N seconds until Ctrl-C (0: once).", min=0)
+    ] = 0,
+    backend: Annotated[
+        list[str] | None, typer.Option(help="Only this backend (repeatable) [default: all]")
+    ] = None,
+) -> None:
+    """Remove runners and networks that sessions which no longer run left behind."""
+    from backends.registry import Backends, names
+    from backends.sweeper import db_still_running, sweep_all
+    from sipflow.db import migrate
+
+    unknown = sorted(set(backend or []) - set(names()))
+    if unknown:
+        raise _fail(f"unknown backend(s): {', '.join(unknown)}; known: {', '.join(names())}")
+    settings = get_settings()
+    migrate(settings.resolved_database_url)  # a fresh data dir has no tables yet
+    backends, still_running = Backends(settings), db_still_running(settings)
+    _raise_sigterm_as_interrupt()
+    try:
+        while True:
+            removed = sweep_all(backends, still_running, backend)
+            for name, sessions in removed.items():
+                for sid, what in sessions.items():
+                    out.print(f"{escape(name)} {escape(sid)}: removed {escape(', '.join(what))}")
+            if not removed:
+                out.print("nothing to sweep")
+            if every <= 0:
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        return
 
 
 if __name__ == "__main__":

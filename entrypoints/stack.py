@@ -170,7 +170,7 @@ class Stack:
         wait_for_port(self.config.mqtt_port, 20, proc)
 
     def start_worker(self) -> None:
-        self._spawn("worker", [sys.executable, "-m", "sipflow.worker"])
+        self._spawn("worker", [sys.executable, "-m", "entrypoints.worker"])
 
     def start_api(self) -> None:
         argv = [

@@ -1,7 +1,8 @@
-"""Local backend: one runner agent process per runner, each in its own process group.
+"""Runner agents as detached processes of this machine: one per runner, in its own process group.
 
 Agents are detached from the worker (new session), so a crashed worker does not take running
-traffic with it; their pid files let a restarted worker find, stop and clean them up.
+traffic with it; their pid files (runs_dir/<session>/<runner>/agent.pid) let a restarted worker
+find, stop and clean them up. Used by the local backend; a runner host would use it too.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def processes_using(work_dir: Path) -> list[int]:
     return found
 
 
-class LocalBackend:
+class AgentProcesses:
     def __init__(self, runs_dir: Path) -> None:
         self.runs_dir = runs_dir
 
@@ -92,6 +93,14 @@ class LocalBackend:
 
     def running(self, session_id: str) -> list[str]:
         return [rid for rid, pid in self._pids(session_id).items() if _alive(pid)]
+
+    def sessions_running(self) -> set[str]:
+        """Sessions that have a live agent."""
+        return {
+            pid_file.parent.parent.name
+            for pid_file in self.runs_dir.glob("*/*/agent.pid")
+            if pid_file.read_text().strip().isdigit() and _alive(int(pid_file.read_text()))
+        }
 
     def stop(
         self, session_id: str, runner_ids: list[str] | None = None, grace_s: float = 20

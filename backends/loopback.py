@@ -1,4 +1,4 @@
-"""Per-session addresses for the local backend: a /24 of the loopback range, as labelled aliases.
+"""Per-session addresses of the local backend: a /24 of the loopback range, as labelled aliases.
 
 Each session gets 127.<octet>.N.0/24; its runners' addresses are added to `lo` with the label
 `lo:<session id>`, so they can be found and removed by session (also after a crash). Linux
@@ -43,7 +43,7 @@ def loopback_aliases() -> dict[str, list[str]]:
     return result
 
 
-class LocalNetworks:
+class LoopbackNetworks:
     def __init__(self, state_dir: Path, octet: int = 201) -> None:
         self.state_dir = state_dir
         self.octet = octet
@@ -93,6 +93,11 @@ class LocalNetworks:
                         "could not add %s to lo (%s); using it unlabelled", addr, res.stderr.strip()
                     )
         return subnet
+
+    def allocated(self) -> set[str]:
+        """Sessions that hold a subnet of this stack's table."""
+        with self._locked() as table:
+            return set(table)
 
     def teardown(self, session_id: str) -> list[str]:
         """Idempotent: removes the session's aliases, frees its subnet; returns what it removed."""

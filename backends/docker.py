@@ -1,12 +1,14 @@
-"""Docker backend: one bridge network per session, one container per runner, through the Docker
-API (Docker itself, or podman's Docker-compatible service).
+"""The docker backend: one bridge network per session, one container per runner, through the
+Docker API (Docker itself, or podman's Docker-compatible service).
 
 Everything is labelled (`sipflow.session`, `sipflow.runner`, `sipflow.role`), so it is found by
 session after a crash, torn down idempotently and swept when its session no longer runs.
 On the session network a runner is known by its runner id (callers send to `callee-0:5060`);
 the Docker host, where the broker and the API listen, is `settings.docker_host_alias`, mapped to
 the network's gateway. The network is internal by default (no route out), so runner traffic
-can only go to the session's containers and to the host's address on that bridge.
+can only go to the session's containers and to the host's address on that bridge. A container
+gets only a token (`backends.runner_tokens`) and fetches its files from the API, which derives
+them as `backends.container_plan` says.
 """
 
 from __future__ import annotations
@@ -16,21 +18,25 @@ import contextlib
 import io
 import logging
 import tarfile
-import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import docker
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.models.networks import Network
 
-from runners.docker_plan import CONTAINER_RUNS_DIR, HEARTBEAT_PATH, TOKEN_PATH
-from sipflow.plan import SessionNetwork
+from backends.base import PermanentBackendError, RunnerBackend
+from backends.container_plan import config_url, container_runner_configs
+from backends.runner_tokens import runner_token, token_key
+from runners.image import CONTAINER_RUNS_DIR, HEARTBEAT_PATH, TOKEN_PATH
+from sipflow.messages import Role
+from sipflow.placement import Placement, StartedRunner
 from sipflow.runner_config import RunnerConfig
 from sipflow.settings import Settings
-from sipflow.spec import Resources
+from sipflow.spec import Resources, RoleSpec, SessionSpec
 
 log = logging.getLogger(__name__)
 
@@ -80,36 +86,26 @@ def _token_archive(token: str) -> bytes:
     return buf.getvalue()
 
 
-class DockerBackend:
-    def __init__(
-        self,
-        client: docker.DockerClient,
-        image: str,
-        host_alias: str,
-        runs_dir: Path,
-        internal: bool = True,
-    ) -> None:
+class DockerBackend(RunnerBackend):
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient, settings: Settings) -> None:
         self.client = client
-        self.internal = internal
-        self.image = image
-        self.host_alias = host_alias
-        self.runs_dir = runs_dir
+        self.settings = settings
+        self.internal = settings.docker_internal_networks
+        self.image = settings.runner_image
+        self.host_alias = settings.docker_host_alias
+        self.runs_dir = settings.runs_dir
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DockerBackend:
-        return cls(
-            connect(settings),
-            settings.runner_image,
-            settings.docker_host_alias,
-            settings.runs_dir,
-            internal=settings.docker_internal_networks,
-        )
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(connect(settings), settings)
 
     # -- networks --------------------------------------------------------------------------
     def _networks(self, session_id: str) -> list[Network]:
         return list(self.client.networks.list(filters={"label": f"{LABEL_SESSION}={session_id}"}))
 
-    def provision(self, session_id: str) -> SessionNetwork:
+    def provision(self, session_id: str, runner_ids: list[str]) -> Placement:
         """Idempotent: the session's network, created unless it exists."""
         name = network_name(session_id)
         try:
@@ -127,7 +123,13 @@ class DockerBackend:
                     raise
                 net = self.client.networks.get(name)
         subnet, _ = self._ipam(net)
-        return SessionNetwork(session_id=session_id, subnet=subnet, backend="docker", name=name)
+        return Placement(
+            session_id=session_id,
+            backend=self.name,
+            runner_ids=runner_ids,
+            subnet=subnet,
+            name=name,
+        )
 
     def _ipam(self, net: Network) -> tuple[str, str]:
         """(subnet, gateway) of a network."""
@@ -147,6 +149,39 @@ class DockerBackend:
         )
 
     def start(
+        self, placement: Placement, spec: SessionSpec, role: Role, peers: Mapping[str, str]
+    ) -> list[StartedRunner]:
+        """One container per runner; each gets only a token and fetches its files from the API.
+        On the session network runners reach each other by runner id, so `peers` (the same ids)
+        is not needed."""
+        sid = placement.session_id
+        key = token_key(self.settings)
+        role_spec: RoleSpec | None = spec.roles.callers if role == "caller" else spec.roles.callees
+        resources = role_spec.resources if role_spec is not None else None
+        configs = [
+            c
+            for c in container_runner_configs(spec, sid, role, self.settings)
+            if not placement.runner_ids or c.runner_id in placement.runner_ids
+        ]
+        for cfg in configs:
+            try:
+                self._start_container(
+                    cfg,
+                    config_url=config_url(self.settings, sid, cfg.runner_id),
+                    token=runner_token(key, sid, cfg.runner_id),
+                    resources=resources,
+                )
+            except ImageNotFound as exc:
+                raise PermanentBackendError(
+                    f"runner image {self.image!r} not found on the Docker host "
+                    "(build it: deploy/build_runner_image.sh, or docker build -f "
+                    "deploy/runner/Containerfile .)"
+                ) from exc
+        return [
+            StartedRunner(runner_id=c.runner_id, role=c.role, address=c.local_ip) for c in configs
+        ]
+
+    def _start_container(
         self,
         cfg: RunnerConfig,
         *,
@@ -197,21 +232,21 @@ class DockerBackend:
         container.start()
         return container
 
-    def running(self, session_id: str) -> list[str]:
+    def running(self, placement: Placement) -> list[str]:
         return [
             _runner_of(c)
-            for c in self.containers(session_id)
+            for c in self.containers(placement.session_id)
             if c.status in ("running", "restarting", "paused")
         ]
 
     def stop(
-        self, session_id: str, runner_ids: list[str] | None = None, grace_s: float = 20
+        self, placement: Placement, runner_ids: list[str] | None = None, grace_s: float = 20
     ) -> None:
         """SIGTERM (the agent stops SIPp and reports `done`), SIGKILL after grace; all of the
         session's runners at once. Idempotent: stopped or missing containers are skipped."""
         targets = [
             c
-            for c in self.containers(session_id)
+            for c in self.containers(placement.session_id)
             if c.status in ("running", "restarting", "paused", "created")
             and (runner_ids is None or c.labels.get(LABEL_RUNNER) in runner_ids)
         ]
@@ -225,9 +260,10 @@ class DockerBackend:
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
             list(pool.map(_stop, targets))
 
-    def teardown(self, session_id: str) -> list[str]:
+    def teardown(self, placement: Placement) -> list[str]:
         """Idempotent: removes every container and network of the session (their logs are kept
         under runs_dir/<session>/<runner>/agent.log); returns the names of what it removed."""
+        session_id = placement.session_id
         removed: list[str] = []
         for c in self.containers(session_id):
             self._save_logs(session_id, c)
@@ -283,18 +319,3 @@ class DockerBackend:
             if LABEL_SESSION in labels:
                 found.add(labels[LABEL_SESSION])
         return found
-
-
-class LazyDockerBackend:
-    """Connects on first use, so a worker without a Docker engine still runs local sessions."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._backend: DockerBackend | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> DockerBackend:
-        with self._lock:
-            if self._backend is None:
-                self._backend = DockerBackend.from_settings(self.settings)
-            return self._backend

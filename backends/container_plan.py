@@ -1,0 +1,71 @@
+"""What a containerized runner is told: its RunnerConfig as seen from inside its container.
+
+The worker (which starts the containers) and the API (which serves each runner its files) both
+derive it from the spec and the settings, so nothing but a token has to be handed to a
+container. Inside a container a runner is known by its runner id on the session network (so a
+runner's address is its id, and callers reach callees by theirs), the broker and the API are on
+the container host (settings.container_mqtt / container_api_url), and a system under test on the
+host's loopback is reached through the host alias.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from runners.image import CONTAINER_RUNS_DIR
+from sipflow import plan
+from sipflow.messages import ROLES, Role
+from sipflow.runner_config import RunnerConfig
+from sipflow.settings import Settings
+from sipflow.spec import SessionSpec
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "ip6-localhost", "ip6-loopback"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def container_spec(spec: SessionSpec, settings: Settings) -> SessionSpec:
+    """The spec as containers see it: a target on the host's loopback is the container host."""
+    if spec.target is None or not is_loopback(spec.target.host):
+        return spec
+    target = spec.target.model_copy(
+        update={"host": settings.docker_host_alias, "domain": spec.target.sip_domain}
+    )
+    return spec.model_copy(update={"target": target})
+
+
+def container_runner_configs(
+    spec: SessionSpec, session_id: str, role: Role, settings: Settings
+) -> list[RunnerConfig]:
+    mqtt_host, mqtt_port = settings.container_mqtt
+    by_name = {rid: rid for r in ROLES for rid in plan.runner_ids(spec, r)}
+    return plan.runner_configs(
+        container_spec(spec, settings),
+        session_id,
+        role,
+        addresses=by_name,
+        peers=by_name,
+        mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port,
+        runs_dir=CONTAINER_RUNS_DIR,
+    )
+
+
+def container_runner_config(
+    spec: SessionSpec, session_id: str, runner_id: str, settings: Settings
+) -> RunnerConfig | None:
+    for role in ROLES:
+        for cfg in container_runner_configs(spec, session_id, role, settings):
+            if cfg.runner_id == runner_id:
+                return cfg
+    return None
+
+
+def config_url(settings: Settings, session_id: str, runner_id: str) -> str:
+    """Where a runner fetches its files (api/routes/runner_files.py)."""
+    return f"{settings.container_api_url}/v1/runner/sessions/{session_id}/runners/{runner_id}"

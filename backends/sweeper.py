@@ -1,0 +1,86 @@
+"""Removes what sessions that no longer run left behind, on every backend.
+
+A session's own cleanup stops its runners and tears its network down; this catches what a dead
+session left (its workflow terminated, the database restored, an engine that was down during
+teardown). A backend says which sessions it holds something for; a session counts as running
+until its stored status is final (completed, cancelled, error). Unknown sessions (no row) are
+swept too, so point it only at backends this stack owns (the local backend's state is this
+stack's data directory; the docker backend's is the engine's labelled objects).
+
+    sipflow sweep              # one sweep, prints what it removed
+    sipflow sweep --every 300
+
+The worker runs the same sweep every SIPFLOW_SWEEP_INTERVAL_S seconds when that is > 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from backends.base import RunnerBackend
+from backends.registry import Backends, names
+from sipflow import store
+from sipflow.db import session_scope
+from sipflow.models import FINAL_STATUSES
+from sipflow.placement import Placement
+from sipflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def db_still_running(settings: Settings) -> Callable[[str], bool]:
+    def still_running(session_id: str) -> bool:
+        with session_scope(settings.resolved_database_url) as db:
+            row = store.get_session(db, session_id)
+            return row is not None and row.status not in FINAL_STATUSES
+
+    return still_running
+
+
+def sweep(backend: RunnerBackend, still_running: Callable[[str], bool]) -> dict[str, list[str]]:
+    """Session id -> what was removed for it (names, addresses) on this backend."""
+    removed: dict[str, list[str]] = {}
+    for sid in sorted(backend.sessions_present()):
+        if still_running(sid):
+            continue
+        placement = Placement(session_id=sid, backend=backend.name)
+        backend.stop(placement, grace_s=5)  # let agents report `done` if they still can
+        gone = backend.teardown(placement)
+        if gone:
+            log.info("swept session %s on %s: %s", sid, backend.name, ", ".join(gone))
+            removed[sid] = gone
+    return removed
+
+
+def sweep_all(
+    backends: Backends, still_running: Callable[[str], bool], only: Iterable[str] | None = None
+) -> dict[str, dict[str, list[str]]]:
+    """Backend -> session -> what was removed. A backend that cannot be reached (an engine that
+    is down) is logged and skipped: the next sweep tries again."""
+    result: dict[str, dict[str, list[str]]] = {}
+    for name in only or names():
+        try:
+            removed = sweep(backends.get(name), still_running)
+        except Exception as exc:
+            log.warning("sweep of the %s backend failed: %s", name, exc)
+            continue
+        if removed:
+            result[name] = removed
+    return result
+
+
+def start_periodic(
+    settings: Settings, backends: Backends, stop: threading.Event
+) -> threading.Thread:
+    """A daemon thread sweeping every settings.sweep_interval_s until `stop` is set."""
+
+    def loop() -> None:
+        still_running = db_still_running(settings)
+        while not stop.wait(settings.sweep_interval_s):
+            sweep_all(backends, still_running)
+
+    thread = threading.Thread(target=loop, name="sweeper", daemon=True)
+    thread.start()
+    return thread
