@@ -11,8 +11,6 @@ from sipflow.summary import RoleSummary
 from sipflow.thresholds import ThresholdResult
 from sipflow.workflow_types import Progress
 
-FINAL_STATUSES = ("completed", "cancelled", "error")
-
 EXAMPLE_SPEC: dict[str, Any] = {
     "version": 1,
     "name": "smoke: 200 calls between local agents",

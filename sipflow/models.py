@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
 # A session in one of these has ended: it will not run, store or change again.
 FINAL_STATUSES = ("completed", "cancelled", "error")
 

@@ -16,7 +16,6 @@ from sipflow.models import SessionRow
 from sipflow.summary import failure_reasons, summarize
 from sipflow.workflow_types import workflow_id
 
-FINAL_STATUSES = ("completed", "cancelled", "error")
 MERGED_COLUMNS = (
     "role", "time", "t_s", "runners", "call_rate", "current_calls", "calls_created",
     "successful_calls", "failed_calls", "retransmissions",

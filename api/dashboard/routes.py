@@ -32,7 +32,7 @@ from api.deps import DbDep, SettingsDep
 from api.routes.sessions import _brief, _links
 from sipflow import store
 from sipflow.db import session_scope
-from sipflow.models import MetricInterval, RunnerRow, SessionRow
+from sipflow.models import FINAL_STATUSES, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -268,7 +268,7 @@ async def _events(
                 if st is not None and st != current:
                     current = st
                     yield _sse("status", st)
-                if st is None or st["status"] in rep.FINAL_STATUSES:
+                if st is None or st["status"] in FINAL_STATUSES:
                     # What the worker stored last is in the database now: a final snapshot.
                     yield _sse("end", st)
                     return
@@ -335,7 +335,7 @@ def report_csv(
 )
 def junit(session_id: str, request: Request, db: DbDep, settings: SettingsDep) -> Response:
     body = _report(request, db, settings, session_id)
-    if body["session"]["status"] not in rep.FINAL_STATUSES:
+    if body["session"]["status"] not in FINAL_STATUSES:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"session {session_id} is {body['session']['status']}"
         )

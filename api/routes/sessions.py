@@ -19,7 +19,6 @@ from api.deps import DbDep, SettingsDep, TemporalDep
 from api.schemas import (
     EXAMPLE_SPEC,
     EXAMPLE_SPEC_PROXY,
-    FINAL_STATUSES,
     CancelRequested,
     Links,
     MergedPoint,
@@ -36,7 +35,7 @@ from api.schemas import (
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
 from sipflow import histogram, store
-from sipflow.models import MetricInterval, SessionRow
+from sipflow.models import FINAL_STATUSES, MetricInterval, SessionRow
 from sipflow.settings import Settings
 from sipflow.spec import SessionSpec
 from sipflow.summary import failure_reasons, summarize
