@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from sipflow.models import IntervalPoint
 from sipflow.summary import RoleSummary
 from sipflow.thresholds import ThresholdResult
 from sipflow.workflow_types import Progress
@@ -118,20 +119,9 @@ class SessionDetail(SessionBrief):
     links: Links
 
 
-class MetricPoint(BaseModel):
-    seq: int
-    time: float
-    current_calls: int
-    call_rate: float
-    calls_created: int
-    successful_calls: int
-    failed_calls: int
-    retransmissions: int
-    cum_calls_created: int
-    cum_successful_calls: int
-    cum_failed_calls: int
-    cum_retransmissions: int
-    failed_by_cause: dict[str, int] = {}
+# The interval's fields are declared once, in sipflow.models.
+class MetricPoint(IntervalPoint):
+    """One stats interval of one runner."""
 
 
 class RunnerSeries(BaseModel):

@@ -13,62 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sipflow import histogram, store
+from sipflow import histogram
 from sipflow.messages import RunnerState, StatsMessage
-from sipflow.models import MetricInterval, RunnerRow
+from sipflow.models import Interval, RunnerRow
 
 FINAL_RUNNER_STATES = {"done", "failed", "lost"}
 
 
 def _finite(v: float | None) -> float | None:
     return v if v is None or math.isfinite(v) else None
-
-
-@dataclass
-class Interval:
-    """The fields of one stats message that the dashboard uses (from MQTT or a stored row)."""
-
-    runner_id: str
-    role: str
-    seq: int
-    time: float
-    current_calls: int
-    call_rate: float
-    calls_created: int
-    successful_calls: int
-    failed_calls: int
-    retransmissions: int
-    cum_calls_created: int
-    cum_successful_calls: int
-    cum_failed_calls: int
-    cum_retransmissions: int
-    failed_by_cause: dict[str, int]
-    histogram: list[int]
-
-    @classmethod
-    def from_message(cls, m: StatsMessage) -> Interval:
-        return cls(**store.interval_fields(m))
-
-    @classmethod
-    def from_row(cls, r: MetricInterval) -> Interval:
-        return cls(
-            runner_id=r.runner_id,
-            role=r.role,
-            seq=r.seq,
-            time=r.time,
-            current_calls=r.current_calls,
-            call_rate=r.call_rate,
-            calls_created=r.calls_created,
-            successful_calls=r.successful_calls,
-            failed_calls=r.failed_calls,
-            retransmissions=r.retransmissions,
-            cum_calls_created=r.cum_calls_created,
-            cum_successful_calls=r.cum_successful_calls,
-            cum_failed_calls=r.cum_failed_calls,
-            cum_retransmissions=r.cum_retransmissions,
-            failed_by_cause=dict(r.failed_by_cause or {}),
-            histogram=list(r.histogram or []),
-        )
 
 
 @dataclass
@@ -93,9 +46,9 @@ class _Bucket:
         self.successful_calls += iv.successful_calls
         self.failed_calls += iv.failed_calls
         self.retransmissions += iv.retransmissions
-        for cause, n in iv.failed_by_cause.items():
+        for cause, n in (iv.failed_by_cause or {}).items():
             self.failed_by_cause[cause] = self.failed_by_cause.get(cause, 0) + n
-        if len(iv.histogram) == histogram.N_BUCKETS:
+        if len(iv.histogram or []) == histogram.N_BUCKETS:
             self.histogram = [a + b for a, b in zip(self.histogram, iv.histogram, strict=True)]
 
     def point(self, second: int) -> dict[str, Any]:
@@ -170,9 +123,9 @@ class LiveSession:
     def add_message(self, msg: StatsMessage) -> dict[str, Any] | None:
         return self.add(Interval.from_message(msg))
 
-    def add_rows(self, rows: Iterable[MetricInterval]) -> None:
+    def add_rows(self, rows: Iterable[Interval]) -> None:
         for row in rows:
-            self.add(Interval.from_row(row))
+            self.add(row)
 
     def set_runner(self, row: RunnerRow) -> None:
         r = self._runner(row.runner_id, row.role)

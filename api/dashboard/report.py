@@ -11,6 +11,7 @@ from typing import Any
 from sqlmodel import Session
 
 from api.routes.sessions import _brief, _finite, _merged, _per_runner, _thresholds
+from api.schemas import MetricPoint
 from sipflow import store
 from sipflow.models import SessionRow
 from sipflow.summary import failure_reasons, summarize
@@ -22,9 +23,8 @@ MERGED_COLUMNS = (
     "response_time_p50_ms", "response_time_p95_ms", "response_time_p99_ms",
 )  # fmt: skip
 RUNNER_COLUMNS = (
-    "runner_id", "role", "seq", "time", "t_s", "call_rate", "current_calls", "calls_created",
-    "successful_calls", "failed_calls", "retransmissions", "cum_calls_created",
-    "cum_successful_calls", "cum_failed_calls", "cum_retransmissions", "failed_by_cause",
+    "runner_id", "role", "seq", "time", "t_s",
+    *(f for f in MetricPoint.model_fields if f not in ("seq", "time")),
 )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ import logging
 import math
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -35,7 +36,7 @@ from api.schemas import (
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
 from sipflow import histogram, store
-from sipflow.models import FINAL_STATUSES, MetricInterval, SessionRow
+from sipflow.models import FINAL_STATUSES, Interval, MetricInterval, SessionRow
 from sipflow.settings import Settings
 from sipflow.spec import SessionSpec
 from sipflow.summary import failure_reasons, summarize
@@ -300,29 +301,13 @@ def get_session_metrics(session_id: str, db: DbDep) -> SessionMetricsOut:
     return SessionMetricsOut(session_id=session_id, runners=_per_runner(ivs), merged=_merged(ivs))
 
 
-def _per_runner(ivs: Any) -> list[RunnerSeries]:
+def _per_runner(ivs: Iterable[Interval]) -> list[RunnerSeries]:
     series: dict[str, RunnerSeries] = {}
     for iv in ivs:
         s = series.setdefault(
             iv.runner_id, RunnerSeries(runner_id=iv.runner_id, role=iv.role, points=[])
         )
-        s.points.append(
-            MetricPoint(
-                seq=iv.seq,
-                time=iv.time,
-                current_calls=iv.current_calls,
-                call_rate=iv.call_rate,
-                calls_created=iv.calls_created,
-                successful_calls=iv.successful_calls,
-                failed_calls=iv.failed_calls,
-                retransmissions=iv.retransmissions,
-                cum_calls_created=iv.cum_calls_created,
-                cum_successful_calls=iv.cum_successful_calls,
-                cum_failed_calls=iv.cum_failed_calls,
-                cum_retransmissions=iv.cum_retransmissions,
-                failed_by_cause=iv.failed_by_cause or {},
-            )
-        )
+        s.points.append(MetricPoint.model_validate(iv, from_attributes=True))
     for s in series.values():
         s.points.sort(key=lambda p: p.seq)
     return sorted(series.values(), key=lambda s: s.runner_id)
