@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from sipflow.models import IntervalPoint
+from sipflow.models import IntervalCounts, IntervalPoint
 from sipflow.summary import RoleSummary
 from sipflow.thresholds import ThresholdResult
 from sipflow.workflow_types import Progress
@@ -130,17 +130,12 @@ class RunnerSeries(BaseModel):
     points: list[MetricPoint]
 
 
-class MergedPoint(BaseModel):
+class MergedPoint(IntervalCounts):
     """All runners of one role in one second (`time` is the whole second)."""
 
     time: int
     runners: int = Field(description="intervals merged into this point")
-    current_calls: int = 0
-    call_rate: float = 0.0
-    calls_created: int = 0
-    successful_calls: int = 0
-    failed_calls: int = 0
-    retransmissions: int = 0
+    failed_by_cause: dict[str, int] = {}
     response_time_p50_ms: float | None = None
     response_time_p95_ms: float | None = None
     response_time_p99_ms: float | None = None

@@ -1,71 +1,22 @@
 """Live aggregation of one session's stats intervals, as the dashboard charts show them.
 
 Fed from the database (what the worker stored so far) and from the MQTT stream (what runners
-publish now); `(runner, seq)` is counted once whatever the source. The merged points are the same
-as `GET /v1/sessions/{id}/metrics` `merged` (per role and whole second, histograms merged into
-percentiles), so a chart drawn from history and then extended live shows one consistent series.
+publish now); `(runner, seq)` is counted once whatever the source. The merged points come from
+the same MergedSeries as `GET /v1/sessions/{id}/metrics` `merged` (api.session_views), so a chart
+drawn from history and then extended live shows one consistent series.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sipflow import histogram
+from api.session_views import MergedSeries
 from sipflow.messages import RunnerState, StatsMessage
 from sipflow.models import Interval, RunnerRow
 
 FINAL_RUNNER_STATES = {"done", "failed", "lost"}
-
-
-def _finite(v: float | None) -> float | None:
-    return v if v is None or math.isfinite(v) else None
-
-
-@dataclass
-class _Bucket:
-    """All intervals of one role that end in one whole second."""
-
-    runners: int = 0
-    current_calls: int = 0
-    call_rate: float = 0.0
-    calls_created: int = 0
-    successful_calls: int = 0
-    failed_calls: int = 0
-    retransmissions: int = 0
-    failed_by_cause: dict[str, int] = field(default_factory=dict)
-    histogram: list[int] = field(default_factory=histogram.empty)
-
-    def add(self, iv: Interval) -> None:
-        self.runners += 1
-        self.current_calls += iv.current_calls
-        self.call_rate += iv.call_rate
-        self.calls_created += iv.calls_created
-        self.successful_calls += iv.successful_calls
-        self.failed_calls += iv.failed_calls
-        self.retransmissions += iv.retransmissions
-        for cause, n in (iv.failed_by_cause or {}).items():
-            self.failed_by_cause[cause] = self.failed_by_cause.get(cause, 0) + n
-        if len(iv.histogram or []) == histogram.N_BUCKETS:
-            self.histogram = [a + b for a, b in zip(self.histogram, iv.histogram, strict=True)]
-
-    def point(self, second: int) -> dict[str, Any]:
-        return {
-            "time": second,
-            "runners": self.runners,
-            "current_calls": self.current_calls,
-            "call_rate": self.call_rate,
-            "calls_created": self.calls_created,
-            "successful_calls": self.successful_calls,
-            "failed_calls": self.failed_calls,
-            "retransmissions": self.retransmissions,
-            "failed_by_cause": dict(self.failed_by_cause),
-            "response_time_p50_ms": _finite(histogram.percentile(self.histogram, 50)),
-            "response_time_p95_ms": _finite(histogram.percentile(self.histogram, 95)),
-            "response_time_p99_ms": _finite(histogram.percentile(self.histogram, 99)),
-        }
 
 
 @dataclass
@@ -94,7 +45,7 @@ class LiveSession:
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         self._seen: set[tuple[str, int]] = set()
-        self._buckets: dict[str, dict[int, _Bucket]] = {}
+        self._merged = MergedSeries()
         self.runners: dict[str, RunnerLive] = {}
 
     def add(self, iv: Interval) -> dict[str, Any] | None:
@@ -104,9 +55,7 @@ class LiveSession:
         if key in self._seen:
             return None
         self._seen.add(key)
-        second = math.floor(iv.time)
-        bucket = self._buckets.setdefault(iv.role, {}).setdefault(second, _Bucket())
-        bucket.add(iv)
+        second = self._merged.add(iv)
         r = self._runner(iv.runner_id, iv.role)
         r.intervals += 1
         if iv.seq > r.last_seq:
@@ -118,7 +67,7 @@ class LiveSession:
             r.cum_retransmissions = iv.cum_retransmissions
             if r.state in ("starting", "registering", "ready"):
                 r.state = "running"
-        return bucket.point(second)
+        return self._merged.point(iv.role, second).model_dump()
 
     def add_message(self, msg: StatsMessage) -> dict[str, Any] | None:
         return self.add(Interval.from_message(msg))
@@ -161,8 +110,7 @@ class LiveSession:
 
     def points(self) -> dict[str, list[dict[str, Any]]]:
         return {
-            role: [b.point(s) for s, b in sorted(seconds.items())]
-            for role, seconds in sorted(self._buckets.items())
+            role: [p.model_dump() for p in points] for role, points in self._merged.points().items()
         }
 
     def snapshot(self) -> dict[str, Any]:

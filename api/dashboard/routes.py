@@ -25,11 +25,11 @@ from fastapi.responses import (
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from api import session_views as views
 from api.dashboard import report as rep
 from api.dashboard.bridge import MqttBridge, Viewer
 from api.dashboard.spec_editor import check, example_yaml
 from api.deps import DbDep, SettingsDep
-from api.routes.sessions import _brief, _links
 from sipflow import store
 from sipflow.db import session_scope
 from sipflow.models import FINAL_STATUSES, MetricInterval, RunnerRow, SessionRow
@@ -177,8 +177,8 @@ def list_sessions(
             failed = int(measured.get("failed_calls") or 0)
         items.append(
             {
-                **_brief(r).model_dump(mode="json"),
-                "duration_s": rep.duration_s(r, now),
+                **views.brief(r).model_dump(mode="json"),
+                "duration_s": views.duration_s(r, now),
                 "calls": created,
                 "successful_calls": ok,
                 "failed_calls": failed,
@@ -284,7 +284,7 @@ def _report(request: Request, db: DbDep, settings: Settings, sid: str) -> dict[s
     row = store.get_session(db, sid)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {sid!r}")
-    return rep.build_report(db, row, _links(request, settings, sid).temporal_ui)
+    return rep.build_report(db, row, views.links(request, settings, sid).temporal_ui)
 
 
 @exports.get(
