@@ -14,9 +14,16 @@ from typing import Any
 
 from api.session_views import MergedSeries
 from sipflow.messages import RunnerState, StatsMessage
-from sipflow.models import Interval, RunnerRow
+from sipflow.models import Interval, IntervalPoint, RunnerRow
 
 FINAL_RUNNER_STATES = {"done", "failed", "lost"}
+
+
+# Of a runner's latest interval, what the dashboard's runners table shows.
+RUNNER_TABLE = (
+    "current_calls", "call_rate",
+    "cum_calls_created", "cum_successful_calls", "cum_failed_calls", "cum_retransmissions",
+)  # fmt: skip
 
 
 @dataclass
@@ -25,18 +32,21 @@ class RunnerLive:
     role: str
     state: str = "starting"
     detail: str | None = None
-    last_seq: int = 0
-    last_time: float | None = None
     intervals: int = 0
-    current_calls: int = 0
-    call_rate: float = 0.0
-    cum_calls_created: int = 0
-    cum_successful_calls: int = 0
-    cum_failed_calls: int = 0
-    cum_retransmissions: int = 0
+    latest: IntervalPoint | None = None  # the interval with the highest seq
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        latest = self.latest
+        return {
+            "runner_id": self.runner_id,
+            "role": self.role,
+            "state": self.state,
+            "detail": self.detail,
+            "last_seq": latest.seq if latest else 0,
+            "last_time": latest.time if latest else None,
+            "intervals": self.intervals,
+            **{k: getattr(latest, k) if latest else 0 for k in RUNNER_TABLE},
+        }
 
 
 class LiveSession:
@@ -58,13 +68,8 @@ class LiveSession:
         second = self._merged.add(iv)
         r = self._runner(iv.runner_id, iv.role)
         r.intervals += 1
-        if iv.seq > r.last_seq:
-            r.last_seq, r.last_time = iv.seq, iv.time
-            r.current_calls, r.call_rate = iv.current_calls, iv.call_rate
-            r.cum_calls_created = iv.cum_calls_created
-            r.cum_successful_calls = iv.cum_successful_calls
-            r.cum_failed_calls = iv.cum_failed_calls
-            r.cum_retransmissions = iv.cum_retransmissions
+        if r.latest is None or iv.seq > r.latest.seq:
+            r.latest = iv
             if r.state in ("starting", "registering", "ready"):
                 r.state = "running"
         return self._merged.point(iv.role, second).model_dump()
