@@ -1,15 +1,18 @@
-"""Dependencies of the routes, as `Annotated` aliases (settings, database session, Temporal)."""
+"""Dependencies of the routes, as `Annotated` aliases (settings, database session, Temporal),
+and the 404 of an unknown session."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, status
 from sqlmodel import Session
 
 from api.temporal import TemporalConnector
+from sipflow import store
 from sipflow.db import session_scope
+from sipflow.models import SessionRow
 from sipflow.settings import Settings
 
 
@@ -27,6 +30,13 @@ def get_db(settings: SettingsDep) -> Iterator[Session]:
 
 
 DbDep = Annotated[Session, Depends(get_db)]
+
+
+def session_or_404(db: Session, session_id: str) -> SessionRow:
+    row = store.get_session(db, session_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {session_id!r}")
+    return row
 
 
 def get_temporal(request: Request) -> TemporalConnector:

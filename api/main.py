@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(api_router, prefix="/v1")
-    app.include_router(dashboard_router)  # /dashboard/ and the report exports
+    app.include_router(dashboard_router)  # the dashboard under /dashboard/
 
     @app.exception_handler(TemporalUnavailable)
     async def _temporal_unavailable(_: Request, exc: TemporalUnavailable) -> JSONResponse:

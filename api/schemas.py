@@ -7,11 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from sipflow.models import IntervalCounts, IntervalPoint
 from sipflow.summary import RoleSummary
 from sipflow.thresholds import ThresholdResult
 from sipflow.workflow_types import Progress
-
-FINAL_STATUSES = ("completed", "cancelled", "error")
 
 EXAMPLE_SPEC: dict[str, Any] = {
     "version": 1,
@@ -120,20 +119,9 @@ class SessionDetail(SessionBrief):
     links: Links
 
 
-class MetricPoint(BaseModel):
-    seq: int
-    time: float
-    current_calls: int
-    call_rate: float
-    calls_created: int
-    successful_calls: int
-    failed_calls: int
-    retransmissions: int
-    cum_calls_created: int
-    cum_successful_calls: int
-    cum_failed_calls: int
-    cum_retransmissions: int
-    failed_by_cause: dict[str, int] = {}
+# The interval's fields are declared once, in sipflow.models.
+class MetricPoint(IntervalPoint):
+    """One stats interval of one runner."""
 
 
 class RunnerSeries(BaseModel):
@@ -142,17 +130,12 @@ class RunnerSeries(BaseModel):
     points: list[MetricPoint]
 
 
-class MergedPoint(BaseModel):
+class MergedPoint(IntervalCounts):
     """All runners of one role in one second (`time` is the whole second)."""
 
     time: int
     runners: int = Field(description="intervals merged into this point")
-    current_calls: int = 0
-    call_rate: float = 0.0
-    calls_created: int = 0
-    successful_calls: int = 0
-    failed_calls: int = 0
-    retransmissions: int = 0
+    failed_by_cause: dict[str, int] = {}
     response_time_p50_ms: float | None = None
     response_time_p95_ms: float | None = None
     response_time_p99_ms: float | None = None

@@ -1,12 +1,19 @@
-"""Database tables: sessions, their runners, and every stats interval each runner published."""
+"""Database tables: sessions, their runners, and every stats interval each runner published.
+
+An interval's fields are declared once, here (IntervalCounts < IntervalPoint < Interval): its
+table, the store's insert, the API's series, the CSV export and the live charts derive from them.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import field_validator
 from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from sipflow.messages import StatsMessage
 
 # A session in one of these has ended: it will not run, store or change again.
 FINAL_STATUSES = ("completed", "cancelled", "error")
@@ -56,7 +63,51 @@ class RunnerRow(SQLModel, table=True):
     failure_reasons: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
 
 
-class MetricInterval(SQLModel, table=True):
+class IntervalCounts(SQLModel):
+    """What one runner counted in one interval. A role's runners' counts that end in the same
+    second add up to the role's point of that second (the merged series)."""
+
+    call_rate: float  # calls created per second
+    current_calls: int
+    calls_created: int
+    successful_calls: int
+    failed_calls: int
+    retransmissions: int
+
+
+class IntervalPoint(IntervalCounts):
+    """One point of a runner's series: when, its counts, its running totals, its failures."""
+
+    seq: int
+    time: float
+    cum_calls_created: int
+    cum_successful_calls: int
+    cum_failed_calls: int
+    cum_retransmissions: int
+    failed_by_cause: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
+
+    @field_validator("failed_by_cause", mode="before")
+    @classmethod
+    def _no_causes(cls, v: Any) -> Any:
+        return {} if v is None else v  # the JSON column is nullable
+
+
+class Interval(IntervalPoint):
+    """One stats message of one runner, flat: its point, whose it is, its response times."""
+
+    runner_id: str = Field(max_length=64)
+    role: str = Field(max_length=16)
+    # Response-time counts on sipflow.histogram.BOUNDS_MS.
+    histogram: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+
+    @classmethod
+    def from_message(cls, msg: StatsMessage) -> Interval:
+        """Periodic counters keep their names, cumulative ones become `cum_<name>`."""
+        cumulative = {f"cum_{k}": v for k, v in msg.cumulative.model_dump().items()}
+        return cls.model_validate({**msg.model_dump(), **msg.periodic.model_dump(), **cumulative})
+
+
+class MetricInterval(Interval, table=True):
     """One stats message of one runner. (session, runner, seq) is unique: exactly-once storage."""
 
     __tablename__ = "metric_interval"
@@ -64,19 +115,3 @@ class MetricInterval(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     session_id: str = Field(foreign_key="session.id", index=True, max_length=32)
-    runner_id: str = Field(max_length=64)
-    role: str = Field(max_length=16)
-    seq: int
-    time: float
-    current_calls: int = 0
-    call_rate: float = 0.0
-    calls_created: int = 0
-    successful_calls: int = 0
-    failed_calls: int = 0
-    retransmissions: int = 0
-    cum_calls_created: int = 0
-    cum_successful_calls: int = 0
-    cum_failed_calls: int = 0
-    cum_retransmissions: int = 0
-    failed_by_cause: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
-    histogram: list[int] = Field(default_factory=list, sa_column=Column(JSON))

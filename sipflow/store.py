@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from sipflow.messages import DoneMessage, StatsMessage
-from sipflow.models import MetricInterval, RunnerRow, SessionRow, utcnow
+from sipflow.models import Interval, MetricInterval, RunnerRow, SessionRow, utcnow
 
 
 def create_session(
@@ -120,31 +120,9 @@ def store_done(db: Session, msg: DoneMessage) -> None:
     db.commit()
 
 
-def interval_fields(msg: StatsMessage) -> dict[str, Any]:
-    """A stats message as the flat fields of a MetricInterval row (without the session id)."""
-    return {
-        "runner_id": msg.runner_id,
-        "role": msg.role,
-        "seq": msg.seq,
-        "time": msg.time,
-        "current_calls": msg.current_calls,
-        "call_rate": msg.call_rate,
-        "calls_created": msg.periodic.calls_created,
-        "successful_calls": msg.periodic.successful_calls,
-        "failed_calls": msg.periodic.failed_calls,
-        "retransmissions": msg.periodic.retransmissions,
-        "cum_calls_created": msg.cumulative.calls_created,
-        "cum_successful_calls": msg.cumulative.successful_calls,
-        "cum_failed_calls": msg.cumulative.failed_calls,
-        "cum_retransmissions": msg.cumulative.retransmissions,
-        "failed_by_cause": dict(msg.periodic.failed_by_cause),
-        "histogram": list(msg.histogram),
-    }
-
-
 def store_interval(db: Session, msg: StatsMessage) -> bool:
     """Insert one stats message; a duplicate (same session, runner, seq) is a no-op. True if new."""
-    values = {"session_id": msg.session_id, **interval_fields(msg)}
+    values = {"session_id": msg.session_id, **Interval.from_message(msg).model_dump()}
     bind = db.get_bind()
     insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
     stmt = insert(MetricInterval).values(**values).on_conflict_do_nothing()

@@ -1,5 +1,5 @@
-"""The live dashboard, served by the API: pages under /dashboard/, live charts over SSE from the
-MQTT stream, and report exports (JSON, CSV, JUnit XML) under /v1/sessions/{id}/."""
+"""The live dashboard, served by the API: pages under /dashboard/ and live charts over SSE from
+the MQTT stream. (Its report exports are API routes: api/routes/exports.py.)"""
 
 from api.dashboard.routes import router
 

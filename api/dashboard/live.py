@@ -1,118 +1,29 @@
 """Live aggregation of one session's stats intervals, as the dashboard charts show them.
 
 Fed from the database (what the worker stored so far) and from the MQTT stream (what runners
-publish now); `(runner, seq)` is counted once whatever the source. The merged points are the same
-as `GET /v1/sessions/{id}/metrics` `merged` (per role and whole second, histograms merged into
-percentiles), so a chart drawn from history and then extended live shows one consistent series.
+publish now); `(runner, seq)` is counted once whatever the source. The merged points come from
+the same MergedSeries as `GET /v1/sessions/{id}/metrics` `merged` (api.session_views), so a chart
+drawn from history and then extended live shows one consistent series.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sipflow import histogram, store
+from api.session_views import MergedSeries
 from sipflow.messages import RunnerState, StatsMessage
-from sipflow.models import MetricInterval, RunnerRow
+from sipflow.models import Interval, IntervalPoint, RunnerRow
 
 FINAL_RUNNER_STATES = {"done", "failed", "lost"}
 
 
-def _finite(v: float | None) -> float | None:
-    return v if v is None or math.isfinite(v) else None
-
-
-@dataclass
-class Interval:
-    """The fields of one stats message that the dashboard uses (from MQTT or a stored row)."""
-
-    runner_id: str
-    role: str
-    seq: int
-    time: float
-    current_calls: int
-    call_rate: float
-    calls_created: int
-    successful_calls: int
-    failed_calls: int
-    retransmissions: int
-    cum_calls_created: int
-    cum_successful_calls: int
-    cum_failed_calls: int
-    cum_retransmissions: int
-    failed_by_cause: dict[str, int]
-    histogram: list[int]
-
-    @classmethod
-    def from_message(cls, m: StatsMessage) -> Interval:
-        return cls(**store.interval_fields(m))
-
-    @classmethod
-    def from_row(cls, r: MetricInterval) -> Interval:
-        return cls(
-            runner_id=r.runner_id,
-            role=r.role,
-            seq=r.seq,
-            time=r.time,
-            current_calls=r.current_calls,
-            call_rate=r.call_rate,
-            calls_created=r.calls_created,
-            successful_calls=r.successful_calls,
-            failed_calls=r.failed_calls,
-            retransmissions=r.retransmissions,
-            cum_calls_created=r.cum_calls_created,
-            cum_successful_calls=r.cum_successful_calls,
-            cum_failed_calls=r.cum_failed_calls,
-            cum_retransmissions=r.cum_retransmissions,
-            failed_by_cause=dict(r.failed_by_cause or {}),
-            histogram=list(r.histogram or []),
-        )
-
-
-@dataclass
-class _Bucket:
-    """All intervals of one role that end in one whole second."""
-
-    runners: int = 0
-    current_calls: int = 0
-    call_rate: float = 0.0
-    calls_created: int = 0
-    successful_calls: int = 0
-    failed_calls: int = 0
-    retransmissions: int = 0
-    failed_by_cause: dict[str, int] = field(default_factory=dict)
-    histogram: list[int] = field(default_factory=histogram.empty)
-
-    def add(self, iv: Interval) -> None:
-        self.runners += 1
-        self.current_calls += iv.current_calls
-        self.call_rate += iv.call_rate
-        self.calls_created += iv.calls_created
-        self.successful_calls += iv.successful_calls
-        self.failed_calls += iv.failed_calls
-        self.retransmissions += iv.retransmissions
-        for cause, n in iv.failed_by_cause.items():
-            self.failed_by_cause[cause] = self.failed_by_cause.get(cause, 0) + n
-        if len(iv.histogram) == histogram.N_BUCKETS:
-            self.histogram = [a + b for a, b in zip(self.histogram, iv.histogram, strict=True)]
-
-    def point(self, second: int) -> dict[str, Any]:
-        return {
-            "time": second,
-            "runners": self.runners,
-            "current_calls": self.current_calls,
-            "call_rate": self.call_rate,
-            "calls_created": self.calls_created,
-            "successful_calls": self.successful_calls,
-            "failed_calls": self.failed_calls,
-            "retransmissions": self.retransmissions,
-            "failed_by_cause": dict(self.failed_by_cause),
-            "response_time_p50_ms": _finite(histogram.percentile(self.histogram, 50)),
-            "response_time_p95_ms": _finite(histogram.percentile(self.histogram, 95)),
-            "response_time_p99_ms": _finite(histogram.percentile(self.histogram, 99)),
-        }
+# Of a runner's latest interval, what the dashboard's runners table shows.
+RUNNER_TABLE = (
+    "current_calls", "call_rate",
+    "cum_calls_created", "cum_successful_calls", "cum_failed_calls", "cum_retransmissions",
+)  # fmt: skip
 
 
 @dataclass
@@ -121,18 +32,21 @@ class RunnerLive:
     role: str
     state: str = "starting"
     detail: str | None = None
-    last_seq: int = 0
-    last_time: float | None = None
     intervals: int = 0
-    current_calls: int = 0
-    call_rate: float = 0.0
-    cum_calls_created: int = 0
-    cum_successful_calls: int = 0
-    cum_failed_calls: int = 0
-    cum_retransmissions: int = 0
+    latest: IntervalPoint | None = None  # the interval with the highest seq
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        latest = self.latest
+        return {
+            "runner_id": self.runner_id,
+            "role": self.role,
+            "state": self.state,
+            "detail": self.detail,
+            "last_seq": latest.seq if latest else 0,
+            "last_time": latest.time if latest else None,
+            "intervals": self.intervals,
+            **{k: getattr(latest, k) if latest else 0 for k in RUNNER_TABLE},
+        }
 
 
 class LiveSession:
@@ -141,7 +55,7 @@ class LiveSession:
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         self._seen: set[tuple[str, int]] = set()
-        self._buckets: dict[str, dict[int, _Bucket]] = {}
+        self._merged = MergedSeries()
         self.runners: dict[str, RunnerLive] = {}
 
     def add(self, iv: Interval) -> dict[str, Any] | None:
@@ -151,28 +65,21 @@ class LiveSession:
         if key in self._seen:
             return None
         self._seen.add(key)
-        second = math.floor(iv.time)
-        bucket = self._buckets.setdefault(iv.role, {}).setdefault(second, _Bucket())
-        bucket.add(iv)
+        second = self._merged.add(iv)
         r = self._runner(iv.runner_id, iv.role)
         r.intervals += 1
-        if iv.seq > r.last_seq:
-            r.last_seq, r.last_time = iv.seq, iv.time
-            r.current_calls, r.call_rate = iv.current_calls, iv.call_rate
-            r.cum_calls_created = iv.cum_calls_created
-            r.cum_successful_calls = iv.cum_successful_calls
-            r.cum_failed_calls = iv.cum_failed_calls
-            r.cum_retransmissions = iv.cum_retransmissions
+        if r.latest is None or iv.seq > r.latest.seq:
+            r.latest = iv
             if r.state in ("starting", "registering", "ready"):
                 r.state = "running"
-        return bucket.point(second)
+        return self._merged.point(iv.role, second).model_dump()
 
     def add_message(self, msg: StatsMessage) -> dict[str, Any] | None:
         return self.add(Interval.from_message(msg))
 
-    def add_rows(self, rows: Iterable[MetricInterval]) -> None:
+    def add_rows(self, rows: Iterable[Interval]) -> None:
         for row in rows:
-            self.add(Interval.from_row(row))
+            self.add(row)
 
     def set_runner(self, row: RunnerRow) -> None:
         r = self._runner(row.runner_id, row.role)
@@ -208,8 +115,7 @@ class LiveSession:
 
     def points(self) -> dict[str, list[dict[str, Any]]]:
         return {
-            role: [b.point(s) for s, b in sorted(seconds.items())]
-            for role, seconds in sorted(self._buckets.items())
+            role: [p.model_dump() for p in points] for role, points in self._merged.points().items()
         }
 
     def snapshot(self) -> dict[str, Any]:

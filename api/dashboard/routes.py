@@ -1,4 +1,4 @@
-"""The dashboard's pages, its JSON helpers, the live stream (SSE) and the report exports."""
+"""The dashboard's pages, its JSON helpers and the live stream (SSE)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, sta
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import (
     FileResponse,
-    JSONResponse,
     PlainTextResponse,
     RedirectResponse,
     Response,
@@ -25,14 +24,13 @@ from fastapi.responses import (
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from api.dashboard import report as rep
+from api import session_views as views
 from api.dashboard.bridge import MqttBridge, Viewer
 from api.dashboard.spec_editor import check, example_yaml
 from api.deps import DbDep, SettingsDep
-from api.routes.sessions import _brief, _links
 from sipflow import store
 from sipflow.db import session_scope
-from sipflow.models import MetricInterval, RunnerRow, SessionRow
+from sipflow.models import FINAL_STATUSES, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -101,7 +99,6 @@ def _chain_signals(get_loop: Callable[[], asyncio.AbstractEventLoop], bridge: Mq
 router = APIRouter(lifespan=lifespan)
 pages = APIRouter(include_in_schema=False)
 data = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
-exports = APIRouter(prefix="/v1/sessions", tags=["exports"])
 
 
 # -- pages -----------------------------------------------------------------------------------
@@ -177,8 +174,8 @@ def list_sessions(
             failed = int(measured.get("failed_calls") or 0)
         items.append(
             {
-                **_brief(r).model_dump(mode="json"),
-                "duration_s": rep.duration_s(r, now),
+                **views.brief(r).model_dump(mode="json"),
+                "duration_s": views.duration_s(r, now),
                 "calls": created,
                 "successful_calls": ok,
                 "failed_calls": failed,
@@ -268,7 +265,7 @@ async def _events(
                 if st is not None and st != current:
                     current = st
                     yield _sse("status", st)
-                if st is None or st["status"] in rep.FINAL_STATUSES:
+                if st is None or st["status"] in FINAL_STATUSES:
                     # What the worker stored last is in the database now: a final snapshot.
                     yield _sse("end", st)
                     return
@@ -279,73 +276,5 @@ async def _events(
         await bridge.unwatch(sid, viewer)
 
 
-# -- exports ---------------------------------------------------------------------------------
-def _report(request: Request, db: DbDep, settings: Settings, sid: str) -> dict[str, Any]:
-    row = store.get_session(db, sid)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {sid!r}")
-    return rep.build_report(db, row, _links(request, settings, sid).temporal_ui)
-
-
-@exports.get(
-    "/{session_id}/report.json",
-    summary="The session's report: metadata, metrics, thresholds, runners, time series",
-    responses={404: {"description": "no session with this id"}},
-)
-def report_json(
-    session_id: str, request: Request, db: DbDep, settings: SettingsDep
-) -> JSONResponse:
-    body = _report(request, db, settings, session_id)
-    return JSONResponse(
-        body,
-        headers={"Content-Disposition": f'attachment; filename="sipflow-{session_id}.json"'},
-    )
-
-
-@exports.get(
-    "/{session_id}/report.csv",
-    summary="The session's time series as CSV (per role and second, or per runner interval)",
-    response_class=PlainTextResponse,
-    responses={404: {"description": "no session with this id"}},
-)
-def report_csv(
-    session_id: str,
-    request: Request,
-    db: DbDep,
-    settings: SettingsDep,
-    per: Annotated[str, Query(pattern="^(role|runner)$")] = "role",
-) -> Response:
-    body = rep.report_csv(_report(request, db, settings, session_id), per)
-    name = f"sipflow-{session_id}{'-runners' if per == 'runner' else ''}.csv"
-    return Response(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
-
-
-@exports.get(
-    "/{session_id}/junit.xml",
-    summary="The verdict as JUnit XML (one test case per threshold, one for the verdict)",
-    response_class=PlainTextResponse,
-    responses={
-        404: {"description": "no session with this id"},
-        409: {"description": "the session has not finished yet"},
-    },
-)
-def junit(session_id: str, request: Request, db: DbDep, settings: SettingsDep) -> Response:
-    body = _report(request, db, settings, session_id)
-    if body["session"]["status"] not in rep.FINAL_STATUSES:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"session {session_id} is {body['session']['status']}"
-        )
-    return Response(
-        rep.junit_xml(body),
-        media_type="application/xml",
-        headers={"Content-Disposition": f'attachment; filename="sipflow-{session_id}.xml"'},
-    )
-
-
 router.include_router(pages)
 router.include_router(data)
-router.include_router(exports)

@@ -3,44 +3,33 @@
 from __future__ import annotations
 
 import logging
-import math
 import uuid
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
-from pydantic import ValidationError
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import DbDep, SettingsDep, TemporalDep
+from api import session_views as views
+from api.deps import DbDep, SettingsDep, TemporalDep, session_or_404
 from api.schemas import (
     EXAMPLE_SPEC,
     EXAMPLE_SPEC_PROXY,
-    FINAL_STATUSES,
     CancelRequested,
-    Links,
-    MergedPoint,
-    MetricPoint,
     RateChange,
     RateChanged,
     RunnerOut,
-    RunnerSeries,
-    SessionBrief,
     SessionCreated,
     SessionDetail,
     SessionList,
     SessionMetricsOut,
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
-from sipflow import histogram, store
-from sipflow.models import MetricInterval, SessionRow
-from sipflow.settings import Settings
+from sipflow import store
+from sipflow.models import FINAL_STATUSES, SessionRow
 from sipflow.spec import SessionSpec
-from sipflow.summary import failure_reasons, summarize
-from sipflow.thresholds import ThresholdResult, evaluate
 from sipflow.workflow_types import (
     QUERY_PROGRESS,
     SA_STATUS,
@@ -81,49 +70,6 @@ SpecBody = Annotated[
         }
     ),
 ]
-
-
-def _utc(dt: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every stored time is UTC."""
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def _finite(v: float | None) -> float | None:
-    """JSON has no infinity (a percentile above the last histogram bound): report null."""
-    return v if v is None or math.isfinite(v) else None
-
-
-def _links(request: Request, settings: Settings, sid: str) -> Links:
-    ns = settings.temporal_namespace
-    return Links(
-        self=str(request.url_for("get_session", session_id=sid)),
-        metrics=str(request.url_for("get_session_metrics", session_id=sid)),
-        temporal_ui=f"{settings.temporal_ui_url.rstrip('/')}/namespaces/{ns}/workflows/"
-        f"{workflow_id(sid)}",
-    )
-
-
-def _brief(row: SessionRow) -> SessionBrief:
-    return SessionBrief(
-        id=row.id,
-        tenant=row.tenant,
-        name=row.name,
-        status=row.status,
-        verdict=row.verdict,
-        target=row.target,
-        created_at=_utc(row.created_at) or row.created_at,
-        started_at=_utc(row.started_at),
-        finished_at=_utc(row.finished_at),
-    )
-
-
-def _row_or_404(db: DbDep, session_id: str) -> SessionRow:
-    row = store.get_session(db, session_id)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {session_id!r}")
-    return row
 
 
 async def _running_handle(temporal: TemporalConnector, row: SessionRow) -> WorkflowHandle[Any, Any]:
@@ -185,7 +131,7 @@ async def create_session(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"session {sid} not started: {exc}"
         ) from exc
-    links = _links(request, settings, sid)
+    links = views.links(request, settings, sid)
     response.headers["Location"] = links.self
     return SessionCreated(id=sid, workflow_id=workflow_id(sid), status="pending", links=links)
 
@@ -213,7 +159,9 @@ def list_sessions(
         limit=limit,
         offset=offset,
     )
-    return SessionList(total=total, limit=limit, offset=offset, items=[_brief(r) for r in rows])
+    return SessionList(
+        total=total, limit=limit, offset=offset, items=[views.brief(r) for r in rows]
+    )
 
 
 @router.get(
@@ -229,50 +177,27 @@ async def get_session(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> SessionDetail:
-    row = _row_or_404(db, session_id)
+    row = session_or_404(db, session_id)
     runner_rows = store.runners(db, session_id)
-    metrics = summarize(store.intervals(db, session_id), runner_rows)
-    measured = {k: _finite(v) for k, v in metrics.measured.items()}
-
-    thresholds, final = _thresholds(row, metrics.measured)
-    reasons = row.reasons if row.reasons is not None else failure_reasons(metrics, runner_rows)
+    shown = views.outcome(row, store.intervals(db, session_id), runner_rows)
     progress = None
     if row.status not in FINAL_STATUSES:
         progress = await _progress(temporal, session_id)
     return SessionDetail(
-        **_brief(row).model_dump(),
+        **views.brief(row).model_dump(),
         workflow_id=workflow_id(session_id),
         spec=row.spec,
-        measured=measured,
-        roles=metrics.roles,
-        intervals=metrics.intervals,
-        thresholds=thresholds,
-        thresholds_final=final,
+        measured=shown.measured,
+        roles=shown.metrics.roles,
+        intervals=shown.metrics.intervals,
+        thresholds=shown.thresholds,
+        thresholds_final=shown.thresholds_final,
         summary=row.summary,
-        reasons=reasons,
+        reasons=shown.reasons,
         runners=[RunnerOut.model_validate(r, from_attributes=True) for r in runner_rows],
         progress=progress,
-        links=_links(request, settings, session_id),
+        links=views.links(request, settings, session_id),
     )
-
-
-def _thresholds(
-    row: SessionRow, measured: dict[str, float | None]
-) -> tuple[list[ThresholdResult], bool]:
-    """The workflow's results if it stored them, else the spec's thresholds on `measured`."""
-    stored = (row.summary or {}).get("thresholds")
-    if isinstance(stored, list):
-        try:
-            results = [ThresholdResult.model_validate(t) for t in stored]
-            return [r.model_copy(update={"measured": _finite(r.measured)}) for r in results], True
-        except ValidationError:
-            log.warning("session %s: unexpected thresholds in summary", row.id)
-    try:
-        spec = SessionSpec.model_validate(row.spec)
-    except ValidationError:
-        return [], False
-    results = evaluate(spec.parsed_thresholds(), measured)
-    return [r.model_copy(update={"measured": _finite(r.measured)}) for r in results], False
 
 
 async def _progress(temporal: TemporalConnector, session_id: str) -> Progress | None:
@@ -296,71 +221,11 @@ async def _progress(temporal: TemporalConnector, session_id: str) -> Progress | 
     summary="Time series per runner and merged per second per role",
 )
 def get_session_metrics(session_id: str, db: DbDep) -> SessionMetricsOut:
-    _row_or_404(db, session_id)
+    session_or_404(db, session_id)
     ivs = store.intervals(db, session_id)
-    return SessionMetricsOut(session_id=session_id, runners=_per_runner(ivs), merged=_merged(ivs))
-
-
-def _per_runner(ivs: Any) -> list[RunnerSeries]:
-    series: dict[str, RunnerSeries] = {}
-    for iv in ivs:
-        s = series.setdefault(
-            iv.runner_id, RunnerSeries(runner_id=iv.runner_id, role=iv.role, points=[])
-        )
-        s.points.append(
-            MetricPoint(
-                seq=iv.seq,
-                time=iv.time,
-                current_calls=iv.current_calls,
-                call_rate=iv.call_rate,
-                calls_created=iv.calls_created,
-                successful_calls=iv.successful_calls,
-                failed_calls=iv.failed_calls,
-                retransmissions=iv.retransmissions,
-                cum_calls_created=iv.cum_calls_created,
-                cum_successful_calls=iv.cum_successful_calls,
-                cum_failed_calls=iv.cum_failed_calls,
-                cum_retransmissions=iv.cum_retransmissions,
-                failed_by_cause=iv.failed_by_cause or {},
-            )
-        )
-    for s in series.values():
-        s.points.sort(key=lambda p: p.seq)
-    return sorted(series.values(), key=lambda s: s.runner_id)
-
-
-def _merged(ivs: Any) -> dict[str, list[MergedPoint]]:
-    """Per role and whole second: counters summed, histograms merged into percentiles.
-
-    Roles stay apart so that a call is not counted twice (once by its caller, once by its callee).
-    """
-    buckets: dict[str, dict[int, list[MetricInterval]]] = defaultdict(lambda: defaultdict(list))
-    for iv in ivs:
-        buckets[iv.role][math.floor(iv.time)].append(iv)
-    merged: dict[str, list[MergedPoint]] = {}
-    for role, seconds in sorted(buckets.items()):
-        points = []
-        for second, group in sorted(seconds.items()):
-            hist = histogram.merge(
-                iv.histogram for iv in group if len(iv.histogram or []) == histogram.N_BUCKETS
-            )
-            points.append(
-                MergedPoint(
-                    time=second,
-                    runners=len(group),
-                    current_calls=sum(iv.current_calls for iv in group),
-                    call_rate=sum(iv.call_rate for iv in group),
-                    calls_created=sum(iv.calls_created for iv in group),
-                    successful_calls=sum(iv.successful_calls for iv in group),
-                    failed_calls=sum(iv.failed_calls for iv in group),
-                    retransmissions=sum(iv.retransmissions for iv in group),
-                    response_time_p50_ms=_finite(histogram.percentile(hist, 50)),
-                    response_time_p95_ms=_finite(histogram.percentile(hist, 95)),
-                    response_time_p99_ms=_finite(histogram.percentile(hist, 99)),
-                )
-            )
-        merged[role] = points
-    return merged
+    return SessionMetricsOut(
+        session_id=session_id, runners=views.runner_series(ivs), merged=views.merged_series(ivs)
+    )
 
 
 @router.post(
@@ -371,7 +236,7 @@ def _merged(ivs: Any) -> dict[str, list[MergedPoint]]:
     summary="Cancel a running session (the workflow stops its runners and records the result)",
 )
 async def cancel_session(session_id: str, db: DbDep, temporal: TemporalDep) -> CancelRequested:
-    row = _row_or_404(db, session_id)
+    row = session_or_404(db, session_id)
     handle = await _running_handle(temporal, row)
     await handle.cancel()
     return CancelRequested(id=session_id)
@@ -386,7 +251,7 @@ async def cancel_session(session_id: str, db: DbDep, temporal: TemporalDep) -> C
 async def set_rate(
     session_id: str, body: RateChange, db: DbDep, temporal: TemporalDep
 ) -> RateChanged:
-    row = _row_or_404(db, session_id)
+    row = session_or_404(db, session_id)
     handle = await _running_handle(temporal, row)
     try:
         result = await handle.execute_update(

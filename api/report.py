@@ -10,35 +10,18 @@ from typing import Any
 
 from sqlmodel import Session
 
-from api.routes.sessions import _brief, _finite, _merged, _per_runner, _thresholds
+from api import session_views as views
+from api.schemas import MetricPoint, RunnerOut
 from sipflow import store
 from sipflow.models import SessionRow
-from sipflow.summary import failure_reasons, summarize
 from sipflow.workflow_types import workflow_id
 
-FINAL_STATUSES = ("completed", "cancelled", "error")
-MERGED_COLUMNS = (
-    "role", "time", "t_s", "runners", "call_rate", "current_calls", "calls_created",
-    "successful_calls", "failed_calls", "retransmissions",
-    "response_time_p50_ms", "response_time_p95_ms", "response_time_p99_ms",
-)  # fmt: skip
+# The CSV's columns: one merged point per role and second, or one interval of one runner.
+MERGED_COLUMNS = ("role", "time", "t_s", "runners", *views.SUMMED, *views.PERCENTILES)
 RUNNER_COLUMNS = (
-    "runner_id", "role", "seq", "time", "t_s", "call_rate", "current_calls", "calls_created",
-    "successful_calls", "failed_calls", "retransmissions", "cum_calls_created",
-    "cum_successful_calls", "cum_failed_calls", "cum_retransmissions", "failed_by_cause",
+    "runner_id", "role", "seq", "time", "t_s",
+    *(f for f in MetricPoint.model_fields if f not in ("seq", "time")),
 )  # fmt: skip
-
-
-def _iso(dt: datetime | None) -> str | None:
-    return dt.isoformat() if dt is not None else None
-
-
-def duration_s(row: SessionRow, now: datetime | None = None) -> float | None:
-    brief = _brief(row)
-    if brief.started_at is None:
-        return None
-    end = brief.finished_at or (now or datetime.now(UTC))
-    return round((end - brief.started_at).total_seconds(), 3)
 
 
 def build_report(db: Session, row: SessionRow, temporal_ui: str) -> dict[str, Any]:
@@ -46,34 +29,24 @@ def build_report(db: Session, row: SessionRow, temporal_ui: str) -> dict[str, An
     sid = row.id
     ivs = store.intervals(db, sid)
     runner_rows = store.runners(db, sid)
-    metrics = summarize(ivs, runner_rows)
-    measured = {k: _finite(v) for k, v in metrics.measured.items()}
-    thresholds, final = _thresholds(row, metrics.measured)
-    reasons = row.reasons if row.reasons is not None else failure_reasons(metrics, runner_rows)
+    shown = views.outcome(row, ivs, runner_rows)
     return {
         "report_version": 1,
         "exported_at": datetime.now(UTC).isoformat(),
         "session": {
-            **_brief(row).model_dump(mode="json"),
+            **views.brief(row).model_dump(mode="json"),
             "workflow_id": workflow_id(sid),
-            "duration_s": duration_s(row),
+            "duration_s": views.duration_s(row),
             "spec": row.spec,
         },
-        "measured": measured,
-        "thresholds": [t.model_dump(mode="json") for t in thresholds],
-        "thresholds_final": final,
-        "reasons": reasons,
-        "roles": {k: v.model_dump(mode="json") for k, v in metrics.roles.items()},
+        "measured": shown.measured,
+        "thresholds": [t.model_dump(mode="json") for t in shown.thresholds],
+        "thresholds_final": shown.thresholds_final,
+        "reasons": shown.reasons,
+        "roles": {k: v.model_dump(mode="json") for k, v in shown.metrics.roles.items()},
         "runners": [
             {
-                "runner_id": r.runner_id,
-                "role": r.role,
-                "address": r.address,
-                "state": r.state,
-                "detail": r.detail,
-                "exit_code": r.exit_code,
-                "ok": r.ok,
-                "last_seq": r.last_seq,
+                **RunnerOut.model_validate(r, from_attributes=True).model_dump(mode="json"),
                 "failure_reasons": r.failure_reasons or {},
             }
             for r in runner_rows
@@ -81,9 +54,9 @@ def build_report(db: Session, row: SessionRow, temporal_ui: str) -> dict[str, An
         "series": {
             "merged": {
                 role: [p.model_dump(mode="json") for p in points]
-                for role, points in _merged(ivs).items()
+                for role, points in views.merged_series(ivs).items()
             },
-            "runners": [s.model_dump(mode="json") for s in _per_runner(ivs)],
+            "runners": [s.model_dump(mode="json") for s in views.runner_series(ivs)],
         },
         "links": {"temporal_ui": temporal_ui},
     }

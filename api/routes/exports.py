@@ -1,0 +1,75 @@
+"""/v1/sessions/{id}/report.json, report.csv, junit.xml: a stored session as files to keep."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from api import report
+from api import session_views as views
+from api.deps import DbDep, SettingsDep, session_or_404
+from api.routes.sessions import NOT_FOUND
+from sipflow.models import FINAL_STATUSES
+from sipflow.settings import Settings
+
+router = APIRouter(prefix="/sessions", tags=["exports"])
+
+
+def _report(request: Request, db: DbDep, settings: Settings, sid: str) -> dict[str, Any]:
+    row = session_or_404(db, sid)
+    return report.build_report(db, row, views.links(request, settings, sid).temporal_ui)
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+@router.get(
+    "/{session_id}/report.json",
+    summary="The session's report: metadata, metrics, thresholds, runners, time series",
+    responses=NOT_FOUND,
+)
+def report_json(
+    session_id: str, request: Request, db: DbDep, settings: SettingsDep
+) -> JSONResponse:
+    body = _report(request, db, settings, session_id)
+    return JSONResponse(body, headers=_attachment(f"sipflow-{session_id}.json"))
+
+
+@router.get(
+    "/{session_id}/report.csv",
+    summary="The session's time series as CSV (per role and second, or per runner interval)",
+    response_class=PlainTextResponse,
+    responses=NOT_FOUND,
+)
+def report_csv(
+    session_id: str,
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    per: Annotated[str, Query(pattern="^(role|runner)$")] = "role",
+) -> Response:
+    body = report.report_csv(_report(request, db, settings, session_id), per)
+    name = f"sipflow-{session_id}{'-runners' if per == 'runner' else ''}.csv"
+    return Response(body, media_type="text/csv; charset=utf-8", headers=_attachment(name))
+
+
+@router.get(
+    "/{session_id}/junit.xml",
+    summary="The verdict as JUnit XML (one test case per threshold, one for the verdict)",
+    response_class=PlainTextResponse,
+    responses={**NOT_FOUND, 409: {"description": "the session has not finished yet"}},
+)
+def junit(session_id: str, request: Request, db: DbDep, settings: SettingsDep) -> Response:
+    body = _report(request, db, settings, session_id)
+    if body["session"]["status"] not in FINAL_STATUSES:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"session {session_id} is {body['session']['status']}"
+        )
+    return Response(
+        report.junit_xml(body),
+        media_type="application/xml",
+        headers=_attachment(f"sipflow-{session_id}.xml"),
+    )
