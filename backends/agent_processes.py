@@ -56,8 +56,9 @@ class AgentProcesses:
     def __init__(self, runs_dir: Path) -> None:
         self.runs_dir = runs_dir
 
-    def start(self, cfg: RunnerConfig) -> int:
-        """Start the agent for `cfg` unless it already runs; returns its pid."""
+    def start(self, cfg: RunnerConfig, netns: str | None = None) -> int:
+        """Start the agent for `cfg` unless it already runs (in network namespace `netns`, if
+        given); returns its pid."""
         work = cfg.work_dir
         work.mkdir(parents=True, exist_ok=True)
         pid_file = work / "agent.pid"
@@ -73,8 +74,10 @@ class AgentProcesses:
         with os.fdopen(fd, "w") as f:
             f.write(cfg.model_dump_json())
         with open(work / "agent.log", "ab") as logf:
+            # `ip netns exec` enters the namespace and execs the agent: the pid stays the same.
+            prefix = ["ip", "netns", "exec", netns] if netns else []
             proc = subprocess.Popen(
-                [sys.executable, "-m", "runners.agent", "--config", str(config_file)],
+                [*prefix, sys.executable, "-m", "runners.agent", "--config", str(config_file)],
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

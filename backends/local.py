@@ -1,6 +1,15 @@
-"""The local backend: runner agents as processes of the worker's machine, each on an address of
-its own in the session's /24 of the loopback range (`backends.loopback`), detached from the
-worker (`backends.agent_processes`)."""
+"""The local backend: runner agents as processes of the worker's machine, detached from the
+worker (`backends.agent_processes`), each on an address of its own in the session's /24.
+
+Where that /24 lives is the stack's choice for new sessions (SIPFLOW_LOCAL_NETWORK):
+- `netns` (default): a network namespace per session (`backends.netns`), so runners reach a SUT
+  on the host on any address, one on another host, and never collide with SIP software bound
+  on the host;
+- `loopback`: aliases in 127.201.N.0/24 on `lo` (`backends.loopback`), for a SUT reachable only
+  there. Runners then share the host's sockets and reach no other host.
+The placement records which one a session got (its `name` is the namespace), so a session keeps
+its network across a change of the setting or an upgrade; teardown and the sweeper clean both.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +17,10 @@ from collections.abc import Mapping
 from typing import Self
 
 from backends.agent_processes import AgentProcesses
-from backends.base import RunnerBackend
+from backends.base import PermanentBackendError, RunnerBackend
+from backends.container_plan import is_loopback
 from backends.loopback import LoopbackNetworks
+from backends.netns import HOST_END, NamespaceNetworks, NetnsError, namespace
 from sipflow import plan
 from sipflow.messages import ROLES, Role
 from sipflow.placement import Placement, StartedRunner
@@ -27,45 +38,83 @@ def host_number(runner_id: str) -> int:
     return ROLE_HOST_BASE[role] + int(index)
 
 
+def namespace_spec(spec: SessionSpec, host_end: str) -> SessionSpec:
+    """The spec as runners in a namespace see it: a target on the host's loopback is the host
+    end of their veth (DNATed back to 127.0.0.1); its SIP domain stays what it was."""
+    if spec.target is None or not is_loopback(spec.target.host):
+        return spec
+    target = spec.target.model_copy(update={"host": host_end, "domain": spec.target.sip_domain})
+    return spec.model_copy(update={"target": target})
+
+
 class LocalBackend(RunnerBackend):
     name = "local"
 
-    def __init__(self, settings: Settings, networks: LoopbackNetworks, agents: AgentProcesses):
+    def __init__(
+        self,
+        settings: Settings,
+        loopback: LoopbackNetworks,
+        namespaces: NamespaceNetworks,
+        agents: AgentProcesses,
+    ) -> None:
         self.settings = settings
-        self.networks = networks
+        self.loopback = loopback
+        self.namespaces = namespaces
         self.agents = agents
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        networks = LoopbackNetworks(
-            settings.data_dir.resolve() / "networks", settings.local_net_octet
+        state = settings.data_dir.resolve() / "networks"
+        return cls(
+            settings,
+            LoopbackNetworks(state, settings.local_net_octet),
+            NamespaceNetworks(state, settings.netns_pool),
+            AgentProcesses(settings.runs_dir),
         )
-        return cls(settings, networks, AgentProcesses(settings.runs_dir))
 
     def provision(self, session_id: str, runner_ids: list[str]) -> Placement:
-        subnet = self.networks.provision(session_id, [host_number(r) for r in runner_ids])
+        hosts = [host_number(r) for r in runner_ids]
+        if self.settings.local_network == "loopback":
+            subnet, name = self.loopback.provision(session_id, hosts), None
+        else:
+            try:
+                subnet, name = self.namespaces.provision(session_id, hosts), namespace(session_id)
+            except NetnsError as exc:
+                raise PermanentBackendError(
+                    f"cannot make the session's network namespace ({exc}); it needs root or "
+                    "CAP_NET_ADMIN, iproute2 and nftables (SIPFLOW_LOCAL_NETWORK=loopback runs "
+                    "runners on loopback aliases instead)"
+                ) from exc
         return Placement(
-            session_id=session_id, backend=self.name, runner_ids=runner_ids, subnet=subnet
+            session_id=session_id,
+            backend=self.name,
+            runner_ids=runner_ids,
+            subnet=subnet,
+            name=name,
         )
 
     def start(
         self, placement: Placement, spec: SessionSpec, role: Role, peers: Mapping[str, str]
     ) -> list[StartedRunner]:
         everyone = [r for rl in ROLES for r in plan.runner_ids(spec, rl)]
+        mqtt_host, netns = self.settings.mqtt_host, placement.name
+        if netns is not None:  # the host, the broker and a loopback SUT are the veth's host end
+            mqtt_host = f"{placement.subnet}.{HOST_END}"
+            spec = namespace_spec(spec, mqtt_host)
         configs = plan.runner_configs(
             spec,
             placement.session_id,
             role,
             addresses={r: f"{placement.subnet}.{host_number(r)}" for r in everyone},
             peers=peers,
-            mqtt_host=self.settings.mqtt_host,
+            mqtt_host=mqtt_host,
             mqtt_port=self.settings.mqtt_port,
             runs_dir=self.settings.runs_dir,
         )
         placed = placement.runner_ids or everyone
         for cfg in configs:
             if cfg.runner_id in placed:
-                self.agents.start(cfg)
+                self.agents.start(cfg, netns)
         return [
             StartedRunner(runner_id=c.runner_id, role=c.role, address=c.local_ip)
             for c in configs
@@ -81,7 +130,11 @@ class LocalBackend(RunnerBackend):
         self.agents.stop(placement.session_id, runner_ids, grace_s)
 
     def teardown(self, placement: Placement) -> list[str]:
-        return self.networks.teardown(placement.session_id)
+        # Both kinds: a bare placement (the sweeper's) does not say which one the session got.
+        sid = placement.session_id
+        return self.loopback.teardown(sid) + self.namespaces.teardown(sid)
 
     def sessions_present(self) -> set[str]:
-        return self.agents.sessions_running() | self.networks.allocated()
+        return (
+            self.agents.sessions_running() | self.loopback.allocated() | self.namespaces.allocated()
+        )

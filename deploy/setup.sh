@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what sipflow needs on a Debian/Ubuntu machine: SIPp, Kamailio (the test SUT),
-# mosquitto and iproute2 from Debian's packages, and a virtualenv pinned by requirements.lock.
+# mosquitto, iproute2 and nftables (the local backend's session namespaces) from Debian's packages, and a virtualenv pinned by requirements.lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,7 @@ have sipp || missing+=(sip-tester)
 have kamailio || missing+=(kamailio)
 have mosquitto || missing+=(mosquitto)
 have ip || missing+=(iproute2)
+have nft || missing+=(nftables)
 have pgrep || missing+=(procps)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then

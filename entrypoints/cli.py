@@ -545,7 +545,8 @@ def sweep(
             removed = sweep_all(backends, still_running, backend)
             for name, sessions in removed.items():
                 for sid, what in sessions.items():
-                    out.print(f"{escape(name)} {escape(sid)}: removed {escape(', '.join(what))}")
+                    line = f"{escape(name)} {escape(sid)}: removed {escape(', '.join(what))}"
+                    out.print(line, soft_wrap=True)
             if not removed:
                 out.print("nothing to sweep")
             if every <= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,7 +30,12 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_url: str = "http://127.0.0.1:8000"
-    # Local backend: each session gets 127.<net_octet>.N.0/24 on the loopback device.
+    # Local backend: where a new session's runners live. "netns": a network namespace of its
+    # own, a /24 of netns_pool, joined to the host by a veth pair (needs root/CAP_NET_ADMIN and
+    # nftables). "loopback": 127.<local_net_octet>.N.0/24 aliases on `lo`, for a SUT reachable
+    # only on loopback (runners then cannot reach other hosts).
+    local_network: Literal["netns", "loopback"] = "netns"
+    netns_pool: str = "10.250.0.0/16"
     local_net_octet: int = 201
     default_tenant: str = "default"
     # Where a session's runners run when its spec does not say: "local" or "docker".

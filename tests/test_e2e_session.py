@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from backends.loopback import loopback_aliases
+from backends.netns import namespace, namespaces
 from tests.conftest import RunningStack
 from tests.sipp_files import last_cumulative, stat_files
 
@@ -28,8 +29,11 @@ def direct_spec(**callers: Any) -> dict[str, Any]:
 
 
 def no_leftovers(rs: RunningStack, sid: str) -> None:
-    """Every process and address the session made is gone."""
+    """Every process, namespace, rule and address the session made is gone."""
     assert f"lo:{sid}" not in loopback_aliases()
+    assert namespace(sid) not in namespaces()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert namespace(sid) not in tables
     for pid_file in (rs.runs_dir / sid).glob("*/agent.pid"):
         stat = Path(f"/proc/{int(pid_file.read_text())}/stat")
         assert not stat.exists() or stat.read_text().split()[2] == "Z", pid_file

@@ -3,6 +3,8 @@ nobody, deleted (real `ip` on lo; root)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 
 from backends.local import LocalBackend
 from backends.loopback import LoopbackNetworks, loopback_aliases
+from backends.netns import namespace, namespaces
 from backends.sweeper import sweep
 from entrypoints.cli import app
 from sipflow.placement import Placement
@@ -36,26 +39,48 @@ def test_provision_is_idempotent_and_isolated(tmp_path: Path) -> None:
     assert nets.teardown(s1) == []  # a retry after a crash finds nothing and succeeds
 
 
-def test_placement_addresses_and_sweep_of_a_dead_session(tmp_path: Path) -> None:
-    backend = LocalBackend.from_settings(Settings(data_dir=tmp_path))
+def addresses_of(sid: str, mode: str) -> list[str]:
+    """The session's runner addresses, where the mode puts them."""
+    if mode == "loopback":
+        return sorted(loopback_aliases().get(f"lo:{sid}", []))
+    if namespace(sid) not in namespaces():
+        return []
+    out = subprocess.run(
+        ["ip", "-n", namespace(sid), "-j", "-4", "addr", "show", "dev", "eth0"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return sorted(a["local"] for link in json.loads(out or "[]") for a in link["addr_info"])
+
+
+@pytest.mark.parametrize("mode", ["netns", "loopback"])
+def test_placement_addresses_and_sweep_of_a_dead_session(tmp_path: Path, mode: str) -> None:
+    backend = LocalBackend.from_settings(Settings(data_dir=tmp_path, local_network=mode))
     dead, alive = uuid.uuid4().hex[:12], uuid.uuid4().hex[:12]
     ids = ["callee-0", "callee-1", "caller-0"]
     try:
         placement = backend.provision(dead, ids)
         assert backend.provision(dead, ids) == placement  # a retried activity gets the same
         assert (placement.backend, placement.runner_ids) == ("local", ids)
+        # The placement says which network the session got: its namespace, or none.
+        assert placement.name == (namespace(dead) if mode == "netns" else None)
         subnet = placement.subnet
-        assert sorted(loopback_aliases()[f"lo:{dead}"]) == sorted(
-            [f"{subnet}.10", f"{subnet}.11", f"{subnet}.100"]
-        )
+        mine = sorted([f"{subnet}.10", f"{subnet}.11", f"{subnet}.100"])
+        assert addresses_of(dead, mode) == mine
         backend.provision(alive, ["caller-0"])
         assert {dead, alive} <= backend.sessions_present()
 
-        # Only `dead` counts as over: the sweeper removes its addresses and keeps the other's.
+        # Only `dead` counts as over: the sweeper removes its network and keeps the other's.
         removed = sweep(backend, still_running=lambda sid: sid != dead)
-        assert sorted(removed[dead]) == sorted([f"{subnet}.10", f"{subnet}.11", f"{subnet}.100"])
         assert alive not in removed
-        assert f"lo:{dead}" not in loopback_aliases() and f"lo:{alive}" in loopback_aliases()
+        if mode == "loopback":
+            assert sorted(removed[dead]) == mine
+        else:
+            assert sorted(removed[dead]) == [
+                f"netns {namespace(dead)}",
+                f"nft table {namespace(dead)}",
+            ]
+        assert addresses_of(dead, mode) == [] and addresses_of(alive, mode) != []
         assert dead not in backend.sessions_present()
         bare = Placement(session_id=dead, backend="local")
         assert backend.teardown(bare) == [] and backend.running(bare) == []
@@ -77,12 +102,15 @@ def test_sipflow_sweep_removes_what_a_dead_session_left(
     backend = LocalBackend.from_settings(get_settings())
     sid = uuid.uuid4().hex[:12]  # no row in this stack's database: nobody runs it
     try:
-        subnet = backend.provision(sid, ["callee-0"]).subnet
+        backend.provision(sid, ["callee-0"])
+        assert namespace(sid) in namespaces()
         runner = CliRunner()
         result = runner.invoke(app, ["sweep", "--backend", "local"])
         assert result.exit_code == 0, result.output
-        assert f"local {sid}: removed {subnet}.10" in result.stdout
-        assert f"lo:{sid}" not in loopback_aliases()
+        assert f"local {sid}: removed nft table {namespace(sid)}, netns {namespace(sid)}" in (
+            result.stdout
+        )
+        assert namespace(sid) not in namespaces()
         assert "nothing to sweep" in runner.invoke(app, ["sweep", "--backend", "local"]).stdout
         wrong = runner.invoke(app, ["sweep", "--backend", "fargate"])
         assert wrong.exit_code == 3 and "unknown backend(s): fargate" in wrong.stderr

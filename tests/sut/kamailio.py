@@ -17,15 +17,22 @@ CONFIG = Path(__file__).resolve().parent / "kamailio-registrar.cfg"
 KAMAILIO = "/usr/sbin/kamailio"
 
 
-def _udp_bound(ip: str, port: int) -> bool:
+def _udp_bound(ip: str, port: int, netns: str | None = None) -> bool:
     want = f"{int.from_bytes(socket.inet_aton(ip), 'little'):08X}:{port:04X}"
-    lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    if netns is None:
+        text = Path("/proc/net/udp").read_text()
+    else:
+        argv = ["ip", "netns", "exec", netns, "cat", "/proc/net/udp"]
+        text = subprocess.run(argv, capture_output=True, text=True).stdout
+    lines = text.splitlines()[1:]
     return any(line.split()[1] == want for line in lines)
 
 
 @contextmanager
-def kamailio(port: int, work_dir: Path, ip: str = "127.0.0.1") -> Iterator[str]:
-    """Yields "ip:port". Flags: -DD (no daemon, children still forked), -E (log to stderr),
+def kamailio(
+    port: int, work_dir: Path, ip: str = "127.0.0.1", netns: str | None = None
+) -> Iterator[str]:
+    """Yields "ip:port"; runs in network namespace `netns` if given. Flags: -DD (no daemon, children still forked), -E (log to stderr),
     -m 256 shared memory (64 MB default answered 500 under load), -n 1 worker per interface,
     -w and -Y in work_dir (no /var/run needed). Stopped with SIGTERM to its process group."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -33,12 +40,13 @@ def kamailio(port: int, work_dir: Path, ip: str = "127.0.0.1") -> Iterator[str]:
     cfg_path = work_dir / "kamailio.cfg"
     cfg_path.write_text(cfg)
     log = (work_dir / "kamailio.log").open("ab")
-    argv = [KAMAILIO, "-f", str(cfg_path), "-DD", "-E", "-m", "256", "-n", "1"]
+    argv = ["ip", "netns", "exec", netns] if netns else []
+    argv += [KAMAILIO, "-f", str(cfg_path), "-DD", "-E", "-m", "256", "-n", "1"]
     argv += ["-w", str(work_dir), "-Y", str(work_dir), "-P", str(work_dir / "kamailio.pid")]
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 10
-        while not _udp_bound(ip, port):
+        while not _udp_bound(ip, port, netns):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"kamailio did not start: see {work_dir / 'kamailio.log'}")
             time.sleep(0.05)

@@ -1,0 +1,179 @@
+"""A network namespace per session for the local backend: runners on addresses of their own,
+reaching the host, other hosts, the broker and the API like a machine of their own would.
+
+    host                                          namespace sipflow-<sid>
+    sfh<sid> 10.250.N.1/24  <==== veth ====>  eth0 10.250.N.10 (callee 0), .100 (caller 0), ...
+                                                   default route via 10.250.N.1
+
+- Nothing bound on the host (a SUT, a SIPp or a PBX on 0.0.0.0:5060 or :8888) collides with the
+  runners: their sockets live in the namespace.
+- The host end is the host as runners see it: packets to 10.250.N.1 are DNATed to 127.0.0.1
+  (`route_localnet` on the host end lets them in), so a SUT, broker or API bound to 127.0.0.1 or
+  0.0.0.0 is reached there, on any port. What the host sends from 127.0.0.1 to a runner (a SUT
+  on loopback calling a registered callee) is masqueraded to 10.250.N.1, so the runner answers
+  the address it knows.
+- Anything else (a host address, another machine) is routed by the host: a SUT elsewhere reaches
+  the callees at their namespace addresses once it routes the pool to this machine.
+
+Each session's rules are an nftables table of its own (`ip sipflow-<sid>`), removed with the
+namespace (which takes the veth pair with it). Subnets come from a pool (default 10.250.0.0/16),
+allocated machine-wide: the host ends on the machine's interfaces say which are taken.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import logging
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+MACHINE_LOCK = Path("/tmp/sipflow-netns.lock")
+NS_PREFIX = "sipflow-"
+HOST_END = 1  # the host end of the veth takes .1 of the session's subnet
+
+
+class NetnsError(RuntimeError):
+    pass
+
+
+def namespace(session_id: str) -> str:
+    return f"{NS_PREFIX}{session_id}"
+
+
+def host_veth(session_id: str) -> str:
+    return f"sfh{session_id[:12]}"  # interface names are at most 15 characters
+
+
+def nft_table(session_id: str) -> str:
+    return f"{NS_PREFIX}{session_id}"
+
+
+def _run(argv: list[str], stdin: str | None = None, check: bool = True) -> str:
+    res = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    if check and res.returncode != 0:
+        raise NetnsError(f"{' '.join(argv)}: {res.stderr.strip() or res.stdout.strip()}")
+    return res.stdout
+
+
+def namespaces() -> set[str]:
+    out = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True)
+    return {n["name"] for n in json.loads(out.stdout or "[]")} if out.returncode == 0 else set()
+
+
+def _host_networks() -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks of every interface of the host (its own namespace)."""
+    out = _run(["ip", "-j", "-4", "addr", "show"], check=False)
+    nets = []
+    for link in json.loads(out or "[]"):
+        for a in link.get("addr_info", []):
+            nets.append(ipaddress.IPv4Network(f"{a['local']}/{a['prefixlen']}", strict=False))
+    return nets
+
+
+def nat_rules(session_id: str, host_end: str) -> str:
+    veth, table = host_veth(session_id), nft_table(session_id)
+    return f"""table ip {table} {{
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname "{veth}" ip daddr {host_end} dnat to 127.0.0.1
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "{veth}" ip saddr 127.0.0.0/8 masquerade
+  }}
+}}
+"""
+
+
+class NamespaceNetworks:
+    def __init__(self, state_dir: Path, pool: str = "10.250.0.0/16") -> None:
+        self.state_dir = state_dir
+        self.pool = ipaddress.IPv4Network(pool)
+        if self.pool.prefixlen > 24:
+            raise ValueError(f"the namespace pool {pool} must be /24 or larger")
+        state_dir.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, str]]:
+        """The allocation table (session id -> subnet), under a machine-wide lock."""
+        path = self.state_dir / "namespaces.json"
+        with open(MACHINE_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            table: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+            yield table
+            path.write_text(json.dumps(table))
+
+    def _free_subnet(self, table: dict[str, str]) -> ipaddress.IPv4Network:
+        taken = [ipaddress.IPv4Network(s) for s in table.values()] + _host_networks()
+        for subnet in self.pool.subnets(new_prefix=24):
+            if not any(subnet.overlaps(t) for t in taken):
+                return subnet
+        raise NetnsError(f"no free /24 left in the namespace pool {self.pool}")
+
+    def provision(self, session_id: str, hosts: list[int]) -> str:
+        """Idempotent: the session's namespace, veth, addresses and rules; returns the subnet's
+        first three octets (e.g. '10.250.7'), as the loopback mode does."""
+        with self._locked() as table:
+            if session_id not in table:
+                table[session_id] = str(self._free_subnet(table))
+            subnet = ipaddress.IPv4Network(table[session_id])
+            try:
+                self._build(session_id, subnet, hosts)
+            except NetnsError:
+                self._remove(session_id)
+                table.pop(session_id, None)
+                raise
+        return str(subnet.network_address).rsplit(".", 1)[0]
+
+    def _build(self, session_id: str, subnet: ipaddress.IPv4Network, hosts: list[int]) -> None:
+        ns, veth = namespace(session_id), host_veth(session_id)
+        prefix = str(subnet.network_address).rsplit(".", 1)[0]
+        host_end = f"{prefix}.{HOST_END}"
+        if ns not in namespaces():
+            _run(["ip", "netns", "add", ns])
+        links = _run(["ip", "-j", "link", "show", "dev", veth], check=False)
+        if not links.strip():
+            _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+        _run(["ip", "addr", "replace", f"{host_end}/24", "dev", veth])
+        _run(["sysctl", "-qw", f"net.ipv4.conf.{veth}.route_localnet=1"])
+        _run(["ip", "link", "set", veth, "up"])
+        for host in hosts:
+            _run(["ip", "-n", ns, "addr", "replace", f"{prefix}.{host}/24", "dev", "eth0"])
+        _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        _run(["ip", "-n", ns, "route", "replace", "default", "via", host_end])
+        _run(["nft", "delete", "table", "ip", nft_table(session_id)], check=False)
+        _run(["nft", "-f", "-"], stdin=nat_rules(session_id, host_end))
+
+    def _remove(self, session_id: str) -> list[str]:
+        removed = []
+        ns, table, veth = namespace(session_id), nft_table(session_id), host_veth(session_id)
+        if (
+            subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True).returncode
+            == 0
+        ):
+            removed.append(f"nft table {table}")
+        if ns in namespaces():
+            _run(["ip", "netns", "del", ns], check=False)  # takes the veth pair with it
+            removed.append(f"netns {ns}")
+        if _run(["ip", "-j", "link", "show", "dev", veth], check=False).strip():
+            _run(["ip", "link", "del", veth], check=False)
+            removed.append(f"veth {veth}")
+        return removed
+
+    def teardown(self, session_id: str) -> list[str]:
+        """Idempotent: removes the session's namespace, veth and rules; returns what it removed."""
+        with self._locked() as table:
+            removed = self._remove(session_id)
+            table.pop(session_id, None)
+        return removed
+
+    def allocated(self) -> set[str]:
+        """Sessions that hold a subnet of this stack's table."""
+        with self._locked() as table:
+            return set(table)

@@ -1,0 +1,182 @@
+"""The local backend's network namespaces, on real kernels parts (root): a session's runners
+reach a SUT on the host's loopback and one on another "host" (a namespace this test makes, on
+198.18.0.0/15), are reached by it, and never collide with SIP software bound on the host."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backends.netns import NamespaceNetworks, host_veth, namespace, namespaces
+from entrypoints.stack import free_port
+from tests.conftest import RunningStack
+from tests.sut.kamailio import kamailio
+
+UDP_CLIENT = """
+import socket, sys
+host_end, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[3], 0))
+s.settimeout(5)
+s.sendto(b"ping", (host_end, port))
+print(s.recvfrom(100)[0].decode(), s.recvfrom(100)[0].decode())
+"""
+
+
+def nft_tables() -> str:
+    return subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+
+
+def leftovers(sid: str) -> list[str]:
+    found = []
+    if namespace(sid) in namespaces():
+        found.append(f"netns {namespace(sid)}")
+    if f"sipflow-{sid}" in nft_tables():
+        found.append(f"nft table sipflow-{sid}")
+    link = subprocess.run(["ip", "link", "show", "dev", host_veth(sid)], capture_output=True)
+    if link.returncode == 0:
+        found.append(f"veth {host_veth(sid)}")
+    return found
+
+
+def test_runner_reaches_host_loopback_and_is_reached_from_it(tmp_path: Path) -> None:
+    nets = NamespaceNetworks(tmp_path)
+    sid = uuid.uuid4().hex[:12]
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))  # a service bound to the host's loopback only
+    server.settimeout(5)
+    try:
+        prefix = nets.provision(sid, [10])
+        assert nets.provision(sid, [10]) == prefix  # idempotent
+        client = subprocess.Popen(
+            ["ip", "netns", "exec", namespace(sid), sys.executable, "-c", UDP_CLIENT]
+            + [f"{prefix}.1", str(server.getsockname()[1]), f"{prefix}.10"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        data, peer = server.recvfrom(100)
+        assert (data, peer[0]) == (b"ping", f"{prefix}.10")  # DNATed in, source kept
+        server.sendto(b"pong", peer)  # the reply ...
+        server.sendto(b"call", peer)  # ... and a new request from the host's loopback
+        out, _ = client.communicate(timeout=10)
+        assert out.split() == ["pong", "call"]
+    finally:
+        server.close()
+        removed = nets.teardown(sid)
+    assert sorted(removed) == sorted([f"nft table sipflow-{sid}", f"netns sipflow-{sid}"])
+    assert leftovers(sid) == [] and nets.teardown(sid) == []
+
+
+def test_subnets_are_allocated_machine_wide(tmp_path: Path) -> None:
+    a, b = NamespaceNetworks(tmp_path / "a"), NamespaceNetworks(tmp_path / "b")
+    s1, s2 = uuid.uuid4().hex[:12], uuid.uuid4().hex[:12]
+    try:
+        assert a.provision(s1, [10]) != b.provision(s2, [10]), "two stacks, one subnet"
+    finally:
+        a.teardown(s1)
+        b.teardown(s2)
+
+
+@contextlib.contextmanager
+def held_udp(port: int) -> Iterator[None]:
+    """Hold 0.0.0.0:port as other SIP software would; if something already holds it, fine."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with contextlib.suppress(OSError):
+        s.bind(("0.0.0.0", port))
+    try:
+        yield
+    finally:
+        s.close()
+
+
+def direct_spec(**callers: Any) -> dict[str, Any]:
+    return {
+        "name": "netns-direct",
+        "roles": {
+            "callees": {"agents": 1, "scenario": "answer"},
+            "callers": {"agents": 1, "scenario": "call", "rate": 50, "max_calls": 50, **callers},
+        },
+        "thresholds": ["success_rate >= 100", "failed_calls == 0"],
+    }
+
+
+def test_sessions_pass_while_5060_and_8888_are_held(sqlite_stack: RunningStack) -> None:
+    with held_udp(5060), held_udp(8888):
+        body = sqlite_stack.run(direct_spec())
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body
+    assert body["summary"]["measured"]["successful_calls"] == 50
+    addresses = {r["address"] for r in body["runners"]}
+    assert all(a.startswith("10.250.") for a in addresses), addresses
+    assert leftovers(body["id"]) == []
+
+
+@contextlib.contextmanager
+def remote_host(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
+    """A namespace standing for another machine on 198.18.N.2, routed through this host:
+    yields (namespace, its address, the host end's veth)."""
+    tag = uuid.uuid4().hex[:8]
+    ns, veth = f"sftest-{tag}", f"sft{tag}"
+    octet = int(tag[:2], 16)
+    here, there = f"198.18.{octet}.1", f"198.18.{octet}.2"
+    cmds = [
+        ["ip", "netns", "add", ns],
+        ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
+        ["ip", "addr", "add", f"{here}/24", "dev", veth],
+        ["ip", "link", "set", veth, "up"],
+        ["ip", "-n", ns, "addr", "add", f"{there}/24", "dev", "eth0"],
+        ["ip", "-n", ns, "link", "set", "eth0", "up"],
+        ["ip", "-n", ns, "link", "set", "lo", "up"],
+        ["ip", "-n", ns, "route", "add", "default", "via", here],
+    ]
+    try:
+        for argv in cmds:
+            subprocess.run(argv, check=True, capture_output=True)
+        yield ns, there, veth
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def veth_packets(veth: str) -> int:
+    stats = Path(f"/sys/class/net/{veth}/statistics")
+    return int((stats / "rx_packets").read_text()) + int((stats / "tx_packets").read_text())
+
+
+@pytest.mark.skipif(
+    subprocess.run(
+        ["sysctl", "-n", "net.ipv4.ip_forward"], capture_output=True, text=True
+    ).stdout.strip()
+    != "1",
+    reason="the host does not forward IPv4 (net.ipv4.ip_forward=0)",
+)
+def test_remote_sut_registers_and_routes_calls(sqlite_stack: RunningStack, tmp_path: Path) -> None:
+    """Kamailio on "another machine": callees register through it with digest auth, callers
+    call them through it, it sends its INVITEs to the callees' namespace addresses."""
+    with remote_host(tmp_path) as (ns, address, veth):
+        port = free_port()
+        with kamailio(port, tmp_path / "kamailio", ip=address, netns=ns):
+            before = veth_packets(veth)
+            spec = {
+                "name": "remote-sut",
+                "target": {"host": address, "port": port, "registrar": True},
+                "roles": {
+                    "callees": {"agents": 1, "accounts": [{"user": "bob", "password": "secret"}]},
+                    "callers": {"rate": 20, "max_calls": 40, "accounts": [{"user": "alice"}]},
+                },
+                "thresholds": ["success_rate >= 100", "failed_calls == 0"],
+            }
+            body = sqlite_stack.run(spec)
+            crossed = veth_packets(veth) - before
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body
+    assert body["summary"]["measured"]["successful_calls"] == 40
+    assert body["summary"]["roles"]["callee"]["successful_calls"] == 40
+    # REGISTER x2 + 40 x (INVITE, 100, 180?, 200, ACK, BYE, 200) each way through the SUT.
+    assert crossed >= 40 * 8, crossed
+    assert leftovers(body["id"]) == []
