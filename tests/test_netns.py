@@ -56,9 +56,10 @@ def test_runner_reaches_host_loopback_and_is_reached_from_it(tmp_path: Path) -> 
     try:
         prefix = nets.provision(sid, [10])
         assert nets.provision(sid, [10]) == prefix  # idempotent
+        port = str(server.getsockname()[1])
+        argv = ["ip", "netns", "exec", namespace(sid), sys.executable, "-c", UDP_CLIENT]
         client = subprocess.Popen(
-            ["ip", "netns", "exec", namespace(sid), sys.executable, "-c", UDP_CLIENT]
-            + [f"{prefix}.1", str(server.getsockname()[1]), f"{prefix}.10"],
+            [*argv, f"{prefix}.1", port, f"{prefix}.10"],
             stdout=subprocess.PIPE,
             text=True,
         )

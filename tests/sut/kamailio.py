@@ -32,9 +32,10 @@ def _udp_bound(ip: str, port: int, netns: str | None = None) -> bool:
 def kamailio(
     port: int, work_dir: Path, ip: str = "127.0.0.1", netns: str | None = None
 ) -> Iterator[str]:
-    """Yields "ip:port"; runs in network namespace `netns` if given. Flags: -DD (no daemon, children still forked), -E (log to stderr),
-    -m 256 shared memory (64 MB default answered 500 under load), -n 1 worker per interface,
-    -w and -Y in work_dir (no /var/run needed). Stopped with SIGTERM to its process group."""
+    """Yields "ip:port"; runs in network namespace `netns` if given. Flags: -DD (no daemon,
+    children still forked), -E (log to stderr), -m 256 shared memory (64 MB default answered
+    500 under load), -n 1 worker per interface, -w and -Y in work_dir (no /var/run needed).
+    Stopped with SIGTERM to its process group."""
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg = re.sub(r"^listen=.*$", f"listen=udp:{ip}:{port}", CONFIG.read_text(), flags=re.M)
     cfg_path = work_dir / "kamailio.cfg"
