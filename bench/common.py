@@ -17,9 +17,10 @@ FINAL = {"completed", "cancelled", "error"}
 
 
 @contextmanager
-def embedded_stack() -> Iterator[tuple[Stack, httpx.Client]]:
+def embedded_stack(**env: str) -> Iterator[tuple[Stack, httpx.Client]]:
+    """A stack on free ports; `env`: SIPFLOW_* settings of its worker and API."""
     with tempfile.TemporaryDirectory(prefix="sipflow-bench-") as tmp:
-        stack = Stack(StackConfig.on_free_ports(Path(tmp)))
+        stack = Stack(StackConfig.on_free_ports(Path(tmp), extra_env=env))
         with stack, httpx.Client(base_url=stack.api_url, timeout=30) as http:
             deadline = time.monotonic() + 30
             while http.get("/v1/health").status_code != 200:

@@ -1,7 +1,8 @@
-"""Time from `POST /v1/sessions` to the first INVITE on the wire, over N sessions (root: it
-sniffs the loopback device).
+"""Time from `POST /v1/sessions` to the first INVITE on the wire, over N sessions per local
+network mode, the modes side by side in one run (root: it sniffs the loopback devices of the
+host and of the session namespaces).
 
-    .venv/bin/python -m bench.start_latency [--sessions 12]
+    .venv/bin/python -m bench.start_latency [--sessions 20] [--modes netns,loopback]
 """
 
 from __future__ import annotations
@@ -15,16 +16,23 @@ from bench.sniff import InviteSniffer
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sessions", type=int, default=12)
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--modes", default="netns,loopback", help="SIPFLOW_LOCAL_NETWORK values")
     args = ap.parse_args()
+    for mode in args.modes.split(","):
+        measure(mode, args.sessions)
+
+
+def measure(mode: str, sessions: int) -> None:
     spec = {
         "name": "bench-start-latency",
         "roles": {"callees": {"agents": 1}, "callers": {"rate": 50, "max_calls": 5}},
         "thresholds": ["failed_calls == 0"],
     }
     latencies: list[float] = []
-    with embedded_stack() as (_stack, http), InviteSniffer() as sniffer:
-        for _ in range(args.sessions):
+    stack = embedded_stack(SIPFLOW_LOCAL_NETWORK=mode)
+    with stack as (_stack, http), InviteSniffer() as sniffer:
+        for _ in range(sessions):
             sniffer.first_seen.clear()
             t0 = time.time()
             r = http.post("/v1/sessions", json=spec)
@@ -34,10 +42,10 @@ def main() -> None:
             first = min(sniffer.first_seen[a] for a in callers if a in sniffer.first_seen)
             latencies.append((first - t0) * 1000)
             assert body["verdict"] == "pass", body.get("reasons")
-    print(f"sessions: {len(latencies)}")
+    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     print(
-        f"POST -> first INVITE ms: p50 {percentile(latencies, 50):.0f}  "
-        f"p95 {percentile(latencies, 95):.0f}  min {min(latencies):.0f}  max {max(latencies):.0f}"
+        f"{mode:8} sessions {len(latencies)}  POST -> first INVITE ms: p50 {p50:.0f}  "
+        f"p95 {p95:.0f}  min {min(latencies):.0f}  max {max(latencies):.0f}"
     )
 
 
