@@ -3,19 +3,25 @@ session runs on (resolved here, once, and carried in the returned placement)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities import legacy
+from backends.base import PermanentBackendError
 from backends.registry import Backends
 from sipflow.placement import Placement
 from sipflow.settings import Settings
+from sipflow.spec import SessionSpec
 
 
 class ProvisionNetwork(BaseModel):
     session_id: str
     runner_ids: list[str] = []
     backend: str | None = None  # the spec's choice; None: the worker's default
+    spec: dict[str, Any] | None = None  # for the network's impairment
     # What sessions started before placements existed send instead of runner_ids.
     callees: int = 0
     callers: int = 0
@@ -34,7 +40,11 @@ class NetworkActivities:
         else:
             runner_ids = legacy.runner_ids(req.callees, req.callers)
             name = legacy.stored_backend(self.settings, req.session_id)
-        return self.backends.get(name).provision(req.session_id, runner_ids)
+        spec = SessionSpec.model_validate(req.spec) if req.spec is not None else None
+        try:
+            return self.backends.get(name).provision(req.session_id, runner_ids, spec)
+        except PermanentBackendError as exc:
+            raise ApplicationError(str(exc), non_retryable=True) from exc
 
     @activity.defn
     def teardown_network(self, req: Placement | str) -> list[str]:

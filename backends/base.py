@@ -32,8 +32,11 @@ class RunnerBackend(ABC):
         """The backend as the worker's settings configure it; connects lazily or here."""
 
     @abstractmethod
-    def provision(self, session_id: str, runner_ids: list[str]) -> Placement:
-        """The network for these runners of the session, made unless it exists."""
+    def provision(
+        self, session_id: str, runner_ids: list[str], spec: SessionSpec | None = None
+    ) -> Placement:
+        """The network for these runners of the session, made unless it exists, impaired as
+        the spec says (a backend that cannot raises PermanentBackendError, making nothing)."""
 
     @abstractmethod
     def start(

@@ -105,8 +105,15 @@ class DockerBackend(RunnerBackend):
     def _networks(self, session_id: str) -> list[Network]:
         return list(self.client.networks.list(filters={"label": f"{LABEL_SESSION}={session_id}"}))
 
-    def provision(self, session_id: str, runner_ids: list[str]) -> Placement:
+    def provision(
+        self, session_id: str, runner_ids: list[str], spec: SessionSpec | None = None
+    ) -> Placement:
         """Idempotent: the session's network, created unless it exists."""
+        if spec is not None and spec.impaired():
+            raise PermanentBackendError(
+                "the docker backend does not impair traffic: podman's service offers no way to "
+                "shape or drop one container network's packets (run it on the local backend)"
+            )
         name = network_name(session_id)
         try:
             net = self.client.networks.get(name)

@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Self
 
+from backends import impairment
 from backends.agent_processes import AgentProcesses
 from backends.base import PermanentBackendError, RunnerBackend
 from backends.container_plan import is_loopback
 from backends.loopback import LoopbackNetworks
-from backends.netns import HOST_END, NamespaceNetworks, NetnsError, namespace
+from backends.netns import HOST_END, NamespaceNetworks, NetnsError, host_veth, namespace
 from sipflow import plan
 from sipflow.messages import ROLES, Role
 from sipflow.placement import Placement, StartedRunner
@@ -72,9 +73,17 @@ class LocalBackend(RunnerBackend):
             AgentProcesses(settings.runs_dir),
         )
 
-    def provision(self, session_id: str, runner_ids: list[str]) -> Placement:
+    def provision(
+        self, session_id: str, runner_ids: list[str], spec: SessionSpec | None = None
+    ) -> Placement:
         hosts = [host_number(r) for r in runner_ids]
+        impaired = spec is not None and spec.impaired()
         if self.settings.local_network == "loopback":
+            if impaired:
+                raise PermanentBackendError(
+                    "network impairment needs the session's own namespace: the loopback mode "
+                    "(SIPFLOW_LOCAL_NETWORK=loopback) cannot impair one session's traffic"
+                )
             subnet, name = self.loopback.provision(session_id, hosts), None
         else:
             try:
@@ -85,6 +94,8 @@ class LocalBackend(RunnerBackend):
                     "CAP_NET_ADMIN, iproute2 and nftables (SIPFLOW_LOCAL_NETWORK=loopback runs "
                     "runners on loopback aliases instead)"
                 ) from exc
+            if spec is not None and impaired:
+                self._impair(session_id, subnet, runner_ids, spec)
         return Placement(
             session_id=session_id,
             backend=self.name,
@@ -92,6 +103,32 @@ class LocalBackend(RunnerBackend):
             subnet=subnet,
             name=name,
         )
+
+    def _impair(
+        self, session_id: str, subnet: str, runner_ids: list[str], spec: SessionSpec
+    ) -> None:
+        roles = {
+            role: (
+                role_spec.network,
+                [f"{subnet}.{host_number(r)}" for r in ids if r in runner_ids],
+            )
+            for role, role_spec, ids in (
+                ("callee", spec.roles.callees, plan.runner_ids(spec, "callee")),
+                ("caller", spec.roles.callers, plan.runner_ids(spec, "caller")),
+            )
+            if role_spec is not None
+        }
+        try:
+            impairment.apply(
+                namespace(session_id),
+                host_veth(session_id),
+                spec.network,
+                roles,
+                self.settings.mqtt_port,
+            )
+        except impairment.ImpairmentError as exc:
+            self.namespaces.teardown(session_id)  # nothing of a refused session stays
+            raise PermanentBackendError(f"cannot impair the session's network: {exc}") from exc
 
     def start(
         self, placement: Placement, spec: SessionSpec, role: Role, peers: Mapping[str, str]

@@ -88,12 +88,39 @@ class Resources(Strict):
     memory_mb: Annotated[int | None, Field(ge=64, le=65536, description="MiB per agent")] = None
 
 
+class Impairment(Strict):
+    """What the network does to a session's SIP/RTP traffic (not to its metrics stream).
+    Applied by the local backend in the session's namespace; a backend that cannot apply one
+    refuses the session with the reason, before anything starts."""
+
+    loss_pct: Annotated[
+        float, Field(ge=0, le=100, description="% of packets dropped on receipt")
+    ] = 0
+    rate_kbit: Annotated[
+        int | None, Field(ge=8, le=10_000_000, description="shaped to this rate, each way")
+    ] = None
+    delay_ms: Annotated[int | None, Field(ge=0, le=10_000, description="added delay")] = None
+    jitter_ms: Annotated[int | None, Field(ge=0, le=10_000, description="± around delay")] = None
+
+    @model_validator(mode="after")
+    def _jitter_needs_delay(self) -> Impairment:
+        if self.jitter_ms and not self.delay_ms:
+            raise ValueError("jitter_ms needs delay_ms")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return bool(self.loss_pct or self.rate_kbit or self.delay_ms or self.jitter_ms)
+
+
 class RoleSpec(Strict):
     agents: Annotated[int, Field(ge=1, le=64)] = 1
     scenario: str | CustomScenario
     accounts: list[Account] = []
     transport: Transport = "udp"
     resources: Resources = Resources()
+    # Impairment of the traffic to and from this role's runners (on top of the session's).
+    network: Impairment = Impairment()
 
     @field_validator("scenario")
     @classmethod
@@ -157,6 +184,8 @@ class SessionSpec(Strict):
     tenant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] = "default"
     target: Target | None = None
     roles: Roles
+    # Impairment of all of the session's runner traffic.
+    network: Impairment = Impairment()
     thresholds: list[ThresholdText] = Field(
         default_factory=lambda: ["success_rate >= 100"],
         description="conditions on the stored metrics, e.g. 'success_rate >= 99.5'",
@@ -189,6 +218,11 @@ class SessionSpec(Strict):
 
     def parsed_thresholds(self) -> list[Threshold]:
         return [parse_threshold(t) for t in self.thresholds]
+
+    def impaired(self) -> bool:
+        """Whether any impairment applies to the session's traffic."""
+        roles = [r for r in (self.roles.callees, self.roles.callers) if r is not None]
+        return self.network.active or any(r.network.active for r in roles)
 
     def expected_duration_s(self) -> float:
         """How long the callers should take, for the workflow's completion timeout."""

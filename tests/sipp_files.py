@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.conftest import RunningStack
 
 
 def last_cumulative(stat_file: Path) -> dict[str, int]:
@@ -20,3 +24,18 @@ def last_cumulative(stat_file: Path) -> dict[str, int]:
 
 def stat_files(runner_dir: Path) -> list[Path]:
     return sorted(p for p in runner_dir.rglob("*.csv") if "_rtt" not in p.name and "stat" in p.name)
+
+
+def stored_vs_sipp(rs: RunningStack, sid: str, body: dict[str, Any]) -> None:
+    """The stored per-runner counts equal SIPp's own statistics file."""
+    metrics = rs.http.get(f"/v1/sessions/{sid}/metrics").json()
+    for runner in metrics["runners"]:
+        rid = runner["runner_id"]
+        (stat,) = stat_files(rs.runs_dir / sid / rid)
+        sipp = last_cumulative(stat)
+        points = runner["points"]
+        seqs = [p["seq"] for p in points]
+        assert seqs == list(range(1, len(seqs) + 1)), f"{rid}: gaps or repeats in {seqs}"
+        assert sum(p["successful_calls"] for p in points) == sipp["successful"], rid
+        assert sum(p["failed_calls"] for p in points) == sipp["failed"], rid
+        assert sum(p["calls_created"] for p in points) == sipp["created"], rid

@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from backends.loopback import loopback_aliases
 from backends.netns import namespace, namespaces
 from tests.conftest import RunningStack
-from tests.sipp_files import last_cumulative, stat_files
+from tests.sipp_files import stored_vs_sipp
 
 
 def direct_spec(**callers: Any) -> dict[str, Any]:
@@ -39,21 +39,6 @@ def no_leftovers(rs: RunningStack, sid: str) -> None:
         assert not stat.exists() or stat.read_text().split()[2] == "Z", pid_file
     ps = subprocess.run(["pgrep", "-f", f"runs/{sid}/"], capture_output=True, text=True)
     assert ps.stdout.strip() == "", f"processes of {sid} left: {ps.stdout}"
-
-
-def stored_vs_sipp(rs: RunningStack, sid: str, body: dict[str, Any]) -> None:
-    """The stored per-runner counts equal SIPp's own statistics file."""
-    metrics = rs.http.get(f"/v1/sessions/{sid}/metrics").json()
-    for runner in metrics["runners"]:
-        rid = runner["runner_id"]
-        (stat,) = stat_files(rs.runs_dir / sid / rid)
-        sipp = last_cumulative(stat)
-        points = runner["points"]
-        seqs = [p["seq"] for p in points]
-        assert seqs == list(range(1, len(seqs) + 1)), f"{rid}: gaps or repeats in {seqs}"
-        assert sum(p["successful_calls"] for p in points) == sipp["successful"], rid
-        assert sum(p["failed_calls"] for p in points) == sipp["failed"], rid
-        assert sum(p["calls_created"] for p in points) == sipp["created"], rid
 
 
 def test_direct_session_passes_and_cleans_up(stack: RunningStack) -> None:

@@ -178,7 +178,10 @@ class SessionWorkflow:
             placement = await short_activity(
                 NetworkActivities.provision_network,
                 ProvisionNetwork(
-                    session_id=sid, runner_ids=callee_ids + caller_ids, backend=spec.backend
+                    session_id=sid,
+                    runner_ids=callee_ids + caller_ids,
+                    backend=spec.backend,
+                    spec=inp.spec,
                 ),
             )
             self._placements = [placement]
