@@ -133,3 +133,17 @@ def test_impairment_is_refused_where_it_cannot_apply(tmp_path: Path) -> None:
     engine = docker.DockerClient(base_url="unix:///nonexistent/docker.sock", version="1.41")
     with pytest.raises(PermanentBackendError, match="docker backend does not impair"):
         DockerBackend(engine, Settings(data_dir=tmp_path)).provision("s1", ["caller-0"], impaired)
+
+
+def test_bad_impairment_names_the_field() -> None:
+    from pydantic import ValidationError
+
+    for network, field in (
+        ({"jitter_ms": 5}, "network"),
+        ({"loss_pct": 101}, "network.loss_pct"),
+        ({"rate_kbit": 1}, "network.rate_kbit"),
+    ):
+        with pytest.raises(ValidationError) as info:
+            SessionSpec.model_validate(spec(network))
+        locs = {".".join(map(str, e["loc"])) for e in info.value.errors()}
+        assert any(loc.startswith(field) for loc in locs), (network, locs)
