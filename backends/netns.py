@@ -117,38 +117,44 @@ class NamespaceNetworks:
 
     def provision(self, session_id: str, hosts: list[int]) -> str:
         """Idempotent: the session's namespace, veth, addresses and rules; returns the subnet's
-        first three octets (e.g. '10.250.7'), as the loopback mode does."""
-        with self._locked() as table:
-            if session_id not in table:
-                table[session_id] = str(self._free_subnet(table))
-            subnet = ipaddress.IPv4Network(table[session_id])
-            try:
-                self._build(session_id, subnet, hosts)
-            except NetnsError:
-                self._remove(session_id)
-                table.pop(session_id, None)
-                raise
-        return str(subnet.network_address).rsplit(".", 1)[0]
+        first three octets (e.g. '10.250.7'), as the loopback mode does.
 
-    def _build(self, session_id: str, subnet: ipaddress.IPv4Network, hosts: list[int]) -> None:
+        Only the claim runs under the machine-wide lock: the table entry and the veth's host end
+        with its address, which is what other stacks look at. The rest runs beside other
+        sessions' provisioning."""
+        try:
+            with self._locked() as table:
+                if session_id not in table:
+                    table[session_id] = str(self._free_subnet(table))
+                subnet = ipaddress.IPv4Network(table[session_id])
+                prefix = str(subnet.network_address).rsplit(".", 1)[0]
+                self._claim(session_id, f"{prefix}.{HOST_END}")
+            self._build(session_id, prefix, hosts)
+        except NetnsError:
+            self.teardown(session_id)
+            raise
+        return prefix
+
+    def _claim(self, session_id: str, host_end: str) -> None:
         ns, veth = namespace(session_id), host_veth(session_id)
-        prefix = str(subnet.network_address).rsplit(".", 1)[0]
-        host_end = f"{prefix}.{HOST_END}"
         if ns not in namespaces():
             _run(["ip", "netns", "add", ns])
-        links = _run(["ip", "-j", "link", "show", "dev", veth], check=False)
-        if not links.strip():
+        if not _run(["ip", "-j", "link", "show", "dev", veth], check=False).strip():
             _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
         _run(["ip", "addr", "replace", f"{host_end}/24", "dev", veth])
-        _run(["sysctl", "-qw", f"net.ipv4.conf.{veth}.route_localnet=1"])
+
+    def _build(self, session_id: str, prefix: str, hosts: list[int]) -> None:
+        ns, veth = namespace(session_id), host_veth(session_id)
+        host_end = f"{prefix}.{HOST_END}"
+        Path(f"/proc/sys/net/ipv4/conf/{veth}/route_localnet").write_text("1")
         _run(["ip", "link", "set", veth, "up"])
-        for host in hosts:
-            _run(["ip", "-n", ns, "addr", "replace", f"{prefix}.{host}/24", "dev", "eth0"])
-        _run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        _run(["ip", "-n", ns, "route", "replace", "default", "via", host_end])
-        _run(["nft", "delete", "table", "ip", nft_table(session_id)], check=False)
-        _run(["nft", "-f", "-"], stdin=nat_rules(session_id, host_end))
+        batch = [f"addr replace {prefix}.{host}/24 dev eth0" for host in hosts]
+        batch += ["link set lo up", "link set eth0 up", f"route replace default via {host_end}"]
+        _run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(batch) + "\n")
+        table = nft_table(session_id)
+        # add + delete first: one atomic transaction that also replaces an earlier attempt's.
+        rules = f"add table ip {table}\ndelete table ip {table}\n" + nat_rules(session_id, host_end)
+        _run(["nft", "-f", "-"], stdin=rules)
 
     def _remove(self, session_id: str) -> list[str]:
         removed = []
@@ -167,9 +173,10 @@ class NamespaceNetworks:
         return removed
 
     def teardown(self, session_id: str) -> list[str]:
-        """Idempotent: removes the session's namespace, veth and rules; returns what it removed."""
+        """Idempotent: removes the session's namespace, veth and rules; returns what it removed.
+        The subnet is free again once both its table entry and its host end are gone."""
+        removed = self._remove(session_id)
         with self._locked() as table:
-            removed = self._remove(session_id)
             table.pop(session_id, None)
         return removed
 
