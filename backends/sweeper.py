@@ -2,10 +2,11 @@
 
 A session's own cleanup stops its runners and tears its network down; this catches what a dead
 session left (its workflow terminated, the database restored, an engine that was down during
-teardown). A backend says which sessions it holds something for; a session counts as running
-until its stored status is final (completed, cancelled, error). Unknown sessions (no row) are
-swept too, so point it only at backends this stack owns (the local backend's state is this
-stack's data directory; the docker backend's is the engine's labelled objects).
+teardown). A backend says which sessions it holds something for; whoever runs the sweep says
+which of them may still run (the entrypoints: stored status not final and workflow still open;
+`db_still_running` here is the stored status alone). Unknown sessions (no row) are swept too,
+so point it only at backends this stack owns (the local backend's state is this stack's data
+directory; the docker backend's is the engine's labelled objects).
 
     sipflow sweep              # one sweep, prints what it removed
     sipflow sweep --every 300
@@ -72,12 +73,14 @@ def sweep_all(
 
 
 def start_periodic(
-    settings: Settings, backends: Backends, stop: threading.Event
+    settings: Settings,
+    backends: Backends,
+    still_running: Callable[[str], bool],
+    stop: threading.Event,
 ) -> threading.Thread:
     """A daemon thread sweeping every settings.sweep_interval_s until `stop` is set."""
 
     def loop() -> None:
-        still_running = db_still_running(settings)
         while not stop.wait(settings.sweep_interval_s):
             sweep_all(backends, still_running)
 

@@ -530,7 +530,8 @@ def sweep(
 ) -> None:
     """Remove runners and networks that sessions which no longer run left behind."""
     from backends.registry import Backends, names
-    from backends.sweeper import db_still_running, sweep_all
+    from backends.sweeper import sweep_all
+    from entrypoints.liveness import still_running
     from sipflow.db import migrate
 
     unknown = sorted(set(backend or []) - set(names()))
@@ -538,11 +539,11 @@ def sweep(
         raise _fail(f"unknown backend(s): {', '.join(unknown)}; known: {', '.join(names())}")
     settings = get_settings()
     migrate(settings.resolved_database_url)  # a fresh data dir has no tables yet
-    backends, still_running = Backends(settings), db_still_running(settings)
+    backends, may_run = Backends(settings), still_running(settings)
     _raise_sigterm_as_interrupt()
     try:
         while True:
-            removed = sweep_all(backends, still_running, backend)
+            removed = sweep_all(backends, may_run, backend)
             for name, sessions in removed.items():
                 for sid, what in sessions.items():
                     line = f"{escape(name)} {escape(sid)}: removed {escape(', '.join(what))}"

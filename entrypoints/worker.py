@@ -18,6 +18,7 @@ from activities.runners import RunnerActivities
 from activities.session_store import StoreActivities
 from backends.registry import Backends
 from backends.sweeper import start_periodic
+from entrypoints.liveness import still_running
 from sipflow.db import migrate
 from sipflow.settings import Settings, get_settings
 from workflows.session import SessionWorkflow
@@ -71,7 +72,7 @@ async def serve(settings: Settings) -> None:
     backends = Backends(settings)
     stop_sweeper = threading.Event()
     if settings.sweep_interval_s > 0:
-        start_periodic(settings, backends, stop_sweeper)
+        start_periodic(settings, backends, still_running(settings), stop_sweeper)
     with concurrent.futures.ThreadPoolExecutor(max_workers=64) as executor:
         worker = build_worker(client, settings, executor, backends)
         async with worker:
