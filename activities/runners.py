@@ -28,6 +28,7 @@ class StartRunners(BaseModel):
     # Runners started before -> their addresses (callers calling callees directly send there).
     # None: sent by the previous release, which did not pass them.
     peers: dict[str, str] | None = None
+    hold: bool = False  # start up, then wait for a `go` control message
 
 
 class StopRunners(BaseModel):
@@ -54,7 +55,7 @@ class RunnerActivities:
         peers = req.peers if req.peers is not None else legacy.peers(req.placement, spec)
         backend = self.backends.get(req.placement.backend)
         try:
-            return backend.start(req.placement, spec, req.role, peers)
+            return backend.start(req.placement, spec, req.role, peers, hold=req.hold)
         except PermanentBackendError as exc:
             raise ApplicationError(str(exc), non_retryable=True) from exc
 

@@ -40,12 +40,18 @@ class RunnerBackend(ABC):
 
     @abstractmethod
     def start(
-        self, placement: Placement, spec: SessionSpec, role: Role, peers: Mapping[str, str]
+        self,
+        placement: Placement,
+        spec: SessionSpec,
+        role: Role,
+        peers: Mapping[str, str],
+        hold: bool = False,
     ) -> list[StartedRunner]:
         """Start the placement's runners of `role` unless they run or ran; their addresses.
 
         `peers` maps runners started before (callees) to their addresses: callers that call
-        callees directly send to them.
+        callees directly send to them. `hold` (only where the placement says `prestart`): the
+        runners start up and wait for a `go` control message before placing calls.
         """
 
     @abstractmethod

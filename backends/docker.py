@@ -156,11 +156,17 @@ class DockerBackend(RunnerBackend):
         )
 
     def start(
-        self, placement: Placement, spec: SessionSpec, role: Role, peers: Mapping[str, str]
+        self,
+        placement: Placement,
+        spec: SessionSpec,
+        role: Role,
+        peers: Mapping[str, str],
+        hold: bool = False,
     ) -> list[StartedRunner]:
         """One container per runner; each gets only a token and fetches its files from the API.
         On the session network runners reach each other by runner id, so `peers` (the same ids)
-        is not needed."""
+        is not needed. No `hold`: the API derives a container's config from the spec alone, so
+        placements here do not `prestart`."""
         sid = placement.session_id
         key = token_key(self.settings)
         role_spec: RoleSpec | None = spec.roles.callers if role == "caller" else spec.roles.callees

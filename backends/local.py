@@ -102,6 +102,7 @@ class LocalBackend(RunnerBackend):
             runner_ids=runner_ids,
             subnet=subnet,
             name=name,
+            prestart=True,
         )
 
     def _impair(
@@ -131,7 +132,12 @@ class LocalBackend(RunnerBackend):
             raise PermanentBackendError(f"cannot impair the session's network: {exc}") from exc
 
     def start(
-        self, placement: Placement, spec: SessionSpec, role: Role, peers: Mapping[str, str]
+        self,
+        placement: Placement,
+        spec: SessionSpec,
+        role: Role,
+        peers: Mapping[str, str],
+        hold: bool = False,
     ) -> list[StartedRunner]:
         everyone = [r for rl in ROLES for r in plan.runner_ids(spec, rl)]
         mqtt_host, netns = self.settings.mqtt_host, placement.name
@@ -147,6 +153,7 @@ class LocalBackend(RunnerBackend):
             mqtt_host=mqtt_host,
             mqtt_port=self.settings.mqtt_port,
             runs_dir=self.settings.runs_dir,
+            wait_for_go=hold,
         )
         placed = placement.runner_ids or everyone
         for cfg in configs:

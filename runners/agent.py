@@ -15,6 +15,7 @@ import argparse
 import ipaddress
 import json
 import logging
+import queue
 import signal
 import socket
 import sys
@@ -156,6 +157,24 @@ class Agent:
             elif ctl.type == "rate" and ctl.rate is not None and self.cfg.role == "caller":
                 log.info("rate -> %g calls/s", ctl.rate)
                 send_control(self.cfg.local_ip, self.cfg.control_port, f"cset rate {ctl.rate:g}")
+
+    def _wait_for_go(self) -> bool:
+        """A caller started ahead of time: ready, and no call until `go`. False: stopped (a
+        stop control, a signal, or max_runtime_s passed) before it came."""
+        self.set_state("ready", "waiting for go")
+        deadline = time.monotonic() + self.cfg.max_runtime_s
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            try:
+                ctl: ControlMessage = self.link.controls.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            if ctl.type == "go":
+                return True
+            if ctl.type == "stop":
+                return False
+            if ctl.type == "rate" and ctl.rate is not None:  # SIPp takes it at its start
+                self.cfg = self.cfg.model_copy(update={"rate": ctl.rate})
+        return False
 
     # -- one SIPp run -----------------------------------------------------------------------------
     def _run_sipp(self, phase: injection.Phase) -> RunResult:
@@ -304,7 +323,8 @@ class Agent:
                     if result.ok:
                         result.error = "registration did not complete"
                     registered = False
-            if registered and not self.stop_event.is_set():
+            released = not cfg.wait_for_go or self._wait_for_go()
+            if registered and released and not self.stop_event.is_set():
                 result = self._run_sipp("main")
         except Exception as e:  # report, never die silently
             log.exception("runner failed")

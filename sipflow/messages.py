@@ -98,7 +98,9 @@ class DoneMessage(BaseModel):
 
 class ControlMessage(BaseModel):
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
-    type: Literal["rate", "stop"]
+    # rate: set callers' rate; stop: end the session's runners; go: release callers that were
+    # started ahead and wait for it (RunnerConfig.wait_for_go).
+    type: Literal["rate", "stop", "go"]
     rate: float | None = None  # calls/s for each caller runner of the session
 
     model_config = {"populate_by_name": True}

@@ -35,6 +35,9 @@ class Placement(BaseModel):
     # docker, the bridge network's CIDR and name.
     subnet: str = ""
     name: str | None = None
+    # Whether the backend can start runners ahead, held until a `go` control message (its
+    # runners get their config from it, not from a source that cannot say so).
+    prestart: bool = False
 
 
 class StartedRunner(BaseModel):

@@ -63,6 +63,7 @@ def runner_configs(
     mqtt_host: str,
     mqtt_port: int,
     runs_dir: Path,
+    wait_for_go: bool = False,
 ) -> list[RunnerConfig]:
     """The configs of the session's runners of `role`.
 
@@ -142,6 +143,7 @@ def runner_configs(
                 hold_ms=callers.hold_ms,
                 work_dir=runs_dir / sid / rid,
                 max_runtime_s=spec.expected_duration_s() * 3 + 60,
+                wait_for_go=wait_for_go,
             )
         )
     return configs

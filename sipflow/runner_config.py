@@ -57,3 +57,6 @@ class RunnerConfig(BaseModel):
     buff_size: int = 4194304
     # Watchdog: SIPp is stopped (SIGUSR1, then SIGKILL) if it runs longer than this.
     max_runtime_s: float = 3600.0
+    # A caller started beside its callees (so its start-up overlaps theirs) reports `ready` and
+    # places no call until a `go` control message (or ends on stop / after max_runtime_s).
+    wait_for_go: bool = False

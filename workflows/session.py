@@ -57,6 +57,9 @@ READY_TIMEOUT = timedelta(seconds=60)
 LOST_GRACE = timedelta(seconds=15)
 SHORT_TIMEOUT = timedelta(seconds=60)
 SHORT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=10)
+# workflow.patched ids: each names a change of the command sequence that sessions started
+# before it must not see when they replay.
+PRESTART = "prestart-callers"
 
 
 ArgT = TypeVar("ArgT")
@@ -196,9 +199,15 @@ class SessionWorkflow:
             await workflow.wait_condition(lambda: self._ingest_ready, timeout=READY_TIMEOUT)
 
             peers: dict[str, str] = {}
+            held = False
             if callee_ids:
                 self._phase = "starting callees"
                 peers = await self._start(spec, "callee", peers)
+                # Callers start up beside the callees (their start-ups no longer add up) and
+                # wait for `go`. Sessions started before this change run the old sequence.
+                if all(p.prestart for p in self._placements) and workflow.patched(PRESTART):
+                    await self._start(spec, "caller", peers, hold=True)
+                    held = True
                 await workflow.wait_condition(
                     lambda: all(
                         self._runners[r] == "ready" or self._runners[r] in FINAL for r in callee_ids
@@ -216,7 +225,10 @@ class SessionWorkflow:
                     )
 
             self._phase = "running callers"
-            await self._start(spec, "caller", peers)
+            if held:
+                await self._release_callers(caller_ids)
+            else:
+                await self._start(spec, "caller", peers)
             await self._await_callers(caller_ids, timedelta(seconds=expected * 2 + 120))
         except asyncio.CancelledError:
             status = "cancelled"
@@ -249,7 +261,20 @@ class SessionWorkflow:
                 raise SessionAborted(f"runners lost: {', '.join(self._lost())}") from None
             await workflow.wait_condition(lambda: finished() or bool(self._lost()), timeout=timeout)
 
-    async def _start(self, spec: SessionSpec, role: Role, peers: dict[str, str]) -> dict[str, str]:
+    async def _release_callers(self, caller_ids: list[str]) -> None:
+        """Once the held callers are up (subscribed to control messages), `go`."""
+        await workflow.wait_condition(
+            lambda: all(self._runners[r] not in ("pending", "starting") for r in caller_ids),
+            timeout=READY_TIMEOUT,
+        )
+        await short_activity(
+            RunnerActivities.publish_control,
+            PublishControl(session_id=self._sid, message=ControlMessage(type="go")),
+        )
+
+    async def _start(
+        self, spec: SessionSpec, role: Role, peers: dict[str, str], hold: bool = False
+    ) -> dict[str, str]:
         """Starts the runners of `role` on every placement; `peers` with their addresses added
         (a runner's address is known once it started)."""
         peers = dict(peers)
@@ -257,7 +282,11 @@ class SessionWorkflow:
             started = await short_activity(
                 RunnerActivities.start_runners,
                 StartRunners(
-                    spec=spec.model_dump(mode="json"), placement=placement, role=role, peers=peers
+                    spec=spec.model_dump(mode="json"),
+                    placement=placement,
+                    role=role,
+                    peers=peers,
+                    hold=hold,
                 ),
             )
             await short_activity(
