@@ -166,7 +166,7 @@ class Agent:
         inj = None
         if scenario_files.uses_injection(name):
             inj = injection.write_injection(
-                work / f"{phase}-injection.csv", injection.rows_for(cfg, phase)
+                work / f"{phase}-injection.csv", injection.injection_rows(cfg, phase)
             )
         files = SippFiles(
             scenario=scenario,
