@@ -287,12 +287,14 @@ class Agent:
         # One final answer (e.g. 401 with a wrong password) speaks for itself in the reasons;
         # after retries the error says how many tries it took.
         error = counts.error if counts.attempts_to_register > 1 else None
-        if error is None and not reasons:
+        if last.reason == "stopped":
+            error = "registration stopped"
+        elif error is None and not reasons:
             error = last.reason or "registration did not complete"
         return RunResult(last.exit_code, Counters(), reasons, error)
 
     def _run_main(self) -> RunResult:
-        """The main SIPp run; a callee's registration is refreshed meanwhile and removed after."""
+        """The main SIPp run; a callee's registration is refreshed meanwhile."""
         reg = self.registration
         if reg is None:
             return self._run_sipp()
@@ -305,7 +307,16 @@ class Agent:
             return self._run_sipp()
         finally:
             reg.stop_refresher()
+
+    def _unregister(self) -> None:
+        """Removes the callee's binding (Expires: 0) if it registered, whatever happened since."""
+        reg = self.registration
+        if reg is None or not reg.registered_once:
+            return
+        try:
             reg.unregister()
+        except Exception:  # the done message must still go out
+            log.exception("unregistering failed")
 
     def _heartbeat(self) -> None:
         """Touch the heartbeat file while connected to the broker (the container's health)."""
@@ -341,6 +352,7 @@ class Agent:
         except Exception as e:  # report, never die silently
             log.exception("runner failed")
             result = RunResult(None, self.stream.summary, error=f"{type(e).__name__}: {e}")
+        self._unregister()
         self._done(result)
         acked = self.link.wait_all_acked(ACK_TIMEOUT_S)
         self.link.close()
