@@ -6,8 +6,9 @@
   times longer before each further try. Any other answer (401 after the digest retry, 403,
   404, ...) is final.
 - The binding is refreshed at `register_refresh_at` (0.8) of the expiry the registrar granted
-  (the Contact's `expires` in the 200, else its Expires header, else what was asked), by a thread
-  beside the main SIPp. A refresh that gives up is tried again later, after a backoff.
+  (the Contact's `expires` in the 200, else its Expires header, else what was asked), at least
+  REFRESH_MARGIN_S before it runs out, counted from the start of the try that registered, by a
+  thread beside the main SIPp. A refresh that gives up is tried again later, after a backoff.
 - When the callee stops, an `Expires: 0` REGISTER removes the binding, within
   `unregister_timeout_s`.
 
@@ -51,6 +52,10 @@ NOUN: dict[Kind, str] = {
 POLL_S = 0.05
 KILL_MARGIN_S = 5.0  # SIPp still running this long after its receive timeout: SIGKILL
 MIN_REFRESH_S = 1.0
+# A refresh starts at least this long before the binding runs out: registrars count expiry in
+# whole seconds (Kamailio: a binding granted 4 s at x.9 s is gone at x+4, 3.1 s later) and a
+# try takes a SIPp start and a digest round trip.
+REFRESH_MARGIN_S = 2.0
 _TIMEOUTS = ("receive timeout", "UDP retransmission timeout", "send timeout")
 _STATUS = re.compile(r"^REGISTER: (?P<status>(?P<code>\d{3})\b.*)$")
 
@@ -209,6 +214,7 @@ class Registration:
         self._lock = threading.Lock()
         self._stop_refresh = threading.Event()
         self._refresher: threading.Thread | None = None
+        self._registered_at = 0.0  # time.monotonic() when the last successful try started
 
     # -- one registration with its retries ---------------------------------------------------
     def _ports(self, kind: Kind) -> tuple[int | None, int | None]:
@@ -263,6 +269,7 @@ class Registration:
                 local_port=local_port,
                 control_port=control_port,
             )
+            started = time.monotonic()
             last = self.run_once(kind, run, abort)
             tries += 1
             self._count(kind, last)
@@ -288,12 +295,15 @@ class Registration:
             log.warning(error)
         if last.ok and kind != "unregister":
             self.registered_once = True
+            self._registered_at = started  # the binding's expiry counts from about here
         return last
 
     # -- refresh beside the main SIPp ----------------------------------------------------------
     def refresh_interval_s(self) -> float:
+        """From the start of the try that registered to the start of the refresh."""
         granted = self.counts.expires_s or self.requested_s
-        return max(MIN_REFRESH_S, granted * self.cfg.register_refresh_at)
+        at = min(granted * self.cfg.register_refresh_at, granted - REFRESH_MARGIN_S)
+        return max(MIN_REFRESH_S, at)
 
     def start_refresher(self, stop: threading.Event) -> None:
         """Refreshes until stop_refresher() (or `stop`, the agent's stop, is set)."""
@@ -303,7 +313,7 @@ class Registration:
         self._refresher.start()
 
     def _refresh_loop(self, stop: threading.Event) -> None:
-        wait = self.refresh_interval_s()
+        wait = self._until_refresh()
         failed_rounds = 0
         while not (self._stop_refresh.wait(wait) or stop.is_set()):
             result = self.attempt("refresh", self._stop_refresh)
@@ -311,13 +321,16 @@ class Registration:
                 return
             if result.ok:
                 failed_rounds = 0
-                wait = self.refresh_interval_s()
+                wait = self._until_refresh()
             else:
                 # The binding may be gone: try again sooner than a refresh, backing off.
                 failed_rounds += 1
                 tries = self.cfg.register_attempts * failed_rounds
                 wait = min(backoff_s(self.cfg, tries), self.refresh_interval_s())
                 wait = max(MIN_REFRESH_S, wait)
+
+    def _until_refresh(self) -> float:
+        return max(0.0, self._registered_at + self.refresh_interval_s() - time.monotonic())
 
     def stop_refresher(self, timeout: float = 30.0) -> None:
         self._stop_refresh.set()

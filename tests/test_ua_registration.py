@@ -96,8 +96,10 @@ def test_retries_with_backoff_and_counts() -> None:
     assert reg.reasons() == {"REGISTER: 500 Server Error": 1, "REGISTER: timeout": 1}
     # The first registration binds the runner's own ports, with the requested expiry.
     assert all(run.local_port is None and run.expires_s == 60 for _, run, _ in script.calls)
-    # Refresh at 80% of what was granted.
+    # Refresh at 80% of what was granted, but at least 2 s before it runs out.
     assert reg.refresh_interval_s() == pytest.approx(24.0)
+    reg.counts.expires_s = 4
+    assert reg.refresh_interval_s() == pytest.approx(2.0)
 
 
 def test_gives_up_after_the_last_try_and_stops_at_a_final_answer() -> None:
