@@ -3,10 +3,13 @@
     python -m runners.agent --config /path/runner.json
     python -m runners.agent --config-url URL --token-file PATH   # in a runner container
 
-Callee: registers first when a registrar is set (SIPp register.xml, -m 1), then answers
-(answer.xml) and says `ready` once SIPp's SIP socket is bound. Caller: places calls until
-max_calls, duration_s, a stop control message or SIGTERM/SIGINT. Either way every new stat row is
-one StatsMessage, then a DoneMessage, then the final retained state, then a clean disconnect.
+Callee: registers first when a registrar is set (SIPp register.xml, -m 1, tried again with
+backoff on 5xx, 408 and timeouts: runners/registration.py), then answers (answer.xml) and says
+`ready` once SIPp's SIP socket is bound; meanwhile a thread refreshes the registration before it
+expires, and when the callee stops it removes it (Expires: 0) before reporting `done`. Caller:
+places calls until max_calls, duration_s, a stop control message or SIGTERM/SIGINT. Either way
+every new stat row is one StatsMessage, then a DoneMessage, then the final retained state, then a
+clean disconnect.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pydantic import TypeAdapter
 from runners import injection, scenario_files
 from runners.image import HEARTBEAT_PATH
 from runners.mqtt_link import MqttLink
+from runners.registration import Attempt, Kind, Registration, SippRegister
 from runners.sipp_command import SippFiles, build_command, rtt_file
 from runners.sipp_errors import parse_error_file
 from runners.sipp_process import SippProcess, is_listening, send_control
@@ -40,6 +44,7 @@ from sipflow.messages import (
     ControlMessage,
     Counters,
     DoneMessage,
+    RegistrationCounts,
     RunnerState,
     RunnerStateName,
     control_topic,
@@ -87,6 +92,8 @@ class Agent:
         self.stream = StatsStream(cfg.session_id, cfg.runner_id, cfg.role)
         self.state: RunnerStateName = "starting"
         self.drain_since: float | None = None  # wall clock of a stop control, callee only
+        self.registration: Registration | None = None
+        self.ready_detail: str | None = None  # e.g. how many tries the registration took
         self._state_lock = threading.Lock()
         self._last_state: RunnerState | None = None
         self.link = MqttLink(
@@ -176,43 +183,32 @@ class Agent:
                 self.cfg = self.cfg.model_copy(update={"rate": ctl.rate})
         return False
 
-    # -- one SIPp run -----------------------------------------------------------------------------
-    def _run_sipp(self, phase: injection.Phase) -> RunResult:
+    # -- the main SIPp run (the register tries: runners/registration.py) -----------------------
+    def _run_sipp(self) -> RunResult:
         cfg = self.cfg
         work = cfg.work_dir
-        name = "register" if phase == "register" else cfg.scenario
+        name = cfg.scenario
         scenario = scenario_files.prepare(cfg, name, work)
         inj = None
         if scenario_files.uses_injection(name):
             inj = injection.write_injection(
-                work / f"{phase}-injection.csv", injection.rows_for(cfg, phase)
+                work / "main-injection.csv", injection.injection_rows(cfg, "main")
             )
-        files = SippFiles(
-            scenario=scenario,
-            injection=inj,
-            # Only the main run's counters are published: the register run's file is named so
-            # that nothing mistakes it for the published stats (no "stat" in its name).
-            stat=work / ("main-stat.csv" if phase == "main" else "register-counts.csv"),
-            errors=work / f"{phase}-errors.log",
-        )
+        files = SippFiles(scenario, inj, work / "main-stat.csv", work / "main-errors.log")
         for stale in (files.stat, files.errors):
             stale.unlink(missing_ok=True)
         proc = SippProcess(
-            build_command(cfg, phase, files, self.sipp_bin), work, work / f"{phase}-sipp.out"
+            build_command(cfg, "main", files, self.sipp_bin), work, work / "main-sipp.out"
         )
         pid = proc.start()
-        publish = phase == "main"
-        stream = self.stream if publish else StatsStream(cfg.session_id, cfg.runner_id, cfg.role)
+        stream = self.stream
         stream.attach(files.stat, rtt_file(scenario, pid))
         try:
-            error = self._supervise(proc, phase)
+            error = self._supervise(proc)
         except BaseException:
             proc.kill()  # never leave SIPp behind
             raise
-        if publish:
-            self._publish_stats(final=True)
-        else:
-            stream.poll(final=True)
+        self._publish_stats(final=True)
         reasons = parse_error_file(files.errors)
         if proc.terminated_at is not None and error is None:
             open_calls = stream.last_row.current_calls if stream.last_row else 0
@@ -220,12 +216,12 @@ class Agent:
             error = f"SIPp did not stop on SIGUSR1, stopped with {how}: {open_calls} calls open"
         return RunResult(proc.returncode, stream.summary, reasons, error)
 
-    def _supervise(self, proc: SippProcess, phase: injection.Phase) -> str | None:
+    def _supervise(self, proc: SippProcess) -> str | None:
         cfg = self.cfg
         grace = STOP_GRACE_S + cfg.hold_ms / 1000.0
         error: str | None = None
-        ready = phase == "register" or cfg.role == "caller"
-        if phase == "main" and cfg.role == "caller":
+        ready = cfg.role == "caller"
+        if cfg.role == "caller":
             self.set_state("running")
         while True:
             code = proc.poll()
@@ -233,7 +229,7 @@ class Agent:
             if not ready and code is None:
                 if is_listening(proc.pid, cfg.local_ip, cfg.local_port, cfg.transport):
                     ready = True
-                    self.set_state("ready")
+                    self.set_state("ready", self.ready_detail)
                 elif elapsed > READY_TIMEOUT_S:
                     error = f"SIPp not listening on {cfg.local_ip}:{cfg.local_port}"
                     self._stop(proc, error)
@@ -242,20 +238,14 @@ class Agent:
                 self._stop(proc, "agent signalled")
             if self.drain_since is not None and self._drained():
                 self._stop(proc, "stop requested")
-            if (
-                phase == "main"
-                and cfg.role == "caller"
-                and cfg.duration_s is not None
-                and elapsed >= cfg.duration_s
-            ):
+            if cfg.role == "caller" and cfg.duration_s is not None and elapsed >= cfg.duration_s:
                 self._stop(proc, "duration reached")
             if elapsed >= cfg.max_runtime_s:
                 if proc.stop_requested_at is None:
                     error = f"watchdog: SIPp ran longer than {cfg.max_runtime_s:g}s"
                 self._stop(proc, "watchdog")
             proc.escalate(grace, TERM_GRACE_S)
-            if phase == "main":
-                self._publish_stats()
+            self._publish_stats()
             if code is not None:
                 log.info("SIPp %s exited with %s", proc.pid, code)
                 if not ready and error is None:
@@ -281,6 +271,13 @@ class Agent:
 
     # -- the whole life ------------------------------------------------------------
     def _done(self, result: RunResult) -> None:
+        registration: RegistrationCounts | None = None
+        if self.registration is not None:
+            registration = self.registration.snapshot()
+            # Failed REGISTER tries count even when the registration succeeded in the end.
+            for reason, n in self.registration.reasons().items():
+                if reason not in result.failure_reasons:  # a failed registration's own
+                    result.failure_reasons[reason] = n
         done = DoneMessage(
             session_id=self.cfg.session_id,
             runner_id=self.cfg.runner_id,
@@ -291,10 +288,54 @@ class Agent:
             summary=result.summary,
             failure_reasons=result.failure_reasons,
             error=result.error,
+            registration=registration,
         )
         self.link.publish(self._topic("done"), done)
         detail = None if result.ok else (result.error or _reasons_text(result))
         self.set_state("done" if result.ok else "failed", detail)
+
+    def _on_register_retry(self, kind: Kind, tries: int, attempt: Attempt) -> None:
+        if kind == "register":
+            total = self.cfg.register_attempts
+            self.set_state("registering", f"try {tries + 1} of {total} after {attempt.reason}")
+
+    def _registration_failed(self, last: Attempt) -> RunResult:
+        assert self.registration is not None
+        counts = self.registration.snapshot()
+        reasons = self.registration.reasons()
+        # One final answer (e.g. 401 with a wrong password) speaks for itself in the reasons;
+        # after retries the error says how many tries it took.
+        error = counts.error if counts.attempts_to_register > 1 else None
+        if last.reason == "stopped":
+            error = "registration stopped"
+        elif error is None and not reasons:
+            error = last.reason or "registration did not complete"
+        return RunResult(last.exit_code, Counters(), reasons, error)
+
+    def _run_main(self) -> RunResult:
+        """The main SIPp run; a callee's registration is refreshed meanwhile."""
+        reg = self.registration
+        if reg is None:
+            return self._run_sipp()
+        counts = reg.snapshot()
+        if counts.attempts_to_register > 1:
+            why = ", ".join(f"{k} x{v}" for k, v in sorted(counts.failures.items()))
+            self.ready_detail = f"registered after {counts.attempts_to_register} attempts ({why})"
+        reg.start_refresher(self.stop_event)
+        try:
+            return self._run_sipp()
+        finally:
+            reg.stop_refresher()
+
+    def _unregister(self) -> None:
+        """Removes the callee's binding (Expires: 0) if it registered, whatever happened since."""
+        reg = self.registration
+        if reg is None or not reg.registered_once:
+            return
+        try:
+            reg.unregister()
+        except Exception:  # the done message must still go out
+            log.exception("unregistering failed")
 
     def _heartbeat(self) -> None:
         """Touch the heartbeat file while connected to the broker (the container's health)."""
@@ -317,18 +358,21 @@ class Agent:
             result = RunResult(None, Counters())
             registered = True
             if cfg.role == "callee" and cfg.registrar is not None:
+                self.registration = Registration(
+                    cfg, SippRegister(cfg, self.sipp_bin), on_retry=self._on_register_retry
+                )
                 self.set_state("registering")
-                result = self._run_sipp("register")
-                if not (result.ok and result.summary.successful_calls >= 1):
-                    if result.ok:
-                        result.error = "registration did not complete"
+                first = self.registration.attempt("register", self.stop_event)
+                if not first.ok:
                     registered = False
+                    result = self._registration_failed(first)
             released = not cfg.wait_for_go or self._wait_for_go()
             if registered and released and not self.stop_event.is_set():
-                result = self._run_sipp("main")
+                result = self._run_main()
         except Exception as e:  # report, never die silently
             log.exception("runner failed")
             result = RunResult(None, self.stream.summary, error=f"{type(e).__name__}: {e}")
+        self._unregister()
         self._done(result)
         acked = self.link.wait_all_acked(ACK_TIMEOUT_S)
         self.link.close()

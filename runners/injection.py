@@ -7,8 +7,12 @@ One layout for every built-in scenario, one row per call, SIPp cycles through th
              injected from a CSV field; a keyword nested in a scenario line is not parsed)
     [field3] callee user     [field4] request-URI host (SUT domain, or host:port)
     [field5] contact host:port (this runner's own SIP address)
+    [field6] "1" when the account has a password, else "0": call.xml answers a 401/407 to its
+             INVITE with credentials only then (expanding [field2] into a variable to test it
+             would make SIPp compute a digest, a fatal error before any challenge)
 
 Accounts and callees go round robin independently: row i = accounts[i % A], call_to[i % C].
+`rows_for` gives fields 0-5, `injection_rows` all of them (what the agent writes).
 """
 
 from __future__ import annotations
@@ -67,6 +71,19 @@ def rows_for(cfg: RunnerConfig, phase: Phase) -> list[list[str]]:
     return [
         _row(accounts[i % len(accounts)], domain, callees[i % len(callees)], target, contact)
         for i in range(n)
+    ]
+
+
+def has_credentials(account: AccountConfig) -> str:
+    return "1" if account.password is not None else "0"
+
+
+def injection_rows(cfg: RunnerConfig, phase: Phase) -> list[list[str]]:
+    """rows_for plus field6, the credentials flag of the row's account."""
+    accounts = cfg.accounts or [AccountConfig(user=DEFAULT_USER)]
+    return [
+        [*row, has_credentials(accounts[0 if phase == "register" else i % len(accounts)])]
+        for i, row in enumerate(rows_for(cfg, phase))
     ]
 
 

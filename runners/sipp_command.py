@@ -22,6 +22,19 @@ class SippFiles:
     injection: Path | None
     stat: Path
     errors: Path
+    log: Path | None = None  # the scenario's <log> actions (-trace_logs)
+
+
+@dataclass(frozen=True)
+class RegisterRun:
+    """One REGISTER try of a callee: the expiry it asks for (0 removes the binding), how long it
+    waits for a final answer, and the ports it binds when the runner's own are taken (a refresh
+    while the main SIPp runs); the Contact stays the runner's own SIP address."""
+
+    expires_s: int
+    timeout_ms: int = CALLER_RECV_TIMEOUT_MS
+    local_port: int | None = None
+    control_port: int | None = None
 
 
 def _fmt_rate(rate: float) -> str:
@@ -35,8 +48,21 @@ def rtt_file(scenario: Path, pid: int) -> Path:
 
 
 def build_command(
-    cfg: RunnerConfig, phase: Phase, files: SippFiles, sipp_bin: str = "sipp"
+    cfg: RunnerConfig,
+    phase: Phase,
+    files: SippFiles,
+    sipp_bin: str = "sipp",
+    register: RegisterRun | None = None,
 ) -> list[str]:
+    """register: the REGISTER try of the register phase (default: the registrar's expiry, the
+    runner's ports)."""
+    if phase != "register":
+        register = None
+    elif register is None:
+        expires = cfg.registrar.expires_s if cfg.registrar else 3600
+        register = RegisterRun(expires_s=expires)
+    local_port = (register.local_port if register else None) or cfg.local_port
+    control_port = (register.control_port if register else None) or cfg.control_port
     argv: list[str] = [sipp_bin]
     if phase == "register":
         if cfg.registrar is None:
@@ -48,21 +74,24 @@ def build_command(
         argv.append(cfg.remote)
     argv += ["-sf", str(files.scenario), "-nostdin"]
     argv += ["-t", "u1" if cfg.transport == "udp" else "t1"]
-    argv += ["-i", cfg.local_ip, "-p", str(cfg.local_port)]
+    argv += ["-i", cfg.local_ip, "-p", str(local_port)]
     # Without -ci SIPp binds the control socket on 0.0.0.0; an explicit -cp that is taken is fatal.
-    argv += ["-ci", cfg.local_ip, "-cp", str(cfg.control_port)]
+    argv += ["-ci", cfg.local_ip, "-cp", str(control_port)]
     argv += ["-buff_size", str(cfg.buff_size)]
     argv += ["-trace_stat", "-stf", str(files.stat), "-fd", str(cfg.stats_interval_s)]
     argv += ["-trace_rtt", "-rtt_freq", str(RTT_FREQ)]
     argv += ["-trace_err", "-error_file", str(files.errors)]
     if files.injection is not None:
         argv += ["-inf", str(files.injection)]
-    if phase == "register" or cfg.scenario == "register":
+    if files.log is not None:
+        argv += ["-trace_logs", "-log_file", str(files.log)]
+    if register is not None:
+        argv += ["-key", "expires", str(register.expires_s)]
+        argv += ["-m", "1", "-recv_timeout", str(register.timeout_ms)]
+        return argv
+    if cfg.scenario == "register":
         expires = cfg.registrar.expires_s if cfg.registrar else 3600
         argv += ["-key", "expires", str(expires)]
-    if phase == "register":
-        argv += ["-m", "1", "-recv_timeout", str(CALLER_RECV_TIMEOUT_MS)]
-        return argv
     if cfg.role == "caller":
         if cfg.rate is not None:
             argv += ["-r", _fmt_rate(cfg.rate)]

@@ -80,6 +80,25 @@ class StatsMessage(BaseModel):
     model_config = {"populate_by_name": True}
 
 
+class RegistrationCounts(BaseModel):
+    """What a callee's REGISTERs came to: every try (one SIPp register run) is counted, the
+    first registration, its refreshes and the removal at the end alike."""
+
+    attempts: int = 0
+    successes: int = 0
+    # Failed tries by reason, e.g. {"500 Server Error": 1, "timeout": 2}.
+    failures: dict[str, int] = Field(default_factory=dict)
+    # Tries the first registration took (0: it never ran).
+    attempts_to_register: int = 0
+    refreshes: int = 0  # successful re-REGISTERs before expiry
+    expires_s: int | None = None  # the expiry the registrar granted last
+    # Expires: 0 accepted at the end; None: not tried (never registered).
+    unregistered: bool | None = None
+    # Why the registration failed in the end (first registration, or the last refresh or removal
+    # that gave up), e.g. "registration failed after 3 attempts: 500 Server Error".
+    error: str | None = None
+
+
 class DoneMessage(BaseModel):
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
     session_id: str
@@ -92,6 +111,8 @@ class DoneMessage(BaseModel):
     # Human-readable reasons with counts, e.g. {"REGISTER: 401 Unauthorized": 1}.
     failure_reasons: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
+    # A callee that registers: its REGISTER tries and their outcomes.
+    registration: RegistrationCounts | None = None
 
     model_config = {"populate_by_name": True}
 

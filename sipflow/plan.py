@@ -83,7 +83,10 @@ def runner_configs(
         registrar = None
         if target is not None and target.registrar:
             registrar = RegistrarConfig(
-                host=target.host, port=target.port, domain=target.sip_domain
+                host=target.host,
+                port=target.port,
+                domain=target.sip_domain,
+                expires_s=target.register_expires_s,
             )
         for i in range(callees.agents):
             rid = runner_id("callee", i)

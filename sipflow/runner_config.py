@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sipflow.messages import Role
 
@@ -60,3 +60,15 @@ class RunnerConfig(BaseModel):
     # A caller started beside its callees (so its start-up overlaps theirs) reports `ready` and
     # places no call until a `go` control message (or ends on stop / after max_runtime_s).
     wait_for_go: bool = False
+    # A callee's registration, like a phone's: a REGISTER that gets a 5xx, a 408 or no answer is
+    # tried again, up to register_attempts tries in all, waiting register_backoff_s before the
+    # second try and register_backoff_factor times longer before each further one. One try gives
+    # up after register_timeout_s without a final answer. The registration is refreshed at
+    # register_refresh_at of the granted expiry and removed (Expires: 0) when the callee stops,
+    # within unregister_timeout_s.
+    register_attempts: int = Field(default=3, ge=1, le=20)
+    register_backoff_s: float = Field(default=1.0, ge=0, le=600)
+    register_backoff_factor: float = Field(default=2.0, ge=1, le=10)
+    register_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    register_refresh_at: float = Field(default=0.8, gt=0, lt=1)
+    unregister_timeout_s: float = Field(default=8.0, gt=0, le=120)

@@ -74,6 +74,8 @@ class Target(Strict):
     transport: Transport = "udp"
     domain: str | None = None  # SIP domain; defaults to host
     registrar: bool = True  # callees register here before answering
+    # The expiry callees ask for (REGISTER Expires); they refresh at ~80% of what is granted.
+    register_expires_s: Annotated[int, Field(ge=1, le=86400)] = 3600
 
     @property
     def sip_domain(self) -> str:
