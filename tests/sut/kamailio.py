@@ -30,24 +30,34 @@ def _udp_bound(ip: str, port: int, netns: str | None = None) -> bool:
 
 @contextmanager
 def kamailio(
-    port: int, work_dir: Path, ip: str = "127.0.0.1", netns: str | None = None
+    port: int,
+    work_dir: Path,
+    ip: str = "127.0.0.1",
+    netns: str | None = None,
+    config: Path = CONFIG,
+    defines: tuple[str, ...] = (),
 ) -> Iterator[str]:
-    """Yields "ip:port"; runs in network namespace `netns` if given. Flags: -DD (no daemon,
-    children still forked), -E (log to stderr), -m 256 shared memory (64 MB default answered
-    500 under load), -n 1 worker per interface, -w and -Y in work_dir (no /var/run needed).
-    Stopped with SIGTERM to its process group."""
+    """Yields "ip:port"; runs `config` (its `listen=` set to ip:port, a `CTL_SOCKET` in it set to
+    work_dir/kamailio-ctl.sock, waited for) in network namespace `netns` if given; `defines`
+    become `-A NAME`. Flags: -DD (no daemon, children still forked), -E (log to stderr), -m 256
+    shared memory (64 MB default answered 500 under load), -n 1 worker per interface, -w and -Y
+    in work_dir (no /var/run needed). Stopped with SIGTERM to its process group."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    cfg = re.sub(r"^listen=.*$", f"listen=udp:{ip}:{port}", CONFIG.read_text(), flags=re.M)
+    text = re.sub(r"^listen=.*$", f"listen=udp:{ip}:{port}", config.read_text(), flags=re.M)
+    ctl = work_dir / "kamailio-ctl.sock" if "CTL_SOCKET" in text else None
+    text = text.replace("CTL_SOCKET", str(ctl))
     cfg_path = work_dir / "kamailio.cfg"
-    cfg_path.write_text(cfg)
+    cfg_path.write_text(text)
     log = (work_dir / "kamailio.log").open("ab")
     argv = ["ip", "netns", "exec", netns] if netns else []
     argv += [KAMAILIO, "-f", str(cfg_path), "-DD", "-E", "-m", "256", "-n", "1"]
     argv += ["-w", str(work_dir), "-Y", str(work_dir), "-P", str(work_dir / "kamailio.pid")]
+    for name in defines:
+        argv += ["-A", name]
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 10
-        while not _udp_bound(ip, port, netns):
+        while not (_udp_bound(ip, port, netns) and (ctl is None or ctl.exists())):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"kamailio did not start: see {work_dir / 'kamailio.log'}")
             time.sleep(0.05)

@@ -9,17 +9,14 @@ kamailio-invite-auth.cfg) in the foreground for tests, with its log and its usrl
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.sut.kamailio import KAMAILIO, _udp_bound
+from tests.sut.kamailio import kamailio
 
 HERE = Path(__file__).resolve().parent
 FLAKY_REGISTRAR = HERE / "kamailio-flaky-registrar.cfg"
@@ -62,33 +59,6 @@ class KamailioSut:
 def kamailio_sut(
     config: Path, port: int, work_dir: Path, defines: tuple[str, ...] = (), ip: str = "127.0.0.1"
 ) -> Iterator[KamailioSut]:
-    """Like tests.sut.kamailio.kamailio, for another config; `defines` become `-A NAME`."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    ctl = work_dir / "kamailio-ctl.sock"
-    text = re.sub(r"^listen=.*$", f"listen=udp:{ip}:{port}", config.read_text(), flags=re.M)
-    text = text.replace("CTL_SOCKET", str(ctl))
-    cfg_path = work_dir / "kamailio.cfg"
-    cfg_path.write_text(text)
-    log_path = work_dir / "kamailio.log"
-    log = log_path.open("ab")
-    argv = [KAMAILIO, "-f", str(cfg_path), "-DD", "-E", "-m", "256", "-n", "1"]
-    argv += ["-w", str(work_dir), "-Y", str(work_dir), "-P", str(work_dir / "kamailio.pid")]
-    for name in defines:
-        argv += ["-A", name]
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while not (_udp_bound(ip, port) and ctl.exists()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"kamailio did not start: see {log_path}")
-            time.sleep(0.05)
-        yield KamailioSut(f"{ip}:{port}", log_path, ctl)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
+    """tests.sut.kamailio.kamailio with another config, its log and its ctl socket at hand."""
+    with kamailio(port, work_dir, ip=ip, config=config, defines=defines) as address:
+        yield KamailioSut(address, work_dir / "kamailio.log", work_dir / "kamailio-ctl.sock")
