@@ -13,6 +13,7 @@ its network across a change of the setting or an upgrade; teardown and the sweep
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Self
 
@@ -23,6 +24,7 @@ from backends.container_plan import is_loopback
 from backends.loopback import LoopbackNetworks
 from backends.netns import HOST_END, NamespaceNetworks, NetnsError, host_veth, namespace
 from sipflow import plan
+from sipflow.addresses import is_ipv6
 from sipflow.messages import ROLES, Role
 from sipflow.placement import Placement, StartedRunner
 from sipflow.settings import Settings
@@ -69,7 +71,7 @@ class LocalBackend(RunnerBackend):
         return cls(
             settings,
             LoopbackNetworks(state, settings.local_net_octet),
-            NamespaceNetworks(state, settings.netns_pool),
+            NamespaceNetworks(state, settings.netns_pool, settings.netns_pool6),
             AgentProcesses(settings.runs_dir),
         )
 
@@ -78,6 +80,19 @@ class LocalBackend(RunnerBackend):
     ) -> Placement:
         hosts = [host_number(r) for r in runner_ids]
         impaired = spec is not None and spec.impaired()
+        v6_target = spec is not None and spec.target is not None and is_ipv6(spec.target.host)
+        if v6_target and spec is not None and spec.target is not None:
+            if self.settings.local_network == "loopback":
+                raise PermanentBackendError(
+                    "an IPv6 target needs the session's own namespace (runners on loopback "
+                    "aliases have IPv4 addresses only): SIPFLOW_LOCAL_NETWORK=netns"
+                )
+            if ipaddress.ip_address(spec.target.host.strip("[]")).is_loopback:
+                raise PermanentBackendError(
+                    "an IPv6 target on the host's loopback (::1) cannot be reached from the "
+                    "session's namespace (IPv6 has no route_localnet): let the SUT listen on "
+                    "another of the host's addresses"
+                )
         if self.settings.local_network == "loopback":
             if impaired:
                 raise PermanentBackendError(
@@ -141,14 +156,19 @@ class LocalBackend(RunnerBackend):
     ) -> list[StartedRunner]:
         everyone = [r for rl in ROLES for r in plan.runner_ids(spec, rl)]
         mqtt_host, netns = self.settings.mqtt_host, placement.name
+        addresses = {r: f"{placement.subnet}.{host_number(r)}" for r in everyone}
         if netns is not None:  # the host, the broker and a loopback SUT are the veth's host end
             mqtt_host = f"{placement.subnet}.{HOST_END}"
             spec = namespace_spec(spec, mqtt_host)
+            if spec.target is not None and is_ipv6(spec.target.host):
+                # SIP over IPv6 from the namespace's ULA addresses; MQTT stays on IPv4.
+                v6 = self.namespaces.address6
+                addresses = {r: v6(placement.subnet, host_number(r)) for r in everyone}
         configs = plan.runner_configs(
             spec,
             placement.session_id,
             role,
-            addresses={r: f"{placement.subnet}.{host_number(r)}" for r in everyone},
+            addresses=addresses,
             peers=peers,
             mqtt_host=mqtt_host,
             mqtt_port=self.settings.mqtt_port,

@@ -91,12 +91,23 @@ def nat_rules(session_id: str, host_end: str) -> str:
 
 
 class NamespaceNetworks:
-    def __init__(self, state_dir: Path, pool: str = "10.250.0.0/16") -> None:
+    def __init__(
+        self, state_dir: Path, pool: str = "10.250.0.0/16", pool6: str = "fd57:ee1f:5ee5::/48"
+    ) -> None:
         self.state_dir = state_dir
         self.pool = ipaddress.IPv4Network(pool)
+        self.pool6 = ipaddress.IPv6Network(pool6)
         if self.pool.prefixlen > 24:
             raise ValueError(f"the namespace pool {pool} must be /24 or larger")
+        if self.pool6.prefixlen > 64 - (24 - self.pool.prefixlen):
+            raise ValueError(f"the IPv6 pool {pool6} must hold a /64 for every /24 of {pool}")
         state_dir.mkdir(parents=True, exist_ok=True)
+
+    def address6(self, prefix: str, host: int) -> str:
+        """The IPv6 address of host number `host` of the session whose IPv4 /24 is `prefix`
+        ('10.250.7'): the /64 of the ULA pool with the same index, so nothing more is allocated."""
+        index = (int(ipaddress.IPv4Address(f"{prefix}.0")) - int(self.pool.network_address)) >> 8
+        return str(self.pool6.network_address + (index << 64) + host)
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, str]]:
@@ -128,20 +139,21 @@ class NamespaceNetworks:
                     table[session_id] = str(self._free_subnet(table))
                 subnet = ipaddress.IPv4Network(table[session_id])
                 prefix = str(subnet.network_address).rsplit(".", 1)[0]
-                self._claim(session_id, f"{prefix}.{HOST_END}")
+                self._claim(session_id, f"{prefix}.{HOST_END}", self.address6(prefix, HOST_END))
             self._build(session_id, prefix, hosts)
         except NetnsError:
             self.teardown(session_id)
             raise
         return prefix
 
-    def _claim(self, session_id: str, host_end: str) -> None:
+    def _claim(self, session_id: str, host_end: str, host_end6: str) -> None:
         ns, veth = namespace(session_id), host_veth(session_id)
         if ns not in namespaces():
             _run(["ip", "netns", "add", ns])
         if not _run(["ip", "-j", "link", "show", "dev", veth], check=False).strip():
             _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
         _run(["ip", "addr", "replace", f"{host_end}/24", "dev", veth])
+        _run(["ip", "-6", "addr", "replace", f"{host_end6}/64", "dev", veth, "nodad"])
 
     def _build(self, session_id: str, prefix: str, hosts: list[int]) -> None:
         ns, veth = namespace(session_id), host_veth(session_id)
@@ -149,7 +161,10 @@ class NamespaceNetworks:
         Path(f"/proc/sys/net/ipv4/conf/{veth}/route_localnet").write_text("1")
         _run(["ip", "link", "set", veth, "up"])
         batch = [f"addr replace {prefix}.{host}/24 dev eth0" for host in hosts]
+        # nodad: a tentative address cannot be bound, and SIPp starts right away.
+        batch += [f"addr replace {self.address6(prefix, h)}/64 dev eth0 nodad" for h in hosts]
         batch += ["link set lo up", "link set eth0 up", f"route replace default via {host_end}"]
+        batch += [f"route replace default via {self.address6(prefix, HOST_END)}"]
         _run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(batch) + "\n")
         table = nft_table(session_id)
         # add + delete first: one atomic transaction that also replaces an earlier attempt's.

@@ -122,7 +122,7 @@ def backoff_s(cfg: RunnerConfig, tries_done: int) -> float:
 
 
 def free_port(ip: str, kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
+    with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, kind) as s:
         s.bind((ip, 0))
         return int(s.getsockname()[1])
 

@@ -67,7 +67,10 @@ def build_command(
     if phase == "register":
         if cfg.registrar is None:
             raise ValueError("register phase needs a registrar")
-        argv.append(f"{cfg.registrar.host}:{cfg.registrar.port}")
+        host = cfg.registrar.host
+        argv.append(
+            f"[{host}]:{cfg.registrar.port}" if ":" in host else f"{host}:{cfg.registrar.port}"
+        )
     elif cfg.role == "caller":
         if not cfg.remote:
             raise ValueError("a caller needs `remote`")

@@ -19,6 +19,11 @@ TCP_LISTEN = "0A"
 
 
 def _hex_addr(ip: str, port: int) -> str:
+    """ip:port as /proc/net/{udp,tcp}[6] write it: 32-bit words in host (little-endian) order."""
+    if ":" in ip:
+        packed = socket.inet_pton(socket.AF_INET6, ip)
+        words = "".join(f"{int.from_bytes(packed[i : i + 4], 'little'):08X}" for i in (0, 4, 8, 12))
+        return f"{words}:{port:04X}"
     packed = socket.inet_aton(ip)
     return f"{int.from_bytes(packed, 'little'):08X}:{port:04X}"
 
@@ -43,7 +48,7 @@ def is_listening(pid: int, ip: str, port: int, transport: Transport) -> bool:
     """True when process pid holds a socket bound to ip:port (TCP: in LISTEN state)."""
     inodes = _socket_inodes(pid)
     want = _hex_addr(ip, port)
-    table = Path(f"/proc/{pid}/net/{transport}")
+    table = Path(f"/proc/{pid}/net/{transport}{'6' if ':' in ip else ''}")
     try:
         lines = table.read_text().splitlines()[1:]
     except OSError:
@@ -146,5 +151,6 @@ class SippProcess:
 
 def send_control(ip: str, port: int, command: str) -> None:
     """A command on SIPp's UDP control socket; `cset rate 20` == typing `set rate 20`."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.sendto(command.encode(), (ip, port))

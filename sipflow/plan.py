@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from sipflow.addresses import host_port
 from sipflow.messages import Role
 from sipflow.runner_config import AccountConfig, RegistrarConfig, RunnerConfig
 from sipflow.spec import CustomScenario, RoleSpec, SessionSpec
@@ -116,12 +117,12 @@ def runner_configs(
     for i in range(callers.agents):
         rid = runner_id("caller", i)
         if target is not None:
-            remote = f"{target.host}:{target.port}"
+            remote = host_port(target.host, target.port)
             call_to = users
         else:
             # Direct: caller i sends to callee (i mod n); it calls that callee's user.
             k = i % n_callees
-            remote = f"{peers[runner_id('callee', k)]}:{SIP_PORT}"
+            remote = host_port(peers[runner_id("callee", k)], SIP_PORT)
             call_to = [users[k]] if users else ["sipflow"]
         max_calls = split(callers.max_calls, callers.agents, i) if callers.max_calls else None
         configs.append(

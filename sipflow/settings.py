@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # only on loopback (runners then cannot reach other hosts).
     local_network: Literal["netns", "loopback"] = "netns"
     netns_pool: str = "10.250.0.0/16"
+    # Runners' IPv6 addresses (used when the target is an IPv6 address): the /64 of this ULA
+    # prefix with the same index as the session's IPv4 /24.
+    netns_pool6: str = "fd57:ee1f:5ee5::/48"
     local_net_octet: int = 201
     default_tenant: str = "default"
     # Where a session's runners run when its spec does not say: "local" or "docker".

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import defusedxml.ElementTree as safe_xml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sipflow.addresses import uri_host
 from sipflow.thresholds import Threshold, parse_threshold
 
 BUILTIN_SCENARIOS = ("options", "register", "call", "answer")
@@ -79,7 +80,8 @@ class Target(Strict):
 
     @property
     def sip_domain(self) -> str:
-        return self.domain or self.host
+        """The domain of request URIs: an IPv6 literal in brackets."""
+        return self.domain or uri_host(self.host)
 
 
 class Resources(Strict):

@@ -181,3 +181,48 @@ def test_remote_sut_registers_and_routes_calls(sqlite_stack: RunningStack, tmp_p
     # REGISTER x2 + 40 x (INVITE, 100, 180?, 200, ACK, BYE, 200) each way through the SUT.
     assert crossed >= 40 * 8, crossed
     assert leftovers(body["id"]) == []
+
+
+@contextlib.contextmanager
+def host_ipv6_address() -> Iterator[str]:
+    """An IPv6 address of this host (on lo) that is not ::1: what a SUT here would listen on."""
+    address = f"fd5e:5f10:7e57::{uuid.uuid4().hex[:4]}"
+    subprocess.run(["ip", "-6", "addr", "add", f"{address}/128", "dev", "lo"], check=True)
+    try:
+        yield address
+    finally:
+        subprocess.run(["ip", "-6", "addr", "del", f"{address}/128", "dev", "lo"])
+
+
+def test_ipv6_target_registers_and_routes_calls(sqlite_stack: RunningStack, tmp_path: Path) -> None:
+    """SIP over IPv6: runners take the namespace's ULA addresses when the target is IPv6."""
+    with host_ipv6_address() as address:
+        port = free_port()
+        with kamailio(port, tmp_path / "kamailio", ip=address):
+            spec = {
+                "name": "ipv6-sut",
+                "target": {"host": address, "port": port, "registrar": True},
+                "roles": {
+                    "callees": {"agents": 1, "accounts": [{"user": "bob", "password": "secret"}]},
+                    "callers": {"rate": 20, "max_calls": 20, "accounts": [{"user": "alice"}]},
+                },
+                "thresholds": ["success_rate >= 100", "failed_calls == 0"],
+            }
+            body = sqlite_stack.run(spec)
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body
+    assert body["summary"]["roles"]["callee"]["successful_calls"] == 20
+    addresses = {r["address"] for r in body["runners"]}
+    assert all(a.startswith("fd57:ee1f:5ee5:") for a in addresses), addresses
+    assert leftovers(body["id"]) == []
+
+
+def test_ipv6_target_on_host_loopback_is_refused(sqlite_stack: RunningStack) -> None:
+    spec = {
+        "name": "ipv6-loopback",
+        "target": {"host": "::1", "port": 5060},
+        "roles": {"callees": {"agents": 1}, "callers": {"max_calls": 1}},
+    }
+    body = sqlite_stack.run(spec)
+    assert (body["status"], body["verdict"]) == ("error", "error"), body
+    assert any("::1" in r and "route_localnet" in r for r in body["reasons"]), body["reasons"]
+    assert body["runners"] == [] and leftovers(body["id"]) == []

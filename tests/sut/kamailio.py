@@ -18,11 +18,17 @@ KAMAILIO = "/usr/sbin/kamailio"
 
 
 def _udp_bound(ip: str, port: int, netns: str | None = None) -> bool:
-    want = f"{int.from_bytes(socket.inet_aton(ip), 'little'):08X}:{port:04X}"
-    if netns is None:
-        text = Path("/proc/net/udp").read_text()
+    if ":" in ip:  # /proc/net/udp6: four 32-bit words, each in host (little-endian) order
+        packed = socket.inet_pton(socket.AF_INET6, ip)
+        words = "".join(f"{int.from_bytes(packed[i : i + 4], 'little'):08X}" for i in (0, 4, 8, 12))
+        want, table = f"{words}:{port:04X}", "/proc/net/udp6"
     else:
-        argv = ["ip", "netns", "exec", netns, "cat", "/proc/net/udp"]
+        want = f"{int.from_bytes(socket.inet_aton(ip), 'little'):08X}:{port:04X}"
+        table = "/proc/net/udp"
+    if netns is None:
+        text = Path(table).read_text()
+    else:
+        argv = ["ip", "netns", "exec", netns, "cat", table]
         text = subprocess.run(argv, capture_output=True, text=True).stdout
     lines = text.splitlines()[1:]
     return any(line.split()[1] == want for line in lines)
@@ -43,7 +49,8 @@ def kamailio(
     shared memory (64 MB default answered 500 under load), -n 1 worker per interface, -w and -Y
     in work_dir (no /var/run needed). Stopped with SIGTERM to its process group."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    text = re.sub(r"^listen=.*$", f"listen=udp:{ip}:{port}", config.read_text(), flags=re.M)
+    listen = f"[{ip}]" if ":" in ip else ip
+    text = re.sub(r"^listen=.*$", f"listen=udp:{listen}:{port}", config.read_text(), flags=re.M)
     ctl = work_dir / "kamailio-ctl.sock" if "CTL_SOCKET" in text else None
     text = text.replace("CTL_SOCKET", str(ctl))
     cfg_path = work_dir / "kamailio.cfg"
