@@ -157,12 +157,14 @@ class LocalBackend(RunnerBackend):
         everyone = [r for rl in ROLES for r in plan.runner_ids(spec, rl)]
         mqtt_host, netns = self.settings.mqtt_host, placement.name
         addresses = {r: f"{placement.subnet}.{host_number(r)}" for r in everyone}
+        control_ips: dict[str, str] = {}
         if netns is not None:  # the host, the broker and a loopback SUT are the veth's host end
             mqtt_host = f"{placement.subnet}.{HOST_END}"
             spec = namespace_spec(spec, mqtt_host)
             if spec.target is not None and is_ipv6(spec.target.host):
                 # SIP over IPv6 from the namespace's ULA addresses; MQTT stays on IPv4.
                 v6 = self.namespaces.address6
+                control_ips = addresses  # SIPp's control socket is IPv4 only
                 addresses = {r: v6(placement.subnet, host_number(r)) for r in everyone}
         configs = plan.runner_configs(
             spec,
@@ -174,6 +176,7 @@ class LocalBackend(RunnerBackend):
             mqtt_port=self.settings.mqtt_port,
             runs_dir=self.settings.runs_dir,
             wait_for_go=hold,
+            control_ips=control_ips,
         )
         placed = placement.runner_ids or everyone
         for cfg in configs:

@@ -163,7 +163,8 @@ class Agent:
                 self._stop(proc, "stop requested")
             elif ctl.type == "rate" and ctl.rate is not None and self.cfg.role == "caller":
                 log.info("rate -> %g calls/s", ctl.rate)
-                send_control(self.cfg.local_ip, self.cfg.control_port, f"cset rate {ctl.rate:g}")
+                ip = self.cfg.control_ip or self.cfg.local_ip
+                send_control(ip, self.cfg.control_port, f"cset rate {ctl.rate:g}")
 
     def _wait_for_go(self) -> bool:
         """A caller started ahead of time: ready, and no call until `go`. False: stopped (a

@@ -186,7 +186,8 @@ class SippRegister:
         reasons = parse_error_file(files.errors)
         attempt = classify(proc.returncode, successes, reasons, aborted)
         if attempt.ok and files.log is not None and files.log.exists():
-            contact = f"{cfg.local_ip}:{cfg.local_port}"
+            host = f"[{cfg.local_ip}]" if ":" in cfg.local_ip else cfg.local_ip
+            contact = f"{host}:{cfg.local_port}"
             granted = granted_expires(files.log.read_text(errors="replace"), contact)
             attempt = Attempt(True, exit_code=attempt.exit_code, granted_s=granted)
         return attempt
@@ -221,8 +222,8 @@ class Registration:
         if kind == "register":
             return None, None  # the runner's own: the main SIPp does not run yet
         sip_kind = socket.SOCK_DGRAM if self.cfg.transport == "udp" else socket.SOCK_STREAM
-        ip = self.cfg.local_ip
-        return free_port(ip, sip_kind), free_port(ip, socket.SOCK_DGRAM)
+        control_ip = self.cfg.control_ip or self.cfg.local_ip
+        return free_port(self.cfg.local_ip, sip_kind), free_port(control_ip, socket.SOCK_DGRAM)
 
     def _count(self, kind: Kind, attempt: Attempt) -> None:
         with self._lock:

@@ -79,7 +79,7 @@ def build_command(
     argv += ["-t", "u1" if cfg.transport == "udp" else "t1"]
     argv += ["-i", cfg.local_ip, "-p", str(local_port)]
     # Without -ci SIPp binds the control socket on 0.0.0.0; an explicit -cp that is taken is fatal.
-    argv += ["-ci", cfg.local_ip, "-cp", str(control_port)]
+    argv += ["-ci", cfg.control_ip or cfg.local_ip, "-cp", str(control_port)]
     argv += ["-buff_size", str(cfg.buff_size)]
     argv += ["-trace_stat", "-stf", str(files.stat), "-fd", str(cfg.stats_interval_s)]
     argv += ["-trace_rtt", "-rtt_freq", str(RTT_FREQ)]

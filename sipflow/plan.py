@@ -65,6 +65,7 @@ def runner_configs(
     mqtt_port: int,
     runs_dir: Path,
     wait_for_go: bool = False,
+    control_ips: Mapping[str, str] | None = None,
 ) -> list[RunnerConfig]:
     """The configs of the session's runners of `role`.
 
@@ -102,6 +103,7 @@ def runner_configs(
                     local_ip=addresses[rid],
                     local_port=SIP_PORT,
                     control_port=CONTROL_PORT,
+                    control_ip=(control_ips or {}).get(rid),
                     accounts=[accounts[i % len(accounts)]] if accounts else [],
                     domain=target.sip_domain if target else None,
                     registrar=registrar,
@@ -136,6 +138,7 @@ def runner_configs(
                 local_ip=addresses[rid],
                 local_port=SIP_PORT,
                 control_port=CONTROL_PORT,
+                control_ip=(control_ips or {}).get(rid),
                 remote=remote,
                 accounts=_accounts(callers),
                 call_to=call_to,

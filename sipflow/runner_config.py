@@ -33,8 +33,10 @@ class RunnerConfig(BaseModel):
     transport: Literal["udp", "tcp"] = "udp"
     local_ip: str
     local_port: int = 5060
-    # SIPp's UDP control socket (rate changes); bound on local_ip.
+    # SIPp's UDP control socket (rate changes); bound on control_ip, else local_ip. SIPp binds
+    # it over IPv4 only: a runner on an IPv6 local_ip gets an IPv4 control_ip of its own.
     control_port: int = 8888
+    control_ip: str | None = None
     # host:port that requests go to: the system under test, or a callee runner.
     remote: str | None = None
     # Accounts this runner uses: a callee registers and answers as accounts[0]; a caller places
