@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from backends.local import LocalBackend
 from backends.netns import namespace, namespaces
@@ -24,7 +25,7 @@ from tests.api_fixtures import dead_address, temporal_stack_fixture  # noqa: F40
 
 async def start_open(address: str, sids: list[str]) -> None:
     """Open workflows: nobody polls their task queue."""
-    client = await Client.connect(address)
+    client = await Client.connect(address, data_converter=pydantic_data_converter)
     for sid in sids:
         await client.start_workflow(
             WORKFLOW_NAME,
