@@ -15,22 +15,16 @@ clean disconnect.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import queue
 import signal
-import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from urllib.error import HTTPError, URLError
-from urllib.request import Request, urlopen
-
-from pydantic import TypeAdapter
 
 from runners import injection, scenario_files
 from runners.image import HEARTBEAT_PATH
@@ -50,7 +44,7 @@ from sipflow.messages import (
     control_topic,
     runner_topic,
 )
-from sipflow.runner_config import AccountConfig, RunnerConfig
+from sipflow.runner_config import RunnerConfig
 
 log = logging.getLogger("runners.agent")
 
@@ -64,7 +58,6 @@ READY_TIMEOUT_S = 10.0
 DRAIN_MAX_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
 ACK_TIMEOUT_S = 30.0
-FETCH_TIMEOUT_S = 60.0  # how long a containerized agent retries reaching the API
 HEARTBEAT_EVERY_S = 2.0
 HEALTHY_WITHIN_S = 15.0
 
@@ -386,55 +379,6 @@ def _reasons_text(result: RunResult) -> str:
     return f"SIPp exit code {result.exit_code}, {result.summary.failed_calls} failed calls"
 
 
-class FetchRefused(Exception):
-    """The API refused the token (wrong, or the session no longer runs)."""
-
-
-def _get(url: str, token: str, deadline: float) -> bytes:
-    """GET with the runner token; retries while the API is unreachable or answers 5xx."""
-    delay = 0.5
-    while True:
-        req = Request(url, headers={"Authorization": f"Bearer {token}"})
-        try:
-            with urlopen(req, timeout=10) as resp:
-                body: bytes = resp.read()
-                return body
-        except HTTPError as e:
-            if e.code < 500:
-                raise FetchRefused(f"GET {url}: HTTP {e.code}") from None
-            problem = f"HTTP {e.code}"
-        except (URLError, OSError) as e:
-            problem = str(getattr(e, "reason", e))
-        if time.monotonic() + delay > deadline:
-            raise TimeoutError(f"GET {url}: {problem}")
-        log.warning("GET %s: %s; retrying", url, problem)
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
-
-
-def fetch_config(base_url: str, token: str, timeout: float = FETCH_TIMEOUT_S) -> RunnerConfig:
-    """The runner's config, accounts and scenario from the API (api/routes/runner_files.py)."""
-    deadline = time.monotonic() + timeout
-    cfg = RunnerConfig.model_validate_json(_get(f"{base_url}/config", token, deadline))
-    accounts = TypeAdapter(list[AccountConfig]).validate_json(
-        _get(f"{base_url}/accounts", token, deadline)
-    )
-    update: dict[str, object] = {"accounts": accounts}
-    if cfg.scenario == "custom":
-        update["scenario_xml"] = _get(f"{base_url}/scenario", token, deadline).decode()
-    return cfg.model_copy(update=update)
-
-
-def resolve_local_ip(cfg: RunnerConfig) -> RunnerConfig:
-    """In a container the config names the runner (its host name on the session network);
-    SIPp binds the address that name has."""
-    try:
-        ipaddress.ip_address(cfg.local_ip)
-        return cfg
-    except ValueError:
-        return cfg.model_copy(update={"local_ip": socket.gethostbyname(cfg.local_ip)})
-
-
 def health_check(heartbeat_file: Path) -> int:
     """0 when the agent touched its heartbeat file recently (it runs and has the broker)."""
     try:
@@ -473,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.token_file is None:
             parser.error("--config-url needs --token-file")
         token = args.token_file.read_text().strip()
+        # Imported here: urllib costs a process ~50 ms of start-up, and only containers fetch.
+        from runners.config_fetch import FetchRefused, fetch_config, resolve_local_ip
+
         try:
             cfg = resolve_local_ip(fetch_config(args.config_url.rstrip("/"), token))
         except (FetchRefused, TimeoutError) as e:
