@@ -8,14 +8,15 @@ addresses still work and only the bookkeeping is skipped.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
 import logging
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
+
+from backends.locked_table import locked_table
 
 log = logging.getLogger(__name__)
 MACHINE_LOCK = Path("/tmp/sipflow-loopback.lock")
@@ -58,16 +59,9 @@ class LoopbackNetworks:
             if addr.startswith(prefix)
         }
 
-    @contextmanager
-    def _locked(self) -> Iterator[dict[str, int]]:
-        """The allocation table (session id -> third octet), under a file lock."""
-        path = self.state_dir / "subnets.json"
-        # One lock for the whole machine: the loopback device is shared by every stack.
-        with open(MACHINE_LOCK, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            table: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
-            yield table
-            path.write_text(json.dumps(table))
+    def _locked(self) -> AbstractContextManager[dict[str, Any]]:
+        """The allocation table (session id -> third octet), under the machine-wide lock."""
+        return locked_table(self.state_dir / "subnets.json", MACHINE_LOCK)
 
     def provision(self, session_id: str, addresses: list[int]) -> str:
         """Idempotent: returns the session's subnet prefix (e.g. '127.201.7')."""

@@ -22,14 +22,15 @@ allocated machine-wide: the host ends on the machine's interfaces say which are 
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
 import logging
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
+
+from backends.locked_table import locked_table
 
 log = logging.getLogger(__name__)
 MACHINE_LOCK = Path("/tmp/sipflow-netns.lock")
@@ -109,15 +110,9 @@ class NamespaceNetworks:
         index = (int(ipaddress.IPv4Address(f"{prefix}.0")) - int(self.pool.network_address)) >> 8
         return str(self.pool6.network_address + (index << 64) + host)
 
-    @contextmanager
-    def _locked(self) -> Iterator[dict[str, str]]:
-        """The allocation table (session id -> subnet), under a machine-wide lock."""
-        path = self.state_dir / "namespaces.json"
-        with open(MACHINE_LOCK, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            table: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-            yield table
-            path.write_text(json.dumps(table))
+    def _locked(self) -> AbstractContextManager[dict[str, Any]]:
+        """The allocation table (session id -> subnet), under the machine-wide lock."""
+        return locked_table(self.state_dir / "namespaces.json", MACHINE_LOCK)
 
     def _free_subnet(self, table: dict[str, str]) -> ipaddress.IPv4Network:
         taken = [ipaddress.IPv4Network(s) for s in table.values()] + _host_networks()

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
+from sipflow.addresses import host_port, uri_host
 from sipflow.runner_config import AccountConfig, RunnerConfig
 
 Phase = Literal["register", "main"]
@@ -30,10 +31,6 @@ _FORBIDDEN = set(";[]\r\n\t ")
 
 # A bracketed IPv6 literal (a host, or host:port) passes SIPp's injection as it is (measured).
 _IPV6_HOST = re.compile(r"^\[[0-9A-Fa-f:.]+\]")
-
-
-def _uri_host(ip: str) -> str:
-    return f"[{ip}]" if ":" in ip else ip
 
 
 def _check(value: str, what: str) -> str:
@@ -63,7 +60,7 @@ def _row(account: AccountConfig, domain: str, callee: str, target: str, contact:
 
 
 def rows_for(cfg: RunnerConfig, phase: Phase) -> list[list[str]]:
-    contact = f"{_uri_host(cfg.local_ip)}:{cfg.local_port}"
+    contact = host_port(cfg.local_ip, cfg.local_port)
     accounts = cfg.accounts or [AccountConfig(user=DEFAULT_USER)]
     if phase == "register":
         if cfg.registrar is None:
@@ -73,9 +70,9 @@ def rows_for(cfg: RunnerConfig, phase: Phase) -> list[list[str]]:
     if cfg.scenario == "register" and cfg.registrar is not None:
         target = cfg.registrar.domain
     else:
-        target = cfg.domain or cfg.remote or _uri_host(cfg.local_ip)
+        target = cfg.domain or cfg.remote or uri_host(cfg.local_ip)
     registrar_domain = cfg.registrar.domain if cfg.registrar else None
-    domain = cfg.domain or registrar_domain or _uri_host(cfg.local_ip)
+    domain = cfg.domain or registrar_domain or uri_host(cfg.local_ip)
     callees = cfg.call_to or [DEFAULT_USER]
     n = max(len(accounts), len(callees))
     return [

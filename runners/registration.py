@@ -38,6 +38,7 @@ from runners.sipp_command import RegisterRun, SippFiles, build_command, rtt_file
 from runners.sipp_errors import parse_error_file
 from runners.sipp_process import SippProcess
 from runners.sipp_stats import parse_stat_text
+from sipflow.addresses import host_port
 from sipflow.messages import RegistrationCounts
 from sipflow.runner_config import RunnerConfig
 
@@ -186,8 +187,7 @@ class SippRegister:
         reasons = parse_error_file(files.errors)
         attempt = classify(proc.returncode, successes, reasons, aborted)
         if attempt.ok and files.log is not None and files.log.exists():
-            host = f"[{cfg.local_ip}]" if ":" in cfg.local_ip else cfg.local_ip
-            contact = f"{host}:{cfg.local_port}"
+            contact = host_port(cfg.local_ip, cfg.local_port)
             granted = granted_expires(files.log.read_text(errors="replace"), contact)
             attempt = Attempt(True, exit_code=attempt.exit_code, granted_s=granted)
         return attempt

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runners.injection import Phase
+from sipflow.addresses import host_port
 from sipflow.runner_config import RunnerConfig
 
 # rtd samples are written one line per call (-rtt_freq 1), so every sample reaches the histogram.
@@ -67,10 +68,7 @@ def build_command(
     if phase == "register":
         if cfg.registrar is None:
             raise ValueError("register phase needs a registrar")
-        host = cfg.registrar.host
-        argv.append(
-            f"[{host}]:{cfg.registrar.port}" if ":" in host else f"{host}:{cfg.registrar.port}"
-        )
+        argv.append(host_port(cfg.registrar.host, cfg.registrar.port))
     elif cfg.role == "caller":
         if not cfg.remote:
             raise ValueError("a caller needs `remote`")

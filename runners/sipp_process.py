@@ -18,7 +18,7 @@ Transport = Literal["udp", "tcp"]
 TCP_LISTEN = "0A"
 
 
-def _hex_addr(ip: str, port: int) -> str:
+def proc_net_address(ip: str, port: int) -> str:
     """ip:port as /proc/net/{udp,tcp}[6] write it: 32-bit words in host (little-endian) order."""
     if ":" in ip:
         packed = socket.inet_pton(socket.AF_INET6, ip)
@@ -26,6 +26,11 @@ def _hex_addr(ip: str, port: int) -> str:
         return f"{words}:{port:04X}"
     packed = socket.inet_aton(ip)
     return f"{int.from_bytes(packed, 'little'):08X}:{port:04X}"
+
+
+def proc_net_table(ip: str, transport: Transport) -> str:
+    """The /proc/net table an ip's sockets are listed in: udp, tcp, udp6, tcp6."""
+    return f"{transport}6" if ":" in ip else transport
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -47,8 +52,8 @@ def _socket_inodes(pid: int) -> set[str]:
 def is_listening(pid: int, ip: str, port: int, transport: Transport) -> bool:
     """True when process pid holds a socket bound to ip:port (TCP: in LISTEN state)."""
     inodes = _socket_inodes(pid)
-    want = _hex_addr(ip, port)
-    table = Path(f"/proc/{pid}/net/{transport}{'6' if ':' in ip else ''}")
+    want = proc_net_address(ip, port)
+    table = Path(f"/proc/{pid}/net/{proc_net_table(ip, transport)}")
     try:
         lines = table.read_text().splitlines()[1:]
     except OSError:

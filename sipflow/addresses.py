@@ -1,5 +1,5 @@
 """Host addresses as SIP and sockets want them: IPv6 literals in brackets where a port follows
-or inside a URI."""
+or inside a URI. Used by the domain and by the runner agent (the runner image holds it)."""
 
 from __future__ import annotations
 

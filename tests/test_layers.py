@@ -21,7 +21,12 @@ PACKAGES = ("sipflow", "runners", "backends", "activities", "workflows", "api", 
 # What each package may import from the others (its own modules always).
 ALLOWED: dict[str, set[str]] = {
     "sipflow": set(),
-    "runners": {"sipflow.messages", "sipflow.runner_config", "sipflow.histogram"},
+    "runners": {
+        "sipflow.addresses",
+        "sipflow.messages",
+        "sipflow.runner_config",
+        "sipflow.histogram",
+    },
     "backends": {"sipflow", "runners.image"},
     "activities": {"sipflow", "backends"},
     "workflows": {"sipflow", "activities"},
@@ -34,7 +39,12 @@ ALLOWED: dict[str, set[str]] = {
     "entrypoints": {"sipflow", "backends", "activities", "workflows", "api"},
 }
 # The runner image copies exactly these files of sipflow (deploy/runner/Containerfile).
-RUNNER_IMAGE_SIPFLOW = {"sipflow.messages", "sipflow.runner_config", "sipflow.histogram"}
+RUNNER_IMAGE_SIPFLOW = {
+    "sipflow.addresses",
+    "sipflow.messages",
+    "sipflow.runner_config",
+    "sipflow.histogram",
+}
 
 
 def imports_of(path: Path) -> set[str]:

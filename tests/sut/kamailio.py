@@ -6,25 +6,21 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from runners.sipp_process import proc_net_address, proc_net_table
+from sipflow.addresses import host_port
+
 CONFIG = Path(__file__).resolve().parent / "kamailio-registrar.cfg"
 KAMAILIO = "/usr/sbin/kamailio"
 
 
 def _udp_bound(ip: str, port: int, netns: str | None = None) -> bool:
-    if ":" in ip:  # /proc/net/udp6: four 32-bit words, each in host (little-endian) order
-        packed = socket.inet_pton(socket.AF_INET6, ip)
-        words = "".join(f"{int.from_bytes(packed[i : i + 4], 'little'):08X}" for i in (0, 4, 8, 12))
-        want, table = f"{words}:{port:04X}", "/proc/net/udp6"
-    else:
-        want = f"{int.from_bytes(socket.inet_aton(ip), 'little'):08X}:{port:04X}"
-        table = "/proc/net/udp"
+    want, table = proc_net_address(ip, port), f"/proc/net/{proc_net_table(ip, 'udp')}"
     if netns is None:
         text = Path(table).read_text()
     else:
@@ -49,8 +45,9 @@ def kamailio(
     shared memory (64 MB default answered 500 under load), -n 1 worker per interface, -w and -Y
     in work_dir (no /var/run needed). Stopped with SIGTERM to its process group."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    listen = f"[{ip}]" if ":" in ip else ip
-    text = re.sub(r"^listen=.*$", f"listen=udp:{listen}:{port}", config.read_text(), flags=re.M)
+    text = re.sub(
+        r"^listen=.*$", f"listen=udp:{host_port(ip, port)}", config.read_text(), flags=re.M
+    )
     ctl = work_dir / "kamailio-ctl.sock" if "CTL_SOCKET" in text else None
     text = text.replace("CTL_SOCKET", str(ctl))
     cfg_path = work_dir / "kamailio.cfg"
