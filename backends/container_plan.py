@@ -10,8 +10,6 @@ host's loopback is reached through the host alias.
 
 from __future__ import annotations
 
-import ipaddress
-
 from runners.image import CONTAINER_RUNS_DIR
 from sipflow import plan
 from sipflow.messages import ROLES, Role
@@ -20,32 +18,13 @@ from sipflow.settings import Settings
 from sipflow.spec import SessionSpec
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "ip6-localhost", "ip6-loopback"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def container_spec(spec: SessionSpec, settings: Settings) -> SessionSpec:
-    """The spec as containers see it: a target on the host's loopback is the container host."""
-    if spec.target is None or not is_loopback(spec.target.host):
-        return spec
-    target = spec.target.model_copy(
-        update={"host": settings.docker_host_alias, "domain": spec.target.sip_domain}
-    )
-    return spec.model_copy(update={"target": target})
-
-
 def container_runner_configs(
     spec: SessionSpec, session_id: str, role: Role, settings: Settings
 ) -> list[RunnerConfig]:
     mqtt_host, mqtt_port = settings.container_mqtt
     by_name = {rid: rid for r in ROLES for rid in plan.runner_ids(spec, r)}
     return plan.runner_configs(
-        container_spec(spec, settings),
+        plan.loopback_target_as(spec, settings.docker_host_alias),
         session_id,
         role,
         addresses=by_name,

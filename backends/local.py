@@ -13,18 +13,16 @@ its network across a change of the setting or an upgrade; teardown and the sweep
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Self
 
 from backends import impairment
 from backends.agent_processes import AgentProcesses
 from backends.base import PermanentBackendError, RunnerBackend
-from backends.container_plan import is_loopback
 from backends.loopback import LoopbackNetworks
 from backends.netns import HOST_END, NamespaceNetworks, NetnsError, host_veth, namespace
 from sipflow import plan
-from sipflow.addresses import is_ipv6
+from sipflow.addresses import is_ipv6, is_loopback
 from sipflow.messages import ROLES, Role
 from sipflow.placement import Placement, StartedRunner
 from sipflow.settings import Settings
@@ -39,15 +37,6 @@ ROLE_HOST_BASE = {"callee": 10, "caller": 100}
 def host_number(runner_id: str) -> int:
     role, _, index = runner_id.rpartition("-")
     return ROLE_HOST_BASE[role] + int(index)
-
-
-def namespace_spec(spec: SessionSpec, host_end: str) -> SessionSpec:
-    """The spec as runners in a namespace see it: a target on the host's loopback is the host
-    end of their veth (DNATed back to 127.0.0.1); its SIP domain stays what it was."""
-    if spec.target is None or not is_loopback(spec.target.host):
-        return spec
-    target = spec.target.model_copy(update={"host": host_end, "domain": spec.target.sip_domain})
-    return spec.model_copy(update={"target": target})
 
 
 class LocalBackend(RunnerBackend):
@@ -87,7 +76,7 @@ class LocalBackend(RunnerBackend):
                     "an IPv6 target needs the session's own namespace (runners on loopback "
                     "aliases have IPv4 addresses only): SIPFLOW_LOCAL_NETWORK=netns"
                 )
-            if ipaddress.ip_address(spec.target.host.strip("[]")).is_loopback:
+            if is_loopback(spec.target.host):
                 raise PermanentBackendError(
                     "an IPv6 target on the host's loopback (::1) cannot be reached from the "
                     "session's namespace (IPv6 has no route_localnet): let the SUT listen on "
@@ -160,7 +149,7 @@ class LocalBackend(RunnerBackend):
         control_ips: dict[str, str] = {}
         if netns is not None:  # the host, the broker and a loopback SUT are the veth's host end
             mqtt_host = f"{placement.subnet}.{HOST_END}"
-            spec = namespace_spec(spec, mqtt_host)
+            spec = plan.loopback_target_as(spec, mqtt_host)
             if spec.target is not None and is_ipv6(spec.target.host):
                 # SIP over IPv6 from the namespace's ULA addresses; MQTT stays on IPv4.
                 v6 = self.namespaces.address6

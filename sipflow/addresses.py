@@ -13,6 +13,16 @@ def is_ipv6(host: str) -> bool:
         return False
 
 
+def is_loopback(host: str) -> bool:
+    """A name or address of the host's loopback (127/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "ip6-localhost", "ip6-loopback"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def uri_host(host: str) -> str:
     """`host` as the host part of a SIP URI or a host:port: [fd00::2] for an IPv6 literal."""
     bare = host.strip("[]")

@@ -10,13 +10,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from sipflow.addresses import host_port
+from sipflow.addresses import host_port, is_loopback
 from sipflow.messages import Role
 from sipflow.runner_config import AccountConfig, RegistrarConfig, RunnerConfig
 from sipflow.spec import CustomScenario, RoleSpec, SessionSpec
 
 SIP_PORT = 5060
 CONTROL_PORT = 8888
+
+
+def loopback_target_as(spec: SessionSpec, host: str) -> SessionSpec:
+    """The spec as runners that do not share the host's loopback see it (a container, a
+    namespace): a target on the loopback is `host`, the host as they reach it; its SIP domain
+    stays what it was."""
+    if spec.target is None or not is_loopback(spec.target.host):
+        return spec
+    target = spec.target.model_copy(update={"host": host, "domain": spec.target.sip_domain})
+    return spec.model_copy(update={"target": target})
 
 
 def runner_id(role: Role, index: int) -> str:
