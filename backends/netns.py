@@ -174,12 +174,14 @@ class NamespaceNetworks:
             == 0
         ):
             removed.append(f"nft table {table}")
-        if ns in namespaces():
-            _run(["ip", "netns", "del", ns], check=False)  # takes the veth pair with it
-            removed.append(f"netns {ns}")
+        # The veth goes first, by name: a namespace's deletion frees its links later, in the
+        # kernel's own time, so what is left after `ip netns del` would be a race.
         if _run(["ip", "-j", "link", "show", "dev", veth], check=False).strip():
             _run(["ip", "link", "del", veth], check=False)
             removed.append(f"veth {veth}")
+        if ns in namespaces():
+            _run(["ip", "netns", "del", ns], check=False)
+            removed.append(f"netns {ns}")
         return removed
 
     def teardown(self, session_id: str) -> list[str]:

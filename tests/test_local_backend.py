@@ -79,6 +79,7 @@ def test_placement_addresses_and_sweep_of_a_dead_session(tmp_path: Path, mode: s
             assert sorted(removed[dead]) == [
                 f"netns {namespace(dead)}",
                 f"nft table {namespace(dead)}",
+                f"veth sfh{dead}",
             ]
         assert addresses_of(dead, mode) == [] and addresses_of(alive, mode) != []
         assert dead not in backend.sessions_present()
@@ -107,9 +108,8 @@ def test_sipflow_sweep_removes_what_a_dead_session_left(
         runner = CliRunner()
         result = runner.invoke(app, ["sweep", "--backend", "local"])
         assert result.exit_code == 0, result.output
-        assert f"local {sid}: removed nft table {namespace(sid)}, netns {namespace(sid)}" in (
-            result.stdout
-        )
+        ns = namespace(sid)
+        assert f"local {sid}: removed nft table {ns}, veth sfh{sid}, netns {ns}" in result.stdout
         assert namespace(sid) not in namespaces()
         assert "nothing to sweep" in runner.invoke(app, ["sweep", "--backend", "local"]).stdout
         wrong = runner.invoke(app, ["sweep", "--backend", "fargate"])

@@ -73,7 +73,9 @@ def test_runner_reaches_host_loopback_and_is_reached_from_it(tmp_path: Path) -> 
     finally:
         server.close()
         removed = nets.teardown(sid)
-    assert sorted(removed) == sorted([f"nft table sipflow-{sid}", f"netns sipflow-{sid}"])
+    assert sorted(removed) == sorted(
+        [f"nft table sipflow-{sid}", f"netns sipflow-{sid}", f"veth {host_veth(sid)}"]
+    )
     assert leftovers(sid) == [] and nets.teardown(sid) == []
 
 
