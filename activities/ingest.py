@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
 
+from backends.runner_tokens import INGEST_USER, broker_password, token_key
 from sipflow import store
 from sipflow.db import session_scope
 from sipflow.messages import DoneMessage, RunnerState, StatsMessage, parse_runner_topic
@@ -119,6 +120,7 @@ class IngestActivities:
             clean_session=False,
             manual_ack=True,
         )
+        mq.username_pw_set(INGEST_USER, broker_password(token_key(self.settings), INGEST_USER))
         mq.max_inflight_messages_set(100)
         mq.on_connect, mq.on_subscribe, mq.on_message = on_connect, on_subscribe, on_message
         mq.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=10)

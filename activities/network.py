@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import legacy
+from backends import broker_auth
 from backends.base import PermanentBackendError
 from backends.registry import Backends
 from sipflow.placement import Placement
@@ -49,6 +50,7 @@ class NetworkActivities:
     @activity.defn
     def teardown_network(self, req: Placement | str) -> list[str]:
         """Idempotent: removes what the session has on its placement's backend (containers too,
-        on the docker backend)."""
+        on the docker backend) and its runners' broker credentials."""
         placement = req if isinstance(req, Placement) else legacy.placement(self.settings, req)
-        return self.backends.get(placement.backend).teardown(placement)
+        gone = self.backends.get(placement.backend).teardown(placement)
+        return gone + broker_auth.remove_session(self.settings, placement.session_id)

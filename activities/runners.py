@@ -12,8 +12,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import legacy
+from backends import broker_auth
 from backends.base import PermanentBackendError
 from backends.registry import Backends
+from backends.runner_tokens import CONTROL_USER, broker_password, token_key
+from sipflow import plan
 from sipflow.messages import ControlMessage, Role, control_topic
 from sipflow.placement import Placement, StartedRunner
 from sipflow.settings import Settings
@@ -54,6 +57,12 @@ class RunnerActivities:
         spec = SessionSpec.model_validate(req.spec)
         peers = req.peers if req.peers is not None else legacy.peers(req.placement, spec)
         backend = self.backends.get(req.placement.backend)
+        # Their broker credentials first: an agent connects as soon as it starts.
+        ids = plan.runner_ids(spec, req.role)
+        placed = req.placement.runner_ids
+        broker_auth.add_runners(
+            self.settings, req.placement.session_id, [r for r in ids if not placed or r in placed]
+        )
         try:
             return backend.start(req.placement, spec, req.role, peers, hold=req.hold)
         except PermanentBackendError as exc:
@@ -77,6 +86,8 @@ class RunnerActivities:
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"sipflow-ctl-{time.time_ns()}"
         )
+        password = broker_password(token_key(self.settings), CONTROL_USER)
+        client.username_pw_set(CONTROL_USER, password)
         client.connect(self.settings.mqtt_host, self.settings.mqtt_port)
         client.loop_start()
         try:

@@ -10,6 +10,7 @@ host's loopback is reached through the host alias.
 
 from __future__ import annotations
 
+from backends.runner_tokens import token_key, with_broker_login
 from runners.image import CONTAINER_RUNS_DIR
 from sipflow import plan
 from sipflow.messages import ROLES, Role
@@ -23,7 +24,7 @@ def container_runner_configs(
 ) -> list[RunnerConfig]:
     mqtt_host, mqtt_port = settings.container_mqtt
     by_name = {rid: rid for r in ROLES for rid in plan.runner_ids(spec, r)}
-    return plan.runner_configs(
+    configs = plan.runner_configs(
         plan.loopback_target_as(spec, settings.docker_host_alias),
         session_id,
         role,
@@ -33,6 +34,8 @@ def container_runner_configs(
         mqtt_port=mqtt_port,
         runs_dir=CONTAINER_RUNS_DIR,
     )
+    key = token_key(settings)
+    return [with_broker_login(key, cfg) for cfg in configs]
 
 
 def container_runner_config(

@@ -21,6 +21,7 @@ from backends.agent_processes import AgentProcesses
 from backends.base import PermanentBackendError, RunnerBackend
 from backends.loopback import LoopbackNetworks
 from backends.netns import HOST_END, NamespaceNetworks, NetnsError, host_veth, namespace
+from backends.runner_tokens import token_key, with_broker_login
 from sipflow import plan
 from sipflow.addresses import is_ipv6, is_loopback
 from sipflow.messages import ROLES, Role
@@ -168,6 +169,8 @@ class LocalBackend(RunnerBackend):
             control_ips=control_ips,
         )
         placed = placement.runner_ids or everyone
+        key = token_key(self.settings)
+        configs = [with_broker_login(key, cfg) for cfg in configs]
         for cfg in configs:
             if cfg.runner_id in placed:
                 self.agents.start(cfg, netns)

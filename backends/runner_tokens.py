@@ -17,6 +17,7 @@ import os
 import secrets
 from pathlib import Path
 
+from sipflow.runner_config import RunnerConfig
 from sipflow.settings import Settings
 
 PREFIX = "sfr1."
@@ -53,3 +54,31 @@ def runner_token(key: bytes, session_id: str, runner_id: str) -> str:
 
 def token_matches(key: bytes, session_id: str, runner_id: str, token: str) -> bool:
     return hmac.compare_digest(runner_token(key, session_id, runner_id), token)
+
+
+# -- broker credentials (backends/broker_auth.py) ----------------------------------------------
+# A runner's MQTT password is derived like its token, under the same key but with a label of its
+# own, so a broker password is never a valid API token and the other way round. Every holder of
+# the key (worker, API, the stack writing the broker's file) derives the same credentials and
+# nothing has to be stored or handed over besides the runner's config.
+ADMIN_USER = "sipflow-admin"  # creates and removes runner clients (dynamic security)
+INGEST_USER = "sipflow-ingest"  # the worker's ingest: reads every session's runner topics
+CONTROL_USER = "sipflow-control"  # the worker: publishes control messages
+LIVE_USER = "sipflow-live"  # the API's dashboard: reads runner topics for the live view
+RUNNER_USER_PREFIX = "runner/"
+
+
+def runner_broker_user(session_id: str, runner_id: str) -> str:
+    return f"{RUNNER_USER_PREFIX}{session_id}/{runner_id}"
+
+
+def broker_password(key: bytes, username: str) -> str:
+    mac = hmac.new(key, b"mqtt\0" + username.encode(), hashlib.sha256).digest()
+    return "sfm1." + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def with_broker_login(key: bytes, cfg: RunnerConfig) -> RunnerConfig:
+    user = runner_broker_user(cfg.session_id, cfg.runner_id)
+    return cfg.model_copy(
+        update={"mqtt_username": user, "mqtt_password": broker_password(key, user)}
+    )

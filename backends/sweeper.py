@@ -20,6 +20,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
+from backends import broker_auth
 from backends.base import RunnerBackend
 from backends.registry import Backends, names
 from sipflow import store
@@ -55,11 +56,26 @@ def sweep(backend: RunnerBackend, still_running: Callable[[str], bool]) -> dict[
     return removed
 
 
+def sweep_broker(settings: Settings, still_running: Callable[[str], bool]) -> dict[str, list[str]]:
+    """Session id -> broker clients removed: runner credentials of sessions that no longer run."""
+    with broker_auth.admin(settings) as admin:
+        present = {broker_auth.session_of(u) for u in broker_auth.runner_users(admin)}
+        dead = {sid for sid in present if not still_running(sid)}
+        gone = broker_auth.remove_sessions(admin, dead)
+    removed: dict[str, list[str]] = {}
+    for user in gone:
+        removed.setdefault(broker_auth.session_of(user), []).append(user)
+    for sid, users in removed.items():
+        log.info("swept session %s on the broker: %s", sid, ", ".join(users))
+    return removed
+
+
 def sweep_all(
     backends: Backends, still_running: Callable[[str], bool], only: Iterable[str] | None = None
 ) -> dict[str, dict[str, list[str]]]:
-    """Backend -> session -> what was removed. A backend that cannot be reached (an engine that
-    is down) is logged and skipped: the next sweep tries again."""
+    """Backend -> session -> what was removed ("mqtt": runner credentials on the broker, when
+    every backend is swept). A backend that cannot be reached (an engine that is down) is
+    logged and skipped: the next sweep tries again."""
     result: dict[str, dict[str, list[str]]] = {}
     for name in only or names():
         try:
@@ -69,6 +85,14 @@ def sweep_all(
             continue
         if removed:
             result[name] = removed
+    if only is None:  # the broker's runner credentials belong to no backend
+        try:
+            removed = sweep_broker(backends.settings, still_running)
+        except Exception as exc:
+            log.warning("sweep of the broker's runner credentials failed: %s", exc)
+        else:
+            if removed:
+                result["mqtt"] = removed
     return result
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from backends import broker_auth
+from backends.runner_tokens import token_key
 from entrypoints.stack import Stack, StackConfig
 from sipflow import histogram, store
 from sipflow.db import migrate, session_scope
@@ -83,6 +85,9 @@ def run(runners: int, seconds: int, interval: float, keep: bool) -> int:
         stack.start_api()
 
         mq = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        key = token_key(stack.settings())
+        with broker_auth.DynsecAdmin("127.0.0.1", stack.config.mqtt_port, key, 10) as admin:
+            mq.username_pw_set(**broker_auth.add_stand_in(admin, key, "bench-publisher"))
         mq.connect("127.0.0.1", stack.config.mqtt_port)
         mq.loop_start()
         with sync_playwright() as p:

@@ -518,6 +518,28 @@ def api_server(
     )
 
 
+# -- sipflow broker-config -----------------------------------------------------------------------
+@app.command("broker-config")
+def broker_config(
+    path: Annotated[Path, typer.Argument(help="The dynamic-security plugin's JSON file")],
+    owner: Annotated[
+        str | None, typer.Option(help="uid:gid to own the file (the broker's user)")
+    ] = None,
+) -> None:
+    """Write (or refresh) mosquitto's dynamic-security file: sipflow's service clients, with
+    credentials derived from SIPFLOW_RUNNER_TOKEN_SECRET. Run before the broker starts."""
+    import os
+
+    from backends import broker_auth
+    from backends.runner_tokens import token_key
+
+    broker_auth.write_config(path, token_key(get_settings()))
+    if owner:
+        uid, _, gid = owner.partition(":")
+        os.chown(path, int(uid), int(gid or -1))
+    out.print(f"wrote {escape(str(path))}")
+
+
 # -- sipflow sweep -------------------------------------------------------------------------------
 @app.command()
 def sweep(

@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backends import broker_auth
+from backends.runner_tokens import token_key
+from sipflow.settings import Settings
 from sipflow.workflow_types import SEARCH_ATTRIBUTES
 
 
@@ -117,6 +120,14 @@ class Stack:
         env.update(self.config.extra_env)
         return env
 
+    def settings(self) -> Settings:
+        """The settings the children read (for the secrets they derive from the same key)."""
+        env = {**os.environ, **self.env()}
+        kw: dict[str, object] = {"data_dir": self.data_dir}
+        if env.get("SIPFLOW_RUNNER_TOKEN_SECRET"):
+            kw["runner_token_secret"] = env["SIPFLOW_RUNNER_TOKEN_SECRET"]
+        return Settings(**kw)  # type: ignore[arg-type]
+
     # -- processes ---------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         logs = self.data_dir / "logs"
@@ -153,11 +164,14 @@ class Stack:
         conf_dir = self.data_dir / "mosquitto"
         conf_dir.mkdir(parents=True, exist_ok=True)
         conf = conf_dir / "mosquitto.conf"
+        # No anonymous clients: runners, worker and API log in (backends/broker_auth.py).
+        dynsec = conf_dir / "dynamic-security.json"
+        broker_auth.write_config(dynsec, token_key(self.settings()))
         # Persistent sessions and queued QoS 1 messages survive a broker restart.
         conf.write_text(
             f"listener {self.config.mqtt_port} {self.config.bind_address}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
+            + broker_auth.mosquitto_conf_lines(dynsec)
+            + "persistence true\n"
             f"persistence_location {conf_dir}/\n"
             # Save after every change: a broker killed with -9 keeps what it acknowledged.
             "autosave_on_changes true\n"

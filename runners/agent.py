@@ -97,6 +97,8 @@ class Agent:
             will_payload=self._state_msg("lost", "connection lost"),
             control_topic=control_topic(cfg.session_id),
             on_connected=self._republish_state,
+            username=cfg.mqtt_username,
+            password=cfg.mqtt_password,
         )
 
     # -- MQTT ---------------------------------------------------------------------------------

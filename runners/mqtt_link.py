@@ -39,6 +39,8 @@ class MqttLink:
         will_payload: BaseModel,
         control_topic: str,
         on_connected: Callable[[], None] | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -56,6 +58,8 @@ class MqttLink:
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.will_set(will_topic, encode(will_payload), qos=QOS, retain=True)
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)  # unlimited: nothing is dropped while offline

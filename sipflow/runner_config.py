@@ -54,6 +54,10 @@ class RunnerConfig(BaseModel):
     hold_ms: int = 0
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    # The runner's own broker credential (backends/broker_auth.py): it may publish only to its
+    # own topics and subscribe only to its session's control topic.
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
     work_dir: Path
     stats_interval_s: int = 1
     buff_size: int = 4194304

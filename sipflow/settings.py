@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # Signs the per-session tokens runners fetch their files with. Not set: a random key kept
     # in data_dir/secrets (enough when API and worker share data_dir, as the embedded stack does).
     runner_token_secret: SecretStr | None = None
+    # How long the worker waits for the broker's dynamic-security plugin to answer (creating and
+    # removing runners' broker credentials, backends/broker_auth.py).
+    mqtt_admin_timeout_s: float = 10.0
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from backends import broker_auth
+from backends.runner_tokens import token_key
 from entrypoints.stack import Stack, StackConfig
 from sipflow import histogram
 from sipflow.messages import Counters, RunnerState, StatsMessage, runner_topic
@@ -101,6 +103,7 @@ class DashStack:
         self.api, self.broker, self.database_url = api, broker, database_url
         self.url = api.url
         self.mqtt_port = broker.config.mqtt_port
+        self.key = token_key(broker.settings())
 
 
 @pytest.fixture(name="dash_stack", scope="session")
@@ -113,6 +116,7 @@ def dash_stack_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Das
     url = f"sqlite:///{tmp / 'dash.db'}"
     settings = make_settings(url, dead_address())
     settings.mqtt_port = broker.config.mqtt_port
+    settings.data_dir = broker.data_dir  # the broker's credentials derive from its key
     try:
         with ApiServer(settings) as api:
             yield DashStack(api, broker, url)
@@ -123,8 +127,10 @@ def dash_stack_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Das
 class Publisher:
     """Publishes runner messages as the agent does (QoS 1)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, key: bytes) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        with broker_auth.DynsecAdmin("127.0.0.1", port, key, 10) as admin:
+            self.client.username_pw_set(**broker_auth.add_stand_in(admin, key, "test-publisher"))
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         self.cum: dict[str, Counters] = {}

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from backends import broker_auth
+from backends.runner_tokens import INGEST_USER, broker_password, runner_broker_user
 from sipflow.messages import session_runners_filter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,17 +60,27 @@ def _tcp_open(port: int) -> bool:
         return False
 
 
+# Brokers of this test process by port: an agent started against one gets a runner credential
+# of its own there (AgentProcess), as the worker's start_runners gives one.
+BROKERS: dict[int, Mosquitto] = {}
+
+
 class Mosquitto:
-    """mosquitto on a free loopback port, with persistence so sessions survive a restart."""
+    """mosquitto on a free loopback port, with persistence so sessions survive a restart, and
+    sipflow's access control (no anonymous clients; backends/broker_auth.py)."""
 
     def __init__(self, work_dir: Path, port: int | None = None) -> None:
         self.port = port or free_port()
         self.work_dir = work_dir
         work_dir.mkdir(parents=True, exist_ok=True)
+        self.key = secrets.token_hex(16).encode()
+        dynsec = work_dir / "dynamic-security.json"
+        broker_auth.write_config(dynsec, self.key)
         self.conf = work_dir / "mosquitto.conf"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            f"persistence true\npersistence_location {work_dir}/\n"
+            f"listener {self.port} 127.0.0.1\n"
+            + broker_auth.mosquitto_conf_lines(dynsec)
+            + f"persistence true\npersistence_location {work_dir}/\n"
             # as root mosquitto drops to user mosquitto and then cannot save in a root-owned dir
             + ("user root\n" if os.geteuid() == 0 else "")
         )
@@ -80,10 +93,23 @@ class Mosquitto:
         )
         wait_for(lambda: _tcp_open(self.port), 10, f"mosquitto on {self.port}")
 
+        BROKERS[self.port] = self
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+    def auth(self, user: str) -> dict[str, str]:
+        """A service's login (runner_tokens.*_USER), as paho.mqtt.publish's `auth`."""
+        return {"username": user, "password": broker_password(self.key, user)}
+
+    def add_runner(self, session_id: str, runner_id: str) -> dict[str, str]:
+        """Creates the runner's client and role; its RunnerConfig fields for them."""
+        with broker_auth.DynsecAdmin("127.0.0.1", self.port, self.key, 10) as admin:
+            broker_auth.add_clients(admin, self.key, session_id, [runner_id])
+        user = runner_broker_user(session_id, runner_id)
+        return {"mqtt_username": user, "mqtt_password": broker_password(self.key, user)}
 
 
 @pytest.fixture
@@ -118,6 +144,7 @@ class Collector:
             clean_session=False,
         )
         self.client.reconnect_delay_set(1, 1)
+        self.client.username_pw_set(**BROKERS[self.port].auth(INGEST_USER))
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
 
@@ -171,6 +198,7 @@ def retained_state(port: int, session_id: str, runner_id: str, timeout: float = 
     """The retained state a fresh subscriber gets."""
     got: list[str] = []
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    client.username_pw_set(**BROKERS[port].auth(INGEST_USER))
     topic = f"sipflow/v1/sessions/{session_id}/runners/{runner_id}/state"
     client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
     client.on_message = lambda c, u, m: got.append(json.loads(m.payload)["state"])
@@ -194,6 +222,9 @@ class AgentProcess:
         self.dir = work_root / config["runner_id"]
         self.dir.mkdir(parents=True, exist_ok=True)
         config.setdefault("work_dir", str(self.dir / "work"))
+        broker = BROKERS.get(config.get("mqtt_port", 1883))
+        if broker is not None and "mqtt_username" not in config:
+            config.update(broker.add_runner(config["session_id"], config["runner_id"]))
         self.config_path = self.dir / "runner.json"
         self.config_path.write_text(json.dumps(config))
         self.log_path = self.dir / "agent.log"

@@ -38,7 +38,7 @@ def _running_session(url: str) -> str:
 
 def test_live_points_reach_the_chart(dash_stack: DashStack, page: Any) -> None:
     sid = _running_session(dash_stack.database_url)
-    pub = Publisher(dash_stack.mqtt_port)
+    pub = Publisher(dash_stack.mqtt_port, dash_stack.key)
     try:
         t0 = time.time() - 10
         # Two seconds stored before the page opens (as the worker does): the snapshot has them.

@@ -11,6 +11,7 @@ from typing import Any
 
 import paho.mqtt.publish as mqtt_publish
 
+from backends.runner_tokens import CONTROL_USER
 from sipflow import histogram
 from sipflow.messages import control_topic
 from tests.runner_fixtures import (
@@ -114,7 +115,12 @@ def test_rate_change_and_stop_control(
 
     def publish(payload: str) -> None:
         mqtt_publish.single(
-            control_topic(session), payload, qos=1, hostname="127.0.0.1", port=mosquitto.port
+            control_topic(session),
+            payload,
+            qos=1,
+            hostname="127.0.0.1",
+            port=mosquitto.port,
+            auth=mosquitto.auth(CONTROL_USER),  # type: ignore[arg-type]
         )
 
     publish('{"schema":1,"type":"rate","rate":60}')

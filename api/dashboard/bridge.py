@@ -64,8 +64,11 @@ class _Watched:
 
 
 class MqttBridge:
-    def __init__(self, host: str, port: int, loader: Loader) -> None:
+    def __init__(
+        self, host: str, port: int, loader: Loader, login: tuple[str, str] | None = None
+    ) -> None:
         self.host, self.port = host, port
+        self._login = login  # (username, password) of the API's read-only broker credential
         self._loader = loader
         self._sessions: dict[str, _Watched] = {}
         self._client: aiomqtt.Client | None = None
@@ -167,6 +170,8 @@ class MqttBridge:
                     self.host,
                     self.port,
                     identifier=f"sipflow-dashboard-{uuid.uuid4().hex[:8]}",
+                    username=self._login[0] if self._login else None,
+                    password=self._login[1] if self._login else None,
                     keepalive=15,
                 ) as client:
                     self._client = client

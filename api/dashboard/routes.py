@@ -28,6 +28,7 @@ from api import session_views as views
 from api.dashboard.bridge import MqttBridge, Viewer
 from api.dashboard.spec_editor import check, example_yaml
 from api.deps import DbDep, SettingsDep
+from backends.runner_tokens import LIVE_USER, broker_password, token_key
 from sipflow import store
 from sipflow.db import session_scope
 from sipflow.models import FINAL_STATUSES, MetricInterval, RunnerRow, SessionRow
@@ -57,7 +58,8 @@ def _loader(settings: Settings) -> Any:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    bridge = MqttBridge(settings.mqtt_host, settings.mqtt_port, _loader(settings))
+    login = (LIVE_USER, broker_password(token_key(settings), LIVE_USER))
+    bridge = MqttBridge(settings.mqtt_host, settings.mqtt_port, _loader(settings), login)
     app.state.dashboard_bridge = bridge
     # Open live streams would hold uvicorn's graceful shutdown until they end: on SIGINT/SIGTERM
     # close them first, then let uvicorn's own handler run.
