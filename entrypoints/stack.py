@@ -121,9 +121,13 @@ class Stack:
         return env
 
     def settings(self) -> Settings:
-        """The settings the children read (for the secrets they derive from the same key)."""
+        """The settings the children read (the broker's logins derive from their key)."""
         env = {**os.environ, **self.env()}
-        kw: dict[str, object] = {"data_dir": self.data_dir}
+        kw = {
+            k.removeprefix("SIPFLOW_").lower(): v
+            for k, v in self.env().items()
+            if k.startswith("SIPFLOW_")
+        }
         if env.get("SIPFLOW_RUNNER_TOKEN_SECRET"):
             kw["runner_token_secret"] = env["SIPFLOW_RUNNER_TOKEN_SECRET"]
         return Settings(**kw)  # type: ignore[arg-type]

@@ -17,7 +17,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
-SERVICES = {"postgresql", "temporal", "temporal-ui", "mosquitto", "api", "worker"}
+SERVICES = {
+    "postgresql",
+    "temporal",
+    "temporal-ui",
+    "mosquitto-setup",
+    "mosquitto",
+    "api",
+    "worker",
+}
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 CODE_DIRS = ("sipflow", "api", "activities", "runners", "workflows", "backends", "entrypoints")
 
