@@ -152,24 +152,26 @@ class DynsecAdmin:
         self.timeout_s = timeout_s
         self._responses: dict[str, dict[str, Any]] = {}
         self._cond = threading.Condition()
-        self._subscribed = threading.Event()
+        self._answered = threading.Event()  # subscribed, or the login refused
         self._refused: str | None = None
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"sipflow-admin-{uuid.uuid4().hex[:12]}"
         )
         self.client.username_pw_set(ADMIN_USER, broker_password(key, ADMIN_USER))
         self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda *_a: self._subscribed.set()
+        self.client.on_subscribe = lambda *_a: self._answered.set()
         self.client.on_message = self._on_message
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
-        if not self._subscribed.wait(timeout_s):
+        if not self._answered.wait(timeout_s) or self._refused:
             self.close()
-            raise BrokerAuthError(f"broker admin not connected in {timeout_s}s: {self._refused}")
+            why = self._refused or f"no answer in {timeout_s}s"
+            raise BrokerAuthError(f"broker admin login: {why}")
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
             self._refused = str(rc)
+            self._answered.set()
             return
         client.subscribe(f"{CONTROL_API}/response", qos=1)
 
