@@ -65,10 +65,15 @@ class _Watched:
 
 class MqttBridge:
     def __init__(
-        self, host: str, port: int, loader: Loader, login: tuple[str, str] | None = None
+        self,
+        host: str,
+        port: int,
+        loader: Loader,
+        login: Callable[[], tuple[str, str]] | None = None,
     ) -> None:
         self.host, self.port = host, port
-        self._login = login  # (username, password) of the API's read-only broker credential
+        # (username, password) of the API's read-only broker login, derived when connecting.
+        self._login = login
         self._loader = loader
         self._sessions: dict[str, _Watched] = {}
         self._client: aiomqtt.Client | None = None
@@ -165,13 +170,14 @@ class MqttBridge:
 
     async def _run(self) -> None:
         while not self._closing:
+            username, password = self._login() if self._login else (None, None)
             try:
                 async with aiomqtt.Client(
                     self.host,
                     self.port,
                     identifier=f"sipflow-dashboard-{uuid.uuid4().hex[:8]}",
-                    username=self._login[0] if self._login else None,
-                    password=self._login[1] if self._login else None,
+                    username=username,
+                    password=password,
                     keepalive=15,
                 ) as client:
                     self._client = client

@@ -58,7 +58,10 @@ def _loader(settings: Settings) -> Any:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    login = (LIVE_USER, broker_password(token_key(settings), LIVE_USER))
+
+    def login() -> tuple[str, str]:
+        return LIVE_USER, broker_password(token_key(settings), LIVE_USER)
+
     bridge = MqttBridge(settings.mqtt_host, settings.mqtt_port, _loader(settings), login)
     app.state.dashboard_bridge = bridge
     # Open live streams would hold uvicorn's graceful shutdown until they end: on SIGINT/SIGTERM
