@@ -44,7 +44,7 @@ from backends.runner_tokens import (
     runner_broker_user,
     token_key,
 )
-from sipflow.messages import TOPIC_ROOT, control_topic
+from sipflow.messages import TOPIC_ROOT, control_topic, runner_client_id
 from sipflow.settings import Settings
 
 CONTROL_API = "$CONTROL/dynamic-security/v1"
@@ -237,6 +237,7 @@ def add_clients(a: DynsecAdmin, key: bytes, session_id: str, runner_ids: Iterabl
                 "command": "createClient",
                 "username": user,
                 "password": broker_password(key, user),
+                "clientid": runner_client_id(session_id, rid),
                 "roles": [{"rolename": user}],
             }
         )

@@ -42,6 +42,7 @@ from sipflow.messages import (
     RunnerState,
     RunnerStateName,
     control_topic,
+    runner_client_id,
     runner_topic,
 )
 from sipflow.runner_config import RunnerConfig
@@ -92,7 +93,7 @@ class Agent:
         self.link = MqttLink(
             cfg.mqtt_host,
             cfg.mqtt_port,
-            client_id=f"sipflow-runner-{cfg.session_id}-{cfg.runner_id}",
+            client_id=runner_client_id(cfg.session_id, cfg.runner_id),
             will_topic=self._topic("state"),
             will_payload=self._state_msg("lost", "connection lost"),
             control_topic=control_topic(cfg.session_id),

@@ -29,6 +29,12 @@ def session_runners_filter(session_id: str) -> str:
     return f"{TOPIC_ROOT}/{session_id}/runners/+/+"
 
 
+def runner_client_id(session_id: str, runner_id: str) -> str:
+    """The one MQTT client id a runner's login may connect with (a login pinned to it cannot
+    take over another client's connection by reusing its id)."""
+    return f"sipflow-runner-{session_id}-{runner_id}"
+
+
 def control_topic(session_id: str) -> str:
     return f"{TOPIC_ROOT}/{session_id}/control"
 

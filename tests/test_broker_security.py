@@ -30,7 +30,13 @@ from backends.runner_tokens import (
 from backends.sweeper import db_still_running, sweep_broker
 from sipflow import histogram, store
 from sipflow.db import session_scope
-from sipflow.messages import Counters, StatsMessage, control_topic, runner_topic
+from sipflow.messages import (
+    Counters,
+    StatsMessage,
+    control_topic,
+    runner_client_id,
+    runner_topic,
+)
 from sipflow.settings import Settings
 from tests.conftest import RunningStack
 from tests.runner_fixtures import (
@@ -53,10 +59,14 @@ NOT_AUTHORIZED = 135  # MQTT 5 reason code, in CONNACK, PUBACK and SUBACK alike
 class Probe:
     """An MQTT 5 client that records the broker's reason codes."""
 
-    def __init__(self, port: int, username: str | None, password: str | None = None) -> None:
+    def __init__(
+        self, port: int, username: str | None, password: str | None = None, client_id: str = ""
+    ) -> None:
         self.codes: dict[int | str, int] = {}
         self.got = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.on_connect = lambda _c, _u, _f, rc, _p: self._record("connect", rc.value)
@@ -91,9 +101,10 @@ def service(broker: Mosquitto, user: str) -> Probe:
     return Probe(broker.port, **broker.auth(user))
 
 
-def runner(broker: Mosquitto, sid: str, rid: str) -> Probe:
+def runner(broker: Mosquitto, sid: str, rid: str, client_id: str | None = None) -> Probe:
     login = broker.add_runner(sid, rid)
-    return Probe(broker.port, login["mqtt_username"], login["mqtt_password"])
+    client_id = client_id or runner_client_id(sid, rid)
+    return Probe(broker.port, login["mqtt_username"], login["mqtt_password"], client_id)
 
 
 def test_anonymous_and_wrong_passwords_are_refused(mosquitto: Mosquitto) -> None:
@@ -104,6 +115,21 @@ def test_anonymous_and_wrong_passwords_are_refused(mosquitto: Mosquitto) -> None
     other = broker_password(mosquitto.key, runner_broker_user("sb", "caller-0"))
     assert Probe(mosquitto.port, "runner/sa/caller-0", other).codes["connect"] == NOT_AUTHORIZED
     assert service(mosquitto, INGEST_USER).codes["connect"] == 0
+
+
+def test_a_runner_login_cannot_take_over_another_clients_id(mosquitto: Mosquitto) -> None:
+    """Reusing a client id would disconnect its holder (and publish that runner's `lost` will,
+    or drop the ingest's queued session): a runner's login connects only with its own id."""
+    mosquitto.add_runner("sb", "caller-0")
+    victim = runner(mosquitto, "sb", "caller-0")
+    assert victim.codes["connect"] == 0
+    for stolen in (runner_client_id("sb", "caller-0"), "sipflow-ingest-sb", "any"):
+        thief = runner(mosquitto, "sa", "caller-0", client_id=stolen)
+        assert thief.codes["connect"] == NOT_AUTHORIZED, stolen
+        thief.close()
+    time.sleep(0.3)
+    assert victim.client.is_connected()
+    victim.close()
 
 
 def test_a_runner_publishes_only_to_its_own_topics(mosquitto: Mosquitto) -> None:
@@ -188,7 +214,8 @@ def test_removed_runner_logins_are_refused_and_swept(mosquitto: Mosquitto) -> No
     }
     assert broker_auth.sessions_present(settings) == {"alive"}
     user = runner_broker_user("dead", "caller-0")
-    refused = Probe(mosquitto.port, user, broker_password(mosquitto.key, user))
+    cid = runner_client_id("dead", "caller-0")
+    refused = Probe(mosquitto.port, user, broker_password(mosquitto.key, user), cid)
     assert refused.codes["connect"] == NOT_AUTHORIZED
     assert broker_auth.remove_session(settings, "dead") == []  # a retry finds nothing
 
@@ -216,13 +243,16 @@ def test_forged_messages_into_a_running_session_are_refused_and_not_stored(
     sqlite_stack.wait_phase(sid, "running callers")
     assert sid in broker_auth.sessions_present(settings)
     # A runner of another session, and a runner of this one, each try the caller's topics.
+    # (A login of this session that no agent holds, so the session's own agents stay
+    # connected: a login connects only with its runner's client id.)
     other = f"other-{uuid.uuid4().hex[:8]}"
     broker_auth.add_runners(settings, other, ["caller-0"])
+    broker_auth.add_runners(settings, sid, ["callee-9"])
     port = sqlite_stack.stack.config.mqtt_port
-    forgers = [
-        Probe(port, u, broker_password(key, u))
-        for u in (runner_broker_user(other, "caller-0"), runner_broker_user(sid, "callee-0"))
-    ]
+    forgers = []
+    for s, r in ((other, "caller-0"), (sid, "callee-9")):
+        user = runner_broker_user(s, r)
+        forgers.append(Probe(port, user, broker_password(key, user), runner_client_id(s, r)))
     try:
         for n, forger in enumerate(forgers):
             topic = runner_topic(sid, "caller-0", "stats")
@@ -272,7 +302,8 @@ def test_compose_broker_config_refuses_anonymous(tmp_path: Path) -> None:
         settings = Settings(mqtt_port=port, runner_token_secret=SecretStr(secret))
         broker_auth.add_runners(settings, "sc", ["caller-0"])
         user = runner_broker_user("sc", "caller-0")
-        probes.append(Probe(port, user, broker_password(key, user)))
+        cid = runner_client_id("sc", "caller-0")
+        probes.append(Probe(port, user, broker_password(key, user), cid))
         assert probes[-1].publish(runner_topic("sc", "caller-0", "stats")) in (0, 16)
     finally:
         for p in probes:
