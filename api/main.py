@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError
 
+from api import errors
+from api.body_limit import BodyLimitMiddleware
 from api.dashboard import router as dashboard_router
+from api.deps import db_capacity
 from api.routes import api_router
 from api.temporal import TemporalConnector, TemporalUnavailable, is_unavailable
 from sipflow.db import migrate
@@ -21,6 +26,9 @@ Every test session is a durable Temporal workflow (`session-<id>`): it starts SI
 stores their metrics and ends with a verdict judged by the spec's thresholds.
 """
 
+# Threads beyond the database's connections (anyio's default is 40).
+THREADS_SPARE = 16
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -28,6 +36,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate, settings.resolved_database_url)
+        # As many requests use the database at once as the pool has connections; the thread
+        # pool keeps threads beyond those for the routes' other work (files, closing sessions).
+        app.state.db_gate = asyncio.Semaphore(db_capacity(settings))
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, db_capacity(settings) + THREADS_SPARE)
         app.state.temporal = TemporalConnector(
             settings.temporal_address, settings.temporal_namespace
         )
@@ -42,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
     )
     app.state.settings = settings
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    errors.install(app)
     app.include_router(api_router, prefix="/v1")
     app.include_router(dashboard_router)  # the dashboard under /dashboard/
 

@@ -115,3 +115,13 @@ class MetricInterval(Interval, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     session_id: str = Field(foreign_key="session.id", index=True, max_length=32)
+
+
+class TenantPolicyRow(SQLModel, table=True):
+    """A tenant's policy (sipflow.tenant_policy.TenantPolicy as JSON); none: the settings'."""
+
+    __tablename__ = "tenant_policy"
+
+    tenant: str = Field(primary_key=True, max_length=64)
+    policy: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _ts(nullable=False)

@@ -28,6 +28,7 @@ from api import session_views as views
 from api.dashboard.bridge import MqttBridge, Viewer
 from api.dashboard.spec_editor import check, example_yaml
 from api.deps import DbDep, SettingsDep
+from api.responses import COMMON, MAX_OFFSET, media
 from sipflow import store
 from sipflow.db import session_scope
 from sipflow.models import FINAL_STATUSES, MetricInterval, RunnerRow, SessionRow
@@ -98,7 +99,7 @@ def _chain_signals(get_loop: Callable[[], asyncio.AbstractEventLoop], bridge: Mq
 
 router = APIRouter(lifespan=lifespan)
 pages = APIRouter(include_in_schema=False)
-data = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
+data = APIRouter(prefix="/dashboard/api", tags=["dashboard"], responses=COMMON)
 
 
 # -- pages -----------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ def list_sessions(
     status_: Annotated[str | None, Query(alias="status")] = None,
     verdict: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     rows, total = store.list_sessions(
         db, tenant=tenant, status=status_, verdict=verdict, limit=limit, offset=offset
@@ -212,7 +213,15 @@ def spec_check(text: Annotated[str, Body(media_type="text/plain")]) -> dict[str,
     return check(text)
 
 
-@data.get("/sessions/{session_id}/live", summary="Live charts: server-sent events from MQTT")
+@data.get(
+    "/sessions/{session_id}/live",
+    summary="Live charts: server-sent events from MQTT",
+    response_class=StreamingResponse,
+    responses={
+        **media("text/event-stream", description="events until the session ends"),
+        404: {"description": "no session with this id"},
+    },
+)
 async def live(session_id: str, request: Request, settings: SettingsDep) -> StreamingResponse:
     url = settings.resolved_database_url
     first = await run_in_threadpool(_status, url, session_id)

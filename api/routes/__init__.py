@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
+from api.responses import COMMON
 from api.routes import exports, health, runner_files, sessions
 
-api_router = APIRouter()
+api_router = APIRouter(responses=COMMON)
 api_router.include_router(sessions.router)
 api_router.include_router(exports.router)
 api_router.include_router(health.router)

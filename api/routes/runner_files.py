@@ -24,7 +24,14 @@ from sipflow import store
 from sipflow.runner_config import AccountConfig, RunnerConfig
 from sipflow.spec import SessionSpec
 
-router = APIRouter(prefix="/runner/sessions/{session_id}/runners/{runner_id}", tags=["runner"])
+router = APIRouter(
+    prefix="/runner/sessions/{session_id}/runners/{runner_id}",
+    tags=["runner"],
+    responses={
+        401: {"description": "no runner token, or not this runner's"},
+        403: {"description": "the session does not run"},
+    },
+)
 bearer = HTTPBearer(auto_error=False, description="the runner token")
 
 

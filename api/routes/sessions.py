@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import session_views as views
 from api.deps import DbDep, SettingsDep, TemporalDep, session_or_404
+from api.responses import MAX_OFFSET, REFUSED, Responses
 from api.schemas import (
     EXAMPLE_SPEC,
     EXAMPLE_SPEC_PROXY,
@@ -27,7 +29,7 @@ from api.schemas import (
     SessionMetricsOut,
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
-from sipflow import store
+from sipflow import store, tenant_policy
 from sipflow.models import FINAL_STATUSES, SessionRow
 from sipflow.spec import SessionSpec
 from sipflow.workflow_types import (
@@ -46,7 +48,6 @@ from sipflow.workflow_types import (
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 
-Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"description": "no session with this id"}}
 UNAVAILABLE: Responses = {503: {"description": "Temporal is unreachable"}}
 FINISHED: Responses = {409: {"description": "the session has already finished"}}
@@ -95,7 +96,7 @@ async def _running_handle(temporal: TemporalConnector, row: SessionRow) -> Workf
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=SessionCreated,
-    responses={**UNAVAILABLE, 422: {"description": "invalid spec; `loc` names the field"}},
+    responses={**UNAVAILABLE, **REFUSED},
     summary="Start a test session",
 )
 async def create_session(
@@ -106,6 +107,8 @@ async def create_session(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> SessionCreated:
+    # The tenant is the spec's until credentials name it (then: the credential's tenant).
+    await run_in_threadpool(tenant_policy.enforce, spec.tenant, spec, db, settings)
     sid = uuid.uuid4().hex[:12]
     spec_json = spec.model_dump(mode="json")
     target = f"{spec.target.host}:{spec.target.port}" if spec.target else None
@@ -146,7 +149,7 @@ def list_sessions(
     verdict: Annotated[str | None, Query(description="pass, fail or error")] = None,
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> SessionList:
     if since is not None:
         since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
@@ -245,13 +248,20 @@ async def cancel_session(session_id: str, db: DbDep, temporal: TemporalDep) -> C
 @router.post(
     "/{session_id}/rate",
     response_model=RateChanged,
-    responses={**NOT_FOUND, **FINISHED, **UNAVAILABLE},
+    responses={
+        **NOT_FOUND,
+        **FINISHED,
+        **UNAVAILABLE,
+        429: {"description": "over the tenant's calls_per_s quota"},
+    },
     summary="Change the callers' call rate of a running session",
 )
 async def set_rate(
-    session_id: str, body: RateChange, db: DbDep, temporal: TemporalDep
+    session_id: str, body: RateChange, db: DbDep, settings: SettingsDep, temporal: TemporalDep
 ) -> RateChanged:
     row = session_or_404(db, session_id)
+    policy = await run_in_threadpool(tenant_policy.load, db, row.tenant, settings)
+    tenant_policy.check_rate(policy, body.rate, ("rate",))
     handle = await _running_handle(temporal, row)
     try:
         result = await handle.execute_update(
