@@ -16,6 +16,7 @@ from api import errors
 from api.body_limit import BodyLimitMiddleware
 from api.dashboard import router as dashboard_router
 from api.deps import db_capacity
+from api.request_guard import RequestGuardMiddleware
 from api.routes import api_router
 from api.temporal import TemporalConnector, TemporalUnavailable, is_unavailable
 from sipflow.db import migrate
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
     )
     app.state.settings = settings
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(RequestGuardMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)  # outermost
     errors.install(app)
     app.include_router(api_router, prefix="/v1")
     app.include_router(dashboard_router)  # the dashboard under /dashboard/

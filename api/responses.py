@@ -13,8 +13,10 @@ COMMON: Responses = {
     503: {"description": "the database (or Temporal) is busy or unreachable; retry later"},
 }
 REFUSED: Responses = {
-    422: {"description": "invalid spec, or a target the tenant's policy does not allow; "
-          "`loc` names the field"},
+    422: {
+        "description": "invalid spec, or a target the tenant's policy does not allow; "
+        "`loc` names the field"
+    },
     429: {"description": "over a quota of the tenant's policy; `ctx.limit` names it"},
 }
 # Offsets of list pages beyond this are refused (422): no database takes 2**63.

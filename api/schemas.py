@@ -151,9 +151,7 @@ class SessionMetricsOut(BaseModel):
 class RateChange(BaseModel):
     rate: float = Field(gt=0, le=Caps.RATE, description="calls per second, all caller agents")
 
-    model_config = ConfigDict(
-        allow_inf_nan=False, json_schema_extra={"examples": [{"rate": 50}]}
-    )
+    model_config = ConfigDict(allow_inf_nan=False, json_schema_extra={"examples": [{"rate": 50}]})
 
 
 class RateChanged(BaseModel):

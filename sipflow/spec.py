@@ -26,7 +26,9 @@ Backend = Literal["local", "docker"]
 _USER_RE = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]+$")
 # A DNS name (letters, digits, hyphens, dots) or an IP literal: nothing a SIP header or a
 # SIPp injection file could be split on.
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$"
+)
 # C0 and C1 control characters (CR, LF, NUL, ESC, DEL, ...) and the Unicode line separators.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -74,7 +76,9 @@ def _host_name(v: str | None) -> str | None:
 
 
 Text = Annotated[str, AfterValidator(_no_control)]
-HostName = Annotated[str, Field(min_length=1, max_length=Caps.HOST_CHARS), AfterValidator(_host_name)]
+HostName = Annotated[
+    str, Field(min_length=1, max_length=Caps.HOST_CHARS), AfterValidator(_host_name)
+]
 
 
 def _valid_threshold(text: str) -> str:

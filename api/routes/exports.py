@@ -61,7 +61,11 @@ def report_csv(
     "/{session_id}/junit.xml",
     summary="The verdict as JUnit XML (one test case per threshold, one for the verdict)",
     response_class=Response,
-    responses={**media("application/xml"), **NOT_FOUND, 409: {"description": "the session has not finished yet"}},
+    responses={
+        **media("application/xml"),
+        **NOT_FOUND,
+        409: {"description": "the session has not finished yet"},
+    },
 )
 def junit(session_id: str, request: Request, db: DbDep, settings: SettingsDep) -> Response:
     body = _report(request, db, settings, session_id)

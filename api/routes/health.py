@@ -71,7 +71,8 @@ async def health(
 ) -> Health:
     timeout_s = settings.health_timeout_s
     db_check, temporal_check = await asyncio.gather(
-        _db(request, settings.resolved_database_url, timeout_s), _check_temporal(temporal, timeout_s)
+        _db(request, settings.resolved_database_url, timeout_s),
+        _check_temporal(temporal, timeout_s),
     )
     result = Health(
         ok=db_check.ok and temporal_check.ok, database=db_check, temporal=temporal_check
