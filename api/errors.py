@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -19,15 +20,18 @@ from sipflow.tenant_policy import PolicyViolation
 
 log = logging.getLogger(__name__)
 RETRY = {"Retry-After": "1"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def json_safe(value: Any) -> Any:
-    """`value` with NaN/Infinity as strings: an error may quote the input, which JSON cannot
-    carry as a number."""
+    """`value` as JSON can carry it: NaN/Infinity as strings, lone surrogates (JSON's escapes
+    can make them) as '?'. An error quotes the input, which may hold either."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode() if _SURROGATE.search(value) else value
     if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {json_safe(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value

@@ -7,8 +7,10 @@ from typing import Any
 
 Responses = dict[int | str, dict[str, Any]]
 
-# Every route: a body over SIPFLOW_API_MAX_BODY_BYTES; the database busy or unreachable.
+# Every route: an undecodable body, one over SIPFLOW_API_MAX_BODY_BYTES, the database busy
+# or unreachable.
 COMMON: Responses = {
+    400: {"description": "a body that cannot be decoded (not UTF-8, not JSON)"},
     413: {"description": "request body too large (SIPFLOW_API_MAX_BODY_BYTES)"},
     503: {"description": "the database (or Temporal) is busy or unreachable; retry later"},
 }

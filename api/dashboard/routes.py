@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import (
     FileResponse,
     PlainTextResponse,
@@ -28,6 +29,7 @@ from api import session_views as views
 from api.dashboard.bridge import MqttBridge, Viewer
 from api.dashboard.spec_editor import check, example_yaml
 from api.deps import DbDep, SettingsDep
+from api.errors import json_safe
 from api.responses import COMMON, MAX_OFFSET, media
 from sipflow import store
 from sipflow.db import session_scope
@@ -210,7 +212,13 @@ def spec_example() -> str:
 
 @data.post("/spec/check", summary="Validate a YAML spec; errors with the line of their field")
 def spec_check(text: Annotated[str, Body(media_type="text/plain")]) -> dict[str, Any]:
-    return check(text)
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:  # undecodable bytes arrive as lone surrogates
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "not UTF-8 text") from exc
+    # The text's own mapping is echoed back: YAML may hold .nan, .inf, dates.
+    result: dict[str, Any] = json_safe(jsonable_encoder(check(text)))
+    return result
 
 
 @data.get(
