@@ -3,8 +3,8 @@ and the 404 of an unknown session.
 
 The database session is gated: at most as many requests use the database at once as the API's
 pool has connections (`db_gate`, an asyncio semaphore). The others wait on the event loop,
-holding no thread, so the threads that close sessions (and return connections) are always free:
-a burst of requests queues instead of starving the pool and timing out together.
+holding no thread, and no thread ever waits on the pool: a burst of requests queues instead of
+taking every thread to wait for a connection (and timing out together).
 """
 
 from __future__ import annotations
