@@ -7,13 +7,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError
 
 from api.dashboard import router as dashboard_router
 from api.routes import api_router
+from api.secret_masking import masked_errors
 from api.temporal import TemporalConnector, TemporalUnavailable, is_unavailable
 from sipflow.db import migrate
+from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -29,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate, settings.resolved_database_url)
         app.state.temporal = TemporalConnector(
-            settings.temporal_address, settings.temporal_namespace
+            settings.temporal_address, settings.temporal_namespace, data_converter(settings)
         )
         yield
 
@@ -44,6 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(api_router, prefix="/v1")
     app.include_router(dashboard_router)  # the dashboard under /dashboard/
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own reply, minus the secrets its `input` echoes.
+        detail = jsonable_encoder(masked_errors(exc.errors()))
+        return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(TemporalUnavailable)
     async def _temporal_unavailable(_: Request, exc: TemporalUnavailable) -> JSONResponse:
