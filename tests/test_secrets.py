@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 import psycopg
 from fastapi.testclient import TestClient
@@ -220,6 +221,12 @@ def test_password_is_write_only_everywhere(stack: RunningStack) -> None:
         for blob in _decoded_strings(json.loads(_workflow_json(stack, sid2)))
         for s in secrets
     )
+
+
+def test_web_ui_is_told_the_codec_endpoint(sqlite_stack: RunningStack) -> None:
+    stack = sqlite_stack.stack
+    ui = httpx.get(f"{stack.temporal_ui_url}/api/v1/settings", timeout=10).json()
+    assert ui["Codec"]["Endpoint"] == f"{stack.api_url}/v1/codec", ui
 
 
 def test_run_again_refuses_what_it_cannot_resolve(stack: RunningStack) -> None:
