@@ -16,7 +16,9 @@ from api.dashboard import router as dashboard_router
 from api.routes import api_router
 from api.secret_masking import masked_errors
 from api.temporal import TemporalConnector, TemporalUnavailable, is_unavailable
-from sipflow.db import migrate
+from sipflow import session_secrets
+from sipflow.crypto import keyring
+from sipflow.db import migrate, session_scope
 from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings, get_settings
 
@@ -26,12 +28,19 @@ stores their metrics and ends with a verdict judged by the spec's thresholds.
 """
 
 
+def _seal_stored_passwords(settings: Settings) -> None:
+    """Sessions stored before passwords were write-only: their passwords into the secret store."""
+    with session_scope(settings.resolved_database_url) as db:
+        session_secrets.seal_stored(db, keyring(settings))
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate, settings.resolved_database_url)
+        await run_in_threadpool(_seal_stored_passwords, settings)
         app.state.temporal = TemporalConnector(
             settings.temporal_address, settings.temporal_namespace, data_converter(settings)
         )

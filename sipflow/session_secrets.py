@@ -13,7 +13,8 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import String, cast
+from sqlmodel import Session, select
 
 from sipflow import secret_store, store
 from sipflow.crypto import Keyring
@@ -81,6 +82,29 @@ def open_session(
             put = secret_store.put
             put(db, keys, tenant, secret_name(session_id, role, i), account["password"], False)
     return store.create_session(db, session_id, tenant, name, masked(spec), target)
+
+
+def seal_stored(db: Session, keys: Keyring) -> int:
+    """Move the clear passwords of rows stored before the secret store into it (the API does
+    this at start, after migrating); returns how many rows changed. Idempotent."""
+    candidates = db.exec(
+        select(SessionRow).where(cast(SessionRow.spec, String).like("%password%"))
+    ).all()
+    changed = 0
+    for row in candidates:
+        clear = [
+            (r, i, a) for r, i, a in _accounts(row.spec) if a.get("password") not in (None, MASK)
+        ]
+        if not clear:
+            continue
+        for role, i, account in clear:
+            put = secret_store.put
+            put(db, keys, row.tenant, secret_name(row.id, role, i), account["password"], False)
+        row.spec = masked(row.spec)
+        db.add(row)
+        changed += 1
+    db.commit()
+    return changed
 
 
 def filled(db: Session, keys: Keyring, row: SessionRow) -> dict[str, Any]:

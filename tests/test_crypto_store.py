@@ -13,10 +13,11 @@ from sqlalchemy import text
 
 from api.main import create_app
 from api.routes.codec import codec_admin
-from sipflow import secret_store
+from sipflow import secret_store, session_secrets, store
 from sipflow.crypto import CryptoError, keyring, new_key_entry, parse_keys
 from sipflow.db import session_scope
 from sipflow.payload_codec import ENCODING
+from sipflow.session_secrets import MASK, secret_name
 from sipflow.settings import Settings
 from tests.api_fixtures import dead_address
 
@@ -138,3 +139,19 @@ def test_codec_preflight_allows_the_ui_origin_only(codec_client: TestClient) -> 
         assert "content-type" in r.headers["access-control-allow-headers"].lower()
         evil = client.options("/v1/codec/decode", headers={**headers, "Origin": "http://x.test"})
         assert evil.status_code == 403 and "access-control-allow-origin" not in evil.headers
+
+
+def test_sessions_stored_before_are_sealed_at_start(database_url: str, tmp_path: Path) -> None:
+    spec = {"roles": {"callers": {"accounts": [{"user": "a", "password": "old-clear-pw"}]}}}
+    with session_scope(database_url) as db:
+        store.create_session(db, "legacy1", "team-a", "old", spec, None)
+    settings = Settings(data_dir=tmp_path, database_url=database_url)
+    with TestClient(create_app(settings)):
+        pass  # the API's start-up seals them
+    with session_scope(database_url) as db:
+        row = store.get_session(db, "legacy1")
+        assert row is not None
+        assert row.spec["roles"]["callers"]["accounts"][0]["password"] == MASK
+        name = secret_name("legacy1", "callers", 0)
+        assert secret_store.get(db, keyring(settings), "team-a", name) == "old-clear-pw"
+        assert session_secrets.seal_stored(db, keyring(settings)) == 0  # idempotent
