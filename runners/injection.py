@@ -37,7 +37,8 @@ _IPV6_HOST = re.compile(r"^\[[0-9A-Fa-f:.]+\]")
 def _check(value: str, what: str) -> str:
     bad = _FORBIDDEN.intersection(_IPV6_HOST.sub("", value, count=1))
     if bad:
-        raise ValueError(f"{what} {value!r} contains characters SIPp cannot inject: {bad}")
+        shown = "" if what == "password" else f" {value!r}"  # a password is never echoed
+        raise ValueError(f"{what}{shown} contains characters SIPp cannot inject: {sorted(bad)}")
     return value
 
 

@@ -21,17 +21,19 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from api.main import create_app
 from api.routes.codec import codec_admin
 from entrypoints.stack import temporal_binary
-from runners.injection import write_injection
+from runners.injection import auth_field, write_injection
 from sipflow import secret_store
 from sipflow.crypto import keyring
 from sipflow.db import session_scope
 from sipflow.payload_codec import ENCODING
+from sipflow.runner_config import AccountConfig
 from sipflow.session_secrets import MASK, secret_name
 from sipflow.settings import Settings
 from tests.conftest import PG_ADMIN_URL, RunningStack
@@ -279,3 +281,9 @@ def test_injection_file_is_owner_only_from_the_start(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
+
+
+def test_a_password_sipp_cannot_inject_is_not_echoed() -> None:
+    with pytest.raises(ValueError, match="password contains") as err:
+        auth_field(AccountConfig(user="alice", password="hunter2;x"))
+    assert "hunter2" not in str(err.value)
