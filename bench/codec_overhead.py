@@ -57,9 +57,8 @@ def store(n: int) -> None:
             for i in range(n):
                 secret_store.get(db, keys, "t", f"s/{i}")
             t2 = time.perf_counter()
-    print(
-        f"secret store (SQLite) put {per_op_us(t1 - t0, n):.0f} us, get {per_op_us(t2 - t1, n):.0f} us"
-    )
+    put, get = per_op_us(t1 - t0, n), per_op_us(t2 - t1, n)
+    print(f"secret store (SQLite) put {put:.0f} us, get {get:.0f} us")
 
 
 def main() -> None:
