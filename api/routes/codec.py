@@ -64,10 +64,11 @@ def cors(request: Request, response: Response, settings: SettingsDep) -> None:
 CorsDep = Annotated[None, Depends(cors)]
 
 
-@preflight.options("/{operation}")
-def codec_preflight(operation: str, request: Request, settings: SettingsDep) -> Response:
+@preflight.options("/encode")
+@preflight.options("/decode")
+def codec_preflight(request: Request, settings: SettingsDep) -> Response:
     origin = request.headers.get("origin")
-    if operation not in ("encode", "decode") or origin != _ui_origin(settings):
+    if origin != _ui_origin(settings):
         return Response(status_code=status.HTTP_403_FORBIDDEN)
     return Response(
         status_code=status.HTTP_204_NO_CONTENT,
