@@ -109,7 +109,7 @@ async def create_session(
     copy_secrets_from: Annotated[
         str | None,
         Query(
-            max_length=32,
+            pattern=r"^[A-Za-z0-9_-]{1,32}$",
             description='run again: each `"password": "***"` of the spec keeps the '
             "password of this session's account with the same role and user (same tenant)",
         ),
