@@ -98,15 +98,17 @@ def _parsed(text: str) -> Keyring:
 
 @lru_cache
 def _from_file(path: Path) -> Keyring:
-    """The keyring in `path`, made (owner-only) by whichever process needs it first."""
+    """The keyring in `path`, made (owner-only) by whichever process needs it first: written
+    whole to a file of its own, then linked into place, so no reader sees half a key."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(new_key_entry() + "\n")
-    for _ in range(50):  # another process may be between creating and writing it
-        text = path.read_text().strip()
-        if text:
-            return parse_keys(text)
-        os.sched_yield()
-    raise CryptoError(f"encryption key file {path} is empty")
+        try:
+            with contextlib.suppress(FileExistsError):  # another process was first: keep its key
+                os.link(tmp, path)
+        finally:
+            tmp.unlink()
+    return parse_keys(path.read_text())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,18 @@ def test_sessions_stored_before_are_sealed_at_start(database_url: str, tmp_path:
         name = secret_name("legacy1", "callers", 0)
         assert secret_store.get(db, keyring(settings), "team-a", name) == "old-clear-pw"
         assert session_secrets.seal_stored(db, keyring(settings)) == 0  # idempotent
+
+
+def test_processes_starting_at_once_share_one_key(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from sipflow.crypto import keyring;"
+        "from sipflow.settings import Settings;"
+        "print(keyring(Settings(data_dir=Path(sys.argv[1]))).current)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE)
+        for _ in range(8)
+    ]
+    ids = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(ids) == 1 and all(p.returncode == 0 for p in procs), ids
+    assert [p.name for p in (tmp_path / "secrets").iterdir()] == ["encryption.keys"]
