@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from api.temporal import TemporalConnector
 from sipflow import store
+from sipflow.crypto import Keyring, keyring
 from sipflow.db import get_engine
 from sipflow.models import SessionRow
 from sipflow.settings import Settings
@@ -31,6 +32,14 @@ async def get_app_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_keyring(settings: SettingsDep) -> Keyring:
+    return keyring(settings)
+
+
+# The keys of secrets at rest (sipflow.secret_store).
+KeysDep = Annotated[Keyring, Depends(get_keyring)]
 
 
 def api_engine(settings: Settings) -> Engine:

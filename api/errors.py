@@ -1,4 +1,4 @@
-"""Error replies the routes share: validation (422, NaN-safe), a refused policy (422/429), an
+"""Error replies the routes share: validation (422, NaN-safe, secrets masked), a refused policy (422/429), an
 exhausted or unreachable database (503)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.deps import DatabaseBusy
+from api.secret_masking import masked_errors
 from sipflow.tenant_policy import PolicyViolation
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ def policy_reply(exc: PolicyViolation) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = json_safe(jsonable_encoder(exc.errors()))
+        # Pydantic's `input` echo without secrets, and as JSON can carry it.
+        errors = json_safe(jsonable_encoder(masked_errors(exc.errors())))
         return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(PolicyViolation)

@@ -19,7 +19,10 @@ from api.deps import db_capacity
 from api.request_guard import RequestGuardMiddleware
 from api.routes import api_router
 from api.temporal import TemporalConnector, TemporalUnavailable, is_unavailable
-from sipflow.db import migrate
+from sipflow import session_secrets
+from sipflow.crypto import keyring
+from sipflow.db import migrate, session_scope
+from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -29,6 +32,12 @@ stores their metrics and ends with a verdict judged by the spec's thresholds.
 
 # Threads beyond the database's connections (anyio's default is 40).
 THREADS_SPARE = 16
+
+
+def _seal_stored_passwords(settings: Settings) -> None:
+    """Sessions stored before passwords were write-only: their passwords into the secret store."""
+    with session_scope(settings.resolved_database_url) as db:
+        session_secrets.seal_stored(db, keyring(settings))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,8 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db_gate = asyncio.Semaphore(db_capacity(settings))
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = max(limiter.total_tokens, db_capacity(settings) + THREADS_SPARE)
+        await run_in_threadpool(_seal_stored_passwords, settings)
         app.state.temporal = TemporalConnector(
-            settings.temporal_address, settings.temporal_namespace
+            settings.temporal_address, settings.temporal_namespace, data_converter(settings)
         )
         yield
 

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Signs the per-session tokens runners fetch their files with. Not set: a random key kept
     # in data_dir/secrets (enough when API and worker share data_dir, as the embedded stack does).
     runner_token_secret: SecretStr | None = None
+    # AES-256-GCM keys of secrets at rest and of Temporal payloads: "id:base64key,..." (32-byte
+    # keys); the first encrypts, all decrypt (rotation: put a new key in front). Not set: one
+    # random key kept in data_dir/secrets (enough when API, worker and CLI share data_dir).
+    encryption_keys: SecretStr | None = None
 
     # -- a tenant's policy when the tenant_policy table has none for it (sipflow.tenant_policy)
     # Where sessions may send traffic: networks (CIDR) and host names ("*.example.net" for a

@@ -14,7 +14,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import session_views as views
-from api.deps import DbDep, SettingsDep, TemporalDep, session_or_404
+from api.deps import DbDep, KeysDep, SettingsDep, TemporalDep, session_or_404
 from api.responses import MAX_OFFSET, REFUSED, Responses
 from api.schemas import (
     EXAMPLE_SPEC,
@@ -29,7 +29,7 @@ from api.schemas import (
     SessionMetricsOut,
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
-from sipflow import store, tenant_policy
+from sipflow import session_secrets, store, tenant_policy
 from sipflow.models import FINAL_STATUSES, SessionRow
 from sipflow.spec import SessionSpec
 from sipflow.workflow_types import (
@@ -104,15 +104,25 @@ async def create_session(
     request: Request,
     response: Response,
     db: DbDep,
+    keys: KeysDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    copy_secrets_from: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[A-Za-z0-9_-]{1,32}$",
+            description='run again: each `"password": "***"` of the spec keeps the '
+            "password of this session's account with the same role and user (same tenant)",
+        ),
+    ] = None,
 ) -> SessionCreated:
+    """Passwords are write-only: stored encrypted, shown as `"***"` by every read."""
     # The tenant is the spec's until credentials name it (then: the credential's tenant).
     await run_in_threadpool(tenant_policy.enforce, spec.tenant, spec, db, settings)
     sid = uuid.uuid4().hex[:12]
-    spec_json = spec.model_dump(mode="json")
+    spec_json = _resolved_passwords(db, keys, spec, copy_secrets_from)
     target = f"{spec.target.host}:{spec.target.port}" if spec.target else None
-    store.create_session(db, sid, spec.tenant, spec.name, spec_json, target)
+    session_secrets.open_session(db, keys, sid, spec.tenant, spec.name, spec_json, target)
     try:
         client = await temporal.get()
         await client.start_workflow(
@@ -137,6 +147,33 @@ async def create_session(
     links = views.links(request, settings, sid)
     response.headers["Location"] = links.self
     return SessionCreated(id=sid, workflow_id=workflow_id(sid), status="pending", links=links)
+
+
+def _resolved_passwords(
+    db: DbDep, keys: KeysDep, spec: SessionSpec, copy_from: str | None
+) -> dict[str, Any]:
+    """The spec as JSON with every "***" replaced by the copied session's password; 422 with
+    the field's `loc` when one cannot be."""
+    spec_json = spec.model_dump(mode="json")
+    try:
+        if copy_from is not None:
+            source = store.get_session(db, copy_from)
+            if source is None or source.tenant != spec.tenant:  # another tenant's: not there
+                raise session_secrets.SecretReferenceError(
+                    ("query", "copy_secrets_from"), f"no session {copy_from!r}"
+                )
+            return session_secrets.copy_from(db, keys, source, spec.tenant, spec_json)
+        if refs := session_secrets.references(spec_json):
+            role, i = refs[0]
+            raise session_secrets.SecretReferenceError(
+                ("body", "roles", role, "accounts", i, "password"),
+                "'***' keeps a password by reference: name the session it is copied from "
+                "(copy_secrets_from)",
+            )
+    except session_secrets.SecretReferenceError as exc:
+        detail = [{"type": "value_error", "loc": list(exc.loc), "msg": exc.msg}]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from exc
+    return spec_json
 
 
 @router.get("", response_model=SessionList, summary="List sessions, newest first")
