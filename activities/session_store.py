@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import activity
 
-from sipflow import store
+from sipflow import session_secrets, store
+from sipflow.crypto import keyring
 from sipflow.db import session_scope
 from sipflow.settings import Settings
 from sipflow.summary import SessionMetrics, failure_reasons, summarize
@@ -47,12 +48,16 @@ class FinishSession(BaseModel):
 class StoreActivities:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.resolved_database_url
+        self.keys = keyring(settings)
 
     @activity.defn
     def open_session(self, req: OpenSession) -> None:
-        """Idempotent; also records sessions started without the API (e.g. by a schedule)."""
+        """Idempotent; also records sessions started without the API (e.g. by a schedule), their
+        passwords in the secret store and "***" in the row."""
         with session_scope(self.url) as db:
-            store.create_session(db, req.session_id, req.tenant, req.name, req.spec, req.target)
+            session_secrets.open_session(
+                db, self.keys, req.session_id, req.tenant, req.name, req.spec, req.target
+            )
             store.set_status(db, req.session_id, "running")
 
     @activity.defn

@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError
 
+from api import errors
+from api.body_limit import BodyLimitMiddleware
 from api.dashboard import router as dashboard_router
+from api.deps import db_capacity
+from api.request_guard import RequestGuardMiddleware
 from api.routes import api_router
 from api.temporal import TemporalConnector, TemporalUnavailable, is_unavailable
-from sipflow.db import migrate
+from sipflow import session_secrets
+from sipflow.crypto import keyring
+from sipflow.db import migrate, session_scope
+from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings, get_settings
 
 DESCRIPTION = """
 Every test session is a durable Temporal workflow (`session-<id>`): it starts SIPp runners,
 stores their metrics and ends with a verdict judged by the spec's thresholds.
 """
+
+# Threads beyond the database's connections (anyio's default is 40).
+THREADS_SPARE = 16
+
+
+def _seal_stored_passwords(settings: Settings) -> None:
+    """Sessions stored before passwords were write-only: their passwords into the secret store."""
+    with session_scope(settings.resolved_database_url) as db:
+        session_secrets.seal_stored(db, keyring(settings))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,8 +46,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate, settings.resolved_database_url)
+        # As many requests use the database at once as the pool has connections; the thread
+        # pool keeps threads beyond those for the routes' other work (files, closing sessions).
+        app.state.db_gate = asyncio.Semaphore(db_capacity(settings))
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, db_capacity(settings) + THREADS_SPARE)
+        await run_in_threadpool(_seal_stored_passwords, settings)
         app.state.temporal = TemporalConnector(
-            settings.temporal_address, settings.temporal_namespace
+            settings.temporal_address, settings.temporal_namespace, data_converter(settings)
         )
         yield
 
@@ -42,6 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
     )
     app.state.settings = settings
+    app.add_middleware(RequestGuardMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)  # outermost
+    errors.install(app)
     app.include_router(api_router, prefix="/v1")
     app.include_router(dashboard_router)  # the dashboard under /dashboard/
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,10 @@ from api.schemas import MetricPoint, RunnerOut
 from sipflow import store
 from sipflow.models import SessionRow
 from sipflow.workflow_types import workflow_id
+
+# Characters XML 1.0 cannot carry at all, not even escaped (a stored name or reason may hold
+# one: rows written before specs refused control characters, a SUT's reason phrase).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 # The CSV's columns: one merged point per role and second, or one interval of one runner.
 MERGED_COLUMNS = ("role", "time", "t_s", "runners", *views.SUMMED, *views.PERCENTILES)
@@ -160,4 +165,5 @@ def junit_xml(report: dict[str, Any]) -> str:
     )
     suite.extend(cases)
     ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode")
+    text = ET.tostring(suites, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + _NOT_XML.sub("\ufffd", text)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sipflow.models import IntervalCounts, IntervalPoint
+from sipflow.spec import Caps
 from sipflow.summary import RoleSummary
 from sipflow.thresholds import ThresholdResult
 from sipflow.workflow_types import Progress
@@ -148,9 +149,9 @@ class SessionMetricsOut(BaseModel):
 
 
 class RateChange(BaseModel):
-    rate: float = Field(gt=0, le=20000, description="calls per second, all caller agents")
+    rate: float = Field(gt=0, le=Caps.RATE, description="calls per second, all caller agents")
 
-    model_config = {"json_schema_extra": {"examples": [{"rate": 50}]}}
+    model_config = ConfigDict(allow_inf_nan=False, json_schema_extra={"examples": [{"rate": 50}]})
 
 
 class RateChanged(BaseModel):

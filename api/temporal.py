@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 CONNECT_TIMEOUT_S = 5.0
@@ -23,9 +23,11 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 class TemporalConnector:
-    def __init__(self, address: str, namespace: str) -> None:
+    def __init__(self, address: str, namespace: str, data_converter: DataConverter) -> None:
         self.address = address
         self.namespace = namespace
+        # sipflow.payload_codec.data_converter: payloads encrypted, like the worker's.
+        self.data_converter = data_converter
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
@@ -40,7 +42,7 @@ class TemporalConnector:
                         Client.connect(
                             self.address,
                             namespace=self.namespace,
-                            data_converter=pydantic_data_converter,
+                            data_converter=self.data_converter,
                         ),
                         CONNECT_TIMEOUT_S,
                     )

@@ -20,6 +20,9 @@ from sipflow.runner_config import RunnerConfig
 
 log = logging.getLogger(__name__)
 
+# What a runner's work directory holds that names a password (runner.json, SIPp's -inf files).
+SECRET_FILES = ("runner.json", "*injection*.csv")
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -71,6 +74,7 @@ class AgentProcesses:
         config_file = work / "runner.json"
         # The config holds account passwords: readable by the owner only.
         fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(cfg.model_dump_json())
         with open(work / "agent.log", "ab") as logf:
@@ -133,6 +137,17 @@ class AgentProcesses:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(orphan, signal.SIGKILL)
         self._reap(pids.values())
+
+    def remove_secrets(self, session_id: str) -> list[Path]:
+        """Remove the session's files that hold passwords (each runner's config and SIPp
+        injection files), so its kept runs folder holds no secret. Call once its agents are
+        stopped; idempotent. Returns what was removed."""
+        removed = []
+        for pattern in SECRET_FILES:
+            for path in (self.runs_dir / session_id).glob(f"*/{pattern}"):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     @staticmethod
     def _reap(pids: object) -> None:

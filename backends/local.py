@@ -191,6 +191,7 @@ class LocalBackend(RunnerBackend):
     def teardown(self, placement: Placement) -> list[str]:
         # Both kinds: a bare placement (the sweeper's) does not say which one the session got.
         sid = placement.session_id
+        self.agents.remove_secrets(sid)  # the kept runs folder holds no password
         return self.loopback.teardown(sid) + self.namespaces.teardown(sid)
 
     def sessions_present(self) -> set[str]:

@@ -53,7 +53,9 @@ def runner_token(key: bytes, session_id: str, runner_id: str) -> str:
 
 
 def token_matches(key: bytes, session_id: str, runner_id: str, token: str) -> bool:
-    return hmac.compare_digest(runner_token(key, session_id, runner_id), token)
+    """Constant-time, on bytes: any text a header carries (non-ASCII too) just fails to match."""
+    expected = runner_token(key, session_id, runner_id).encode()
+    return hmac.compare_digest(expected, token.encode("utf-8", "surrogateescape"))
 
 
 # -- broker credentials (backends/broker_auth.py) ----------------------------------------------

@@ -14,11 +14,17 @@ import httpx
 from entrypoints.stack import Stack, StackConfig
 
 FINAL = {"completed", "cancelled", "error"}
+UNLIMITED_QUOTAS = {
+    f"SIPFLOW_QUOTA_{name}": "0"
+    for name in ("AGENTS", "CALLS_PER_S", "CALLS_PER_SESSION", "DURATION_S", "CONCURRENT_SESSIONS")
+}
 
 
 @contextmanager
 def embedded_stack(**env: str) -> Iterator[tuple[Stack, httpx.Client]]:
-    """A stack on free ports; `env`: SIPFLOW_* settings of its worker and API."""
+    """A stack on free ports; `env`: SIPFLOW_* settings of its worker and API. Benchmarks
+    measure capacity: no quota holds them (unless `env` sets one)."""
+    env = {**UNLIMITED_QUOTAS, **env}
     with tempfile.TemporaryDirectory(prefix="sipflow-bench-") as tmp:
         stack = Stack(StackConfig.on_free_ports(Path(tmp), extra_env=env))
         with stack, httpx.Client(base_url=stack.api_url, timeout=30) as http:

@@ -32,6 +32,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from entrypoints.cli_tenants import tenants_app
 from entrypoints.stack import Stack, StackConfig
 from sipflow.models import FINAL_STATUSES
 from sipflow.settings import get_settings
@@ -49,6 +50,7 @@ app = typer.Typer(
 )
 sessions_app = typer.Typer(help="List and inspect sessions.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(tenants_app, name="tenants")
 
 out = Console()
 err = Console(stderr=True)

@@ -13,6 +13,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from backends.sweeper import db_still_running
+from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings
 from sipflow.workflow_types import workflow_id
 
@@ -22,7 +23,9 @@ log = logging.getLogger(__name__)
 async def _workflow_open(settings: Settings, session_id: str) -> bool:
     try:
         client = await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=data_converter(settings),
         )
         desc = await client.get_workflow_handle(workflow_id(session_id)).describe()
     except RPCError as exc:

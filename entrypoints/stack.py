@@ -160,6 +160,8 @@ class Stack:
         ]  # fmt: skip
         for key in SEARCH_ATTRIBUTES:
             argv += ["--search-attribute", f"{key.name}=Keyword"]
+        if self.config.with_api:  # the Web UI decodes encrypted payloads through the API
+            argv += ["--ui-codec-endpoint", f"{self.api_url}/v1/codec"]
         proc = self._spawn("temporal", argv)
         wait_for_port(self.config.temporal_port, 60, proc)
         wait_for_port(self.config.temporal_ui_port, 60, proc)

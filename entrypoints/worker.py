@@ -9,7 +9,6 @@ import signal
 import threading
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.ingest import IngestActivities
@@ -20,6 +19,7 @@ from backends.registry import Backends
 from backends.sweeper import start_periodic
 from entrypoints.liveness import still_running
 from sipflow.db import migrate
+from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings, get_settings
 from workflows.session import SessionWorkflow
 
@@ -28,7 +28,7 @@ async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )
 
 

@@ -17,6 +17,7 @@ Accounts and callees go round robin independently: row i = accounts[i % A], call
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -36,7 +37,8 @@ _IPV6_HOST = re.compile(r"^\[[0-9A-Fa-f:.]+\]")
 def _check(value: str, what: str) -> str:
     bad = _FORBIDDEN.intersection(_IPV6_HOST.sub("", value, count=1))
     if bad:
-        raise ValueError(f"{what} {value!r} contains characters SIPp cannot inject: {bad}")
+        shown = "" if what == "password" else f" {value!r}"  # a password is never echoed
+        raise ValueError(f"{what}{shown} contains characters SIPp cannot inject: {sorted(bad)}")
     return value
 
 
@@ -96,6 +98,9 @@ def injection_rows(cfg: RunnerConfig, phase: Phase) -> list[list[str]]:
 
 def write_injection(path: Path, rows: list[list[str]]) -> Path:
     text = "SEQUENTIAL\n" + "".join(";".join(r) + "\n" for r in rows)
-    path.write_text(text)
-    path.chmod(0o600)  # holds passwords
+    # Holds passwords: readable by the runner's user only, from its creation on.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_TRUNC
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     return path

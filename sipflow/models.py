@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import field_validator
-from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from sipflow.messages import StatsMessage
@@ -115,3 +115,26 @@ class MetricInterval(Interval, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     session_id: str = Field(foreign_key="session.id", index=True, max_length=32)
+
+
+class TenantPolicyRow(SQLModel, table=True):
+    """A tenant's policy (sipflow.tenant_policy.TenantPolicy as JSON); none: the settings'."""
+
+    __tablename__ = "tenant_policy"
+
+    tenant: str = Field(primary_key=True, max_length=64)
+    policy: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+class SecretRow(SQLModel, table=True):
+    """A tenant's named secret (a SIP password, later webhook/SMTP secrets), AES-GCM encrypted
+    (sipflow.secret_store); its value is never returned by any endpoint."""
+
+    __tablename__ = "secret"
+    __table_args__ = (UniqueConstraint("tenant", "name", name="uq_secret"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(index=True, max_length=64)
+    name: str = Field(max_length=255)
+    key_id: str = Field(max_length=32)  # the keyring entry that encrypted it
+    ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)

@@ -67,6 +67,43 @@ class Settings(BaseSettings):
     # How long the worker waits for the broker's dynamic-security plugin to answer (creating and
     # removing runners' broker credentials, backends/broker_auth.py).
     mqtt_admin_timeout_s: float = 10.0
+    # AES-256-GCM keys of secrets at rest and of Temporal payloads: "id:base64key,..." (32-byte
+    # keys); the first encrypts, all decrypt (rotation: put a new key in front). Not set: one
+    # random key kept in data_dir/secrets (enough when API, worker and CLI share data_dir).
+    encryption_keys: SecretStr | None = None
+
+    # -- a tenant's policy when the tenant_policy table has none for it (sipflow.tenant_policy)
+    # Where sessions may send traffic: networks (CIDR) and host names ("*.example.net" for a
+    # domain's names). Default: loopback, the private ranges and 198.18.0.0/15 (benchmarking).
+    policy_allowed_networks: list[str] = [
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+        "198.18.0.0/15",
+    ]
+    policy_allowed_hosts: list[str] = ["localhost"]
+    # Quotas (0: unlimited). Defaults: what one machine carries.
+    quota_agents: int = 128  # agents in one session, all roles
+    quota_calls_per_s: float = 20000  # a session's call rate (and rate changes)
+    quota_calls_per_session: int = 10_000_000
+    quota_duration_s: float = 86400
+    quota_concurrent_sessions: int = 16  # sessions of a tenant not yet ended
+
+    # -- the API under load ----------------------------------------------------------------------
+    # Largest request body (bytes); a larger one is refused with 413 before it is read whole.
+    api_max_body_bytes: int = 4 * 1024 * 1024
+    # Database connections of one API process; at most this many requests use the database at
+    # once, the others wait (without holding a thread) up to api_db_wait_s, then get 503.
+    db_pool_size: int = 10
+    db_max_overflow: int = 5
+    api_db_wait_s: float = 10.0
+    # How long a request waits for a connection of the pool itself (then 503).
+    db_pool_timeout_s: float = 5.0
+    # /v1/health gives each check this long, then answers 503 (it never waits behind requests).
+    health_timeout_s: float = 3.0
 
     @property
     def resolved_database_url(self) -> str:

@@ -6,6 +6,7 @@ Validation errors carry the path of the wrong field (pydantic's `loc`), which th
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -23,24 +24,83 @@ Transport = Literal["udp", "tcp"]
 # The backends a spec may ask for: the names in backends/registry.py (a test keeps them equal).
 Backend = Literal["local", "docker"]
 _USER_RE = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]+$")
+# A DNS name (letters, digits, hyphens, dots) or an IP literal: nothing a SIP header or a
+# SIPp injection file could be split on.
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$"
+)
+# C0 and C1 control characters (CR, LF, NUL, ESC, DEL, ...) and the Unicode line separators.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class Caps:
+    """Hard caps on every count and size of a spec, whoever submits it. A tenant's quota
+    (sipflow.tenant_policy) may only lower what these allow."""
+
+    AGENTS = 64  # per role
+    ACCOUNTS = 1000  # per role
+    CALL_TO = 1000
+    THRESHOLDS = 50
+    THRESHOLD_CHARS = 200
+    RATE = 20000.0  # calls/s, all agents
+    MAX_CALLS = 100_000_000
+    MAX_CONCURRENT = 100_000
+    DURATION_S = 86400.0
+    TIMEOUT_S = 86400.0 * 2
+    HOLD_MS = 3_600_000
+    NAME_CHARS = 120
+    USER_CHARS = 64
+    PASSWORD_CHARS = 128
+    HOST_CHARS = 253
+    SCENARIO_CHARS = 1_000_000
+
+
+def _no_control(v: str | None) -> str | None:
+    if v is not None and _CONTROL_RE.search(v):
+        raise ValueError("must not contain control characters (CR, LF, NUL, ...)")
+    return v
+
+
+def _host_name(v: str | None) -> str | None:
+    """An IP literal or a DNS name: no spaces, no control characters, no ports or URIs."""
+    if v is None:
+        return v
+    try:
+        ipaddress.ip_address(v)
+        return v
+    except ValueError:
+        pass
+    if not _HOSTNAME_RE.match(v):
+        raise ValueError("not an IP address or a host name")
+    return v
+
+
+Text = Annotated[str, AfterValidator(_no_control)]
+HostName = Annotated[
+    str, Field(min_length=1, max_length=Caps.HOST_CHARS), AfterValidator(_host_name)
+]
 
 
 def _valid_threshold(text: str) -> str:
+    _no_control(text)
     parse_threshold(text)  # raises ValueError with the reason
     return text
 
 
-ThresholdText = Annotated[str, AfterValidator(_valid_threshold)]
+ThresholdText = Annotated[
+    str, Field(max_length=Caps.THRESHOLD_CHARS), AfterValidator(_valid_threshold)
+]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and Infinity are no number a session can run with (and no JSON either).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Account(Strict):
-    user: Annotated[str, Field(min_length=1, max_length=64)]
-    password: str | None = None
-    domain: str | None = None
+    user: Annotated[str, Field(min_length=1, max_length=Caps.USER_CHARS)]
+    password: Annotated[Text | None, Field(max_length=Caps.PASSWORD_CHARS)] = None
+    domain: HostName | None = None
 
     @field_validator("user")
     @classmethod
@@ -53,7 +113,7 @@ class Account(Strict):
 class CustomScenario(Strict):
     """An uploaded SIPp scenario (the XML text)."""
 
-    xml: Annotated[str, Field(min_length=1, max_length=1_000_000)]
+    xml: Annotated[str, Field(min_length=1, max_length=Caps.SCENARIO_CHARS)]
 
     @field_validator("xml")
     @classmethod
@@ -70,10 +130,10 @@ class CustomScenario(Strict):
 class Target(Strict):
     """The system under test: a proxy/registrar that callers send to and callees register at."""
 
-    host: Annotated[str, Field(min_length=1)]
+    host: HostName
     port: Annotated[int, Field(ge=1, le=65535)] = 5060
     transport: Transport = "udp"
-    domain: str | None = None  # SIP domain; defaults to host
+    domain: HostName | None = None  # SIP domain; defaults to host
     registrar: bool = True  # callees register here before answering
     # The expiry callees ask for (REGISTER Expires); they refresh at ~80% of what is granted.
     register_expires_s: Annotated[int, Field(ge=1, le=86400)] = 3600
@@ -118,9 +178,9 @@ class Impairment(Strict):
 
 
 class RoleSpec(Strict):
-    agents: Annotated[int, Field(ge=1, le=64)] = 1
+    agents: Annotated[int, Field(ge=1, le=Caps.AGENTS)] = 1
     scenario: str | CustomScenario
-    accounts: list[Account] = []
+    accounts: Annotated[list[Account], Field(max_length=Caps.ACCOUNTS)] = []
     transport: Transport = "udp"
     resources: Resources = Resources()
     # Impairment of the traffic to and from this role's runners (on top of the session's).
@@ -149,19 +209,34 @@ class CalleeSpec(RoleSpec):
 
 class CallerSpec(RoleSpec):
     scenario: str | CustomScenario = "call"
-    rate: Annotated[float, Field(gt=0, le=20000, description="calls per second, all agents")] = 10
-    max_calls: Annotated[int | None, Field(ge=1, description="calls in all, all agents")] = None
-    duration_s: Annotated[float | None, Field(gt=0, le=86400)] = None
-    max_concurrent: Annotated[int | None, Field(ge=1)] = None
-    hold_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 0
+    rate: Annotated[
+        float, Field(gt=0, le=Caps.RATE, description="calls per second, all agents")
+    ] = 10
+    max_calls: Annotated[
+        int | None, Field(ge=1, le=Caps.MAX_CALLS, description="calls in all, all agents")
+    ] = None
+    duration_s: Annotated[float | None, Field(gt=0, le=Caps.DURATION_S)] = None
+    max_concurrent: Annotated[int | None, Field(ge=1, le=Caps.MAX_CONCURRENT)] = None
+    hold_ms: Annotated[int, Field(ge=0, le=Caps.HOLD_MS)] = 0
     # Who to call (user parts); default: the callees' accounts.
-    call_to: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    call_to: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=Caps.USER_CHARS)]],
+        Field(max_length=Caps.CALL_TO),
+    ] = []
 
     @field_validator("scenario")
     @classmethod
     def _caller_scenario(cls, v: str | CustomScenario) -> str | CustomScenario:
         if isinstance(v, str) and v not in CALLER_SCENARIOS:
             raise ValueError(f"callers run one of {', '.join(CALLER_SCENARIOS)} or a custom XML")
+        return v
+
+    @field_validator("call_to")
+    @classmethod
+    def _sip_users(cls, v: list[str]) -> list[str]:
+        for user in v:
+            if not _USER_RE.match(user):
+                raise ValueError(f"{user!r} is not a valid SIP user part")
         return v
 
     @model_validator(mode="after")
@@ -184,7 +259,7 @@ class SessionSpec(Strict):
     """Version 1 of the session spec."""
 
     version: Literal[1] = 1
-    name: Annotated[str, Field(min_length=1, max_length=120)] = "session"
+    name: Annotated[Text, Field(min_length=1, max_length=Caps.NAME_CHARS)] = "session"
     tenant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] = "default"
     target: Target | None = None
     roles: Roles
@@ -192,13 +267,14 @@ class SessionSpec(Strict):
     network: Impairment = Impairment()
     thresholds: list[ThresholdText] = Field(
         default_factory=lambda: ["success_rate >= 100"],
+        max_length=Caps.THRESHOLDS,
         description="conditions on the stored metrics, e.g. 'success_rate >= 99.5'",
     )
     # Where the runners run: "local" (one process per runner on this machine) or "docker" (one
     # container per runner, one network per session, on a Docker-API engine). Not given: the
     # worker's default (SIPFLOW_DEFAULT_BACKEND, itself "local" unless set).
     backend: Backend | None = None
-    timeout_s: Annotated[float | None, Field(gt=0, le=86400 * 2)] = None
+    timeout_s: Annotated[float | None, Field(gt=0, le=Caps.TIMEOUT_S)] = None
 
     @model_validator(mode="after")
     def _consistent(self) -> SessionSpec:

@@ -59,6 +59,29 @@ def api_client_fixture(database_url: str) -> Iterator[TestClient]:
         yield client
 
 
+# A tenant policy (as the settings' default, so every tenant a test makes up gets it) that keeps
+# any session tiny and on loopback: for tests that throw generated input at the API.
+TINY_POLICY: dict[str, Any] = {
+    "policy_allowed_networks": ["127.0.0.0/8", "::1/128"],
+    "policy_allowed_hosts": ["localhost"],
+    "quota_agents": 2,
+    "quota_calls_per_s": 5,
+    "quota_calls_per_session": 10,
+    "quota_duration_s": 5,
+    "quota_concurrent_sessions": 2,
+}
+
+
+@pytest.fixture(name="tiny_api_client")
+def tiny_api_client_fixture(database_url: str, temporal_stack: Stack) -> Iterator[TestClient]:
+    """The API on a real database and a real Temporal server (no worker: sessions stay
+    pending), every tenant under TINY_POLICY."""
+    settings = make_settings(database_url, temporal_stack.temporal_address)
+    app = create_app(settings.model_copy(update=TINY_POLICY))
+    with TestClient(app) as client:
+        yield client
+
+
 @pytest.fixture(name="temporal_stack", scope="session")
 def temporal_stack_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A real Temporal dev server (and mosquitto); no API, no worker."""

@@ -22,7 +22,11 @@ from typing import Any
 
 from temporalio.client import Client
 
+from sipflow.crypto import keyring
+from sipflow.payload_codec import EncryptionCodec
+from sipflow.settings import Settings
 from tests.conftest import RunningStack, start_stack
+from tests.history_payloads import map_payloads
 
 HISTORIES = Path(__file__).parent / "data" / "histories"
 THRESHOLDS = ["success_rate >= 99.5", "failed_calls == 0", "response_time_p95_ms < 300"]
@@ -39,9 +43,13 @@ def direct_spec(thresholds: list[str] = THRESHOLDS, **callers: Any) -> dict[str,
     }
 
 
-async def save(address: str, session_id: str, name: str) -> Path:
+async def save(address: str, session_id: str, name: str, settings: Settings) -> Path:
+    """Saved decoded (clear payloads): the replay test needs no key of the recording stack."""
     client = await Client.connect(address)
     history = await client.get_workflow_handle(f"session-{session_id}").fetch_history()
+    codec = EncryptionCodec(keyring(settings))
+    for event in history.events:
+        map_payloads(event, codec.decode_one)
     out = HISTORIES / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(history.to_json())
@@ -68,10 +76,12 @@ def record(release: str) -> list[Path]:
                 body = rs.wait(sid)
                 assert (body["status"], body["verdict"]) == outcome, body
             address = rs.stack.temporal_address
+            settings = Settings(data_dir=rs.stack.data_dir)
             names = {passing: "session_pass", failing: "session_fail_threshold"}
             names[cancelled] = "session_cancelled"
             return [
-                asyncio.run(save(address, sid, f"{release}/{name}")) for sid, name in names.items()
+                asyncio.run(save(address, sid, f"{release}/{name}", settings))
+                for sid, name in names.items()
             ]
         finally:
             stacks.close()
@@ -82,4 +92,5 @@ if __name__ == "__main__":
         for path in record(sys.argv[2]):
             print(path)
     else:
-        print(asyncio.run(save(sys.argv[1], sys.argv[2], sys.argv[3])))
+        # SIPFLOW_* settings name the keys (SIPFLOW_ENCRYPTION_KEYS or SIPFLOW_DATA_DIR).
+        print(asyncio.run(save(sys.argv[1], sys.argv[2], sys.argv[3], Settings())))

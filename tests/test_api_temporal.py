@@ -9,10 +9,10 @@ from typing import Any
 from fastapi.testclient import TestClient
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.main import create_app
 from entrypoints.stack import Stack
+from sipflow.payload_codec import data_converter
 from sipflow.workflow_types import SA_STATUS, SA_TARGET, SA_TENANT, WORKFLOW_NAME, workflow_id
 from tests.api_fixtures import (
     VALID_SPEC,
@@ -22,7 +22,9 @@ from tests.api_fixtures import (
 
 
 async def _describe(address: str, wid: str, terminate: bool = False) -> dict[str, Any]:
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    # The API's keys: make_settings keeps the default data_dir.
+    converter = data_converter(make_settings("sqlite://", address))
+    client = await Client.connect(address, data_converter=converter)
     handle = client.get_workflow_handle(wid)
     desc = await handle.describe()
     events = [e.event_type async for e in handle.fetch_history_events()]

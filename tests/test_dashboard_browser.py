@@ -4,9 +4,16 @@ refused with the error at its field. Screenshots of the list and the report go t
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from typing import Any
 
+from sipflow import secret_store
+from sipflow.crypto import keyring
+from sipflow.db import session_scope
+from sipflow.session_secrets import secret_name
+from sipflow.settings import Settings
 from tests.conftest import RunningStack
 from tests.dashboard_fixtures import browser_fixture, page_fixture, screenshot  # noqa: F401
 from tests.test_e2e_session import direct_spec
@@ -82,3 +89,23 @@ def test_invalid_spec_shows_the_field_error(sqlite_stack: RunningStack, page: An
     sid = page.url.rsplit("/", 1)[1]
     page.wait_for_selector("#verdict[data-verdict]:not([data-verdict=''])", timeout=60_000)
     assert sqlite_stack.wait(sid)["status"] == "completed"
+
+
+def test_run_again_shows_no_password_and_keeps_it(sqlite_stack: RunningStack, page: Any) -> None:
+    api, pw = sqlite_stack.stack.api_url, f"pw{uuid.uuid4().hex}"
+    spec = direct_spec(rate=20, max_calls=4)
+    spec["roles"]["callers"]["accounts"] = [{"user": "alice", "password": pw}]
+    sid = sqlite_stack.submit(spec)
+    sqlite_stack.wait(sid)
+    page.goto(f"{api}/dashboard/new?from={sid}")
+    page.wait_for_function("document.querySelector('#spec').value.includes('alice')")
+    text = page.input_value("#spec")
+    assert pw not in text and '"password": "***"' in text
+    page.click("#start")
+    page.wait_for_url(re.compile(r".*/dashboard/sessions/(?!" + sid + r")[0-9a-f]+$"))
+    again = page.url.rsplit("/", 1)[1]
+    assert sqlite_stack.wait(again)["verdict"] == "pass"
+    settings = Settings(data_dir=sqlite_stack.stack.data_dir)
+    with session_scope(settings.resolved_database_url) as db:
+        name = secret_name(again, "callers", 0)
+        assert secret_store.get(db, keyring(settings), "default", name) == pw

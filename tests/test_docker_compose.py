@@ -92,7 +92,14 @@ def test_compose_file_is_valid() -> None:
         raise AssertionError("compose accepted an empty POSTGRES_PASSWORD")
     except AssertionError as exc:
         assert "required" in str(exc)
-    doc = compose({**env, "POSTGRES_PASSWORD": "pw", "SIPFLOW_RUNNER_TOKEN_SECRET": "s" * 32})
+    doc = compose(
+        {
+            **env,
+            "POSTGRES_PASSWORD": "pw",
+            "SIPFLOW_RUNNER_TOKEN_SECRET": "s" * 32,
+            "SIPFLOW_ENCRYPTION_KEYS": "k1:" + "A" * 43 + "=",
+        }
+    )
 
     services: dict[str, Any] = doc["services"]
     assert set(services) >= SERVICES, set(services)

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from backends.loopback import loopback_aliases
 from backends.netns import namespace, namespaces
+from sipflow.payload_codec import data_converter
+from sipflow.settings import Settings
 from tests.conftest import RunningStack
 from tests.sipp_files import stored_vs_sipp
 
@@ -97,7 +98,8 @@ def test_rate_change_by_update(sqlite_stack: RunningStack) -> None:
 async def test_search_attributes_filter_sessions(sqlite_stack: RunningStack) -> None:
     body = sqlite_stack.run(direct_spec(max_calls=10))
     client = await Client.connect(
-        sqlite_stack.stack.temporal_address, data_converter=pydantic_data_converter
+        sqlite_stack.stack.temporal_address,
+        data_converter=data_converter(Settings(data_dir=sqlite_stack.stack.data_dir)),
     )
     wid = f"session-{body['id']}"
     query = f'WorkflowId = "{wid}" AND SipflowVerdict = "pass" AND SipflowTenant = "default"'

@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from backends.local import LocalBackend
 from backends.netns import namespace, namespaces
@@ -17,15 +16,18 @@ from entrypoints.liveness import still_running
 from entrypoints.stack import Stack
 from sipflow import store
 from sipflow.db import migrate, session_scope
+from sipflow.payload_codec import data_converter
 from sipflow.placement import Placement
 from sipflow.settings import Settings
 from sipflow.workflow_types import WORKFLOW_NAME, SessionInput, workflow_id
 from tests.api_fixtures import dead_address, temporal_stack_fixture  # noqa: F401
 
 
-async def start_open(address: str, sids: list[str]) -> None:
+async def start_open(settings: Settings, sids: list[str]) -> None:
     """Open workflows: nobody polls their task queue."""
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    client = await Client.connect(
+        settings.temporal_address, data_converter=data_converter(settings)
+    )
     for sid in sids:
         await client.start_workflow(
             WORKFLOW_NAME,
@@ -35,8 +37,10 @@ async def start_open(address: str, sids: list[str]) -> None:
         )
 
 
-async def terminate(address: str, sids: list[str]) -> None:
-    client = await Client.connect(address)
+async def terminate(settings: Settings, sids: list[str]) -> None:
+    client = await Client.connect(
+        settings.temporal_address, data_converter=data_converter(settings)
+    )
     for sid in sids:
         await client.get_workflow_handle(workflow_id(sid)).terminate()
 
@@ -49,8 +53,7 @@ def test_open_workflows_are_kept_and_gone_ones_swept(temporal_stack: Stack, tmp_
         for kind, sid in sids.items():
             store.create_session(db, sid, "default", kind, {}, None)
             store.set_status(db, sid, "completed" if kind == "final" else "running")
-    address = temporal_stack.temporal_address
-    asyncio.run(start_open(address, [sids["open"], sids["final"]]))
+    asyncio.run(start_open(settings, [sids["open"], sids["final"]]))
     backend = LocalBackend.from_settings(settings)
     try:
         for sid in sids.values():
@@ -66,4 +69,4 @@ def test_open_workflows_are_kept_and_gone_ones_swept(temporal_stack: Stack, tmp_
     finally:
         for sid in sids.values():
             backend.teardown(Placement(session_id=sid))
-        asyncio.run(terminate(address, [sids["open"], sids["final"]]))
+        asyncio.run(terminate(settings, [sids["open"], sids["final"]]))

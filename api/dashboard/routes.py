@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import (
     FileResponse,
     PlainTextResponse,
@@ -28,6 +29,8 @@ from api import session_views as views
 from api.dashboard.bridge import MqttBridge, Viewer
 from api.dashboard.spec_editor import check, example_yaml
 from api.deps import DbDep, SettingsDep
+from api.errors import json_safe
+from api.responses import COMMON, MAX_OFFSET, media
 from backends.runner_tokens import LIVE_USER, broker_password, token_key
 from sipflow import store
 from sipflow.db import session_scope
@@ -103,7 +106,7 @@ def _chain_signals(get_loop: Callable[[], asyncio.AbstractEventLoop], bridge: Mq
 
 router = APIRouter(lifespan=lifespan)
 pages = APIRouter(include_in_schema=False)
-data = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
+data = APIRouter(prefix="/dashboard/api", tags=["dashboard"], responses=COMMON)
 
 
 # -- pages -----------------------------------------------------------------------------------
@@ -162,7 +165,7 @@ def list_sessions(
     status_: Annotated[str | None, Query(alias="status")] = None,
     verdict: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     rows, total = store.list_sessions(
         db, tenant=tenant, status=status_, verdict=verdict, limit=limit, offset=offset
@@ -214,10 +217,24 @@ def spec_example() -> str:
 
 @data.post("/spec/check", summary="Validate a YAML spec; errors with the line of their field")
 def spec_check(text: Annotated[str, Body(media_type="text/plain")]) -> dict[str, Any]:
-    return check(text)
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:  # undecodable bytes arrive as lone surrogates
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "not UTF-8 text") from exc
+    # The text's own mapping is echoed back: YAML may hold .nan, .inf, dates.
+    result: dict[str, Any] = json_safe(jsonable_encoder(check(text)))
+    return result
 
 
-@data.get("/sessions/{session_id}/live", summary="Live charts: server-sent events from MQTT")
+@data.get(
+    "/sessions/{session_id}/live",
+    summary="Live charts: server-sent events from MQTT",
+    response_class=StreamingResponse,
+    responses={
+        **media("text/event-stream", description="events until the session ends"),
+        404: {"description": "no session with this id"},
+    },
+)
 async def live(session_id: str, request: Request, settings: SettingsDep) -> StreamingResponse:
     url = settings.resolved_database_url
     first = await run_in_threadpool(_status, url, session_id)

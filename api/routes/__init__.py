@@ -2,10 +2,13 @@
 
 from fastapi import APIRouter
 
-from api.routes import exports, health, runner_files, sessions
+from api.responses import COMMON
+from api.routes import codec, exports, health, runner_files, sessions
 
-api_router = APIRouter()
+api_router = APIRouter(responses=COMMON)
 api_router.include_router(sessions.router)
 api_router.include_router(exports.router)
 api_router.include_router(health.router)
 api_router.include_router(runner_files.router)
+api_router.include_router(codec.router)
+api_router.include_router(codec.preflight)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from api import report
 from api import session_views as views
 from api.deps import DbDep, SettingsDep, session_or_404
+from api.responses import media
 from api.routes.sessions import NOT_FOUND
 from sipflow.models import FINAL_STATUSES
 from sipflow.settings import Settings
@@ -41,8 +42,8 @@ def report_json(
 @router.get(
     "/{session_id}/report.csv",
     summary="The session's time series as CSV (per role and second, or per runner interval)",
-    response_class=PlainTextResponse,
-    responses=NOT_FOUND,
+    response_class=Response,
+    responses={**media("text/csv"), **NOT_FOUND},
 )
 def report_csv(
     session_id: str,
@@ -59,8 +60,12 @@ def report_csv(
 @router.get(
     "/{session_id}/junit.xml",
     summary="The verdict as JUnit XML (one test case per threshold, one for the verdict)",
-    response_class=PlainTextResponse,
-    responses={**NOT_FOUND, 409: {"description": "the session has not finished yet"}},
+    response_class=Response,
+    responses={
+        **media("application/xml"),
+        **NOT_FOUND,
+        409: {"description": "the session has not finished yet"},
+    },
 )
 def junit(session_id: str, request: Request, db: DbDep, settings: SettingsDep) -> Response:
     body = _report(request, db, settings, session_id)

@@ -16,15 +16,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.deps import DbDep, SettingsDep
+from api.deps import DbDep, KeysDep, SettingsDep
 from backends.container_plan import container_runner_config
 from backends.runner_tokens import token_key, token_matches
 from runners import scenario_files
-from sipflow import store
+from sipflow import session_secrets, store
 from sipflow.runner_config import AccountConfig, RunnerConfig
 from sipflow.spec import SessionSpec
 
-router = APIRouter(prefix="/runner/sessions/{session_id}/runners/{runner_id}", tags=["runner"])
+router = APIRouter(
+    prefix="/runner/sessions/{session_id}/runners/{runner_id}",
+    tags=["runner"],
+    responses={
+        401: {"description": "no runner token, or not this runner's"},
+        403: {"description": "the session does not run"},
+    },
+)
 bearer = HTTPBearer(auto_error=False, description="the runner token")
 
 
@@ -41,6 +48,7 @@ def authorized_config(
     runner_id: str,
     settings: SettingsDep,
     db: DbDep,
+    keys: KeysDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> RunnerConfig:
     """The runner's full config, if the token is this runner's and the session runs."""
@@ -51,7 +59,8 @@ def authorized_config(
     row = store.get_session(db, session_id)
     if row is None or row.status != "running":
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the session does not run")
-    spec = SessionSpec.model_validate(row.spec)
+    # The stored spec says "***": the runner gets the passwords from the secret store.
+    spec = SessionSpec.model_validate(session_secrets.filled(db, keys, row))
     cfg = container_runner_config(spec, session_id, runner_id, settings)
     if cfg is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the session does not run")

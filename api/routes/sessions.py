@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import session_views as views
-from api.deps import DbDep, SettingsDep, TemporalDep, session_or_404
+from api.deps import DbDep, KeysDep, SettingsDep, TemporalDep, session_or_404
+from api.responses import MAX_OFFSET, REFUSED, Responses
 from api.schemas import (
     EXAMPLE_SPEC,
     EXAMPLE_SPEC_PROXY,
@@ -27,7 +29,7 @@ from api.schemas import (
     SessionMetricsOut,
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
-from sipflow import store
+from sipflow import session_secrets, store, tenant_policy
 from sipflow.models import FINAL_STATUSES, SessionRow
 from sipflow.spec import SessionSpec
 from sipflow.workflow_types import (
@@ -46,7 +48,6 @@ from sipflow.workflow_types import (
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 
-Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"description": "no session with this id"}}
 UNAVAILABLE: Responses = {503: {"description": "Temporal is unreachable"}}
 FINISHED: Responses = {409: {"description": "the session has already finished"}}
@@ -95,7 +96,7 @@ async def _running_handle(temporal: TemporalConnector, row: SessionRow) -> Workf
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=SessionCreated,
-    responses={**UNAVAILABLE, 422: {"description": "invalid spec; `loc` names the field"}},
+    responses={**UNAVAILABLE, **REFUSED},
     summary="Start a test session",
 )
 async def create_session(
@@ -103,13 +104,25 @@ async def create_session(
     request: Request,
     response: Response,
     db: DbDep,
+    keys: KeysDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    copy_secrets_from: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[A-Za-z0-9_-]{1,32}$",
+            description='run again: each `"password": "***"` of the spec keeps the '
+            "password of this session's account with the same role and user (same tenant)",
+        ),
+    ] = None,
 ) -> SessionCreated:
+    """Passwords are write-only: stored encrypted, shown as `"***"` by every read."""
+    # The tenant is the spec's until credentials name it (then: the credential's tenant).
+    await run_in_threadpool(tenant_policy.enforce, spec.tenant, spec, db, settings)
     sid = uuid.uuid4().hex[:12]
-    spec_json = spec.model_dump(mode="json")
+    spec_json = _resolved_passwords(db, keys, spec, copy_secrets_from)
     target = f"{spec.target.host}:{spec.target.port}" if spec.target else None
-    store.create_session(db, sid, spec.tenant, spec.name, spec_json, target)
+    session_secrets.open_session(db, keys, sid, spec.tenant, spec.name, spec_json, target)
     try:
         client = await temporal.get()
         await client.start_workflow(
@@ -136,6 +149,33 @@ async def create_session(
     return SessionCreated(id=sid, workflow_id=workflow_id(sid), status="pending", links=links)
 
 
+def _resolved_passwords(
+    db: DbDep, keys: KeysDep, spec: SessionSpec, copy_from: str | None
+) -> dict[str, Any]:
+    """The spec as JSON with every "***" replaced by the copied session's password; 422 with
+    the field's `loc` when one cannot be."""
+    spec_json = spec.model_dump(mode="json")
+    try:
+        if copy_from is not None:
+            source = store.get_session(db, copy_from)
+            if source is None or source.tenant != spec.tenant:  # another tenant's: not there
+                raise session_secrets.SecretReferenceError(
+                    ("query", "copy_secrets_from"), f"no session {copy_from!r}"
+                )
+            return session_secrets.copy_from(db, keys, source, spec.tenant, spec_json)
+        if refs := session_secrets.references(spec_json):
+            role, i = refs[0]
+            raise session_secrets.SecretReferenceError(
+                ("body", "roles", role, "accounts", i, "password"),
+                "'***' keeps a password by reference: name the session it is copied from "
+                "(copy_secrets_from)",
+            )
+    except session_secrets.SecretReferenceError as exc:
+        detail = [{"type": "value_error", "loc": list(exc.loc), "msg": exc.msg}]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from exc
+    return spec_json
+
+
 @router.get("", response_model=SessionList, summary="List sessions, newest first")
 def list_sessions(
     db: DbDep,
@@ -146,7 +186,7 @@ def list_sessions(
     verdict: Annotated[str | None, Query(description="pass, fail or error")] = None,
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> SessionList:
     if since is not None:
         since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
@@ -245,13 +285,20 @@ async def cancel_session(session_id: str, db: DbDep, temporal: TemporalDep) -> C
 @router.post(
     "/{session_id}/rate",
     response_model=RateChanged,
-    responses={**NOT_FOUND, **FINISHED, **UNAVAILABLE},
+    responses={
+        **NOT_FOUND,
+        **FINISHED,
+        **UNAVAILABLE,
+        429: {"description": "over the tenant's calls_per_s quota"},
+    },
     summary="Change the callers' call rate of a running session",
 )
 async def set_rate(
-    session_id: str, body: RateChange, db: DbDep, temporal: TemporalDep
+    session_id: str, body: RateChange, db: DbDep, settings: SettingsDep, temporal: TemporalDep
 ) -> RateChanged:
     row = session_or_404(db, session_id)
+    policy = await run_in_threadpool(tenant_policy.load, db, row.tenant, settings)
+    tenant_policy.check_rate(policy, body.rate, ("rate",))
     handle = await _running_handle(temporal, row)
     try:
         result = await handle.execute_update(

@@ -77,7 +77,9 @@ $("#spec-form").addEventListener("submit", async (ev) => {
     if (!r.ok) { $("#result").textContent = `Not started: ${r.errors.length} error(s).`; return; }
     $("#result").textContent = "starting…";
     try {
-      const created = await api("/v1/sessions", { method: "POST", json: r.spec });
+      // Run again: the copied spec shows passwords as "***"; the API keeps them by reference.
+      const url = from ? `/v1/sessions?copy_secrets_from=${encodeURIComponent(from)}` : "/v1/sessions";
+      const created = await api(url, { method: "POST", json: r.spec });
       location.href = `/dashboard/sessions/${created.id}`;
     } catch (e) {
       if (e.status === 422 && Array.isArray(e.body.detail)) {
