@@ -1,5 +1,5 @@
-"""Error replies the routes share: validation (422, NaN-safe, secrets masked), a refused policy (422/429), an
-exhausted or unreachable database (503)."""
+"""Error replies the routes share: validation (422, NaN-safe, secrets masked), a refused policy
+(422/429), an exhausted or unreachable database (503)."""
 
 from __future__ import annotations
 

@@ -124,6 +124,9 @@ class TenantPolicyRow(SQLModel, table=True):
 
     tenant: str = Field(primary_key=True, max_length=64)
     policy: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _ts(nullable=False)
+
+
 class SecretRow(SQLModel, table=True):
     """A tenant's named secret (a SIP password, later webhook/SMTP secrets), AES-GCM encrypted
     (sipflow.secret_store); its value is never returned by any endpoint."""

@@ -27,6 +27,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from api.main import create_app
 from api.routes.codec import codec_admin
+from backends.broker_auth import RUNNER_TOPICS
+from backends.runner_tokens import INGEST_USER, broker_password, token_key
 from entrypoints.stack import temporal_binary
 from runners.injection import auth_field, write_injection
 from sipflow import secret_store
@@ -114,10 +116,13 @@ def _database_text(rs: RunningStack, settings: Settings) -> bytes:
     return "\n".join(out).encode()
 
 
-def _retained(port: int, wait_s: float = 2.0) -> list[bytes]:
+def _retained(settings: Settings, port: int, wait_s: float = 2.0) -> list[bytes]:
+    """Every retained message (only runner topics are ever retained), read with the ingest's
+    login: the broker admits no anonymous client."""
     got: list[bytes] = []
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-    client.on_connect = lambda c, *a: c.subscribe("#", qos=1)
+    client.username_pw_set(INGEST_USER, broker_password(token_key(settings), INGEST_USER))
+    client.on_connect = lambda c, *a: c.subscribe(RUNNER_TOPICS, qos=1)
     client.on_message = lambda c, u, m: got.append(m.topic.encode() + b" " + m.payload)
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -184,7 +189,7 @@ def test_password_is_write_only_everywhere(stack: RunningStack) -> None:
         if path.is_file() and not path.is_symlink():
             data = path.read_bytes()
             assert not any(s in data for s in secrets), path
-    retained = _retained(stack.stack.config.mqtt_port)
+    retained = _retained(settings, stack.stack.config.mqtt_port)
     assert any(sid.encode() in m for m in retained)  # the runners' final states
     assert not any(s in m for m in retained for s in secrets)
 
