@@ -64,12 +64,25 @@ class Settings(BaseSettings):
     # Signs the per-session tokens runners fetch their files with. Not set: a random key kept
     # in data_dir/secrets (enough when API and worker share data_dir, as the embedded stack does).
     runner_token_secret: SecretStr | None = None
+    # The API key the CLI sends (an `sfk_...` secret); not set: the one in data_dir/admin.key,
+    # which `sipflow up` creates for the local user.
+    api_key: SecretStr | None = None
+    # How long a dashboard sign-in lasts (its cookie and its stored digest), in seconds.
+    login_ttl_s: float = 12 * 3600
+    # An API key's last_used_at is written at most this often (seconds), not on every request.
+    key_touch_interval_s: float = 60
+    # Send the dashboard's cookies only over HTTPS (set behind a TLS-terminating proxy).
+    cookie_secure: bool = False
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'sipflow.db').resolve()}"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return (self.data_dir / "admin.key").resolve()
 
     @property
     def runs_dir(self) -> Path:

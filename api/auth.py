@@ -1,0 +1,173 @@
+"""Who is asking: an API key (`Authorization: Bearer sfk_...`) or the dashboard's sign-in cookie
+-> a Principal (key id, tenant, role). Routes take it as an `Annotated` dependency:
+
+    PrincipalDep  any valid credential (401 otherwise, with WWW-Authenticate)
+    OperatorDep   operator or admin (a viewer gets 403): start, change, cancel sessions
+    AdminDep      admin only: keys and the audit log
+
+The tenant comes from the credential only. Writes authenticated by the cookie must also carry
+the per-sign-in CSRF token (header X-CSRF-Token, the value of the readable `sipflow_csrf`
+cookie) and come from this origin (Origin, else Referer), so a cross-site form cannot use the
+browser's cookie; a Bearer key is never sent by a browser on its own and needs neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+
+from api.deps import DbDep, SettingsDep
+from sipflow import account_store
+from sipflow.accounts import ApiKeyRow, Role, allows
+from sipflow.models import utcnow
+
+SESSION_COOKIE = "sipflow_session"
+CSRF_COOKIE = "sipflow_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key (`sfk_...`): `sipflow keys create` or POST /v1/keys",
+)
+cookie_scheme = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="DashboardSignIn",
+    description="The dashboard's sign-in cookie (writes also need the X-CSRF-Token header)",
+)
+
+Responses = dict[int | str, dict[str, Any]]
+UNAUTHORIZED: Responses = {
+    401: {"description": "no API key, or an unknown, revoked or expired one"}
+}
+FORBIDDEN: Responses = {
+    403: {"description": "the key's role may not do this (or a cross-site/CSRF-less write)"}
+}
+AUTH_RESPONSES: Responses = {**UNAUTHORIZED, **FORBIDDEN}
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    tenant: str
+    role: Role
+    via_cookie: bool = False
+
+    def may(self, needed: Role) -> bool:
+        return allows(self.role, needed)
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": 'Bearer realm="sipflow"'}
+    )
+
+
+def forbidden(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_403_FORBIDDEN, detail)
+
+
+def csrf_token(login_token: str) -> str:
+    """The CSRF token of one sign-in, derived from its cookie token (nothing more to store)."""
+    return hmac.new(login_token.encode(), b"sipflow-csrf", hashlib.sha256).hexdigest()
+
+
+def same_origin(request: Request) -> bool:
+    """Origin (or, without it, Referer) names this host: the request comes from our pages."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    host = request.headers.get("host")
+    if not source or not host or source == "null":
+        return False
+    return urlsplit(source).netloc.lower() == host.lower()
+
+
+def _check_csrf(request: Request, login_token: str) -> None:
+    if not same_origin(request):
+        raise forbidden("cross-site request refused: Origin/Referer is not this site")
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(sent.encode(), csrf_token(login_token).encode()):
+        raise forbidden(f"missing or wrong {CSRF_HEADER} header")
+
+
+def _usable(row: ApiKeyRow | None) -> ApiKeyRow:
+    if row is None or not row.usable(utcnow()):
+        raise unauthorized("unknown, revoked or expired API key")
+    return row
+
+
+def authenticate(
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    cookie: Annotated[str | None, Depends(cookie_scheme)],
+) -> Principal:
+    if bearer is not None:
+        row = _usable(account_store.key_by_secret(db, bearer.credentials))
+        via_cookie = False
+    elif cookie:
+        row = _usable(account_store.login_key(db, cookie))
+        if request.method not in SAFE_METHODS:
+            _check_csrf(request, cookie)
+        via_cookie = True
+    elif request.headers.get("authorization"):
+        raise unauthorized("the Authorization header must be 'Bearer <API key>'")
+    else:
+        raise unauthorized("an API key is needed: Authorization: Bearer <key>")
+    account_store.touch_key(db, row, timedelta(seconds=settings.key_touch_interval_s))
+    return Principal(key_id=row.id, tenant=row.tenant, role=Role(row.role), via_cookie=via_cookie)
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def operator(principal: PrincipalDep) -> Principal:
+    if not principal.may(Role.operator):
+        raise forbidden(f"a {principal.role} key may not change anything (operator or admin)")
+    return principal
+
+
+def admin(principal: PrincipalDep) -> Principal:
+    if not principal.may(Role.admin):
+        raise forbidden(f"a {principal.role} key may not do this (admin only)")
+    return principal
+
+
+OperatorDep = Annotated[Principal, Depends(operator)]
+AdminDep = Annotated[Principal, Depends(admin)]
+
+
+class SignInRequired(Exception):
+    """A dashboard page without a valid sign-in: the app redirects to the sign-in page."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+def page_principal(
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    cookie: Annotated[str | None, Depends(cookie_scheme)],
+) -> Principal:
+    try:
+        return authenticate(request, db, settings, bearer, cookie)
+    except HTTPException as exc:
+        if exc.status_code == status.HTTP_401_UNAUTHORIZED:
+            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise SignInRequired(path) from exc
+        raise
+
+
+PageDep = Annotated[Principal, Depends(page_principal)]
