@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from entrypoints.admin_key import ensure_admin_key
+from sipflow.settings import Settings
 from sipflow.workflow_types import SEARCH_ATTRIBUTES
 
 
@@ -87,6 +89,25 @@ class Stack:
         self.config = config
         self.data_dir = config.data_dir.resolve()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.api_key: str | None = None  # the local admin key, once started
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this stack's processes run with (their environment over os.environ)."""
+        env = {k[len("SIPFLOW_") :].lower(): v for k, v in self.env().items()}
+        return Settings(**env)  # type: ignore[arg-type]
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin.key"
+
+    def ensure_admin_key(self) -> str:
+        """An admin key of the default tenant in data_dir/admin.key (created if none is usable)."""
+        settings = self.settings
+        self.api_key = ensure_admin_key(
+            settings.resolved_database_url, self.admin_key_file, settings.default_tenant
+        )
+        return self.api_key
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -184,6 +205,8 @@ class Stack:
     def start(self) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.config.with_api:
+                self.ensure_admin_key()
             self.start_temporal()
             self.start_mosquitto()
             if self.config.with_worker:

@@ -68,7 +68,9 @@ class RunningStack:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.http = httpx.Client(base_url=stack.api_url, timeout=30)
+        # Signed in with the stack's local admin key (tenant "default"), as the CLI is.
+        headers = {"Authorization": f"Bearer {stack.api_key}"}
+        self.http = httpx.Client(base_url=stack.api_url, timeout=30, headers=headers)
 
     @property
     def runs_dir(self) -> Path:
