@@ -525,7 +525,7 @@ def sessions_show(
 def _keys_db() -> str:
     from sipflow.db import migrate
 
-    url = get_settings().resolved_database_url
+    url = Settings().resolved_database_url  # not cached: the environment of this call
     migrate(url)  # a fresh data dir has no tables yet
     return url
 

@@ -228,7 +228,11 @@ def spec_check(
     return check(text)
 
 
-@data.get("/sessions/{session_id}/live", summary="Live charts: server-sent events from MQTT")
+@data.get(
+    "/sessions/{session_id}/live",
+    summary="Live charts: server-sent events from MQTT",
+    responses={404: {"description": "no session with this id in the key's tenant"}},
+)
 async def live(
     session_id: str, request: Request, settings: SettingsDep, principal: PrincipalDep
 ) -> StreamingResponse:
