@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.deps import DbDep, SettingsDep
+from api.deps import DbDep, SettingsDep, session_or_404
 from sipflow import account_store
 from sipflow.accounts import ApiKeyRow, Role, allows
-from sipflow.models import utcnow
+from sipflow.models import SessionRow, utcnow
 
 SESSION_COOKIE = "sipflow_session"
 CSRF_COOKIE = "sipflow_csrf"
@@ -144,6 +144,15 @@ def admin(principal: PrincipalDep) -> Principal:
 
 OperatorDep = Annotated[Principal, Depends(operator)]
 AdminDep = Annotated[Principal, Depends(admin)]
+
+
+def owned_session(session_id: str, db: DbDep, principal: PrincipalDep) -> SessionRow:
+    """The path's session if it is the key's tenant's, else 404: as a dependency it answers
+    before the body is validated, so another tenant's id never gets a 422 either."""
+    return session_or_404(db, session_id, principal.tenant)
+
+
+OwnedSessionDep = Annotated[SessionRow, Depends(owned_session)]
 
 
 class SignInRequired(Exception):

@@ -14,7 +14,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import session_views as views
-from api.auth import AUTH_RESPONSES, OperatorDep, PrincipalDep
+from api.auth import AUTH_RESPONSES, OperatorDep, OwnedSessionDep, PrincipalDep
 from api.deps import DbDep, SettingsDep, TemporalDep, session_or_404
 from api.schemas import (
     EXAMPLE_SPEC,
@@ -271,9 +271,8 @@ def get_session_metrics(
     summary="Cancel a running session (the workflow stops its runners and records the result)",
 )
 async def cancel_session(
-    session_id: str, db: DbDep, temporal: TemporalDep, principal: OperatorDep
+    session_id: str, db: DbDep, temporal: TemporalDep, principal: OperatorDep, row: OwnedSessionDep
 ) -> CancelRequested:
-    row = session_or_404(db, session_id, principal.tenant)
     handle = await _running_handle(temporal, row)
     await handle.cancel()
     audit.record(db, principal.tenant, principal.key_id, "session.cancel", session_id)
@@ -287,9 +286,13 @@ async def cancel_session(
     summary="Change the callers' call rate of a running session",
 )
 async def set_rate(
-    session_id: str, body: RateChange, db: DbDep, temporal: TemporalDep, principal: OperatorDep
+    session_id: str,
+    body: RateChange,
+    db: DbDep,
+    temporal: TemporalDep,
+    principal: OperatorDep,
+    row: OwnedSessionDep,
 ) -> RateChanged:
-    row = session_or_404(db, session_id, principal.tenant)
     handle = await _running_handle(temporal, row)
     try:
         result = await handle.execute_update(
