@@ -37,7 +37,7 @@ from rich.table import Table
 from entrypoints.admin_key import cli_key
 from entrypoints.stack import Stack, StackConfig
 from sipflow.accounts import Role
-from sipflow.models import FINAL_STATUSES
+from sipflow.models import FINAL_STATUSES, utcnow
 from sipflow.settings import Settings, get_settings
 from sipflow.spec import SessionSpec
 from sipflow.spec_file import SpecFileError, format_error_items, load_spec
@@ -568,17 +568,25 @@ def keys_list(
 
     with session_scope(_keys_db()) as db:
         rows = account_store.list_keys(db, tenant)
-    fields = ("id", "name", "tenant", "role", "created_at", "expires_at", "revoked_at")
     if as_json:
         items = [r.model_dump(mode="json", exclude={"digest"}) for r in rows]
         out.print_json(data=items)
         return
+    now = utcnow()
     table = Table(title=f"{len(rows)} keys", title_justify="left")
-    for col in (*fields, "last_used_at"):
-        table.add_column(col.removesuffix("_at"), overflow="fold", no_wrap=col == "id")
+    table.add_column("id", no_wrap=True, min_width=12)
+    for col in ("tenant", "role", "state", "name", "created", "expires", "last used"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("role", "state"))
     for r in rows:
-        cells = [getattr(r, f) for f in (*fields, "last_used_at")]
-        table.add_row(*(escape(str(c)[:19] if c is not None else "-") for c in cells))
+        state = "revoked" if r.revoked_at else "usable" if r.usable(now) else "expired"
+        table.add_row(
+            r.id,
+            escape(r.tenant),
+            r.role,
+            state,
+            escape(r.name),
+            *(f"{t:%Y-%m-%d %H:%M}" if t else "-" for t in (r.created_at, r.expires_at, r.last_used_at)),
+        )
     out.print(table)
 
 
