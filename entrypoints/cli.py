@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -585,9 +585,13 @@ def keys_list(
             r.role,
             state,
             escape(r.name),
-            *(f"{t:%Y-%m-%d %H:%M}" if t else "-" for t in (r.created_at, r.expires_at, r.last_used_at)),
+            *(_when(t) for t in (r.created_at, r.expires_at, r.last_used_at)),
         )
     out.print(table)
+
+
+def _when(t: datetime | None) -> str:
+    return f"{t:%Y-%m-%d %H:%M}" if t else "-"
 
 
 @keys_app.command("revoke")

@@ -94,9 +94,7 @@ def create_login(db: Session, key: ApiKeyRow, ttl: timedelta) -> str:
     """A new sign-in for this key; returns the cookie's token (only its digest is stored)."""
     token = secrets_token()
     now = utcnow()
-    db.add(
-        WebLoginRow(digest=digest(token), key_id=key.id, created_at=now, expires_at=now + ttl)
-    )
+    db.add(WebLoginRow(digest=digest(token), key_id=key.id, created_at=now, expires_at=now + ttl))
     db.commit()
     return token
 

@@ -127,9 +127,10 @@ def test_audit_log_says_who_did_what(api_client: TestClient, database_url: str) 
     assert {e["tenant"] for e in page["items"]} == {"team-a"}
     assert len({e["key_id"] for e in page["items"]}) == 1  # api_client's own key
     assert page["items"][1]["object_id"] == key["id"]
-    assert api_client.get("/v1/audit", params={"limit": 1, "offset": 2}).json()["items"][0][
-        "action"
-    ] == "session.create"
+    assert (
+        api_client.get("/v1/audit", params={"limit": 1, "offset": 2}).json()["items"][0]["action"]
+        == "session.create"
+    )
     b_admin = client_as(api_client, mint_key(database_url, "team-b", Role.admin))
     assert b_admin.get("/v1/audit").json()["total"] == 0
 
@@ -182,13 +183,15 @@ def test_dashboard_sign_in_cookie_and_csrf(api_client: TestClient, database_url:
     # neither the CSRF header nor our origin.
     form = browser.post(cancel, data={"x": "1"}, headers={"Origin": "http://evil.example"})
     assert form.status_code == 403
-    assert browser.post(cancel, headers={"Origin": "http://evil.example", **csrf}).status_code == 403
+    evil = {"Origin": "http://evil.example", **csrf}
+    assert browser.post(cancel, headers=evil).status_code == 403
     assert browser.post(cancel, headers={"Origin": BASE}).status_code == 403  # no token
     assert browser.post(cancel, headers={"Origin": BASE, CSRF_HEADER: "x"}).status_code == 403
     assert browser.post(cancel, headers=csrf).status_code == 403  # no Origin nor Referer
     # From our own page, with the token: through to the handler (Temporal down: 503).
     assert browser.post(cancel, headers={"Origin": BASE, **csrf}).status_code == 503
-    assert browser.post(cancel, headers={"Referer": f"{BASE}/dashboard/", **csrf}).status_code == 503
+    referer = {"Referer": f"{BASE}/dashboard/", **csrf}
+    assert browser.post(cancel, headers=referer).status_code == 503
     actions = [e["action"] for e in api_client.get("/v1/audit").json()["items"]]
     assert "session.cancel" not in actions  # nothing refused was done
 

@@ -41,7 +41,8 @@ def test_keys_create_list_revoke(database_url: str) -> None:
     assert item["id"] == row.id and secret not in listed.stdout and "digest" not in item
     table = runner.invoke(app, ["keys", "list", "--tenant", "team-a"], env=env)
     assert row.id in table.stdout and "operator" in table.stdout
-    assert json.loads(runner.invoke(app, ["keys", "list", "--tenant", "x", "--json"], env=env).stdout) == []
+    other = runner.invoke(app, ["keys", "list", "--tenant", "x", "--json"], env=env)
+    assert json.loads(other.stdout) == []
 
     revoked = runner.invoke(app, ["keys", "revoke", row.id], env=env)
     assert revoked.exit_code == 0 and "revoked" in revoked.stdout

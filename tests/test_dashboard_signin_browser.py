@@ -45,7 +45,8 @@ def test_sign_in_write_with_csrf_and_sign_out(dash_stack: DashStack, page: Any) 
     page.wait_for_url(report)  # back where the browser was going
     page.wait_for_selector("#controls:not([hidden])")
     cookies = {c["name"]: c for c in page.context.cookies()}
-    assert cookies["sipflow_session"]["httpOnly"] and cookies["sipflow_session"]["sameSite"] == "Strict"
+    session_cookie = cookies["sipflow_session"]
+    assert session_cookie["httpOnly"] and session_cookie["sameSite"] == "Strict"
     assert page.evaluate("document.cookie").count("sipflow_session") == 0  # not readable by JS
 
     # The page's own cancel passes the CSRF check and reaches the handler (Temporal is down).

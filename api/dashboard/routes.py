@@ -32,7 +32,7 @@ from api.dashboard.spec_editor import check, example_yaml
 from api.deps import DbDep, SettingsDep, session_or_404
 from sipflow import store
 from sipflow.db import session_scope
-from sipflow.models import FINAL_STATUSES, MetricInterval, RunnerRow
+from sipflow.models import FINAL_STATUSES, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -165,9 +165,9 @@ def list_sessions(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    if tenant not in (None, "", principal.tenant):
-        rows, total = [], 0
-    else:
+    rows: Sequence[SessionRow] = []
+    total = 0
+    if tenant in (None, "", principal.tenant):  # another tenant's sessions are not there
         rows, total = store.list_sessions(
             db,
             tenant=principal.tenant,

@@ -39,7 +39,7 @@ def _safe_next(target: str | None) -> str:
 
 
 def signin_page(message: str = "", next_path: str = "/dashboard/", code: int = 200) -> Response:
-    from api.dashboard.routes import STATIC, NO_CACHE
+    from api.dashboard.routes import NO_CACHE, STATIC
 
     text = (STATIC / STATIC_PAGE).read_text()
     text = text.replace("{{message}}", html.escape(message))
@@ -48,7 +48,7 @@ def signin_page(message: str = "", next_path: str = "/dashboard/", code: int = 2
 
 
 @router.get(SIGNIN_PATH)
-def signin_form(next: str = "/dashboard/") -> Response:  # noqa: A002  (the query's name)
+def signin_form(next: str = "/dashboard/") -> Response:
     return signin_page(next_path=next)
 
 
@@ -59,7 +59,9 @@ async def _form(request: Request) -> dict[str, str]:
             data = json.loads(body)
         except ValueError:
             return {}
-        return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, str)}
     fields = parse_qs(body.decode("utf-8", "replace"))
     return {k: v[0] for k, v in fields.items() if v}
 

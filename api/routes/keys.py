@@ -7,12 +7,12 @@ from datetime import timedelta
 from fastapi import APIRouter, HTTPException, status
 
 from api.account_schemas import KeyCreate, KeyCreated, KeyList, KeyOut
-from api.auth import AUTH_RESPONSES, AdminDep
+from api.auth import AUTH_RESPONSES, AdminDep, Responses
 from api.deps import DbDep
 from sipflow import account_store, audit
 
 router = APIRouter(prefix="/keys", tags=["keys"], responses=AUTH_RESPONSES)
-NO_KEY = {404: {"description": "no key with this id in the admin's tenant"}}
+NO_KEY: Responses = {404: {"description": "no key with this id in the admin's tenant"}}
 
 
 @router.post(

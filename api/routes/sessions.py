@@ -253,9 +253,7 @@ async def _progress(temporal: TemporalConnector, session_id: str) -> Progress | 
     responses=NOT_FOUND,
     summary="Time series per runner and merged per second per role",
 )
-def get_session_metrics(
-    session_id: str, db: DbDep, principal: PrincipalDep
-) -> SessionMetricsOut:
+def get_session_metrics(session_id: str, db: DbDep, principal: PrincipalDep) -> SessionMetricsOut:
     session_or_404(db, session_id, principal.tenant)
     ivs = store.intervals(db, session_id)
     return SessionMetricsOut(

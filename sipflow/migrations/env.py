@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import sipflow.accounts  # noqa: F401  (registers the tables)
-import sipflow.audit  # noqa: F401
+import sipflow.accounts
+import sipflow.audit
 import sipflow.models  # noqa: F401
 from sipflow.db import get_engine
 
