@@ -80,6 +80,7 @@ def run(runners: int, seconds: int, interval: float, keep: bool) -> int:
             store.set_status(db, sid, "running")
             for rid in ids:
                 store.upsert_runner(db, sid, rid, rid.split("-")[0], "127.0.0.1:5060")
+        key = stack.ensure_admin_key()  # tenant "default", the session's
         stack.start_api()
 
         mq = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
@@ -88,6 +89,10 @@ def run(runners: int, seconds: int, interval: float, keep: bool) -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{stack.api_url}/dashboard/signin")
+            page.fill("input[name=key]", key)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{stack.api_url}/dashboard/")
             page.goto(f"{stack.api_url}/dashboard/sessions/{sid}")
             page.wait_for_selector("#live[data-state=live]", timeout=20_000)
             print(f"report page open: {stack.api_url}/dashboard/sessions/{sid}")
