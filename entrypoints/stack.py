@@ -94,7 +94,8 @@ class Stack:
     @property
     def settings(self) -> Settings:
         """The settings this stack's processes run with (their environment over os.environ)."""
-        env = {k[len("SIPFLOW_") :].lower(): v for k, v in self.env().items()}
+        prefix = "SIPFLOW_"
+        env = {k[len(prefix) :].lower(): v for k, v in self.env().items() if k.startswith(prefix)}
         return Settings(**env)  # type: ignore[arg-type]
 
     @property

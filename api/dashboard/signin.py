@@ -77,6 +77,7 @@ async def signin(request: Request, db: DbDep, settings: SettingsDep) -> Response
     if key is None or not key.usable(utcnow()):
         return signin_page("Unknown, revoked or expired API key.", next_path, 401)
     ttl = timedelta(seconds=settings.login_ttl_s)
+    account_store.purge_logins(db)  # sign-ins that ran out are of no use to anyone
     token = account_store.create_login(db, key, ttl)
     response = RedirectResponse(next_path, status.HTTP_303_SEE_OTHER)
     common = {
