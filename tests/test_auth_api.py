@@ -175,6 +175,8 @@ def test_dashboard_sign_in_cookie_and_csrf(api_client: TestClient, database_url:
         stored = db.connection().execute(text("SELECT * FROM web_login")).all()
     assert token not in repr(stored)  # only its digest
     assert browser.get("/dashboard/sessions/a00000000003").status_code == 200
+    me = browser.get("/dashboard/api/me").json()
+    assert (me["tenant"], me["role"]) == ("team-a", "operator")
     assert browser.get("/v1/sessions/a00000000003").status_code == 200
 
     cancel = "/v1/sessions/a00000000003/cancel"

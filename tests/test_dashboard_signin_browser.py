@@ -44,6 +44,7 @@ def test_sign_in_write_with_csrf_and_sign_out(dash_stack: DashStack, page: Any) 
     page.click("button[type=submit]")
     page.wait_for_url(report)  # back where the browser was going
     page.wait_for_selector("#controls:not([hidden])")
+    page.wait_for_selector("#whoami[data-tenant=team-a][data-role=operator]")
     cookies = {c["name"]: c for c in page.context.cookies()}
     session_cookie = cookies["sipflow_session"]
     assert session_cookie["httpOnly"] and session_cookie["sameSite"] == "Strict"

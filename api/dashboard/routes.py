@@ -216,6 +216,11 @@ def _caller_counts(db: DbDep, ids: list[str]) -> dict[str, tuple[int, int, int]]
     return {sid: (int(c or 0), int(o or 0), int(f or 0)) for sid, c, o, f in rows}
 
 
+@data.get("/me", summary="Who is signed in: key id, tenant and role")
+def me(principal: PrincipalDep) -> dict[str, str]:
+    return {"key_id": principal.key_id, "tenant": principal.tenant, "role": principal.role.value}
+
+
 @data.get("/spec/example", response_class=PlainTextResponse, summary="An example spec (YAML)")
 def spec_example(principal: PrincipalDep) -> str:
     return example_yaml()

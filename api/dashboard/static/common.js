@@ -96,9 +96,16 @@ export function nav(active) {
       link("/dashboard/new", "New session", "new"),
       link("/dashboard/compare", "Compare", "compare"),
       el("a", { href: "/docs" }, "API docs"),
-      el("button", { id: "signout", class: "signout", onclick: signOut }, "Sign out"),
+      el("span", { id: "whoami", class: "signout muted" }),
+      el("button", { id: "signout", onclick: signOut }, "Sign out"),
     ),
   );
+  api("/dashboard/api/me").then((me) => {
+    const who = $("#whoami");
+    who.textContent = `${me.tenant} · ${me.role}`;
+    who.dataset.tenant = me.tenant;
+    who.dataset.role = me.role;
+  }).catch(() => {});
 }
 
 async function signOut() {
