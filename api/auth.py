@@ -30,6 +30,7 @@ from api.deps import DbDep, SettingsDep, session_or_404
 from sipflow import account_store
 from sipflow.accounts import ApiKeyRow, Role, allows
 from sipflow.models import SessionRow, utcnow
+from sipflow.settings import Settings
 
 SESSION_COOKIE = "sipflow_session"
 CSRF_COOKIE = "sipflow_csrf"
@@ -107,19 +108,40 @@ def _usable(row: ApiKeyRow | None) -> ApiKeyRow:
     return row
 
 
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+CookieDep = Annotated[str | None, Depends(cookie_scheme)]
+
+
 def authenticate(
+    request: Request, db: DbDep, settings: SettingsDep, bearer: BearerDep, cookie: CookieDep
+) -> Principal:
+    return _principal(request, db, settings, bearer, cookie, csrf=True)
+
+
+def authenticate_without_csrf(
+    request: Request, db: DbDep, settings: SettingsDep, bearer: BearerDep, cookie: CookieDep
+) -> Principal:
+    """Only for POSTs that change nothing and that another origin of this site calls with the
+    cookie (the Temporal Web UI's remote codec calls /v1/codec/decode): no CSRF token, no origin
+    check. Other sites still get no cookie (SameSite=Strict) and, without CORS, no answer."""
+    return _principal(request, db, settings, bearer, cookie, csrf=False)
+
+
+def _principal(
     request: Request,
-    db: DbDep,
-    settings: SettingsDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    cookie: Annotated[str | None, Depends(cookie_scheme)],
+    db: Session,
+    settings: Settings,
+    bearer: HTTPAuthorizationCredentials | None,
+    cookie: str | None,
+    *,
+    csrf: bool,
 ) -> Principal:
     if bearer is not None:
         row = _usable(account_store.key_by_secret(db, bearer.credentials))
         via_cookie = False
     elif cookie:
         row = _usable(account_store.login_key(db, cookie))
-        if request.method not in SAFE_METHODS:
+        if csrf and request.method not in SAFE_METHODS:
             _check_csrf(request, cookie)
         via_cookie = True
     elif request.headers.get("authorization"):
@@ -157,8 +179,16 @@ def admin(principal: PrincipalDep) -> Principal:
     return principal
 
 
+def admin_without_csrf(
+    principal: Annotated[Principal, Depends(authenticate_without_csrf)],
+) -> Principal:
+    return admin(principal)
+
+
 OperatorDep = Annotated[Principal, Depends(operator)]
 AdminDep = Annotated[Principal, Depends(admin)]
+# Admins, for side-effect-free POSTs the Temporal Web UI calls (authenticate_without_csrf).
+AdminWithoutCsrfDep = Annotated[Principal, Depends(admin_without_csrf)]
 
 
 def owned_session(session_id: str, db: DbDep, principal: PrincipalDep) -> SessionRow:
@@ -179,11 +209,7 @@ class SignInRequired(Exception):
 
 
 def page_principal(
-    request: Request,
-    db: DbDep,
-    settings: SettingsDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    cookie: Annotated[str | None, Depends(cookie_scheme)],
+    request: Request, db: DbDep, settings: SettingsDep, bearer: BearerDep, cookie: CookieDep
 ) -> Principal:
     try:
         return authenticate(request, db, settings, bearer, cookie)

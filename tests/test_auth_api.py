@@ -6,10 +6,11 @@ from __future__ import annotations
 import copy
 from datetime import timedelta
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from api.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from api.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, AdminWithoutCsrfDep
 from sipflow import account_store
 from sipflow.accounts import Role
 from sipflow.db import session_scope
@@ -223,3 +224,29 @@ def test_openapi_documents_401_and_403(api_client: TestClient) -> None:
             if "{session_id}" in path or "{key_id}" in path:
                 assert "404" in op["responses"], (method, path)
             assert op.get("security"), (method, path)
+
+
+def test_admin_without_csrf_is_for_side_effect_free_posts(
+    api_client: TestClient, database_url: str
+) -> None:
+    """What the codec routes of the Temporal Web UI use: a cookie POST from the UI's origin
+    passes without a CSRF token, for admins only; a viewer is refused."""
+    app = FastAPI()
+    app.state.settings = api_client.app.state.settings  # type: ignore[attr-defined]
+
+    @app.post("/decode")
+    def decode(principal: AdminWithoutCsrfDep) -> dict[str, str]:
+        return {"tenant": principal.tenant}
+
+    ui = {"Origin": "http://127.0.0.1:8233"}
+    admin_browser = _sign_in(api_client, mint_key(database_url))
+    viewer_browser = _sign_in(api_client, mint_key(database_url, "team-a", Role.viewer))
+    with TestClient(app) as codec:
+        codec.cookies.set(SESSION_COOKIE, admin_browser.cookies[SESSION_COOKIE])
+        assert codec.post("/decode", headers=ui).json() == {"tenant": "team-a"}
+        codec.cookies.set(SESSION_COOKIE, viewer_browser.cookies[SESSION_COOKIE])
+        assert codec.post("/decode", headers=ui).status_code == 403
+        codec.cookies.clear()
+        assert codec.post("/decode", headers=ui).status_code == 401
+    # The ordinary dependency refuses the same cross-origin cookie POST.
+    assert admin_browser.post("/v1/keys", json={}, headers=ui).status_code == 403
