@@ -1,5 +1,5 @@
 """Dependencies of the routes, as `Annotated` aliases (settings, database session, Temporal),
-and the 404 of an unknown session.
+and the 404 of an unknown session (or another tenant's). Who asks: api/auth.py.
 
 The database session is gated: at most as many requests use the database at once as the API's
 pool has connections (`db_gate`, an asyncio semaphore). The others wait on the event loop,
@@ -79,9 +79,10 @@ async def get_db(request: Request, settings: SettingsDep) -> AsyncIterator[Sessi
 DbDep = Annotated[Session, Depends(get_db)]
 
 
-def session_or_404(db: Session, session_id: str) -> SessionRow:
+def session_or_404(db: Session, session_id: str, tenant: str) -> SessionRow:
+    """The tenant's session; another tenant's is as unknown as one that does not exist."""
     row = store.get_session(db, session_id)
-    if row is None:
+    if row is None or row.tenant != tenant:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {session_id!r}")
     return row
 

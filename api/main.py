@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlencode
 
 import anyio.to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from temporalio.service import RPCError
 
 from api import errors
+from api.auth import SignInRequired
 from api.body_limit import BodyLimitMiddleware
 from api.dashboard import router as dashboard_router
+from api.dashboard.signin import SIGNIN_PATH
 from api.deps import db_capacity
 from api.request_guard import RequestGuardMiddleware
 from api.routes import api_router
@@ -28,6 +31,11 @@ from sipflow.settings import Settings, get_settings
 DESCRIPTION = """
 Every test session is a durable Temporal workflow (`session-<id>`): it starts SIPp runners,
 stores their metrics and ends with a verdict judged by the spec's thresholds.
+
+Every route but `/v1/health` needs an API key: `Authorization: Bearer sfk_...` (`sipflow keys
+create`, or `POST /v1/keys` as an admin). A key belongs to one tenant and has a role: viewer
+(read), operator (also start, change and cancel sessions), admin (also keys and the audit log).
+Another tenant's objects answer 404.
 """
 
 # Threads beyond the database's connections (anyio's default is 40).
@@ -71,6 +79,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(api_router, prefix="/v1")
     app.include_router(dashboard_router)  # the dashboard under /dashboard/
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(_: Request, exc: SignInRequired) -> RedirectResponse:
+        return RedirectResponse(
+            f"{SIGNIN_PATH}?{urlencode({'next': exc.path})}", status.HTTP_303_SEE_OTHER
+        )
 
     @app.exception_handler(TemporalUnavailable)
     async def _temporal_unavailable(_: Request, exc: TemporalUnavailable) -> JSONResponse:

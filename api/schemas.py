@@ -16,7 +16,6 @@ from sipflow.workflow_types import Progress
 EXAMPLE_SPEC: dict[str, Any] = {
     "version": 1,
     "name": "smoke: 200 calls between local agents",
-    "tenant": "default",
     "roles": {
         "callees": {"agents": 1, "scenario": "answer"},
         "callers": {
@@ -35,7 +34,6 @@ EXAMPLE_SPEC: dict[str, Any] = {
 EXAMPLE_SPEC_PROXY: dict[str, Any] = {
     "version": 1,
     "name": "through the proxy, register then call",
-    "tenant": "team-a",
     "target": {"host": "10.0.0.5", "port": 5060, "transport": "udp", "domain": "example.test"},
     "roles": {
         "callees": {

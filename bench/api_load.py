@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -51,11 +52,14 @@ async def _timed(
     codes[code] = codes.get(code, 0) + 1
 
 
-async def burst(url: str, requests: int, timeout_s: float = 120) -> Burst:
+async def burst(url: str, requests: int, api_key: str, timeout_s: float = 120) -> Burst:
     """`requests` list requests at once; health asked every HEALTH_EVERY_S until they end."""
     out = Burst()
     limits = httpx.Limits(max_connections=requests + 10, max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits) as client:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(
+        base_url=url, timeout=timeout_s, limits=limits, headers=headers
+    ) as client:
         lists = [
             asyncio.create_task(_timed(client, "/v1/sessions", out.list_ms, out.list_codes))
             for _ in range(requests)
@@ -98,23 +102,24 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--url", help="a running API instead of an embedded stack")
+    parser.add_argument("--api-key", help="the running API's key (default: SIPFLOW_API_KEY)")
     args = parser.parse_args()
 
-    def run(url: str) -> bool:
+    def run(url: str, key: str) -> bool:
         ok = True
         for i in range(1, args.rounds + 1):
-            b = asyncio.run(burst(url, args.requests))
+            b = asyncio.run(burst(url, args.requests, key))
             print(report(i, b), flush=True)
             ok = ok and b.all_answered
         return ok
 
     if args.url:
-        return 0 if run(args.url) else 1
+        return 0 if run(args.url, args.api_key or os.environ.get("SIPFLOW_API_KEY", "")) else 1
     with embedded_stack() as (stack, _http):
         seed(
             stack.config.database_url or f"sqlite:///{stack.data_dir / 'sipflow.db'}", args.sessions
         )
-        return 0 if run(stack.api_url) else 1
+        return 0 if run(stack.api_url, stack.api_key or "") else 1
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def run(sizes: list[int], rounds: int) -> None:
         stack.data_dir.mkdir(parents=True, exist_ok=True)
         stack.start_mosquitto()
         try:
-            settings = stack.settings()
+            settings = stack.settings
             key, port = token_key(settings), stack.config.mqtt_port
             print(f"{'runners':>8} {'create ms':>10} {'connect ms':>11} {'delete ms':>10}")
             for n in sizes:

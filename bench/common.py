@@ -27,7 +27,14 @@ def embedded_stack(**env: str) -> Iterator[tuple[Stack, httpx.Client]]:
     env = {**UNLIMITED_QUOTAS, **env}
     with tempfile.TemporaryDirectory(prefix="sipflow-bench-") as tmp:
         stack = Stack(StackConfig.on_free_ports(Path(tmp), extra_env=env))
-        with stack, httpx.Client(base_url=stack.api_url, timeout=30) as http:
+        with (
+            stack,
+            httpx.Client(
+                base_url=stack.api_url,
+                timeout=30,
+                headers={"Authorization": f"Bearer {stack.api_key}"},  # the stack's local admin
+            ) as http,
+        ):
             deadline = time.monotonic() + 30
             while http.get("/v1/health").status_code != 200:
                 if time.monotonic() > deadline:

@@ -82,17 +82,22 @@ def run(runners: int, seconds: int, interval: float, keep: bool) -> int:
             store.set_status(db, sid, "running")
             for rid in ids:
                 store.upsert_runner(db, sid, rid, rid.split("-")[0], "127.0.0.1:5060")
+        key = stack.ensure_admin_key()  # tenant "default", the session's
         stack.start_api()
 
         mq = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        key = token_key(stack.settings())
-        with broker_auth.DynsecAdmin("127.0.0.1", stack.config.mqtt_port, key, 10) as admin:
-            mq.username_pw_set(**broker_auth.add_stand_in(admin, key, "bench-publisher"))
+        broker_key = token_key(stack.settings)
+        with broker_auth.DynsecAdmin("127.0.0.1", stack.config.mqtt_port, broker_key, 10) as admin:
+            mq.username_pw_set(**broker_auth.add_stand_in(admin, broker_key, "bench-publisher"))
         mq.connect("127.0.0.1", stack.config.mqtt_port)
         mq.loop_start()
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{stack.api_url}/dashboard/signin")
+            page.fill("input[name=key]", key)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{stack.api_url}/dashboard/")
             page.goto(f"{stack.api_url}/dashboard/sessions/{sid}")
             page.wait_for_selector("#live[data-state=live]", timeout=20_000)
             print(f"report page open: {stack.api_url}/dashboard/sessions/{sid}")

@@ -7,6 +7,7 @@ Exit codes of `run`: 0 verdict pass, 1 verdict fail, 2 invalid input (nothing su
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -32,10 +34,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from entrypoints.admin_key import cli_key
 from entrypoints.cli_tenants import tenants_app
 from entrypoints.stack import Stack, StackConfig
-from sipflow.models import FINAL_STATUSES
-from sipflow.settings import get_settings
+from sipflow.accounts import Role
+from sipflow.models import FINAL_STATUSES, utcnow
+from sipflow.settings import Settings, get_settings
 from sipflow.spec import SessionSpec
 from sipflow.spec_file import SpecFileError, format_error_items, load_spec
 
@@ -51,6 +55,11 @@ app = typer.Typer(
 sessions_app = typer.Typer(help="List and inspect sessions.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(tenants_app, name="tenants")
+keys_app = typer.Typer(
+    help="API keys, straight in the database (no key needed to make the first one).",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
 
 out = Console()
 err = Console(stderr=True)
@@ -65,6 +74,12 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 # -- helpers -------------------------------------------------------------------------------------
 def _api_url(api: str | None) -> str:
     return (api or get_settings().api_url).rstrip("/")
+
+
+def _auth_headers(key: str | None = None) -> dict[str, str]:
+    """The API key the CLI sends: given, else SIPFLOW_API_KEY, else data_dir/admin.key."""
+    key = key or cli_key(Settings())
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
@@ -165,6 +180,11 @@ def up(
         table.add_row("MQTT", f"mqtt://127.0.0.1:{config.mqtt_port}")
         table.add_row("Data and logs", str(stack.data_dir))
         out.print(table)
+        out.print(
+            f"Sign in to the dashboard with the admin key in {stack.admin_key_file} "
+            f"(tenant {escape(stack.settings.default_tenant)}); the CLI uses it too. "
+            "More keys: sipflow keys create --tenant T --role admin|operator|viewer"
+        )
         out.print("Ctrl-C stops everything.")
         while True:
             dead = [n for n, p in stack.procs.items() if p.poll() is not None]
@@ -232,7 +252,7 @@ def run(
     try:
         with _embedded_stack(data_dir) as private:
             private.keep_files = True  # until the run ends with a verdict: logs help
-            code = _run_session(private.stack.api_url, spec, as_json)
+            code = _run_session(private.stack.api_url, spec, as_json, private.stack.api_key)
             private.keep_files = code != EXIT_PASS
     except (OSError, RuntimeError, TimeoutError) as exc:
         raise _fail(f"the embedded stack failed: {exc}") from None
@@ -241,12 +261,18 @@ def run(
     raise typer.Exit(code)
 
 
-def _run_session(api: str, spec: SessionSpec, as_json: bool) -> int:
-    with httpx.Client(base_url=api, timeout=15) as http:
+def _run_session(api: str, spec: SessionSpec, as_json: bool, key: str | None = None) -> int:
+    body = spec.model_dump(mode="json")
+    if "tenant" not in spec.model_fields_set:
+        del body["tenant"]  # the key's tenant
+    with httpx.Client(base_url=api, timeout=15, headers=_auth_headers(key)) as http:
         try:
-            resp = http.post("/v1/sessions", json=spec.model_dump(mode="json"))
+            resp = http.post("/v1/sessions", json=body)
         except httpx.HTTPError as exc:
             typer.echo(f"cannot reach the sipflow API at {api}: {exc}", err=True)
+            return EXIT_ERROR
+        if resp.status_code in (401, 403):
+            typer.echo(f"the API answered {resp.status_code}: {_api_detail(resp)}", err=True)
             return EXIT_ERROR
         if resp.status_code == 422:
             detail = resp.json().get("detail")
@@ -433,7 +459,11 @@ def validate(
 def _get(api: str | None, path: str, **params: Any) -> Any:
     url = _api_url(api)
     try:
-        resp = httpx.get(f"{url}{path}", params={k: v for k, v in params.items() if v is not None})
+        resp = httpx.get(
+            f"{url}{path}",
+            params={k: v for k, v in params.items() if v is not None},
+            headers=_auth_headers(),
+        )
     except httpx.HTTPError as exc:
         raise _fail(f"cannot reach the sipflow API at {url}: {exc}") from None
     if resp.status_code == 404:
@@ -491,6 +521,92 @@ def sessions_show(
         out.print_json(data=detail)
     else:
         _print_detail(detail, with_runners=True)
+
+
+# -- sipflow keys ---------------------------------------------------------------------------------
+def _keys_db() -> str:
+    from sipflow.db import migrate
+
+    url = Settings().resolved_database_url  # not cached: the environment of this call
+    migrate(url)  # a fresh data dir has no tables yet
+    return url
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant the key acts in")],
+    role: Annotated[Role, typer.Option(help="viewer, operator or admin")],
+    name: Annotated[str, typer.Option(help="What the key is for")] = "",
+    expires_days: Annotated[
+        int | None, typer.Option(min=1, help="Unusable after this many days [default: never]")
+    ] = None,
+) -> None:
+    """Create a key; its secret is printed this once (stdout), only its digest is kept."""
+    from sipflow import account_store
+    from sipflow.db import session_scope
+    from sipflow.spec import SessionSpec
+
+    pattern = SessionSpec.model_fields["tenant"].metadata[0].pattern
+    if not re.fullmatch(pattern, tenant):
+        raise _fail(f"invalid tenant {tenant!r}: lower-case letters, digits, - and _", 2)
+    expires = timedelta(days=expires_days) if expires_days else None
+    with session_scope(_keys_db()) as db:
+        row, secret = account_store.create_key(db, tenant, role, name, expires)
+    err.print(
+        f"key [bold]{row.id}[/] ({escape(row.tenant)}, {row.role}) created; its secret is shown "
+        "only now:"
+    )
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Keys (never their secrets): tenant, role, created, expires, revoked, last used."""
+    from sipflow import account_store
+    from sipflow.db import session_scope
+
+    with session_scope(_keys_db()) as db:
+        rows = account_store.list_keys(db, tenant)
+    if as_json:
+        items = [r.model_dump(mode="json", exclude={"digest"}) for r in rows]
+        out.print_json(data=items)
+        return
+    now = utcnow()
+    table = Table(title=f"{len(rows)} keys", title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=12)
+    for col in ("tenant", "role", "state", "name", "created", "expires", "last used"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("role", "state"))
+    for r in rows:
+        state = "revoked" if r.revoked_at else "usable" if r.usable(now) else "expired"
+        table.add_row(
+            r.id,
+            escape(r.tenant),
+            r.role,
+            state,
+            escape(r.name),
+            *(_when(t) for t in (r.created_at, r.expires_at, r.last_used_at)),
+        )
+    out.print(table)
+
+
+def _when(t: datetime | None) -> str:
+    return f"{t:%Y-%m-%d %H:%M}" if t else "-"
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Revoke a key at once (its requests and dashboard sign-ins get 401)."""
+    from sipflow import account_store
+    from sipflow.db import session_scope
+
+    with session_scope(_keys_db()) as db:
+        row = account_store.revoke_key(db, key_id)
+    if row is None:
+        raise _fail(f"no key {key_id!r}")
+    out.print(f"key {escape(row.id)} ({escape(row.tenant)}, {row.role}) revoked")
 
 
 # -- processes -----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from backends import broker_auth
 from backends.runner_tokens import token_key
+from entrypoints.admin_key import ensure_admin_key
 from sipflow.settings import Settings
 from sipflow.workflow_types import SEARCH_ATTRIBUTES
 
@@ -90,6 +91,30 @@ class Stack:
         self.config = config
         self.data_dir = config.data_dir.resolve()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.api_key: str | None = None  # the local admin key, once started
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this stack's processes run with (their environment over os.environ)."""
+        prefix = "SIPFLOW_"
+        env = {k[len(prefix) :].lower(): v for k, v in self.env().items() if k.startswith(prefix)}
+        # The children inherit this process's environment too: the broker's logins and the
+        # runner tokens derive from this secret.
+        if secret := os.environ.get("SIPFLOW_RUNNER_TOKEN_SECRET"):
+            env["runner_token_secret"] = secret
+        return Settings(**env)  # type: ignore[arg-type]
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin.key"
+
+    def ensure_admin_key(self) -> str:
+        """An admin key of the default tenant in data_dir/admin.key (created if none is usable)."""
+        settings = self.settings
+        self.api_key = ensure_admin_key(
+            settings.resolved_database_url, self.admin_key_file, settings.default_tenant
+        )
+        return self.api_key
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -119,18 +144,6 @@ class Stack:
             env["SIPFLOW_DATABASE_URL"] = self.config.database_url
         env.update(self.config.extra_env)
         return env
-
-    def settings(self) -> Settings:
-        """The settings the children read (the broker's logins derive from their key)."""
-        env = {**os.environ, **self.env()}
-        kw = {
-            k.removeprefix("SIPFLOW_").lower(): v
-            for k, v in self.env().items()
-            if k.startswith("SIPFLOW_")
-        }
-        if env.get("SIPFLOW_RUNNER_TOKEN_SECRET"):
-            kw["runner_token_secret"] = env["SIPFLOW_RUNNER_TOKEN_SECRET"]
-        return Settings(**kw)  # type: ignore[arg-type]
 
     # -- processes ---------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
@@ -172,7 +185,7 @@ class Stack:
         conf = conf_dir / "mosquitto.conf"
         # No anonymous clients: runners, worker and API log in (backends/broker_auth.py).
         dynsec = conf_dir / "dynamic-security.json"
-        broker_auth.write_config(dynsec, token_key(self.settings()))
+        broker_auth.write_config(dynsec, token_key(self.settings))
         # Persistent sessions and queued QoS 1 messages survive a broker restart.
         conf.write_text(
             f"listener {self.config.mqtt_port} {self.config.bind_address}\n"
@@ -204,6 +217,8 @@ class Stack:
     def start(self) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.config.with_api:
+                self.ensure_admin_key()
             self.start_temporal()
             self.start_mosquitto()
             if self.config.with_worker:

@@ -104,12 +104,25 @@ class Settings(BaseSettings):
     db_pool_timeout_s: float = 5.0
     # /v1/health gives each check this long, then answers 503 (it never waits behind requests).
     health_timeout_s: float = 3.0
+    # The API key the CLI sends (an `sfk_...` secret); not set: the one in data_dir/admin.key,
+    # which `sipflow up` creates for the local user.
+    api_key: SecretStr | None = None
+    # How long a dashboard sign-in lasts (its cookie and its stored digest), in seconds.
+    login_ttl_s: float = 12 * 3600
+    # An API key's last_used_at is written at most this often (seconds), not on every request.
+    key_touch_interval_s: float = 60
+    # Send the dashboard's cookies only over HTTPS (set behind a TLS-terminating proxy).
+    cookie_secure: bool = False
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'sipflow.db').resolve()}"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return (self.data_dir / "admin.key").resolve()
 
     @property
     def runs_dir(self) -> Path:

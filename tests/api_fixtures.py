@@ -3,6 +3,11 @@
 Import the fixtures into a test module by their function names (pytest registers them under
 their `name`), e.g. `from tests.api_fixtures import api_client_fixture  # noqa: F401`.
 The `database_url` fixture (SQLite and PostgreSQL, migrated) comes from tests/conftest.py.
+
+Authentication is always on: `api_client` is signed in as an admin of tenant "team-a" (the
+tenant of VALID_SPEC); `mint_key(url, tenant, role)` makes any other key and
+`client_as(api_client, key)` a client of the same app with it. A served API (ApiServer) has an
+admin key of "team-a" in `.api_key` (`.headers` to send it).
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from entrypoints.stack import Stack, StackConfig, free_port, wait_for_port
-from sipflow import histogram, store
-from sipflow.db import session_scope
+from sipflow import account_store, histogram, store
+from sipflow.accounts import Role
+from sipflow.db import migrate, session_scope
 from sipflow.messages import Counters, DoneMessage, StatsMessage
 from sipflow.settings import Settings
 
@@ -51,11 +57,33 @@ def make_settings(database_url: str, temporal_address: str) -> Settings:
     )
 
 
+TENANT = "team-a"
+
+
+def mint_key(
+    url: str, tenant: str = TENANT, role: Role | str = Role.admin, name: str = "test key"
+) -> str:
+    """A new API key of this tenant and role in the database at `url`; its secret."""
+    with session_scope(url) as db:
+        _, secret = account_store.create_key(db, tenant, Role(role), name)
+    return secret
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def client_as(client: TestClient, key: str | None) -> TestClient:
+    """A client of the same (started) app that sends `key` (None: no credential at all)."""
+    return TestClient(client.app, headers=bearer(key) if key else {})
+
+
 @pytest.fixture(name="api_client")
 def api_client_fixture(database_url: str) -> Iterator[TestClient]:
-    """The API on a real database (SQLite, then PostgreSQL) with Temporal unreachable."""
+    """The API on a real database (SQLite, then PostgreSQL) with Temporal unreachable,
+    authenticated as an admin of tenant "team-a"."""
     app = create_app(make_settings(database_url, dead_address()))
-    with TestClient(app) as client:
+    with TestClient(app, headers=bearer(mint_key(database_url))) as client:
         yield client
 
 
@@ -75,10 +103,10 @@ TINY_POLICY: dict[str, Any] = {
 @pytest.fixture(name="tiny_api_client")
 def tiny_api_client_fixture(database_url: str, temporal_stack: Stack) -> Iterator[TestClient]:
     """The API on a real database and a real Temporal server (no worker: sessions stay
-    pending), every tenant under TINY_POLICY."""
+    pending), every tenant under TINY_POLICY; authenticated as an admin of tenant "team-a"."""
     settings = make_settings(database_url, temporal_stack.temporal_address)
     app = create_app(settings.model_copy(update=TINY_POLICY))
-    with TestClient(app) as client:
+    with TestClient(app, headers=bearer(mint_key(database_url))) as client:
         yield client
 
 
@@ -99,6 +127,10 @@ class ApiServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = settings
+        url = settings.resolved_database_url
+        migrate(url)
+        self.api_key = mint_key(url)  # an admin of "team-a"
+        self.headers = bearer(self.api_key)
         config = uvicorn.Config(
             create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
         )

@@ -68,7 +68,20 @@ class RunningStack:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.http = httpx.Client(base_url=stack.api_url, timeout=30)
+        # Signed in with the stack's local admin key (tenant "default"), as the CLI is.
+        headers = {"Authorization": f"Bearer {stack.api_key}"}
+        self.http = httpx.Client(base_url=stack.api_url, timeout=30, headers=headers)
+
+    def client_for(self, tenant: str, role: str = "admin") -> httpx.Client:
+        """A client with a new key of this tenant and role (made in the stack's database)."""
+        from sipflow import account_store
+        from sipflow.accounts import Role
+        from sipflow.db import session_scope
+
+        with session_scope(self.stack.settings.resolved_database_url) as db:
+            _, secret = account_store.create_key(db, tenant, Role(role), f"test {role}")
+        headers = {"Authorization": f"Bearer {secret}"}
+        return httpx.Client(base_url=self.stack.api_url, timeout=30, headers=headers)
 
     @property
     def runs_dir(self) -> Path:

@@ -90,6 +90,14 @@ def page_fixture(browser: Any) -> Iterator[Any]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+def sign_in(page: Any, base_url: str, key: str) -> None:
+    """Sign the page's browser in through the dashboard's sign-in form."""
+    page.goto(f"{base_url}/dashboard/signin")
+    page.fill("input[name=key]", key)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/dashboard/")
+
+
 def screenshot(page: Any, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
@@ -102,8 +110,9 @@ class DashStack:
     def __init__(self, api: ApiServer, broker: Stack, database_url: str) -> None:
         self.api, self.broker, self.database_url = api, broker, database_url
         self.url = api.url
+        self.api_key = api.api_key  # an admin of "team-a"
         self.mqtt_port = broker.config.mqtt_port
-        self.key = token_key(broker.settings())
+        self.key = token_key(broker.settings)
 
 
 @pytest.fixture(name="dash_stack", scope="session")

@@ -17,7 +17,9 @@ def test_500_concurrent_lists_all_answered_and_health_answers_meanwhile(
 ) -> None:
     url = stack.stack.config.database_url or f"sqlite:///{stack.stack.data_dir / 'sipflow.db'}"
     seed(url, 100)
-    result = asyncio.run(burst(stack.stack.api_url, REQUESTS, timeout_s=180))
+    result = asyncio.run(
+        burst(stack.stack.api_url, REQUESTS, stack.stack.api_key or "", timeout_s=180)
+    )
     assert result.list_codes == {200: REQUESTS}, result.list_codes
     # Health is asked until the last list reply: all but the last answer came during the load.
     assert len(result.health_ms) >= 2, result.health_ms

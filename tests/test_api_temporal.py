@@ -12,11 +12,14 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from api.main import create_app
 from entrypoints.stack import Stack
+from sipflow.db import migrate
 from sipflow.payload_codec import data_converter
 from sipflow.workflow_types import SA_STATUS, SA_TARGET, SA_TENANT, WORKFLOW_NAME, workflow_id
 from tests.api_fixtures import (
     VALID_SPEC,
+    bearer,
     make_settings,
+    mint_key,
     temporal_stack_fixture,  # noqa: F401
 )
 
@@ -46,7 +49,7 @@ def test_post_starts_the_workflow_and_cancel_reaches_it(
     temporal_stack: Stack, database_url: str
 ) -> None:
     settings = make_settings(database_url, temporal_stack.temporal_address)
-    with TestClient(create_app(settings)) as api:
+    with TestClient(create_app(settings), headers=bearer(mint_key(database_url))) as api:
         health = api.get("/v1/health")
         assert health.status_code == 200, health.text
         assert health.json()["temporal"]["ok"] and health.json()["database"]["ok"]
@@ -82,12 +85,14 @@ def test_post_starts_the_workflow_and_cancel_reaches_it(
 
 def test_target_is_a_search_attribute(temporal_stack: Stack, tmp_path: Any) -> None:
     settings = make_settings(f"sqlite:///{tmp_path / 'db.sqlite'}", temporal_stack.temporal_address)
+    migrate(settings.resolved_database_url)
+    key = mint_key(settings.resolved_database_url)
     spec = {
         **VALID_SPEC,
         "target": {"host": "10.1.2.3", "port": 5070, "registrar": False},
         "roles": {"callers": {"scenario": "options", "rate": 1, "max_calls": 1}},
     }
-    with TestClient(create_app(settings)) as api:
+    with TestClient(create_app(settings), headers=bearer(key)) as api:
         r = api.post("/v1/sessions", json=spec)
         assert r.status_code == 201, r.text
         sid = r.json()["id"]

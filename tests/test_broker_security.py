@@ -237,7 +237,7 @@ def _forged_stats(sid: str, seq: int) -> bytes:
 def test_forged_messages_into_a_running_session_are_refused_and_not_stored(
     sqlite_stack: RunningStack,
 ) -> None:
-    settings = sqlite_stack.stack.settings()
+    settings = sqlite_stack.stack.settings
     key = token_key(settings)
     sid = sqlite_stack.submit(direct_spec(rate=10, max_calls=None, duration_s=5))
     sqlite_stack.wait_phase(sid, "running callers")

@@ -137,7 +137,8 @@ def test_run_follows_the_session_to_its_verdict(
 ) -> None:
     thread = _finish_in_background(api_server, verdict)
     spec = write(tmp_path, VALID_SPEC)
-    result = runner.invoke(app, ["run", str(spec), "--api", api_server.url])
+    env = {"SIPFLOW_API_KEY": api_server.api_key}
+    result = runner.invoke(app, ["run", str(spec), "--api", api_server.url], env=env)
     thread.join(5)
     assert result.exit_code == code, result.output
     out = result.stdout
@@ -153,22 +154,23 @@ def test_run_follows_the_session_to_its_verdict(
 def test_run_json_and_sessions_commands(api_server: ApiServer, tmp_path: Path) -> None:
     thread = _finish_in_background(api_server, "pass")
     spec = write(tmp_path, VALID_SPEC)
-    result = runner.invoke(app, ["run", str(spec), "--api", api_server.url, "--json"])
+    env = {"SIPFLOW_API_KEY": api_server.api_key}
+    result = runner.invoke(app, ["run", str(spec), "--api", api_server.url, "--json"], env=env)
     thread.join(5)
     assert result.exit_code == 0, result.output
     detail = json.loads(result.stdout)
     assert (detail["status"], detail["verdict"]) == ("completed", "pass")
     sid = detail["id"]
 
-    listed = runner.invoke(app, ["sessions", "list", "--api", api_server.url, "--json"])
+    listed = runner.invoke(app, ["sessions", "list", "--api", api_server.url, "--json"], env=env)
     assert listed.exit_code == 0, listed.output
     assert [s["id"] for s in json.loads(listed.stdout)["items"]] == [sid]
     table = runner.invoke(
-        app, ["sessions", "list", "--status", "completed", "--api", api_server.url]
+        app, ["sessions", "list", "--status", "completed", "--api", api_server.url], env=env
     )
     assert table.exit_code == 0 and sid in table.stdout
-    show = runner.invoke(app, ["sessions", "show", sid, "--api", api_server.url])
+    show = runner.invoke(app, ["sessions", "show", sid, "--api", api_server.url], env=env)
     assert show.exit_code == 0, show.output
     assert "caller-1" in show.stdout and "verdict PASS" in show.stdout
-    missing = runner.invoke(app, ["sessions", "show", "nope", "--api", api_server.url])
+    missing = runner.invoke(app, ["sessions", "show", "nope", "--api", api_server.url], env=env)
     assert missing.exit_code == 3 and "no session" in missing.stderr

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -42,6 +45,20 @@ def test_up_prints_urls_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> No
             assert shown in out, out
         assert httpx.get(f"http://127.0.0.1:{ports['api']}/v1/health").json()["ok"] is True
         assert httpx.get(f"http://127.0.0.1:{ports['ui']}/").status_code == 200
+        # Auth is on: nothing without a key; `up` made the local admin's and says where it is.
+        key_file = tmp_path / "stack" / "admin.key"
+        assert f"Sign in to the dashboard with the admin key in {key_file}" in " ".join(out.split())
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert httpx.get(f"http://127.0.0.1:{ports['api']}/v1/sessions").status_code == 401
+        env = {**os.environ, "SIPFLOW_DATA_DIR": str(tmp_path / "stack")}
+        env.pop("SIPFLOW_API_KEY", None)
+        api = f"http://127.0.0.1:{ports['api']}"
+        listed = subprocess.run(
+            [*SIPFLOW, "sessions", "list", "--api", api, "--json"],
+            capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout)["total"] == 0
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)

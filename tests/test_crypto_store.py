@@ -14,14 +14,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.main import create_app
-from api.routes.codec import codec_admin
 from sipflow import secret_store, session_secrets, store
+from sipflow.accounts import Role
 from sipflow.crypto import CryptoError, keyring, new_key_entry, parse_keys
 from sipflow.db import session_scope
 from sipflow.payload_codec import ENCODING
 from sipflow.session_secrets import MASK, secret_name
 from sipflow.settings import Settings
-from tests.api_fixtures import dead_address
+from tests.api_fixtures import bearer, dead_address, mint_key
 
 UI = "http://ui.test:8233"
 
@@ -113,9 +113,13 @@ def test_codec_endpoint_round_trip_for_admins_only(codec_client: TestClient) -> 
     clear = {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
              "data": base64.b64encode(b'{"password": "hunter2"}').decode()}  # fmt: skip
     with codec_client as client:
-        assert client.post("/v1/codec/encode", json={"payloads": [clear]}).status_code == 403
-        assert client.post("/v1/codec/decode", json={"payloads": [clear]}).status_code == 403
-        client.app.dependency_overrides[codec_admin] = lambda: None  # type: ignore[attr-defined]
+        url = client.app.state.settings.resolved_database_url  # type: ignore[attr-defined]
+        assert client.post("/v1/codec/encode", json={"payloads": [clear]}).status_code == 401
+        operator = bearer(mint_key(url, role=Role.operator))
+        for op in ("encode", "decode"):
+            r = client.post(f"/v1/codec/{op}", json={"payloads": [clear]}, headers=operator)
+            assert r.status_code == 403
+        client.headers.update(bearer(mint_key(url, role=Role.admin)))
         encoded = client.post("/v1/codec/encode", json={"payloads": [clear]}).json()["payloads"]
         meta = encoded[0]["metadata"]
         assert base64.b64decode(meta["encoding"]) == ENCODING and "encryption-key-id" in meta

@@ -15,7 +15,12 @@ from sipflow.db import session_scope
 from sipflow.session_secrets import secret_name
 from sipflow.settings import Settings
 from tests.conftest import RunningStack
-from tests.dashboard_fixtures import browser_fixture, page_fixture, screenshot  # noqa: F401
+from tests.dashboard_fixtures import (  # noqa: F401
+    browser_fixture,
+    page_fixture,
+    screenshot,
+    sign_in,
+)
 from tests.test_e2e_session import direct_spec
 
 POINTS_JS = "() => Chart.getChart('chart-call-rate')?.data.datasets[0]?.data.length ?? 0"
@@ -24,6 +29,7 @@ POINTS_JS = "() => Chart.getChart('chart-call-rate')?.data.datasets[0]?.data.len
 def test_watch_a_session_live_until_its_verdict(sqlite_stack: RunningStack, page: Any) -> None:
     api = sqlite_stack.stack.api_url
     sid = sqlite_stack.submit(direct_spec(rate=20, max_calls=None, duration_s=8))
+    sign_in(page, api, str(sqlite_stack.stack.api_key))
     page.goto(f"{api}/dashboard/sessions/{sid}")
     page.wait_for_selector("#live[data-state=live]")
     # The chart grows while the session runs, from the MQTT stream (no reload).
@@ -64,6 +70,7 @@ def test_watch_a_session_live_until_its_verdict(sqlite_stack: RunningStack, page
 def test_invalid_spec_shows_the_field_error(sqlite_stack: RunningStack, page: Any) -> None:
     api = sqlite_stack.stack.api_url
     before = sqlite_stack.http.get("/v1/sessions").json()["total"]
+    sign_in(page, api, str(sqlite_stack.stack.api_key))
     page.goto(f"{api}/dashboard/new")
     page.wait_for_function("document.querySelector('#spec').value.includes('callers')")
     spec = page.input_value("#spec").replace("rate: 20", "rate: -5")

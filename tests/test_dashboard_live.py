@@ -21,6 +21,7 @@ from tests.dashboard_fixtures import (  # noqa: F401
     dash_stack_fixture,
     page_fixture,
     screenshot,
+    sign_in,
 )
 
 POINTS_JS = "id => (Chart.getChart(id)?.data.datasets[0]?.data.length ?? 0)"
@@ -29,7 +30,7 @@ POINTS_JS = "id => (Chart.getChart(id)?.data.datasets[0]?.data.length ?? 0)"
 def _running_session(url: str) -> str:
     sid = uuid.uuid4().hex[:12]
     with session_scope(url) as db:
-        store.create_session(db, sid, "default", "live-synthetic", VALID_SPEC, None)
+        store.create_session(db, sid, "team-a", "live-synthetic", VALID_SPEC, None)
         store.set_status(db, sid, "running")
         store.upsert_runner(db, sid, "caller-0", "caller", "127.201.1.2:5060")
         store.upsert_runner(db, sid, "callee-0", "callee", "127.201.1.1:5060")
@@ -48,6 +49,7 @@ def test_live_points_reach_the_chart(dash_stack: DashStack, page: Any) -> None:
                            samples_ms=(20, 30, 40))  # fmt: skip
                 store.store_interval(db, iv)
         pub.cum[f"{sid}/caller-0"] = Counters(calls_created=20, successful_calls=20)
+        sign_in(page, dash_stack.url, dash_stack.api_key)
         page.goto(f"{dash_stack.url}/dashboard/sessions/{sid}")
         page.wait_for_selector("#live[data-state=live]")
         page.wait_for_function(f"({POINTS_JS})('chart-call-rate') >= 2")
@@ -85,6 +87,7 @@ def test_finished_session_report_and_exports(dash_stack: DashStack, page: Any) -
     url = dash_stack.database_url
     seed_session(url, sid)
     finish(url, sid, "fail", measured={"success_rate": 93.3})
+    sign_in(page, dash_stack.url, dash_stack.api_key)
     page.goto(f"{dash_stack.url}/dashboard/sessions/{sid}")
     page.wait_for_selector("#verdict[data-verdict=fail]")
     page.wait_for_function(f"({POINTS_JS})('chart-call-rate') >= 3")
@@ -109,6 +112,7 @@ def test_sessions_list_and_compare(dash_stack: DashStack, page: Any) -> None:
     finish(url, a, "pass", measured={"success_rate": 99.0})
     seed_session(url, b)
     finish(url, b, "fail", measured={"success_rate": 90.0})
+    sign_in(page, dash_stack.url, dash_stack.api_key)
     page.goto(f"{dash_stack.url}/dashboard/?status=completed")
     page.locator(f"tr[data-id='{a}']").wait_for()
     assert page.locator(f"tr[data-id='{b}'] .verdict [data-value=fail]").count() == 1

@@ -26,18 +26,19 @@ from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from api.main import create_app
-from api.routes.codec import codec_admin
 from backends.broker_auth import RUNNER_TOPICS
 from backends.runner_tokens import INGEST_USER, broker_password, token_key
 from entrypoints.stack import temporal_binary
 from runners.injection import auth_field, write_injection
 from sipflow import secret_store
+from sipflow.accounts import Role
 from sipflow.crypto import keyring
 from sipflow.db import session_scope
 from sipflow.payload_codec import ENCODING
 from sipflow.runner_config import AccountConfig
 from sipflow.session_secrets import MASK, secret_name
 from sipflow.settings import Settings
+from tests.api_fixtures import bearer, mint_key
 from tests.conftest import PG_ADMIN_URL, RunningStack
 
 
@@ -197,8 +198,10 @@ def test_password_is_write_only_everywhere(stack: RunningStack) -> None:
     app = create_app(settings.model_copy(update={"temporal_ui_url": "http://ui.test:8233"}))
     started = history["events"][0]["workflowExecutionStartedEventAttributes"]["input"]
     with TestClient(app) as client:
-        assert client.post("/v1/codec/decode", json=started).status_code == 403
-        app.dependency_overrides[codec_admin] = lambda: None
+        assert client.post("/v1/codec/decode", json=started).status_code == 401
+        viewer = bearer(mint_key(settings.resolved_database_url, "default", Role.viewer))
+        assert client.post("/v1/codec/decode", json=started, headers=viewer).status_code == 403
+        client.headers.update(bearer(stack.stack.api_key or ""))  # the stack's admin key
         r = client.post("/v1/codec/decode", json=started, headers={"Origin": "http://ui.test:8233"})
         assert r.status_code == 200, r.text
         assert r.headers["access-control-allow-origin"] == "http://ui.test:8233"

@@ -26,9 +26,11 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from api import session_views as views
+from api.auth import AUTH_RESPONSES, OperatorDep, PageDep, PrincipalDep
+from api.dashboard import signin
 from api.dashboard.bridge import MqttBridge, Viewer
 from api.dashboard.spec_editor import check, example_yaml
-from api.deps import DbDep, SettingsDep
+from api.deps import DbDep, SettingsDep, session_or_404
 from api.errors import json_safe
 from api.responses import COMMON, MAX_OFFSET, media
 from backends.runner_tokens import LIVE_USER, broker_password, token_key
@@ -106,7 +108,9 @@ def _chain_signals(get_loop: Callable[[], asyncio.AbstractEventLoop], bridge: Mq
 
 router = APIRouter(lifespan=lifespan)
 pages = APIRouter(include_in_schema=False)
-data = APIRouter(prefix="/dashboard/api", tags=["dashboard"], responses=COMMON)
+data = APIRouter(
+    prefix="/dashboard/api", tags=["dashboard"], responses={**COMMON, **AUTH_RESPONSES}
+)
 
 
 # -- pages -----------------------------------------------------------------------------------
@@ -124,23 +128,26 @@ def dashboard_redirect() -> RedirectResponse:
     return RedirectResponse("/dashboard/")
 
 
+# Every page needs a sign-in (else a redirect to the sign-in page); the data they show comes
+# from the routes below and the API, which check the tenant again.
 @pages.get("/dashboard/")
-def sessions_page() -> FileResponse:
+def sessions_page(principal: PageDep) -> FileResponse:
     return _page("sessions.html")
 
 
 @pages.get("/dashboard/new")
-def new_page() -> FileResponse:
+def new_page(principal: PageDep) -> FileResponse:
     return _page("new.html")
 
 
 @pages.get("/dashboard/compare")
-def compare_page() -> FileResponse:
+def compare_page(principal: PageDep) -> FileResponse:
     return _page("compare.html")
 
 
 @pages.get("/dashboard/sessions/{session_id}")
-def report_page(session_id: str) -> FileResponse:
+def report_page(session_id: str, principal: PageDep, db: DbDep) -> FileResponse:
+    session_or_404(db, session_id, principal.tenant)
     return _page("report.html")
 
 
@@ -161,15 +168,24 @@ def static_file(path: str) -> Response:
 @data.get("/sessions", summary="The sessions list with calls, success rate and duration")
 def list_sessions(
     db: DbDep,
+    principal: PrincipalDep,
     tenant: str | None = None,
     status_: Annotated[str | None, Query(alias="status")] = None,
     verdict: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
-    rows, total = store.list_sessions(
-        db, tenant=tenant, status=status_, verdict=verdict, limit=limit, offset=offset
-    )
+    rows: Sequence[SessionRow] = []
+    total = 0
+    if tenant in (None, "", principal.tenant):  # another tenant's sessions are not there
+        rows, total = store.list_sessions(
+            db,
+            tenant=principal.tenant,
+            status=status_,
+            verdict=verdict,
+            limit=limit,
+            offset=offset,
+        )
     counts = _caller_counts(db, [r.id for r in rows])
     now = datetime.now(UTC)
     items = []
@@ -190,7 +206,7 @@ def list_sessions(
                 "success_rate": round(100.0 * ok / (ok + failed), 3) if ok + failed else None,
             }
         )
-    tenants = sorted(db.exec(select(SessionRow.tenant).distinct()).all())
+    tenants = [principal.tenant]  # a key sees its own tenant only
     return {"total": total, "limit": limit, "offset": offset, "items": items, "tenants": tenants}
 
 
@@ -210,13 +226,20 @@ def _caller_counts(db: DbDep, ids: list[str]) -> dict[str, tuple[int, int, int]]
     return {sid: (int(c or 0), int(o or 0), int(f or 0)) for sid, c, o, f in rows}
 
 
+@data.get("/me", summary="Who is signed in: key id, tenant and role")
+def me(principal: PrincipalDep) -> dict[str, str]:
+    return {"key_id": principal.key_id, "tenant": principal.tenant, "role": principal.role.value}
+
+
 @data.get("/spec/example", response_class=PlainTextResponse, summary="An example spec (YAML)")
-def spec_example() -> str:
+def spec_example(principal: PrincipalDep) -> str:
     return example_yaml()
 
 
 @data.post("/spec/check", summary="Validate a YAML spec; errors with the line of their field")
-def spec_check(text: Annotated[str, Body(media_type="text/plain")]) -> dict[str, Any]:
+def spec_check(
+    text: Annotated[str, Body(media_type="text/plain")], principal: OperatorDep
+) -> dict[str, Any]:
     try:
         text.encode()
     except UnicodeEncodeError as exc:  # undecodable bytes arrive as lone surrogates
@@ -232,12 +255,14 @@ def spec_check(text: Annotated[str, Body(media_type="text/plain")]) -> dict[str,
     response_class=StreamingResponse,
     responses={
         **media("text/event-stream", description="events until the session ends"),
-        404: {"description": "no session with this id"},
+        404: {"description": "no session with this id in the key's tenant"},
     },
 )
-async def live(session_id: str, request: Request, settings: SettingsDep) -> StreamingResponse:
+async def live(
+    session_id: str, request: Request, settings: SettingsDep, principal: PrincipalDep
+) -> StreamingResponse:
     url = settings.resolved_database_url
-    first = await run_in_threadpool(_status, url, session_id)
+    first = await run_in_threadpool(_status, url, session_id, principal.tenant)
     if first is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {session_id!r}")
     bridge: MqttBridge = request.app.state.dashboard_bridge
@@ -249,9 +274,11 @@ async def live(session_id: str, request: Request, settings: SettingsDep) -> Stre
     )
 
 
-def _status(url: str, sid: str) -> dict[str, Any] | None:
+def _status(url: str, sid: str, tenant: str | None = None) -> dict[str, Any] | None:
     with session_scope(url) as db:
         row = store.get_session(db, sid)
+        if row is not None and tenant is not None and row.tenant != tenant:
+            return None
         return None if row is None else {"status": row.status, "verdict": row.verdict}
 
 
@@ -300,3 +327,4 @@ async def _events(
 
 router.include_router(pages)
 router.include_router(data)
+router.include_router(signin.router)

@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 
 from api.responses import COMMON
-from api.routes import codec, exports, health, runner_files, sessions
+from api.routes import audit, codec, exports, health, keys, runner_files, sessions
 
 api_router = APIRouter(responses=COMMON)
 api_router.include_router(sessions.router)
@@ -12,3 +12,5 @@ api_router.include_router(health.router)
 api_router.include_router(runner_files.router)
 api_router.include_router(codec.router)
 api_router.include_router(codec.preflight)
+api_router.include_router(keys.router)
+api_router.include_router(audit.router)

@@ -18,20 +18,14 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payloads
 
+from api.auth import admin_without_csrf
 from api.deps import SettingsDep
 from sipflow.crypto import CryptoError, keyring
 from sipflow.payload_codec import EncryptionCodec
 from sipflow.settings import Settings
 
-
-def codec_admin() -> None:
-    """ADMIN ONLY. The place for the API's admin dependency (api keys + roles, added beside this
-    branch): replace this body with that dependency (or make `router` depend on it instead).
-    Until then the codec refuses everyone (fail closed); tests override this function."""
-    raise HTTPException(status.HTTP_403_FORBIDDEN, "the codec endpoint is for admins only")
-
-
-router = APIRouter(prefix="/codec", tags=["codec"], dependencies=[Depends(codec_admin)])
+# Admins only; without the CSRF header: the Web UI cannot send it, and decoding changes nothing.
+router = APIRouter(prefix="/codec", tags=["codec"], dependencies=[Depends(admin_without_csrf)])
 # Browsers send the CORS preflight without credentials: it answers without the admin check.
 preflight = APIRouter(prefix="/codec", tags=["codec"], include_in_schema=False)
 

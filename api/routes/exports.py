@@ -9,17 +9,20 @@ from fastapi.responses import JSONResponse, Response
 
 from api import report
 from api import session_views as views
+from api.auth import AUTH_RESPONSES, PrincipalDep
 from api.deps import DbDep, SettingsDep, session_or_404
 from api.responses import media
 from api.routes.sessions import NOT_FOUND
 from sipflow.models import FINAL_STATUSES
 from sipflow.settings import Settings
 
-router = APIRouter(prefix="/sessions", tags=["exports"])
+router = APIRouter(prefix="/sessions", tags=["exports"], responses=AUTH_RESPONSES)
 
 
-def _report(request: Request, db: DbDep, settings: Settings, sid: str) -> dict[str, Any]:
-    row = session_or_404(db, sid)
+def _report(
+    request: Request, db: DbDep, settings: Settings, sid: str, tenant: str
+) -> dict[str, Any]:
+    row = session_or_404(db, sid, tenant)
     return report.build_report(db, row, views.links(request, settings, sid).temporal_ui)
 
 
@@ -33,9 +36,9 @@ def _attachment(filename: str) -> dict[str, str]:
     responses=NOT_FOUND,
 )
 def report_json(
-    session_id: str, request: Request, db: DbDep, settings: SettingsDep
+    session_id: str, request: Request, db: DbDep, settings: SettingsDep, principal: PrincipalDep
 ) -> JSONResponse:
-    body = _report(request, db, settings, session_id)
+    body = _report(request, db, settings, session_id, principal.tenant)
     return JSONResponse(body, headers=_attachment(f"sipflow-{session_id}.json"))
 
 
@@ -50,9 +53,10 @@ def report_csv(
     request: Request,
     db: DbDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     per: Annotated[str, Query(pattern="^(role|runner)$")] = "role",
 ) -> Response:
-    body = report.report_csv(_report(request, db, settings, session_id), per)
+    body = report.report_csv(_report(request, db, settings, session_id, principal.tenant), per)
     name = f"sipflow-{session_id}{'-runners' if per == 'runner' else ''}.csv"
     return Response(body, media_type="text/csv; charset=utf-8", headers=_attachment(name))
 
@@ -67,8 +71,10 @@ def report_csv(
         409: {"description": "the session has not finished yet"},
     },
 )
-def junit(session_id: str, request: Request, db: DbDep, settings: SettingsDep) -> Response:
-    body = _report(request, db, settings, session_id)
+def junit(
+    session_id: str, request: Request, db: DbDep, settings: SettingsDep, principal: PrincipalDep
+) -> Response:
+    body = _report(request, db, settings, session_id, principal.tenant)
     if body["session"]["status"] not in FINAL_STATUSES:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"session {session_id} is {body['session']['status']}"

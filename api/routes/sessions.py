@@ -9,11 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import session_views as views
+from api.auth import AUTH_RESPONSES, OperatorDep, OwnedSessionDep, PrincipalDep
 from api.deps import DbDep, KeysDep, SettingsDep, TemporalDep, session_or_404
 from api.responses import MAX_OFFSET, REFUSED, Responses
 from api.schemas import (
@@ -29,7 +31,7 @@ from api.schemas import (
     SessionMetricsOut,
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
-from sipflow import session_secrets, store, tenant_policy
+from sipflow import audit, session_secrets, store, tenant_policy
 from sipflow.models import FINAL_STATUSES, SessionRow
 from sipflow.spec import SessionSpec
 from sipflow.workflow_types import (
@@ -46,9 +48,9 @@ from sipflow.workflow_types import (
 )
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/sessions", tags=["sessions"])
+router = APIRouter(prefix="/sessions", tags=["sessions"], responses=AUTH_RESPONSES)
 
-NOT_FOUND: Responses = {404: {"description": "no session with this id"}}
+NOT_FOUND: Responses = {404: {"description": "no session with this id in the key's tenant"}}
 UNAVAILABLE: Responses = {503: {"description": "Temporal is unreachable"}}
 FINISHED: Responses = {409: {"description": "the session has already finished"}}
 QUERY_TIMEOUT = timedelta(seconds=2)
@@ -96,8 +98,12 @@ async def _running_handle(temporal: TemporalConnector, row: SessionRow) -> Workf
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=SessionCreated,
-    responses={**UNAVAILABLE, **REFUSED},
-    summary="Start a test session",
+    responses={
+        **UNAVAILABLE,
+        **REFUSED,
+        422: {"description": "invalid spec; `loc` names the field (also a `tenant` not the key's)"},
+    },
+    summary="Start a test session (in the key's tenant)",
 )
 async def create_session(
     spec: SpecBody,
@@ -107,6 +113,7 @@ async def create_session(
     keys: KeysDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    principal: OperatorDep,
     copy_secrets_from: Annotated[
         str | None,
         Query(
@@ -117,12 +124,16 @@ async def create_session(
     ] = None,
 ) -> SessionCreated:
     """Passwords are write-only: stored encrypted, shown as `"***"` by every read."""
-    # The tenant is the spec's until credentials name it (then: the credential's tenant).
-    await run_in_threadpool(tenant_policy.enforce, spec.tenant, spec, db, settings)
+    spec = _in_tenant(spec, principal.tenant)
+    await run_in_threadpool(tenant_policy.enforce, principal.tenant, spec, db, settings)
     sid = uuid.uuid4().hex[:12]
     spec_json = _resolved_passwords(db, keys, spec, copy_secrets_from)
     target = f"{spec.target.host}:{spec.target.port}" if spec.target else None
     session_secrets.open_session(db, keys, sid, spec.tenant, spec.name, spec_json, target)
+    audit.record(
+        db, principal.tenant, principal.key_id, "session.create", sid,
+        {"name": spec.name, "target": target},
+    )  # fmt: skip
     try:
         client = await temporal.get()
         await client.start_workflow(
@@ -176,10 +187,29 @@ def _resolved_passwords(
     return spec_json
 
 
-@router.get("", response_model=SessionList, summary="List sessions, newest first")
+def _in_tenant(spec: SessionSpec, tenant: str) -> SessionSpec:
+    """The spec in the key's tenant; a body that names another tenant is refused, not moved."""
+    if "tenant" in spec.model_fields_set and spec.tenant != tenant:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "tenant"),
+                    "msg": f"tenant comes from the API key: {tenant!r}, not {spec.tenant!r}",
+                    "input": spec.tenant,
+                }
+            ]
+        )
+    return spec.model_copy(update={"tenant": tenant})
+
+
+@router.get("", response_model=SessionList, summary="List the tenant's sessions, newest first")
 def list_sessions(
     db: DbDep,
-    tenant: str | None = None,
+    principal: PrincipalDep,
+    tenant: Annotated[
+        str | None, Query(description="only the key's own tenant has sessions to list")
+    ] = None,
     status_: Annotated[
         str | None, Query(alias="status", description="pending, running, completed, ...")
     ] = None,
@@ -188,11 +218,13 @@ def list_sessions(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> SessionList:
+    if tenant not in (None, principal.tenant):  # another tenant's sessions are not there
+        return SessionList(total=0, limit=limit, offset=offset, items=[])
     if since is not None:
         since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
     rows, total = store.list_sessions(
         db,
-        tenant=tenant,
+        tenant=principal.tenant,
         status=status_,
         verdict=verdict,
         since=since,
@@ -216,8 +248,9 @@ async def get_session(
     db: DbDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    principal: PrincipalDep,
 ) -> SessionDetail:
-    row = session_or_404(db, session_id)
+    row = session_or_404(db, session_id, principal.tenant)
     runner_rows = store.runners(db, session_id)
     shown = views.outcome(row, store.intervals(db, session_id), runner_rows)
     progress = None
@@ -260,8 +293,8 @@ async def _progress(temporal: TemporalConnector, session_id: str) -> Progress | 
     responses=NOT_FOUND,
     summary="Time series per runner and merged per second per role",
 )
-def get_session_metrics(session_id: str, db: DbDep) -> SessionMetricsOut:
-    session_or_404(db, session_id)
+def get_session_metrics(session_id: str, db: DbDep, principal: PrincipalDep) -> SessionMetricsOut:
+    session_or_404(db, session_id, principal.tenant)
     ivs = store.intervals(db, session_id)
     return SessionMetricsOut(
         session_id=session_id, runners=views.runner_series(ivs), merged=views.merged_series(ivs)
@@ -275,10 +308,12 @@ def get_session_metrics(session_id: str, db: DbDep) -> SessionMetricsOut:
     responses={**NOT_FOUND, **FINISHED, **UNAVAILABLE},
     summary="Cancel a running session (the workflow stops its runners and records the result)",
 )
-async def cancel_session(session_id: str, db: DbDep, temporal: TemporalDep) -> CancelRequested:
-    row = session_or_404(db, session_id)
+async def cancel_session(
+    session_id: str, db: DbDep, temporal: TemporalDep, principal: OperatorDep, row: OwnedSessionDep
+) -> CancelRequested:
     handle = await _running_handle(temporal, row)
     await handle.cancel()
+    audit.record(db, principal.tenant, principal.key_id, "session.cancel", session_id)
     return CancelRequested(id=session_id)
 
 
@@ -294,9 +329,14 @@ async def cancel_session(session_id: str, db: DbDep, temporal: TemporalDep) -> C
     summary="Change the callers' call rate of a running session",
 )
 async def set_rate(
-    session_id: str, body: RateChange, db: DbDep, settings: SettingsDep, temporal: TemporalDep
+    session_id: str,
+    body: RateChange,
+    db: DbDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    principal: OperatorDep,
+    row: OwnedSessionDep,
 ) -> RateChanged:
-    row = session_or_404(db, session_id)
     policy = await run_in_threadpool(tenant_policy.load, db, row.tenant, settings)
     tenant_policy.check_rate(policy, body.rate, ("rate",))
     handle = await _running_handle(temporal, row)
@@ -309,6 +349,9 @@ async def set_rate(
             exc.cause.message if exc.cause is not None and hasattr(exc.cause, "message") else exc
         )
         raise HTTPException(status.HTTP_409_CONFLICT, f"rate not changed: {cause}") from exc
+    audit.record(
+        db, principal.tenant, principal.key_id, "session.rate", session_id, {"rate": body.rate}
+    )
     return RateChanged(id=session_id, rate=body.rate, result=_jsonable(result))
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import sipflow.models  # noqa: F401  (registers the tables)
+import sipflow.accounts
+import sipflow.audit
+import sipflow.models  # noqa: F401
 from sipflow.db import get_engine
 
 config = context.config

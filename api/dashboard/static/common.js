@@ -29,8 +29,20 @@ export class ApiError extends Error {
   }
 }
 
+// The sign-in's CSRF token (a readable cookie), sent back as a header on every write.
+export function csrfToken() {
+  const m = document.cookie.match(/(?:^|;\s*)sipflow_csrf=([^;]+)/);
+  return m ? decodeURIComponent(m[1]) : "";
+}
+
+export function signIn() {
+  const next = location.pathname + location.search;
+  location.assign(`/dashboard/signin?next=${encodeURIComponent(next)}`);
+}
+
 export async function api(url, { method = "GET", json, text } = {}) {
-  const init = { method, headers: {} };
+  const init = { method, headers: {}, credentials: "same-origin" };
+  if (method !== "GET") init.headers["X-CSRF-Token"] = csrfToken();
   if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);
@@ -39,6 +51,7 @@ export async function api(url, { method = "GET", json, text } = {}) {
     init.body = text;
   }
   const r = await fetch(url, init);
+  if (r.status === 401) signIn();  // the sign-in expired or its key was revoked
   const ct = r.headers.get("content-type") || "";
   const body = ct.includes("json") ? await r.json() : await r.text();
   if (!r.ok) throw new ApiError(r.status, body);
@@ -83,8 +96,23 @@ export function nav(active) {
       link("/dashboard/new", "New session", "new"),
       link("/dashboard/compare", "Compare", "compare"),
       el("a", { href: "/docs" }, "API docs"),
+      el("span", { id: "whoami", class: "signout muted" }),
+      el("button", { id: "signout", onclick: signOut }, "Sign out"),
     ),
   );
+  api("/dashboard/api/me").then((me) => {
+    const who = $("#whoami");
+    who.textContent = `${me.tenant} · ${me.role}`;
+    who.dataset.tenant = me.tenant;
+    who.dataset.role = me.role;
+  }).catch(() => {});
+}
+
+async function signOut() {
+  await fetch("/dashboard/signout", {
+    method: "POST", headers: { "X-CSRF-Token": csrfToken() }, credentials: "same-origin",
+  });
+  location.assign("/dashboard/signin");
 }
 
 export function showError(container, message) {

@@ -13,7 +13,7 @@ from alembic import op
 
 revision: str = "0003"
 # Re-chained onto 0002 when the branches merge (see the branch's report).
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
