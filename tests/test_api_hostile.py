@@ -21,9 +21,12 @@ from tests.api_fixtures import (
     VALID_SPEC,
     ApiServer,
     api_client_fixture,  # noqa: F401
+    bearer,
+    client_as,
     dead_address,
     finish,
     make_settings,
+    mint_key,
     seed_session,
 )
 
@@ -256,8 +259,10 @@ def test_target_refused_by_policy_names_the_field(
     assert item["loc"] == ["body", "target", "host"]
     assert item["type"] == "target_not_allowed" and item["ctx"]["limit"] == "allowed_networks"
     # The same target, allowed by another tenant's (default) policy, gets past the check.
-    other = spec_with(tenant="team-b", target={"host": "10.0.0.1", "registrar": False})
-    assert api_client.post("/v1/sessions", json=other).status_code == 503  # Temporal is down
+    other = spec_with(target={"host": "10.0.0.1", "registrar": False})
+    other.pop("tenant", None)
+    team_b = client_as(api_client, mint_key(database_url, "team-b"))
+    assert team_b.post("/v1/sessions", json=other).status_code == 503  # Temporal is down
     assert sessions_stored(database_url) == 1
 
 
@@ -320,7 +325,7 @@ def test_database_exhausted_is_503_and_health_still_answers(database_url: str) -
     settings = make_settings(database_url, dead_address()).model_copy(
         update={"api_db_wait_s": 0.5, "db_pool_size": 1, "db_max_overflow": 0}
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=bearer(mint_key(database_url))) as client:
         gate = client.app.state.db_gate  # type: ignore[attr-defined]
         client.portal.call(gate.acquire)
         try:

@@ -3,6 +3,7 @@ keys and their roles, tenant from the credential, sign-in cookie, CSRF, keys and
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from datetime import timedelta
 
@@ -233,6 +234,7 @@ def test_admin_without_csrf_is_for_side_effect_free_posts(
     passes without a CSRF token, for admins only; a viewer is refused."""
     app = FastAPI()
     app.state.settings = api_client.app.state.settings  # type: ignore[attr-defined]
+    app.state.db_gate = asyncio.Semaphore(4)  # what the API's lifespan makes (api/deps.py)
 
     @app.post("/decode")
     def decode(principal: AdminWithoutCsrfDep) -> dict[str, str]:

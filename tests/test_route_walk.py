@@ -30,6 +30,8 @@ PUBLIC = {
     "/dashboard/static/{path:path}": "the pages' scripts and styles, no data",
     "/dashboard/signin": "where one signs in",
 }
+# CORS preflights: browsers send them without credentials; they answer the UI's origin only.
+PREFLIGHTS = {("OPTIONS", "/v1/codec/encode"), ("OPTIONS", "/v1/codec/decode")}
 # Runner files take a per-runner token (backends/runner_tokens.py), never an API key.
 RUNNER_TOKEN = re.compile(r"^/v1/runner/")
 # Writes any signed-in role may do.
@@ -91,7 +93,7 @@ def test_every_route_needs_the_right_key(api_client: TestClient, database_url: s
             failures.append(f"{what}: {r.status_code} {r.text[:120]}")
 
     for method, path, page in routes(api_client.app):
-        if path in PUBLIC:
+        if path in PUBLIC or (method, path) in PREFLIGHTS:
             continue
         url = fill(path, values)
         name = f"{method} {path}"

@@ -18,14 +18,19 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payloads
 
-from api.auth import admin_without_csrf
+from api.auth import AUTH_RESPONSES, admin_without_csrf
 from api.deps import SettingsDep
 from sipflow.crypto import CryptoError, keyring
 from sipflow.payload_codec import EncryptionCodec
 from sipflow.settings import Settings
 
 # Admins only; without the CSRF header: the Web UI cannot send it, and decoding changes nothing.
-router = APIRouter(prefix="/codec", tags=["codec"], dependencies=[Depends(admin_without_csrf)])
+router = APIRouter(
+    prefix="/codec",
+    tags=["codec"],
+    dependencies=[Depends(admin_without_csrf)],
+    responses=AUTH_RESPONSES,
+)
 # Browsers send the CORS preflight without credentials: it answers without the admin check.
 preflight = APIRouter(prefix="/codec", tags=["codec"], include_in_schema=False)
 
@@ -85,7 +90,8 @@ def _payloads(body: CodecPayloads) -> Payloads:
 
 
 def _answer(payloads: Payloads) -> CodecPayloads:
-    return CodecPayloads.model_validate(MessageToDict(payloads))
+    # Protobuf's JSON leaves an empty list out; the protocol's answer always has one.
+    return CodecPayloads.model_validate({"payloads": [], **MessageToDict(payloads)})
 
 
 BAD: dict[int | str, dict[str, str]] = {
