@@ -23,12 +23,14 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from api.deps import DbDep, SettingsDep, session_or_404
 from sipflow import account_store
 from sipflow.accounts import ApiKeyRow, Role, allows
+from sipflow.db import session_scope
 from sipflow.models import SessionRow, utcnow
 from sipflow.settings import Settings
 
@@ -165,6 +167,23 @@ def _touch(db: Session, row: ApiKeyRow, every_s: float) -> None:
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+async def authenticate_briefly(
+    request: Request, settings: SettingsDep, bearer: BearerDep, cookie: CookieDep
+) -> Principal:
+    """For responses that last (the live stream): a connection of its own for the check only.
+    The request's database session would be held, with a slot of the API's gate, until the
+    stream ends; enough open viewers would then starve every other request."""
+
+    def check() -> Principal:
+        with session_scope(settings.resolved_database_url) as db:
+            return _principal(request, db, settings, bearer, cookie, csrf=True)
+
+    return await run_in_threadpool(check)
+
+
+StreamPrincipalDep = Annotated[Principal, Depends(authenticate_briefly)]
 
 
 def operator(principal: PrincipalDep) -> Principal:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from sipflow.accounts import ApiKeyRow, Role, WebLoginRow, digest, new_secret
@@ -42,11 +43,11 @@ def create_key(
 
 
 def _fix(row: ApiKeyRow | None) -> ApiKeyRow | None:
+    # As loaded values, not changes: a row marked dirty here would be flushed by the request's
+    # next query, and its write transaction would hold SQLite's lock for the request's life.
     if row is not None:
-        row.created_at = _aware(row.created_at) or row.created_at
-        row.expires_at = _aware(row.expires_at)
-        row.revoked_at = _aware(row.revoked_at)
-        row.last_used_at = _aware(row.last_used_at)
+        for name in ("created_at", "expires_at", "revoked_at", "last_used_at"):
+            set_committed_value(row, name, _aware(getattr(row, name)))
     return row
 
 

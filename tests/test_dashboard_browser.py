@@ -104,6 +104,7 @@ def test_run_again_shows_no_password_and_keeps_it(sqlite_stack: RunningStack, pa
     spec["roles"]["callers"]["accounts"] = [{"user": "alice", "password": pw}]
     sid = sqlite_stack.submit(spec)
     sqlite_stack.wait(sid)
+    sign_in(page, api, str(sqlite_stack.stack.api_key))
     page.goto(f"{api}/dashboard/new?from={sid}")
     page.wait_for_function("document.querySelector('#spec').value.includes('alice')")
     text = page.input_value("#spec")

@@ -10,10 +10,12 @@ import time
 import uuid
 from typing import Any
 
+import httpx
+
 from sipflow import store
 from sipflow.db import session_scope
 from sipflow.messages import Counters
-from tests.api_fixtures import VALID_SPEC, finish, seed_session, stats
+from tests.api_fixtures import VALID_SPEC, ApiServer, finish, seed_session, stats
 from tests.dashboard_fixtures import (  # noqa: F401
     DashStack,
     Publisher,
@@ -126,3 +128,23 @@ def test_sessions_list_and_compare(dash_stack: DashStack, page: Any) -> None:
     assert page.locator("tr[data-metric=verdict] .diff-changed").count() == 1
     assert page.evaluate("Chart.getChart('cmp-rate').data.datasets.length") == 2
     screenshot(page, "dashboard-compare.png")
+
+
+def test_open_live_streams_hold_no_database_connection(dash_stack: DashStack) -> None:
+    """A live stream checks its credential on a connection of its own and gives it back: with a
+    one-connection API, three open streams still leave the API answering (a stream that kept
+    the request's connection would make these lists wait, then 503)."""
+    sid = _running_session(dash_stack.database_url)
+    base = dash_stack.api.settings
+    settings = base.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0, "api_db_wait_s": 2})
+    with ApiServer(settings) as api, httpx.Client(base_url=api.url, headers=api.headers) as http:
+        live = f"/dashboard/api/sessions/{sid}/live"
+        streams = [http.stream("GET", live, timeout=30) for _ in range(3)]
+        try:
+            for s in streams:
+                assert s.__enter__().status_code == 200
+            for _ in range(3):
+                assert http.get("/v1/sessions", timeout=10).status_code == 200
+        finally:
+            for s in streams:
+                s.__exit__(None, None, None)

@@ -252,9 +252,9 @@ def test_run_again_refuses_what_it_cannot_resolve(stack: RunningStack) -> None:
     other_user = json.loads(json.dumps(masked).replace('"alice"', '"carol"'))
     r = stack.http.post("/v1/sessions", params={"copy_secrets_from": sid}, json=other_user)
     assert r.status_code == 422 and "carol" in r.text, r.text
-    # Another tenant's session cannot be copied from (the tenant is the spec's until API keys).
-    other_tenant = {**masked, "tenant": "other-team"}
-    r = stack.http.post("/v1/sessions", params={"copy_secrets_from": sid}, json=other_tenant)
+    # Another tenant's session cannot be copied from: it is not there for that tenant's key.
+    with stack.client_for("other-team", "operator") as other_tenant:
+        r = other_tenant.post("/v1/sessions", params={"copy_secrets_from": sid}, json=masked)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "copy_secrets_from"]
     stack.wait(sid)
 

@@ -26,7 +26,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from api import session_views as views
-from api.auth import AUTH_RESPONSES, OperatorDep, PageDep, PrincipalDep
+from api.auth import AUTH_RESPONSES, OperatorDep, PageDep, PrincipalDep, StreamPrincipalDep
 from api.dashboard import signin
 from api.dashboard.bridge import MqttBridge, Viewer
 from api.dashboard.spec_editor import check, example_yaml
@@ -259,7 +259,7 @@ def spec_check(
     },
 )
 async def live(
-    session_id: str, request: Request, settings: SettingsDep, principal: PrincipalDep
+    session_id: str, request: Request, settings: SettingsDep, principal: StreamPrincipalDep
 ) -> StreamingResponse:
     url = settings.resolved_database_url
     first = await run_in_threadpool(_status, url, session_id, principal.tenant)
