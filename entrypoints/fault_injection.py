@@ -1,5 +1,5 @@
 """Faults the fault tests inject into a worker, named in its environment variable
-SIPFLOW_TEST_FAULT (never a setting, a spec field or an API input: only whoever starts the
+TEST_SIPFLOW_FAULT (never a setting, a spec field or an API input: only whoever starts the
 worker process can set it, and they could run any code anyway):
 
     bug:<activity>          the session workflow raises RuntimeError where it would start <activity>
@@ -23,7 +23,7 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
-ENV = "SIPFLOW_TEST_FAULT"
+ENV = "TEST_SIPFLOW_FAULT"
 
 
 class InjectedBug(RuntimeError):

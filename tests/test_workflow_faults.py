@@ -1,4 +1,4 @@
-"""Faults of the workflow itself, injected into a real stack's worker (SIPFLOW_TEST_FAULT,
+"""Faults of the workflow itself, injected into a real stack's worker (TEST_SIPFLOW_FAULT,
 entrypoints/fault_injection.py): a bug ends the session with verdict `error` after clean-up
 instead of retrying its workflow task forever; a cancel while an activity is in flight ends
 `cancelled`, not `error`."""
@@ -18,14 +18,14 @@ from tests.test_e2e_session import direct_spec, no_leftovers
 @pytest.fixture(scope="module")
 def buggy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     # The workflow raises where it would tell the held callers `go`: callees and callers run.
-    env = {"SIPFLOW_TEST_FAULT": "bug:publish_control"}
+    env = {"TEST_SIPFLOW_FAULT": "bug:publish_control"}
     yield from start_stack(tmp_path_factory.mktemp("buggy"), extra_env=env)
 
 
 @pytest.fixture(scope="module")
 def stalling_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     # `go` stays in flight for 15 s: the cancel arrives while the activity runs.
-    env = {"SIPFLOW_TEST_FAULT": "stall:publish_control:15"}
+    env = {"TEST_SIPFLOW_FAULT": "stall:publish_control:15"}
     yield from start_stack(tmp_path_factory.mktemp("stalling"), extra_env=env)
 
 

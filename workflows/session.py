@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         StoreActivities,
     )
     from sipflow import plan
-    from sipflow.messages import ControlMessage, Role
+    from sipflow.messages import SWITCH_TRIPPED, ControlMessage, Role
     from sipflow.placement import Placement
     from sipflow.spec import SessionSpec
     from sipflow.thresholds import evaluate
@@ -386,6 +386,12 @@ class SessionWorkflow:
 
     async def _conclude(self, sid: str, spec: SessionSpec, status: str) -> SessionResult:
         self._phase = "judging"
+        # A runner its dead man's switch stopped did not run the session's course.
+        self._reasons += [
+            f"runner {r} failed: {d}"
+            for r, d in sorted(self._details.items())
+            if d.startswith(SWITCH_TRIPPED) and self._runners.get(r) == "failed"
+        ]
         summary = await short_activity(StoreActivities.summarize_session, sid)
         results = evaluate(spec.parsed_thresholds(), summary.metrics.measured)
         failed_thresholds = [r.threshold for r in results if not r.passed]
