@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     runner_deadline_margin_s: float = 600
     runner_silence_s: float = 120
     control_keepalive_s: float = 10
+    # `sipflow up` starts a process of the stack that exited again after restart_backoff_s,
+    # doubling with each further exit up to restart_backoff_max_s; one that ran for
+    # restart_reset_s starts over at restart_backoff_s.
+    restart_backoff_s: float = 1
+    restart_backoff_max_s: float = 30
+    restart_reset_s: float = 60
     # Signs the per-session tokens runners fetch their files with. Not set: a random key kept
     # in data_dir/secrets (enough when API and worker share data_dir, as the embedded stack does).
     runner_token_secret: SecretStr | None = None
