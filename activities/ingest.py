@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
 
+from activities.keepalive import Keepalive
 from backends.runner_tokens import INGEST_USER, broker_password, token_key
 from sipflow import store
 from sipflow.db import session_scope
@@ -125,6 +126,7 @@ class IngestActivities:
         mq.on_connect, mq.on_subscribe, mq.on_message = on_connect, on_subscribe, on_message
         mq.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=10)
         mq.loop_start()
+        keepalive = Keepalive(self.settings, sid)
 
         with session_scope(self.url) as db:
             tracker = _Tracker(req.runner_ids, store.stored_seqs(db, sid))
@@ -138,6 +140,7 @@ class IngestActivities:
             never_started: set[str] = set()
             while not tracker.complete(time.monotonic(), never_started):
                 activity.heartbeat(tracker.stored)
+                keepalive.tick()  # while this runs, the session's runners hear from us
                 with contextlib.suppress(TimeoutError):
                     msg = await asyncio.wait_for(queue.get(), timeout=1.0)
                     await self._handle(msg, tracker, handle)
@@ -152,6 +155,7 @@ class IngestActivities:
             await handle.signal(SIGNAL_PROGRESS, tracker.progress())
             mq.unsubscribe(runners_filter(sid))
         finally:
+            keepalive.close()
             mq.disconnect()
             mq.loop_stop()
         missing = {

@@ -33,6 +33,8 @@ def container_runner_configs(
         mqtt_host=mqtt_host,
         mqtt_port=mqtt_port,
         runs_dir=CONTAINER_RUNS_DIR,
+        deadline_margin_s=settings.runner_deadline_margin_s,
+        silence_s=settings.runner_silence_s,
     )
     key = token_key(settings)
     return [with_broker_login(key, cfg) for cfg in configs]

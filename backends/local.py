@@ -167,6 +167,8 @@ class LocalBackend(RunnerBackend):
             runs_dir=self.settings.runs_dir,
             wait_for_go=hold,
             control_ips=control_ips,
+            deadline_margin_s=self.settings.runner_deadline_margin_s,
+            silence_s=self.settings.runner_silence_s,
         )
         placed = placement.runner_ids or everyone
         key = token_key(self.settings)

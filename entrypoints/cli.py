@@ -35,8 +35,10 @@ from rich.progress import (
 from rich.table import Table
 
 from entrypoints.admin_key import cli_key
+from entrypoints.cli_status import status
 from entrypoints.cli_tenants import tenants_app
 from entrypoints.stack import Stack, StackConfig
+from entrypoints.supervisor import Supervisor
 from sipflow.accounts import Role
 from sipflow.models import FINAL_STATUSES, utcnow
 from sipflow.settings import Settings, get_settings
@@ -55,6 +57,7 @@ app = typer.Typer(
 sessions_app = typer.Typer(help="List and inspect sessions.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(tenants_app, name="tenants")
+app.command()(status)
 keys_app = typer.Typer(
     help="API keys, straight in the database (no key needed to make the first one).",
     no_args_is_help=True,
@@ -152,7 +155,8 @@ def up(
         ),
     ] = "127.0.0.1",
 ) -> None:
-    """Start the embedded stack (Temporal, MQTT broker, worker, API) until Ctrl-C or SIGTERM."""
+    """Start the embedded stack (Temporal, MQTT broker, worker, API) until Ctrl-C or SIGTERM;
+    a process of it that exits is started again (with backoff, see `sipflow status`)."""
     config = StackConfig(
         data_dir=data_dir or get_settings().data_dir,
         temporal_port=temporal_port,
@@ -185,13 +189,12 @@ def up(
             f"(tenant {escape(stack.settings.default_tenant)}); the CLI uses it too. "
             "More keys: sipflow keys create --tenant T --role admin|operator|viewer"
         )
-        out.print("Ctrl-C stops everything.")
+        out.print("Ctrl-C stops everything; `sipflow status` shows its processes.")
+        # Only Ctrl-C/SIGTERM stops the stack: a process that exits is started again.
+        supervisor = Supervisor(stack, stack.settings, lambda m: err.print(f"[yellow]{m}[/]"))
+        supervisor.started()
         while True:
-            dead = [n for n, p in stack.procs.items() if p.poll() is not None]
-            if dead:
-                err.print(f"[red]{', '.join(dead)} exited[/]; logs in {stack.data_dir / 'logs'}")
-                code = EXIT_ERROR
-                break
+            supervisor.check()
             time.sleep(1)
     except KeyboardInterrupt:
         pass

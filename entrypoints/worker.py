@@ -17,6 +17,7 @@ from activities.runners import RunnerActivities
 from activities.session_store import StoreActivities
 from backends.registry import Backends
 from backends.sweeper import start_periodic
+from entrypoints import fault_injection
 from entrypoints.liveness import still_running
 from sipflow.db import migrate
 from sipflow.payload_codec import data_converter
@@ -59,6 +60,7 @@ def build_worker(
         ],
         activity_executor=executor,
         max_concurrent_activities=64,
+        interceptors=fault_injection.from_environment(),  # tests only
     )
 
 

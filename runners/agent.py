@@ -35,6 +35,7 @@ from runners.sipp_errors import parse_error_file
 from runners.sipp_process import SippProcess, is_listening, send_control
 from runners.stats_stream import StatsStream
 from sipflow.messages import (
+    SWITCH_TRIPPED,
     ControlMessage,
     Counters,
     DoneMessage,
@@ -89,6 +90,8 @@ class Agent:
         self.registration: Registration | None = None
         self.ready_detail: str | None = None  # e.g. how many tries the registration took
         self._state_lock = threading.Lock()
+        self.switch_reason: str | None = None  # why the dead man's switch stopped the agent
+        self._finished = threading.Event()
         self._last_state: RunnerState | None = None
         self.link = MqttLink(
             cfg.mqtt_host,
@@ -140,6 +143,26 @@ class Agent:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+
+    # -- the dead man's switch -----------------------------------------------------------------
+    def _switch_tripped(self, started: float) -> str | None:
+        cfg, now = self.cfg, time.monotonic()
+        if cfg.deadline_s is not None and now - started >= cfg.deadline_s:
+            return f"{SWITCH_TRIPPED}: session deadline ({cfg.deadline_s:g}s) passed"
+        if cfg.silence_s is not None and now - self.link.last_control >= cfg.silence_s:
+            return f"{SWITCH_TRIPPED}: no word from the control plane for {cfg.silence_s:g}s"
+        return None
+
+    def _watch_switch(self) -> None:
+        """Stops the agent, as SIGTERM would, once the switch trips (a daemon thread)."""
+        started = time.monotonic()
+        while not self._finished.wait(POLL_S):
+            why = self._switch_tripped(started)
+            if why is not None:
+                log.warning("%s: stopping", why)
+                self.switch_reason = why
+                self.stop_event.set()
+                return
 
     def _stop(self, proc: SippProcess, why: str) -> None:
         if proc.stop_requested_at is None:
@@ -232,7 +255,7 @@ class Agent:
                     self._stop(proc, error)
             self._handle_controls(proc)
             if self.stop_event.is_set():
-                self._stop(proc, "agent signalled")
+                self._stop(proc, self.switch_reason or "agent signalled")
             if self.drain_since is not None and self._drained():
                 self._stop(proc, "stop requested")
             if cfg.role == "caller" and cfg.duration_s is not None and elapsed >= cfg.duration_s:
@@ -346,6 +369,8 @@ class Agent:
         cfg = self.cfg
         if self.heartbeat_file is not None:
             threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+        if cfg.deadline_s is not None or cfg.silence_s is not None:
+            threading.Thread(target=self._watch_switch, name="switch", daemon=True).start()
         if not self.link.start(CONNECT_TIMEOUT_S):
             log.warning("MQTT broker %s:%s not reachable yet", cfg.mqtt_host, cfg.mqtt_port)
         self.set_state("starting")
@@ -369,6 +394,9 @@ class Agent:
         except Exception as e:  # report, never die silently
             log.exception("runner failed")
             result = RunResult(None, self.stream.summary, error=f"{type(e).__name__}: {e}")
+        self._finished.set()
+        if self.switch_reason is not None and result.error is None:
+            result.error = self.switch_reason
         self._unregister()
         self._done(result)
         acked = self.link.wait_all_acked(ACK_TIMEOUT_S)

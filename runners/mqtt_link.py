@@ -48,6 +48,8 @@ class MqttLink:
         self.on_connected = on_connected
         self.controls: queue.Queue[ControlMessage] = queue.Queue()
         self.connected = threading.Event()
+        # When a control message last came (monotonic): the agent's dead man's switch.
+        self.last_control = time.monotonic()
         # mids not yet acknowledged (PUBACK); acks can overtake the bookkeeping in publish().
         self._pending: set[int] = set()
         self._acked_early: set[int] = set()
@@ -106,9 +108,13 @@ class MqttLink:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            self.controls.put(ControlMessage.model_validate_json(msg.payload))
+            ctl = ControlMessage.model_validate_json(msg.payload)
         except ValidationError as e:
             log.warning("ignoring bad control message %r: %s", msg.payload[:200], e)
+            return
+        self.last_control = time.monotonic()
+        if ctl.type != "keepalive":
+            self.controls.put(ctl)
 
     def _on_publish(
         self,

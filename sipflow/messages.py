@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 
 SCHEMA_VERSION = 1
 TOPIC_ROOT = "sipflow/v1/sessions"
+# How a runner's error starts when its dead man's switch stopped it: the session then fails.
+SWITCH_TRIPPED = "dead man's switch"
 
 RunnerStateName = Literal[
     "starting", "registering", "ready", "running", "stopping", "done", "failed", "lost"
@@ -126,8 +128,9 @@ class DoneMessage(BaseModel):
 class ControlMessage(BaseModel):
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
     # rate: set callers' rate; stop: end the session's runners; go: release callers that were
-    # started ahead and wait for it (RunnerConfig.wait_for_go).
-    type: Literal["rate", "stop", "go"]
+    # started ahead and wait for it (RunnerConfig.wait_for_go); keepalive: the control plane is
+    # there (RunnerConfig.silence_s).
+    type: Literal["rate", "stop", "go", "keepalive"]
     rate: float | None = None  # calls/s for each caller runner of the session
 
     model_config = {"populate_by_name": True}

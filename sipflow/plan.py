@@ -76,16 +76,25 @@ def runner_configs(
     runs_dir: Path,
     wait_for_go: bool = False,
     control_ips: Mapping[str, str] | None = None,
+    deadline_margin_s: float = 0,
+    silence_s: float = 0,
 ) -> list[RunnerConfig]:
     """The configs of the session's runners of `role`.
 
     addresses: runner id -> the address it binds; peers: runner id -> the address it is reached
     at, of runners started before (callers calling callees directly send there).
+    deadline_margin_s, silence_s: the runners' dead man's switch (0: off).
     """
     sid = session_id
     target = spec.target
     configs: list[RunnerConfig] = []
-    common = dict(session_id=sid, mqtt_host=mqtt_host, mqtt_port=mqtt_port)
+    common = dict(
+        session_id=sid,
+        mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port,
+        deadline_s=spec.expected_duration_s() + deadline_margin_s if deadline_margin_s else None,
+        silence_s=silence_s or None,
+    )
     if role == "callee":
         callees = spec.roles.callees
         if callees is None:

@@ -63,6 +63,12 @@ class RunnerConfig(BaseModel):
     buff_size: int = 4194304
     # Watchdog: SIPp is stopped (SIGUSR1, then SIGKILL) if it runs longer than this.
     max_runtime_s: float = 3600.0
+    # Dead man's switch: the agent stops its traffic by itself (and reports `failed` with why)
+    # once deadline_s passed since it started (the session's expected duration + a margin), or
+    # once it heard no control message (the worker's keepalives included) for silence_s, so that
+    # no failure of the control plane leaves traffic running at a SUT. None: off.
+    deadline_s: float | None = None
+    silence_s: float | None = None
     # A caller started beside its callees (so its start-up overlaps theirs) reports `ready` and
     # places no call until a `go` control message (or ends on stop / after max_runtime_s).
     wait_for_go: bool = False

@@ -61,6 +61,21 @@ class Settings(BaseSettings):
     # Seconds between sweeps of what sessions that no longer run left behind, on every backend
     # (the worker sweeps when > 0).
     sweep_interval_s: float = 0
+    # Runners' dead man's switch (RunnerConfig.deadline_s, silence_s): a runner stops its
+    # traffic runner_deadline_margin_s after the session's expected duration, or after
+    # runner_silence_s without a control message; the worker sends a keepalive on each session's
+    # control topic every control_keepalive_s while the session's metrics ingest runs. Keep
+    # runner_silence_s well above control_keepalive_s and above a worker's or broker's restart.
+    # 0: that part of the switch is off.
+    runner_deadline_margin_s: float = 600
+    runner_silence_s: float = 120
+    control_keepalive_s: float = 10
+    # `sipflow up` starts a process of the stack that exited again after restart_backoff_s,
+    # doubling with each further exit up to restart_backoff_max_s; one that ran for
+    # restart_reset_s starts over at restart_backoff_s.
+    restart_backoff_s: float = 1
+    restart_backoff_max_s: float = 30
+    restart_reset_s: float = 60
     # Signs the per-session tokens runners fetch their files with. Not set: a random key kept
     # in data_dir/secrets (enough when API and worker share data_dir, as the embedded stack does).
     runner_token_secret: SecretStr | None = None

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.ingest import IngestActivities, IngestMetrics, IngestResult
@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         StoreActivities,
     )
     from sipflow import plan
-    from sipflow.messages import ControlMessage, Role
+    from sipflow.messages import SWITCH_TRIPPED, ControlMessage, Role
     from sipflow.placement import Placement
     from sipflow.spec import SessionSpec
     from sipflow.thresholds import evaluate
@@ -60,6 +60,17 @@ SHORT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempt
 # workflow.patched ids: each names a change of the command sequence that sessions started
 # before it must not see when they replay.
 PRESTART = "prestart-callers"
+# A cancel that arrives while an activity runs ends `cancelled` (it was `error`).
+CANCEL_IN_ACTIVITY = "cancel-in-activity"
+# A bug of ours (an exception that is no activity's failure) ends the session with verdict
+# `error` after clean-up; before, the workflow task failed and retried forever.
+BUG_ENDS_SESSION = "bug-ends-session"
+
+
+def is_bug(exc: Exception) -> bool:
+    """An exception of the workflow's own code. A NondeterminismError is left to fail the
+    workflow task: it means the wrong code is deployed, and the session resumes once it is fixed."""
+    return not isinstance(exc, workflow.NondeterminismError) and workflow.patched(BUG_ENDS_SESSION)
 
 
 ArgT = TypeVar("ArgT")
@@ -238,11 +249,27 @@ class SessionWorkflow:
         except TimeoutError:
             self._reasons.append(f"timed out while {self._phase}")
         except ActivityError as exc:
+            if isinstance(exc.cause, CancelledError) and workflow.patched(CANCEL_IN_ACTIVITY):
+                status = "cancelled"
+                self._reasons.append("cancelled")
+            else:
+                status = "error"
+                self._reasons.append(f"{self._phase}: {exc.cause or exc}")
+        except Exception as exc:
+            if not is_bug(exc):
+                raise
             status = "error"
-            self._reasons.append(f"{self._phase}: {exc.cause or exc}")
+            self._reasons.append(f"workflow error while {self._phase}: {exc!r}")
 
         await self._clean_up(sid, ingest)
-        return await self._conclude(sid, spec, status)
+        try:
+            return await self._conclude(sid, spec, status)
+        except (ActivityError, workflow.NondeterminismError):
+            raise
+        except Exception as exc:
+            if not is_bug(exc):
+                raise
+            return await self._conclude_on_bug(sid, f"workflow error while {self._phase}: {exc!r}")
 
     def _lost(self) -> list[str]:
         return [r for r, state in self._runners.items() if state == "lost"]
@@ -334,8 +361,37 @@ class SessionWorkflow:
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
             )
 
+    async def _conclude_on_bug(self, sid: str, reason: str) -> SessionResult:
+        """Verdict `error` when judging itself failed: no summary, only the reason."""
+        reasons = [*self._reasons, reason]
+        self._reasons, self._status, self._verdict = reasons, "error", "error"
+        await short_activity(
+            StoreActivities.finish_session,
+            FinishSession(
+                session_id=sid, status="error", verdict="error", summary={}, reasons=reasons
+            ),
+        )
+        workflow.upsert_search_attributes(
+            [SA_STATUS.value_set("error"), SA_VERDICT.value_set("error")]
+        )
+        self._phase = "finished"
+        return SessionResult(
+            session_id=sid,
+            status="error",
+            verdict="error",
+            reasons=reasons,
+            measured={},
+            thresholds=[],
+        )
+
     async def _conclude(self, sid: str, spec: SessionSpec, status: str) -> SessionResult:
         self._phase = "judging"
+        # A runner its dead man's switch stopped did not run the session's course.
+        self._reasons += [
+            f"runner {r} failed: {d}"
+            for r, d in sorted(self._details.items())
+            if d.startswith(SWITCH_TRIPPED) and self._runners.get(r) == "failed"
+        ]
         summary = await short_activity(StoreActivities.summarize_session, sid)
         results = evaluate(spec.parsed_thresholds(), summary.metrics.measured)
         failed_thresholds = [r.threshold for r in results if not r.passed]

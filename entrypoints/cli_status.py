@@ -1,0 +1,75 @@
+"""`sipflow status`: the processes of the stack `sipflow up` runs on a data directory, with how
+often each was restarted (written by entrypoints/supervisor.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from entrypoints.supervisor import read_status
+from sipflow.settings import get_settings
+
+out = Console()
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ago(t: Any) -> str:
+    return "-" if not isinstance(t, int | float) else f"{time.time() - t:.0f}s ago"
+
+
+def status(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Files of the stack [default: $SIPFLOW_DATA_DIR or var]")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """The stack's processes under `sipflow up`: running or not, restarts, last exit."""
+    root = data_dir or get_settings().data_dir
+    body = read_status(root)
+    if body is None:
+        out.print(f"no stack status in {root}: `sipflow up` has not run there")
+        raise typer.Exit(1)
+    up = _alive(body.get("pid"))
+    procs: dict[str, dict[str, Any]] = body.get("processes", {})  # type: ignore[assignment]
+    for p in procs.values():
+        p["running"] = up and not p.get("waiting") and _alive(p.get("pid"))
+    if as_json:
+        typer.echo(json.dumps({"up": up, "pid": body.get("pid"), "processes": procs}))
+        raise typer.Exit(0 if up else 1)
+    table = Table(title=f"sipflow up (pid {body.get('pid')}): {'running' if up else 'not running'}")
+    for col in ("process", "pid", "state", "restarts", "last exit", "started"):
+        table.add_column(col)
+    for name, p in procs.items():
+        state = (
+            "running" if p["running"] else ("waiting to restart" if p.get("waiting") else "down")
+        )
+        code = p.get("last_exit")
+        last = "-" if p.get("last_exit_at") is None else f"{code} ({_ago(p['last_exit_at'])})"
+        table.add_row(
+            name,
+            str(p.get("pid") or "-"),
+            state,
+            str(p.get("restarts", 0)),
+            last,
+            _ago(p.get("started_at")),
+        )
+    out.print(table)
+    raise typer.Exit(0 if up else 1)
