@@ -144,8 +144,10 @@ def test_killed_runner_is_lost_and_cleaned_up(
         r["runner_id"]: r for r in docker_stack.http.get(f"/v1/sessions/{sid}").json()["runners"]
     }
     assert runners["caller-0"]["state"] == "lost", runners
-    # The callee, stopped normally, still reaches the broker after the bridge lost a port.
-    assert runners["callee-0"]["state"] == "done", runners
+    # The callee still reaches the broker after the bridge lost a port: it reports its own final
+    # state (done; under a loaded machine its SIPp may miss the stop's grace and say failed),
+    # never lost.
+    assert runners["callee-0"]["state"] in ("done", "failed"), runners
     assert leftovers(docker_client, sid) == []
 
 
