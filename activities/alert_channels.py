@@ -37,9 +37,7 @@ class Alert(BaseModel):
         return "\n".join(lines)
 
 
-def send_webhook(
-    channel: dict[str, Any], alert: Alert, timeout_s: float
-) -> None:
+def send_webhook(channel: dict[str, Any], alert: Alert, timeout_s: float) -> None:
     body: dict[str, Any] = (
         {"text": alert.text()} if channel.get("format") == "slack" else alert.model_dump()
     )

@@ -23,8 +23,8 @@ _CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midni
 # minute, hour, day of month, month, day of week: what each field may hold
 _CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _CRON_NAMES = {
-    3: "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(),
-    4: "SUN MON TUE WED THU FRI SAT".split(),
+    3: ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
+    4: ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
 }
 _CRON_ITEM = re.compile(r"^(\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/([0-9]+))?$")
 

@@ -12,7 +12,12 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, TypedSearchAttributes
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ActivityError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
@@ -62,10 +67,10 @@ class ScheduledRunWorkflow:
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
                 search_attributes=TypedSearchAttributes(
                     [
-                        SA_TENANT.value_set(inp.tenant),
-                        SA_STATUS.value_set("pending"),
-                        SA_TARGET.value_set(inp.target or "direct"),
-                        SA_SCHEDULE.value_set(inp.schedule_id),
+                        SearchAttributePair(SA_TENANT, inp.tenant),
+                        SearchAttributePair(SA_STATUS, "pending"),
+                        SearchAttributePair(SA_TARGET, inp.target or "direct"),
+                        SearchAttributePair(SA_SCHEDULE, inp.schedule_id),
                     ]
                 ),
             )
