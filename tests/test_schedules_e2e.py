@@ -1,0 +1,207 @@
+"""Scheduled regression tests on real parts: a Temporal Schedule on the embedded stack starts
+launcher workflows, which run ordinary sessions (SIPp on loopback), judge them and alert a real
+local HTTP receiver on changes of state only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from entrypoints.stack import free_port
+from sipflow.payload_codec import data_converter
+from sipflow.settings import Settings
+from tests.conftest import RunningStack, start_stack
+
+# Short timers for the tests: intervals of seconds, quick alert retries.
+STACK_ENV = {
+    "SIPFLOW_SCHEDULE_MIN_INTERVAL_S": "1",
+    "SIPFLOW_ALERT_ATTEMPTS": "3",
+    "SIPFLOW_ALERT_BACKOFF_S": "0.2",
+    "SIPFLOW_ALERT_MAX_BACKOFF_S": "0.5",
+    "SIPFLOW_ALERT_TIMEOUT_S": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def sched_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    yield from start_stack(tmp_path_factory.mktemp("stack-schedules"), extra_env=STACK_ENV)
+
+
+class Receiver:
+    """A local HTTP server that keeps every JSON body POSTed to it, by path."""
+
+    def __init__(self) -> None:
+        self.bodies: list[tuple[str, dict[str, Any]]] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                size = int(self.headers.get("content-length", 0))
+                received.append((self.path, json.loads(self.rfile.read(size))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def on(self, path: str) -> list[dict[str, Any]]:
+        return [b for p, b in self.bodies if p == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def tiny_session(thresholds: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "name": "scheduled",
+        "roles": {
+            "callees": {"agents": 1, "scenario": "answer"},
+            "callers": {"agents": 1, "scenario": "call", "rate": 20, "max_calls": 5},
+        },
+        "thresholds": thresholds or ["success_rate >= 99"],
+    }
+
+
+def schedule_body(every_s: float, **kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "nightly",
+        "session": tiny_session(),
+        "schedule": {"every_s": [every_s]},
+        "rules": {"response_time_p95_ms": "+1000%"},
+    }
+    body.update(kw)
+    return body
+
+
+def until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := cond()):
+        assert time.monotonic() < deadline, f"not in {timeout} s: {what}"
+        time.sleep(0.3)
+    return value
+
+
+def judged(rs: RunningStack, sched: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = rs.http.get(f"/v1/schedules/{sched}/runs").json()
+    return [r for r in runs if r["state"] is not None]
+
+
+def create(rs: RunningStack, body: dict[str, Any]) -> str:
+    r = rs.http.post("/v1/schedules", json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def test_interval_fires_runs_on_its_own_then_pause_stops_them(sched_stack: RunningStack) -> None:
+    sched = create(sched_stack, schedule_body(3))
+    try:
+        runs = until(lambda: len(judged(sched_stack, sched)) >= 2 and judged(sched_stack, sched),
+                     90, "two scheduled runs judged")  # fmt: skip
+        for run in runs:
+            assert run["state"] == "pass" and run["verdict"] == "pass", run
+            assert run["scheduled_at"] is not None  # started by the schedule, due time known
+            session = sched_stack.http.get(f"/v1/sessions/{run['session_id']}").json()
+            assert session["workflow_id"] == f"session-{run['session_id']}"
+            assert session["verdict"] == "pass"
+        # The Web UI lists the schedule's runs by its search attribute.
+        sids = asyncio.run(_sessions_of(sched_stack, sched))
+        assert {r["session_id"] for r in runs} <= sids
+        r = sched_stack.http.post(f"/v1/schedules/{sched}/pause", json={"note": "maintenance"})
+        assert r.status_code == 200 and r.json()["paused"], r.text
+        time.sleep(1)  # a run already started when paused may still record itself
+        count = len(sched_stack.http.get(f"/v1/schedules/{sched}/runs").json())
+        time.sleep(7)  # more than two intervals
+        assert len(sched_stack.http.get(f"/v1/schedules/{sched}/runs").json()) == count
+        detail = sched_stack.http.get(f"/v1/schedules/{sched}").json()
+        assert detail["paused"] and detail["note"] == "maintenance"
+    finally:
+        sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
+async def _sessions_of(rs: RunningStack, sched: str) -> set[str]:
+    client = await Client.connect(
+        rs.stack.temporal_address,
+        data_converter=data_converter(Settings(data_dir=rs.stack.data_dir)),
+    )
+    query = f'SipflowSchedule = "{sched}" AND WorkflowType = "TestSessionWorkflow"'
+    deadline = time.monotonic() + 10
+    while True:
+        found = {wf.id.removeprefix("session-") async for wf in client.list_workflows(query)}
+        if len(found) >= 2 or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.3)
+
+
+def _trigger_and_judge(rs: RunningStack, sched: str, n_before: int) -> dict[str, Any]:
+    r = rs.http.post(f"/v1/schedules/{sched}/trigger")
+    assert r.status_code == 202, r.text
+    runs = until(lambda: len(judged(rs, sched)) > n_before and judged(rs, sched), 90, "a run")
+    return runs[0]
+
+
+def test_alerts_on_changes_only_and_a_down_webhook_changes_nothing(
+    sched_stack: RunningStack, receiver: Receiver, tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/down"
+    body = schedule_body(
+        3600,
+        alerts=[
+            {"kind": "webhook", "name": "ops", "url": f"{receiver.url}/hook", "token": "s3cret"},
+            {"kind": "webhook", "name": "chat", "url": f"{receiver.url}/slack", "format": "slack"},
+            {"kind": "webhook", "name": "down", "url": dead},
+        ],
+    )
+    sched = create(sched_stack, body)
+    try:
+        shown = sched_stack.http.get(f"/v1/schedules/{sched}").json()
+        assert shown["spec"]["alerts"][0]["token"] == "***"  # write-only
+        states = [_trigger_and_judge(sched_stack, sched, 0)["state"]]  # pass: nothing to tell
+        broken = {**body, "session": tiny_session(["response_time_p95_ms < 0"])}
+        assert sched_stack.http.put(f"/v1/schedules/{sched}", json=broken).status_code == 200
+        states.append(_trigger_and_judge(sched_stack, sched, 1)["state"])  # -> fail: alert
+        states.append(_trigger_and_judge(sched_stack, sched, 2)["state"])  # still fail: none
+        fixed = {**broken, "session": tiny_session()}
+        assert sched_stack.http.put(f"/v1/schedules/{sched}", json=fixed).status_code == 200
+        states.append(_trigger_and_judge(sched_stack, sched, 3)["state"])  # -> pass: recovered
+        assert states == ["pass", "fail", "fail", "pass"]
+
+        def delivered() -> bool:
+            alerts = sched_stack.http.get(f"/v1/schedules/{sched}").json()["alerts"]
+            return len([a for a in alerts if a["channel"].endswith("down")]) >= 2
+
+        until(delivered, 30, "the down channel's failures recorded")
+        hooks = receiver.on("/hook")
+        assert [h["kind"] for h in hooks] == ["failed", "recovered"], hooks
+        assert all(h["report_url"].endswith(f"/dashboard/sessions/{h['session_id']}") for h in hooks)
+        assert all(f"/workflows/session-{h['session_id']}" in h["temporal_url"] for h in hooks)
+        slack = receiver.on("/slack")
+        assert len(slack) == 2 and "FAILED" in slack[0]["text"] and "RECOVERED" in slack[1]["text"]
+        alerts = sched_stack.http.get(f"/v1/schedules/{sched}").json()["alerts"]
+        down = [a for a in alerts if a["channel"].endswith("down")]
+        assert [(a["ok"], a["attempts"]) for a in down] == [(False, 3), (False, 3)], down
+        assert all(a["error"] for a in down)
+        assert sorted(a["kind"] for a in alerts if a["ok"]) == sorted(
+            ["failed", "recovered"] * 2
+        )
+        # The verdicts stay what the sessions said, whatever the channels did.
+        runs = sched_stack.http.get(f"/v1/schedules/{sched}/runs").json()
+        assert [r["state"] for r in reversed(runs)] == ["pass", "fail", "fail", "pass"]
+    finally:
+        sched_stack.http.delete(f"/v1/schedules/{sched}")
