@@ -20,8 +20,13 @@ from sipflow import secret_store
 from sipflow.accounts import Role
 from sipflow.crypto import keyring
 from sipflow.db import session_scope
-from tests.api_fixtures import bearer, client_as, make_settings, mint_key
-from tests.api_fixtures import temporal_stack_fixture  # noqa: F401
+from tests.api_fixtures import (
+    bearer,
+    client_as,
+    make_settings,
+    mint_key,
+    temporal_stack_fixture,  # noqa: F401
+)
 
 PASSWORD = "hunter2-sip"
 TOKEN = "tok-very-secret"
@@ -115,11 +120,13 @@ def test_create_keeps_secrets_write_only(client: TestClient, temporal_stack: Sta
         ({"schedule": {"cron": ["61 * * * *"]}}, ["body", "schedule", "cron", 0]),
         ({"schedule": {"cron": ["* * *"]}}, ["body", "schedule", "cron", 0]),
         ({"schedule": {"every_s": [5]}}, ["body", "schedule", "every_s", 0]),
-        ({"schedule": {"every_s": [60], "time_zone": "Mars/Base"}}, ["body", "schedule", "time_zone"]),
+        ({"schedule": {"every_s": [60], "time_zone": "Mars/Base"}},
+         ["body", "schedule", "time_zone"]),
         ({"rules": {"bogus_metric": "+5%"}}, ["body", "rules", "bogus_metric", "[key]"]),
         ({"rules": {"success_rate": "5"}}, ["body", "rules", "success_rate"]),
         ({"overlap": "sometimes"}, ["body", "overlap"]),
-        ({"alerts": [{"kind": "webhook", "url": "http://203.0.113.9/x"}]}, ["body", "alerts", "0", "url"]),
+        ({"alerts": [{"kind": "webhook", "url": "http://203.0.113.9/x"}]},
+         ["body", "alerts", "0", "url"]),
     ],
 )  # fmt: skip
 def test_bad_input_is_422_with_the_field_and_creates_nothing(

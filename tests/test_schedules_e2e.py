@@ -44,7 +44,7 @@ class Receiver:
         received = self.bodies
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 size = int(self.headers.get("content-length", 0))
                 received.append((self.path, json.loads(self.rfile.read(size))))
                 self.send_response(204)
@@ -189,19 +189,51 @@ def test_alerts_on_changes_only_and_a_down_webhook_changes_nothing(
         until(delivered, 30, "the down channel's failures recorded")
         hooks = receiver.on("/hook")
         assert [h["kind"] for h in hooks] == ["failed", "recovered"], hooks
-        assert all(h["report_url"].endswith(f"/dashboard/sessions/{h['session_id']}") for h in hooks)
-        assert all(f"/workflows/session-{h['session_id']}" in h["temporal_url"] for h in hooks)
+        for h in hooks:
+            assert h["report_url"].endswith(f"/dashboard/sessions/{h['session_id']}")
+            assert f"/workflows/session-{h['session_id']}" in h["temporal_url"]
         slack = receiver.on("/slack")
         assert len(slack) == 2 and "FAILED" in slack[0]["text"] and "RECOVERED" in slack[1]["text"]
         alerts = sched_stack.http.get(f"/v1/schedules/{sched}").json()["alerts"]
         down = [a for a in alerts if a["channel"].endswith("down")]
         assert [(a["ok"], a["attempts"]) for a in down] == [(False, 3), (False, 3)], down
         assert all(a["error"] for a in down)
-        assert sorted(a["kind"] for a in alerts if a["ok"]) == sorted(
-            ["failed", "recovered"] * 2
-        )
+        assert sorted(a["kind"] for a in alerts if a["ok"]) == sorted(["failed", "recovered"] * 2)
         # The verdicts stay what the sessions said, whatever the channels did.
         runs = sched_stack.http.get(f"/v1/schedules/{sched}/runs").json()
         assert [r["state"] for r in reversed(runs)] == ["pass", "fail", "fail", "pass"]
     finally:
         sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
+def test_cli_creates_shows_pauses_and_deletes_the_example(
+    sched_stack: RunningStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The nightly Kamailio example through `sipflow schedules` (nightly: no run fires here)."""
+    from typer.testing import CliRunner
+
+    from entrypoints.cli import app
+
+    monkeypatch.setenv("SIPFLOW_API_KEY", str(sched_stack.stack.api_key))
+    api = ["--api", sched_stack.stack.api_url]
+    cli = CliRunner()
+    example = Path(__file__).parent.parent / "examples" / "schedules" / "nightly-regression.yaml"
+    made = cli.invoke(app, ["schedules", "create", str(example), *api])
+    assert made.exit_code == 0, made.output
+    sched = made.stdout.strip()
+    listed = cli.invoke(app, ["schedules", "list", "--json", *api])
+    assert sched in listed.stdout
+    paused = cli.invoke(app, ["schedules", "pause", sched, "--note", "holiday", *api])
+    assert paused.exit_code == 0, paused.output
+    shown = cli.invoke(app, ["schedules", "show", sched, "--json", *api])
+    body = json.loads(shown.stdout)
+    assert body["paused"] and body["note"] == "holiday" and body["name"] == "kamailio-nightly"
+    assert body["spec"]["session"]["roles"]["callees"]["accounts"][0]["password"] == "***"
+    assert cli.invoke(app, ["schedules", "delete", sched, *api]).exit_code == 0
+    gone = cli.invoke(app, ["schedules", "show", sched, *api])
+    assert gone.exit_code == 3 and "404" in gone.output
+    bad = example.read_text().replace('success_rate: "-0.5"', 'jitter_ms: "-0.5"')
+    bad_file = tmp_path / "bad-schedule.yaml"
+    bad_file.write_text(bad)
+    refused = cli.invoke(app, ["schedules", "create", str(bad_file), *api])
+    assert refused.exit_code == 2 and "rules.jitter_ms.[key]" in refused.output, refused.output
