@@ -38,10 +38,13 @@ class RunOut(BaseModel):
     baseline: dict[str, Any] | None
     note: str | None
     alert: str | None
+    measured: dict[str, float | None] = {}  # the session's metrics (for trends)
 
     @classmethod
-    def of(cls, row: ScheduleRunRow) -> RunOut:
-        return cls.model_validate(row, from_attributes=True)
+    def of(cls, row: ScheduleRunRow, measured: dict[str, float | None] | None = None) -> RunOut:
+        out = cls.model_validate(row, from_attributes=True)
+        out.measured = measured or {}
+        return out
 
 
 class DeliveryOut(BaseModel):

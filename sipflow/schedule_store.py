@@ -153,6 +153,14 @@ def runs(
     return list(db.exec(query).all())
 
 
+def measured_of(db: Session, session_ids: list[str]) -> dict[str, dict[str, float | None]]:
+    """Each session's stored metrics (those that finished)."""
+    if not session_ids:
+        return {}
+    query = select(SessionRow.id, SessionRow.summary).where(col(SessionRow.id).in_(session_ids))
+    return {sid: (summary or {}).get("measured") or {} for sid, summary in db.exec(query).all()}
+
+
 def previous_state(db: Session, schedule_id: str, before_id: int) -> str | None:
     """The state of the last run judged before this one (the run's own row id)."""
     query = (

@@ -186,7 +186,7 @@ async def get_schedule(
         spec=row.spec,
         next_runs=next_runs,
         missed_runs=missed,
-        runs=[RunOut.of(r) for r in schedule_store.runs(db, row.id, 50)],
+        runs=_runs(db, row.id, 50, None),
         alerts=[DeliveryOut.of(d) for d in schedule_store.deliveries(db, row.id)],
     )
 
@@ -203,7 +203,13 @@ def list_runs(
     state: Annotated[str | None, Query(pattern=r"^[a-z]{1,16}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[RunOut]:
-    return [RunOut.of(r) for r in schedule_store.runs(db, row.id, limit, state)]
+    return _runs(db, row.id, limit, state)
+
+
+def _runs(db: DbDep, schedule: str, limit: int, state: str | None) -> list[RunOut]:
+    rows = schedule_store.runs(db, schedule, limit, state)
+    measured = schedule_store.measured_of(db, [r.session_id for r in rows])
+    return [RunOut.of(r, measured.get(r.session_id)) for r in rows]
 
 
 @router.put(
