@@ -5,10 +5,13 @@ local HTTP receiver on changes of state only."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from email import message_from_bytes
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,12 @@ from entrypoints.stack import free_port
 from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings
 from tests.conftest import RunningStack, start_stack
+from tests.dashboard_fixtures import (  # noqa: F401
+    browser_fixture,
+    page_fixture,
+    screenshot,
+    sign_in,
+)
 
 # Short timers for the tests: intervals of seconds, quick alert retries.
 STACK_ENV = {
@@ -59,6 +68,32 @@ class Receiver:
 
     def on(self, path: str) -> list[dict[str, Any]]:
         return [b for p, b in self.bodies if p == path]
+
+
+class Mailbox:
+    """A real local SMTP server (aiosmtpd) that keeps every message it gets."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Message] = []
+        mailbox = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                mailbox.messages.append(message_from_bytes(envelope.content))
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    m = Mailbox()
+    yield m
+    m.controller.stop()
 
 
 @pytest.fixture
@@ -157,7 +192,7 @@ def _trigger_and_judge(rs: RunningStack, sched: str, n_before: int) -> dict[str,
 
 
 def test_alerts_on_changes_only_and_a_down_webhook_changes_nothing(
-    sched_stack: RunningStack, receiver: Receiver, tmp_path: Path
+    sched_stack: RunningStack, receiver: Receiver, mailbox: Mailbox
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}/down"
     body = schedule_body(
@@ -166,6 +201,14 @@ def test_alerts_on_changes_only_and_a_down_webhook_changes_nothing(
             {"kind": "webhook", "name": "ops", "url": f"{receiver.url}/hook", "token": "s3cret"},
             {"kind": "webhook", "name": "chat", "url": f"{receiver.url}/slack", "format": "slack"},
             {"kind": "webhook", "name": "down", "url": dead},
+            {
+                "kind": "email",
+                "name": "oncall",
+                "host": "127.0.0.1",
+                "port": mailbox.port,
+                "sender": "sipflow@example.net",
+                "to": ["oncall@example.net"],
+            },
         ],
     )
     sched = create(sched_stack, body)
@@ -198,7 +241,10 @@ def test_alerts_on_changes_only_and_a_down_webhook_changes_nothing(
         down = [a for a in alerts if a["channel"].endswith("down")]
         assert [(a["ok"], a["attempts"]) for a in down] == [(False, 3), (False, 3)], down
         assert all(a["error"] for a in down)
-        assert sorted(a["kind"] for a in alerts if a["ok"]) == sorted(["failed", "recovered"] * 2)
+        assert sorted(a["kind"] for a in alerts if a["ok"]) == sorted(["failed", "recovered"] * 3)
+        subjects = [m["Subject"] for m in mailbox.messages]
+        assert subjects == ["[sipflow] nightly: failed", "[sipflow] nightly: recovered"]
+        assert "Temporal: " in str(mailbox.messages[0].get_payload())
         # The verdicts stay what the sessions said, whatever the channels did.
         runs = sched_stack.http.get(f"/v1/schedules/{sched}/runs").json()
         assert [r["state"] for r in reversed(runs)] == ["pass", "fail", "fail", "pass"]
@@ -237,3 +283,54 @@ def test_cli_creates_shows_pauses_and_deletes_the_example(
     bad_file.write_text(bad)
     refused = cli.invoke(app, ["schedules", "create", str(bad_file), *api])
     assert refused.exit_code == 2 and "rules.jitter_ms.[key]" in refused.output, refused.output
+
+
+def test_overlap_skip_with_a_run_that_outlasts_the_interval(sched_stack: RunningStack) -> None:
+    session = tiny_session()
+    session["roles"]["callers"].update({"rate": 5, "max_calls": None, "duration_s": 6})
+    sched = create(sched_stack, schedule_body(2, session=session, overlap="skip"))
+    try:
+        until(lambda: len(judged(sched_stack, sched)) >= 2, 90, "two runs judged")
+        sched_stack.http.post(f"/v1/schedules/{sched}/pause", json={})
+        detail = sched_stack.http.get(f"/v1/schedules/{sched}").json()
+        assert detail["missed_runs"] >= 3, detail["missed_runs"]  # due every 2 s, runs take ~8 s
+        runs = sorted(judged(sched_stack, sched), key=lambda r: r["started_at"])
+        for before, after in itertools.pairwise(runs):
+            assert after["started_at"] >= before["judged_at"], (before, after)  # never two at once
+    finally:
+        sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
+def test_schedule_page_shows_runs_and_trends(sched_stack: RunningStack, page: Any) -> None:
+    sched = create(sched_stack, schedule_body(3600))
+    try:
+        run = _trigger_and_judge(sched_stack, sched, 0)
+        api = sched_stack.stack.api_url
+        sign_in(page, api, str(sched_stack.stack.api_key))
+        page.goto(f"{api}/dashboard/schedules")
+        page.wait_for_selector(f"tr[data-id='{sched}']")
+        page.goto(f"{api}/dashboard/schedules/{sched}")
+        page.wait_for_selector("#runs tr[data-state=pass]")
+        assert run["session_id"] in page.inner_text("#runs")
+        points = page.evaluate(
+            "() => Chart.getChart(document.querySelector('canvas[data-metric]'))"
+            ".data.datasets.map(d => d.data.filter(v => v !== null).length)"
+        )
+        assert points[0] == 1  # the run's p95; no baseline yet (first run)
+        screenshot(page, "dashboard-schedule.png")
+        page.select_option("#filter", "fail")
+        page.wait_for_function("document.querySelectorAll('#runs tbody tr').length === 0")
+    finally:
+        sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
+def test_schedule_survives_a_restart_of_the_whole_stack(sched_stack: RunningStack) -> None:
+    """Last in this module: stops and starts the module's stack on the same data directory."""
+    sched = create(sched_stack, schedule_body(3600))
+    sched_stack.stack.stop()
+    sched_stack.stack.start()
+    until(lambda: sched_stack.http.get("/v1/health").status_code == 200, 60, "API healthy again")
+    detail = sched_stack.http.get(f"/v1/schedules/{sched}").json()
+    assert detail["next_runs"], detail  # Temporal still has the schedule
+    assert _trigger_and_judge(sched_stack, sched, 0)["state"] == "pass"
+    sched_stack.http.delete(f"/v1/schedules/{sched}")
