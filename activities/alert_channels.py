@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 
 class Alert(BaseModel):
-    kind: str  # failed | regressed | recovered
+    kind: str  # failed | regressed | recovered | late
     schedule_id: str
     schedule_name: str
     tenant: str
@@ -20,6 +20,7 @@ class Alert(BaseModel):
     state: str
     previous: str | None
     regressed: list[dict[str, Any]] = []
+    late_s: float | None = None  # for "late": how long after its due time the run started
     report_url: str
     temporal_url: str
 
@@ -28,6 +29,8 @@ class Alert(BaseModel):
             f"sipflow schedule {self.schedule_name!r}: {self.kind.upper()} "
             f"(run {self.session_id}: {self.state}, before: {self.previous or 'none'})"
         ]
+        if self.late_s is not None:
+            lines.append(f"  started {self.late_s:.0f} s after its due time (workers down?)")
         for r in self.regressed:
             lines.append(
                 f"  {r['metric']} {r['rule']}: measured {r['measured']}, baseline "

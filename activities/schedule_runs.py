@@ -24,6 +24,7 @@ class RecordRun(BaseModel):
     schedule_id: str
     session_id: str
     scheduled_at: datetime | None = None
+    late_s: float | None = None
 
 
 class JudgeRun(BaseModel):
@@ -48,6 +49,7 @@ class SendAlert(BaseModel):
     previous: str | None
     regressed: list[regression.Regressed] = []
     max_attempts: int
+    late_s: float | None = None
 
 
 class ScheduleActivities:
@@ -59,7 +61,9 @@ class ScheduleActivities:
     @activity.defn
     def record_scheduled_run(self, req: RecordRun) -> None:
         with session_scope(self.url) as db:
-            schedule_store.record_run(db, req.schedule_id, req.session_id, req.scheduled_at)
+            schedule_store.record_run(
+                db, req.schedule_id, req.session_id, req.scheduled_at, req.late_s
+            )
 
     @activity.defn
     def judge_scheduled_run(self, req: JudgeRun) -> Judged:
@@ -145,7 +149,7 @@ class ScheduleActivities:
                 raise
             self._delivery(db, req, name, True, attempt, None)
             run = schedule_store.run(db, req.session_id)
-            if run is not None:
+            if run is not None and req.kind != "late":
                 run.alert = req.kind
                 db.add(run)
                 db.commit()
@@ -161,6 +165,7 @@ class ScheduleActivities:
             state=req.state,
             previous=req.previous,
             regressed=[r.model_dump() for r in req.regressed],
+            late_s=req.late_s,
             report_url=f"{s.api_url.rstrip('/')}/dashboard/sessions/{req.session_id}",
             temporal_url=f"{s.temporal_ui_url.rstrip('/')}/namespaces/{s.temporal_namespace}"
             f"/workflows/{workflow_id(req.session_id)}",

@@ -31,6 +31,7 @@ class RunOut(BaseModel):
     session_id: str
     scheduled_at: datetime | None
     started_at: datetime
+    late_s: float | None  # seconds from its due time to the launcher's first step
     judged_at: datetime | None
     state: str | None  # pass | fail | error | regressed; None while it runs
     verdict: str | None

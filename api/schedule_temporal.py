@@ -53,6 +53,7 @@ def build(row: ScheduleRow, clear: dict[str, Any], settings: Settings) -> Schedu
         alert_attempts=settings.alert_attempts,
         alert_backoff_s=settings.alert_backoff_s,
         alert_max_backoff_s=settings.alert_max_backoff_s,
+        late_after_s=settings.schedule_late_after_s,
     )
     return Schedule(
         action=ScheduleActionStartWorkflow(

@@ -170,6 +170,8 @@ class ScheduleRunRow(SQLModel, table=True):
     session_id: str = Field(unique=True, max_length=32)
     scheduled_at: datetime | None = _ts(nullable=True)
     started_at: datetime = _ts(nullable=False)
+    # Seconds between the due time and the launcher's first step (workers down: late).
+    late_s: float | None = None
     judged_at: datetime | None = _ts(nullable=True)
     # pass | fail | error | regressed; None until judged
     state: str | None = Field(default=None, max_length=16)

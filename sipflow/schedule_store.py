@@ -122,7 +122,11 @@ def remove(db: Session, row: ScheduleRow) -> None:
 
 # -- runs ----------------------------------------------------------------------------------------
 def record_run(
-    db: Session, schedule_id: str, session_id: str, scheduled_at: datetime | None
+    db: Session,
+    schedule_id: str,
+    session_id: str,
+    scheduled_at: datetime | None,
+    late_s: float | None = None,
 ) -> ScheduleRunRow:
     """Idempotent (a retried activity records the run once)."""
     row = db.exec(select(ScheduleRunRow).where(ScheduleRunRow.session_id == session_id)).first()
@@ -132,6 +136,7 @@ def record_run(
             session_id=session_id,
             scheduled_at=scheduled_at,
             started_at=utcnow(),
+            late_s=late_s,
         )
         db.add(row)
         db.commit()

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     alert_max_backoff_s: float = 60.0
     # How long one webhook POST or SMTP conversation may take (seconds).
     alert_timeout_s: float = 10.0
+    # A run whose launcher starts this many seconds after its due time (workers were down) is
+    # "late": recorded on the run and alerted once the workers are back.
+    schedule_late_after_s: float = 60.0
     # Seconds between two runs of a schedule at least (intervals shorter than this: 422).
     schedule_min_interval_s: float = 60.0
 

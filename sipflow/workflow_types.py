@@ -102,6 +102,7 @@ class ScheduledRun(BaseModel):
     alert_attempts: int = 5
     alert_backoff_s: float = 1.0
     alert_max_backoff_s: float = 30.0
+    late_after_s: float = 60.0
 
 
 class ScheduledRunResult(BaseModel):

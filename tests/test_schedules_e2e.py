@@ -37,6 +37,7 @@ STACK_ENV = {
     "SIPFLOW_ALERT_BACKOFF_S": "0.2",
     "SIPFLOW_ALERT_MAX_BACKOFF_S": "0.5",
     "SIPFLOW_ALERT_TIMEOUT_S": "2",
+    "SIPFLOW_SCHEDULE_LATE_AFTER_S": "3",
 }
 
 
@@ -322,6 +323,26 @@ def test_schedule_page_shows_runs_and_trends(sched_stack: RunningStack, page: An
         page.wait_for_function("document.querySelectorAll('#runs tbody tr').length === 0")
     finally:
         sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
+def test_a_run_due_while_the_workers_are_down_is_alerted_late(
+    sched_stack: RunningStack, receiver: Receiver
+) -> None:
+    alerts = [{"kind": "webhook", "url": f"{receiver.url}/late"}]
+    sched = create(sched_stack, schedule_body(3600, alerts=alerts))
+    sched_stack.stack.kill_process("worker")
+    try:
+        r = sched_stack.http.post(f"/v1/schedules/{sched}/trigger")  # due now; nobody runs it
+        assert r.status_code == 202, r.text
+        time.sleep(5)  # longer than SIPFLOW_SCHEDULE_LATE_AFTER_S
+    finally:
+        sched_stack.stack.start_worker()
+    (run,) = until(lambda: judged(sched_stack, sched), 90, "the late run judged")
+    assert run["late_s"] >= 5 and run["state"] == "pass"
+    (alert,) = until(lambda: receiver.on("/late"), 30, "the late alert")
+    assert alert["kind"] == "late" and alert["session_id"] == run["session_id"]
+    assert "after its due time" in json.dumps(alert) or alert["late_s"] >= 5
+    sched_stack.http.delete(f"/v1/schedules/{sched}")
 
 
 def test_schedule_survives_a_restart_of_the_whole_stack(sched_stack: RunningStack) -> None:

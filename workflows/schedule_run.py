@@ -22,7 +22,13 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.schedule_runs import JudgeRun, RecordRun, ScheduleActivities, SendAlert
+    from activities.schedule_runs import (
+        Judged,
+        JudgeRun,
+        RecordRun,
+        ScheduleActivities,
+        SendAlert,
+    )
     from sipflow.regression import alert_kind
     from sipflow.workflow_types import (
         LAUNCHER_NAME,
@@ -50,9 +56,14 @@ class ScheduledRunWorkflow:
     async def run(self, inp: ScheduledRun) -> ScheduledRunResult:
         sid = workflow.uuid4().hex[:12]
         due = workflow.info().typed_search_attributes.get(SCHEDULED_START)
+        # The first step runs when a worker takes it: long after Temporal started the launcher,
+        # the workers were down (a run buffered behind another, or backfilled, is not "late").
+        waited_s = (workflow.now() - workflow.info().workflow_start_time).total_seconds()
+        late = waited_s > inp.late_after_s
+        late_s = (workflow.now() - due).total_seconds() if due is not None else waited_s
         await workflow.execute_activity_method(
             ScheduleActivities.record_scheduled_run,
-            RecordRun(schedule_id=inp.schedule_id, session_id=sid, scheduled_at=due),
+            RecordRun(schedule_id=inp.schedule_id, session_id=sid, scheduled_at=due, late_s=late_s),
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
         )
@@ -84,32 +95,47 @@ class ScheduledRunWorkflow:
             retry_policy=SHORT_RETRY,
         )
         kind = alert_kind(judged.previous, judged.state)
-        if kind is not None and judged.channels:
-            retry = RetryPolicy(
-                initial_interval=timedelta(seconds=inp.alert_backoff_s),
-                maximum_interval=timedelta(seconds=inp.alert_max_backoff_s),
-                maximum_attempts=inp.alert_attempts,
-            )
-            sends = [
-                workflow.execute_activity_method(
-                    ScheduleActivities.send_schedule_alert,
-                    SendAlert(
-                        schedule_id=inp.schedule_id,
-                        session_id=sid,
-                        kind=kind,
-                        channel=i,
-                        state=judged.state,
-                        previous=judged.previous,
-                        regressed=judged.regressed,
-                        max_attempts=inp.alert_attempts,
-                    ),
-                    start_to_close_timeout=SHORT_TIMEOUT,
-                    retry_policy=retry,
-                )
-                for i in range(judged.channels)
-            ]
-            outcomes = await asyncio.gather(*sends, return_exceptions=True)
-            for outcome in outcomes:  # recorded by the activity; the verdict stays as it is
-                if isinstance(outcome, BaseException) and not isinstance(outcome, ActivityError):
-                    raise outcome
+        kinds = (["late"] if late else []) + ([kind] if kind is not None else [])
+        await self._alert(inp, sid, judged, kinds, late_s)
         return ScheduledRunResult(session_id=sid, verdict=verdict, state=judged.state, alert=kind)
+
+    async def _alert(
+        self,
+        inp: ScheduledRun,
+        sid: str,
+        judged: Judged,
+        kinds: list[str],
+        late_s: float | None,
+    ) -> None:
+        """Each alert to each channel on its own, with retries and backoff; a channel's final
+        failure is recorded by the activity and changes nothing here."""
+        if not kinds or not judged.channels:
+            return
+        retry = RetryPolicy(
+            initial_interval=timedelta(seconds=inp.alert_backoff_s),
+            maximum_interval=timedelta(seconds=inp.alert_max_backoff_s),
+            maximum_attempts=inp.alert_attempts,
+        )
+        sends = [
+            workflow.execute_activity_method(
+                ScheduleActivities.send_schedule_alert,
+                SendAlert(
+                    schedule_id=inp.schedule_id,
+                    session_id=sid,
+                    kind=kind,
+                    channel=i,
+                    state=judged.state,
+                    previous=judged.previous,
+                    regressed=judged.regressed,
+                    max_attempts=inp.alert_attempts,
+                    late_s=late_s if kind == "late" else None,
+                ),
+                start_to_close_timeout=SHORT_TIMEOUT,
+                retry_policy=retry,
+            )
+            for kind in kinds
+            for i in range(judged.channels)
+        ]
+        for outcome in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, ActivityError):
+                raise outcome

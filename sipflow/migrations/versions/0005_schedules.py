@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("session_id", _str(length=32), nullable=False),
         sa.Column("scheduled_at", _ts, nullable=True),
         sa.Column("started_at", _ts, nullable=False),
+        sa.Column("late_s", sa.Float(), nullable=True),
         sa.Column("judged_at", _ts, nullable=True),
         sa.Column("state", _str(length=16), nullable=True),
         sa.Column("verdict", _str(length=8), nullable=True),
