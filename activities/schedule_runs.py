@@ -73,10 +73,11 @@ class ScheduleActivities:
             run = schedule_store.run(db, req.session_id)
             session = store.get_session(db, req.session_id)
             schedule = schedule_store.get(db, req.schedule_id)
-            if run is None or run.id is None or session is None:
+            if run is None or run.id is None:
                 raise ApplicationError(f"no run {req.session_id}", non_retryable=True)
-            verdict = session.verdict or "error"
-            measured = (session.summary or {}).get("measured") or {}
+            # No row: the session failed before it could open one.
+            verdict = (session.verdict if session else None) or "error"
+            measured = ((session.summary if session else None) or {}).get("measured") or {}
             spec = schedule.spec if schedule else {}
             rules: dict[str, str] = spec.get("rules") or {}
             baseline, sources, note = self._baseline(db, schedule, run.id, list(rules))

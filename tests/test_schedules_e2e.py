@@ -302,6 +302,28 @@ def test_overlap_skip_with_a_run_that_outlasts_the_interval(sched_stack: Running
         sched_stack.http.delete(f"/v1/schedules/{sched}")
 
 
+def test_buffer_one_runs_back_to_back_with_one_alert(
+    sched_stack: RunningStack, receiver: Receiver
+) -> None:
+    """Due every 2 s, runs of ~5 s that fail: one is buffered behind each run, and the failure
+    is told once, not once per run."""
+    session = tiny_session(["response_time_p95_ms < 0"])
+    session["roles"]["callers"].update({"rate": 5, "max_calls": None, "duration_s": 3})
+    alerts = [{"kind": "webhook", "url": f"{receiver.url}/buffered"}]
+    body = schedule_body(2, session=session, overlap="buffer_one", alerts=alerts)
+    sched = create(sched_stack, body)
+    try:
+        until(lambda: len(judged(sched_stack, sched)) >= 3, 120, "three runs judged")
+        sched_stack.http.post(f"/v1/schedules/{sched}/pause", json={})
+        runs = sorted(judged(sched_stack, sched), key=lambda r: r["started_at"])
+        assert {r["state"] for r in runs} == {"fail"}
+        for before, after in itertools.pairwise(runs):
+            assert after["started_at"] >= before["judged_at"]  # one after the other
+        assert [b["kind"] for b in receiver.on("/buffered")] == ["failed"]
+    finally:
+        sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
 def test_schedule_page_shows_runs_and_trends(sched_stack: RunningStack, page: Any) -> None:
     sched = create(sched_stack, schedule_body(3600))
     try:
