@@ -26,6 +26,22 @@ SESSION: dict[str, Any] = {
 }
 
 
+class AllInvites(InviteSniffer):
+    """Every INVITE's time per source address: runs reuse addresses, each takes its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[str, list[float]] = {}
+
+    def _record(self, frame: bytes, now: float) -> None:
+        before = dict(self.first_seen)
+        self.first_seen.clear()
+        super()._record(frame, now)
+        for address, t in self.first_seen.items():
+            self.seen.setdefault(address, []).append(t)
+        self.first_seen = before
+
+
 def schedule(every_s: float, name: str = "bench") -> dict[str, Any]:
     return {"name": name, "session": SESSION, "schedule": {"every_s": [every_s]}}
 
@@ -51,20 +67,18 @@ def delays(http: httpx.Client, runs: int, every_s: float) -> None:
     sched = http.post("/v1/schedules", json=schedule(every_s)).json()["id"]
     seen: dict[str, float] = {}
     out: list[float] = []
-    with InviteSniffer() as sniffer:
+    with AllInvites() as sniffer:
         while len(out) < runs:
-            done = judged(http, sched)
-            for run in done:
+            for run in judged(http, sched):
                 sid = run["session_id"]
                 if sid in seen:
                     continue
                 body = http.get(f"/v1/sessions/{sid}").json()
                 callers = [x["address"] for x in body["runners"] if x["role"] == "caller"]
-                first = min(sniffer.first_seen[a] for a in callers if a in sniffer.first_seen)
                 due = datetime.fromisoformat(run["scheduled_at"]).timestamp()
+                first = min(t for a in callers for t in sniffer.seen.get(a, []) if t >= due)
                 seen[sid] = first - due
                 out.append((first - due) * 1000)
-                sniffer.first_seen.clear()  # the next run may get the same addresses
             time.sleep(0.2)
     http.delete(f"/v1/schedules/{sched}")
     print(

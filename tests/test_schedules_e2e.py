@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -320,6 +321,24 @@ def test_buffer_one_runs_back_to_back_with_one_alert(
         for before, after in itertools.pairwise(runs):
             assert after["started_at"] >= before["judged_at"]  # one after the other
         assert [b["kind"] for b in receiver.on("/buffered")] == ["failed"]
+    finally:
+        sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
+def test_backfill_runs_the_due_times_of_a_past_range(sched_stack: RunningStack) -> None:
+    sched = create(sched_stack, schedule_body(3600))  # due on every full hour (UTC)
+    try:
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+        window = {
+            "start_at": (hour - timedelta(minutes=1)).isoformat(),
+            "end_at": (hour + timedelta(minutes=1)).isoformat(),
+        }
+        r = sched_stack.http.post(f"/v1/schedules/{sched}/backfill", json=window)
+        assert r.status_code == 202, r.text
+        (run,) = until(lambda: judged(sched_stack, sched), 90, "the backfilled run judged")
+        due = datetime.fromisoformat(run["scheduled_at"])
+        assert (due if due.tzinfo else due.replace(tzinfo=UTC)) == hour
+        assert run["state"] == "pass"
     finally:
         sched_stack.http.delete(f"/v1/schedules/{sched}")
 
