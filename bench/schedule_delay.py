@@ -67,7 +67,8 @@ def delays(http: httpx.Client, runs: int, every_s: float) -> None:
     sched = http.post("/v1/schedules", json=schedule(every_s)).json()["id"]
     seen: dict[str, float] = {}
     out: list[float] = []
-    with AllInvites() as sniffer:
+    sniffer = AllInvites()
+    with sniffer:
         while len(out) < runs:
             for run in judged(http, sched):
                 sid = run["session_id"]
