@@ -303,6 +303,41 @@ def test_overlap_skip_with_a_run_that_outlasts_the_interval(sched_stack: Running
         sched_stack.http.delete(f"/v1/schedules/{sched}")
 
 
+def test_a_network_made_worse_regresses_then_recovers(
+    sched_stack: RunningStack, receiver: Receiver
+) -> None:
+    """The same session over a lossy network (SIP retransmissions: response times of 500 ms and
+    more) against the median of the passing runs: regressed, told once; fixed: recovered."""
+    session = tiny_session(["total_calls >= 1"])
+    session["roles"]["callers"].update({"max_calls": 20, "rate": 20})
+    body = schedule_body(
+        3600,
+        session=session,
+        rules={"response_time_p95_ms": "+100%"},
+        baseline={"median_of": 3, "min_runs": 1},
+        alerts=[{"kind": "webhook", "url": f"{receiver.url}/sut"}],
+    )
+    sched = create(sched_stack, body)
+    try:
+        states = [_trigger_and_judge(sched_stack, sched, n)["state"] for n in range(2)]
+        lossy = {**body, "session": {**session, "network": {"loss_pct": 20}}}
+        assert sched_stack.http.put(f"/v1/schedules/{sched}", json=lossy).status_code == 200
+        worse = _trigger_and_judge(sched_stack, sched, 2)
+        states.append(worse["state"])
+        assert sched_stack.http.put(f"/v1/schedules/{sched}", json=body).status_code == 200
+        states.append(_trigger_and_judge(sched_stack, sched, 3)["state"])
+        assert states == ["pass", "pass", "regressed", "pass"], worse
+        (broken,) = worse["regressed"]
+        assert broken["metric"] == "response_time_p95_ms" and broken["rule"] == "+100%"
+        measured, base = broken["measured"], broken["baseline"]
+        assert measured is None or (measured > 2 * base and abs(broken["delta"] - (measured - base)) < 1e-3)
+        sent = until(lambda: len(receiver.on("/sut")) >= 2 and receiver.on("/sut"), 30, "alerts")
+        assert [a["kind"] for a in sent] == ["regressed", "recovered"]
+        assert sent[0]["regressed"][0]["metric"] == "response_time_p95_ms"
+    finally:
+        sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
 def test_buffer_one_runs_back_to_back_with_one_alert(
     sched_stack: RunningStack, receiver: Receiver
 ) -> None:
