@@ -8,6 +8,14 @@ function regressedText(r) {
   return (r.regressed || []).map((x) => `${x.metric} ${x.measured} / ${x.baseline} / ${x.delta}`).join("; ");
 }
 
+// How far a metric may move from its baseline: "+20%", "-0.5" (as sipflow/regression.py).
+function limitOf(rule, base) {
+  const m = /^\s*([+-])\s*([0-9.]+)\s*(%?)\s*$/.exec(rule);
+  if (!m || base === null) return null;
+  const step = m[3] ? Math.abs(base) * Number(m[2]) / 100 : Number(m[2]);
+  return m[1] === "+" ? base + step : base - step;
+}
+
 // Per rule: the metric over the runs (oldest first), the baseline band, the states as markers.
 function trends(spec, runs) {
   const metrics = Object.keys(spec.rules || {});
@@ -27,7 +35,9 @@ function trends(spec, runs) {
       labels,
       datasets: [
         { label: metric, data: values, borderColor: PALETTE[i % PALETTE.length], pointBackgroundColor: colors, pointRadius: 5 },
-        { label: `baseline (${spec.rules[metric]})`, data: base, borderColor: "#999", borderDash: [4, 4], pointRadius: 0 },
+        { label: "baseline", data: base, borderColor: "#999", borderDash: [4, 4], pointRadius: 0 },
+        { label: `limit (${spec.rules[metric]})`, data: base.map((b) => limitOf(spec.rules[metric], b)),
+          borderColor: "#d6336c", borderDash: [2, 2], pointRadius: 0, fill: "-1", backgroundColor: "#d6336c18" },
       ],
     };
     const old = charts.get(metric);
