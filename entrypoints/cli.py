@@ -35,6 +35,7 @@ from rich.progress import (
 from rich.table import Table
 
 from entrypoints.admin_key import cli_key
+from entrypoints.cli_schedules import schedules_app
 from entrypoints.cli_status import status
 from entrypoints.cli_tenants import tenants_app
 from entrypoints.stack import Stack, StackConfig
@@ -58,6 +59,7 @@ sessions_app = typer.Typer(help="List and inspect sessions.", no_args_is_help=Tr
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(tenants_app, name="tenants")
 app.command()(status)
+app.add_typer(schedules_app, name="schedules")
 keys_app = typer.Typer(
     help="API keys, straight in the database (no key needed to make the first one).",
     no_args_is_help=True,

@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 from activities.ingest import IngestActivities
 from activities.network import NetworkActivities
 from activities.runners import RunnerActivities
+from activities.schedule_runs import ScheduleActivities
 from activities.session_store import StoreActivities
 from backends.registry import Backends
 from backends.sweeper import start_periodic
@@ -22,6 +23,7 @@ from entrypoints.liveness import still_running
 from sipflow.db import migrate
 from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings, get_settings
+from workflows.schedule_run import ScheduledRunWorkflow
 from workflows.session import SessionWorkflow
 
 
@@ -41,10 +43,11 @@ def build_worker(
 ) -> Worker:
     network, runners = NetworkActivities(settings, backends), RunnerActivities(settings, backends)
     store, ingest = StoreActivities(settings), IngestActivities(settings, client)
+    schedules = ScheduleActivities(settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[SessionWorkflow],
+        workflows=[SessionWorkflow, ScheduledRunWorkflow],
         activities=[
             network.provision_network,
             network.teardown_network,
@@ -57,6 +60,9 @@ def build_worker(
             store.summarize_session,
             store.finish_session,
             ingest.ingest_metrics,
+            schedules.record_scheduled_run,
+            schedules.judge_scheduled_run,
+            schedules.send_schedule_alert,
         ],
         activity_executor=executor,
         max_concurrent_activities=64,

@@ -141,3 +141,58 @@ class SecretRow(SQLModel, table=True):
     ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
+
+
+class ScheduleRow(SQLModel, table=True):
+    """A scheduled regression test (sipflow.schedule_spec.ScheduleSpec as JSON, its secrets as
+    "***"; they live in the secret store). Temporal's schedule `schedule-<id>` runs it."""
+
+    __tablename__ = "schedule"
+
+    id: str = Field(primary_key=True, max_length=32)
+    tenant: str = Field(index=True, max_length=64)
+    name: str = Field(max_length=120)
+    version: int = 1
+    spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    paused: bool = False
+    note: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class ScheduleRunRow(SQLModel, table=True):
+    """One run of a schedule: its session and, once judged, its state against the baseline."""
+
+    __tablename__ = "schedule_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: str = Field(index=True, max_length=32)
+    session_id: str = Field(unique=True, max_length=32)
+    scheduled_at: datetime | None = _ts(nullable=True)
+    started_at: datetime = _ts(nullable=False)
+    # Seconds between the due time and the launcher's first step (workers down: late).
+    late_s: float | None = None
+    judged_at: datetime | None = _ts(nullable=True)
+    # pass | fail | error | regressed; None until judged
+    state: str | None = Field(default=None, max_length=16)
+    verdict: str | None = Field(default=None, max_length=8)  # the session's own
+    regressed: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    baseline: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    note: str | None = Field(default=None, max_length=255)
+    alert: str | None = Field(default=None, max_length=16)  # the alert this run called for
+
+
+class AlertDeliveryRow(SQLModel, table=True):
+    """An alert's outcome on one channel: delivered, or its last error after the retries."""
+
+    __tablename__ = "alert_delivery"
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: str = Field(index=True, max_length=32)
+    session_id: str = Field(max_length=32)
+    kind: str = Field(max_length=16)
+    channel: str = Field(max_length=120)
+    ok: bool
+    attempts: int = 1
+    error: str | None = Field(default=None, max_length=1000)
+    at: datetime = _ts(nullable=False)

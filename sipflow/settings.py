@@ -129,6 +129,20 @@ class Settings(BaseSettings):
     # Send the dashboard's cookies only over HTTPS (set behind a TLS-terminating proxy).
     cookie_secure: bool = False
 
+    # -- scheduled regression tests ---------------------------------------------------------------
+    # An alert is tried this many times per channel, waiting alert_backoff_s, doubling up to
+    # alert_max_backoff_s, before its failure is recorded on the schedule.
+    alert_attempts: int = 5
+    alert_backoff_s: float = 2.0
+    alert_max_backoff_s: float = 60.0
+    # How long one webhook POST or SMTP conversation may take (seconds).
+    alert_timeout_s: float = 10.0
+    # A run whose launcher starts this many seconds after its due time (workers were down) is
+    # "late": recorded on the run and alerted once the workers are back.
+    schedule_late_after_s: float = 60.0
+    # Seconds between two runs of a schedule at least (intervals shorter than this: 422).
+    schedule_min_interval_s: float = 60.0
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

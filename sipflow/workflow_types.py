@@ -22,11 +22,20 @@ SA_TENANT = SearchAttributeKey.for_keyword("SipflowTenant")
 SA_STATUS = SearchAttributeKey.for_keyword("SipflowStatus")
 SA_VERDICT = SearchAttributeKey.for_keyword("SipflowVerdict")
 SA_TARGET = SearchAttributeKey.for_keyword("SipflowTarget")
-SEARCH_ATTRIBUTES = (SA_TENANT, SA_STATUS, SA_VERDICT, SA_TARGET)
+# The schedule a session was started by (its launcher and the session itself carry it).
+SA_SCHEDULE = SearchAttributeKey.for_keyword("SipflowSchedule")
+SEARCH_ATTRIBUTES = (SA_TENANT, SA_STATUS, SA_VERDICT, SA_TARGET, SA_SCHEDULE)
+
+LAUNCHER_NAME = "ScheduledRunWorkflow"
 
 
 def workflow_id(session_id: str) -> str:
     return f"session-{session_id}"
+
+
+def schedule_id(schedule: str) -> str:
+    """Temporal's id of a sipflow schedule (its launcher workflows: this id plus the time)."""
+    return f"schedule-{schedule}"
 
 
 class SessionInput(BaseModel):
@@ -80,3 +89,24 @@ class SessionResult(BaseModel):
     reasons: list[str]
     measured: dict[str, float | None]
     thresholds: list[dict[str, Any]]
+
+
+class ScheduledRun(BaseModel):
+    """What a schedule passes to every launcher: the same each time (the launcher mints the
+    session id). `spec` holds the clear passwords: the payload codec encrypts it."""
+
+    schedule_id: str
+    tenant: str
+    spec: dict[str, Any]
+    target: str | None = None
+    alert_attempts: int = 5
+    alert_backoff_s: float = 1.0
+    alert_max_backoff_s: float = 30.0
+    late_after_s: float = 60.0
+
+
+class ScheduledRunResult(BaseModel):
+    session_id: str
+    verdict: str
+    state: str
+    alert: str | None = None

@@ -54,7 +54,24 @@ def objects(database_url: str) -> dict[str, str]:
     key_id = _key_id(database_url)
     with session_scope(database_url) as db:
         audit.record(db, "team-a", key_id, "session.create", SID)
-    return {"session_id": SID, "runner_id": RID, "key_id": key_id}
+    return {
+        "session_id": SID,
+        "runner_id": RID,
+        "key_id": key_id,
+        "schedule_id": _schedule_id(database_url),
+    }
+
+
+def _schedule_id(database_url: str) -> str:
+    from sipflow import schedule_store
+    from sipflow.models import ScheduleRow, utcnow
+
+    now = utcnow()
+    row = ScheduleRow(id="sched0", tenant="team-a", name="walked", spec={}, created_at=now,
+                      updated_at=now)  # fmt: skip
+    with session_scope(database_url) as db:
+        schedule_store.create(db, row)
+    return row.id
 
 
 def _key_id(database_url: str) -> str:

@@ -34,7 +34,7 @@ from api.deps import DbDep, SettingsDep, session_or_404
 from api.errors import json_safe
 from api.responses import COMMON, MAX_OFFSET, media
 from backends.runner_tokens import LIVE_USER, broker_password, token_key
-from sipflow import store
+from sipflow import schedule_store, store
 from sipflow.db import session_scope
 from sipflow.models import FINAL_STATUSES, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
@@ -149,6 +149,18 @@ def compare_page(principal: PageDep) -> FileResponse:
 def report_page(session_id: str, principal: PageDep, db: DbDep) -> FileResponse:
     session_or_404(db, session_id, principal.tenant)
     return _page("report.html")
+
+
+@pages.get("/dashboard/schedules")
+def schedules_page(principal: PageDep) -> FileResponse:
+    return _page("schedules.html")
+
+
+@pages.get("/dashboard/schedules/{schedule_id}")
+def schedule_page(schedule_id: str, principal: PageDep, db: DbDep) -> FileResponse:
+    if schedule_store.get(db, schedule_id, principal.tenant) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no schedule {schedule_id!r}")
+    return _page("schedule.html")
 
 
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".json": "application/json"}

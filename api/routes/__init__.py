@@ -3,7 +3,16 @@
 from fastapi import APIRouter
 
 from api.responses import COMMON
-from api.routes import audit, codec, exports, health, keys, runner_files, sessions
+from api.routes import (
+    audit,
+    codec,
+    exports,
+    health,
+    keys,
+    runner_files,
+    schedules,
+    sessions,
+)
 
 api_router = APIRouter(responses=COMMON)
 api_router.include_router(sessions.router)
@@ -14,3 +23,4 @@ api_router.include_router(codec.router)
 api_router.include_router(codec.preflight)
 api_router.include_router(keys.router)
 api_router.include_router(audit.router)
+api_router.include_router(schedules.router)

@@ -95,6 +95,7 @@ export function nav(active) {
       link("/dashboard/", "Sessions", "sessions"),
       link("/dashboard/new", "New session", "new"),
       link("/dashboard/compare", "Compare", "compare"),
+      link("/dashboard/schedules", "Schedules", "schedules"),
       el("a", { href: "/docs" }, "API docs"),
       el("span", { id: "whoami", class: "signout muted" }),
       el("button", { id: "signout", onclick: signOut }, "Sign out"),

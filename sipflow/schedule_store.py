@@ -1,0 +1,220 @@
+"""Schedules, their runs and alert deliveries in the database; their secrets in the secret store.
+
+A schedule's row holds its spec with "***" for every secret: the SIP passwords of its session
+spec (`schedule/<id>/session/<role>/<i>`) and its channels' tokens and passwords
+(`schedule/<id>/alerts/<i>/<field>`). A "***" sent back on update keeps the stored secret.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, delete, func, select
+
+from sipflow import secret_store
+from sipflow.crypto import Keyring
+from sipflow.models import AlertDeliveryRow, ScheduleRow, ScheduleRunRow, SessionRow, utcnow
+
+MASK = "***"
+ROLES = ("callees", "callers")
+CHANNEL_SECRETS = ("token", "password")
+
+
+class MissingSecret(ValueError):
+    """A "***" that no stored secret fills; `loc` names the field."""
+
+    def __init__(self, loc: tuple[str | int, ...]) -> None:
+        super().__init__("'***' keeps a stored secret, but there is none to keep")
+        self.loc = loc
+
+
+def _slots(spec: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any], str]]:
+    """(path, holder, key) of every secret of a schedule spec."""
+    for role in ROLES:
+        role_spec = ((spec.get("session") or {}).get("roles") or {}).get(role) or {}
+        for i, account in enumerate(role_spec.get("accounts") or []):
+            yield ("session", "roles", role, "accounts", i, "password"), account, "password"
+    for i, channel in enumerate(spec.get("alerts") or []):
+        for key in CHANNEL_SECRETS:
+            if key in channel:
+                yield ("alerts", i, key), channel, key
+
+
+def _secret_name(schedule_id: str, path: tuple[str | int, ...]) -> str:
+    if path[0] == "session":
+        return f"schedule/{schedule_id}/session/{path[2]}/{path[4]}"
+    return f"schedule/{schedule_id}/alerts/{path[1]}/{path[2]}"
+
+
+def seal(
+    db: Session, keys: Keyring, tenant: str, schedule_id: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """Secrets of `spec` into the secret store (not committed); the spec with "***" for them."""
+    out = copy.deepcopy(spec)
+    for path, holder, key in _slots(out):
+        value, name = holder.get(key), _secret_name(schedule_id, path)
+        if value is None:
+            continue
+        if value == MASK:
+            if not secret_store.exists(db, tenant, name):
+                raise MissingSecret(("body", *path))
+        else:
+            secret_store.put(db, keys, tenant, name, value, commit=False)
+        holder[key] = MASK
+    return out
+
+
+def unsealed(db: Session, keys: Keyring, row: ScheduleRow) -> dict[str, Any]:
+    """The row's spec with its secrets in clear: for the schedule's action and the alerts."""
+    out = copy.deepcopy(row.spec)
+    for path, holder, key in _slots(out):
+        if holder.get(key) == MASK:
+            holder[key] = secret_store.get(db, keys, row.tenant, _secret_name(row.id, path))
+    return out
+
+
+def drop_secrets(db: Session, tenant: str, schedule_id: str) -> None:
+    for name in secret_store.names(db, tenant, f"schedule/{schedule_id}/"):
+        secret_store.remove(db, tenant, name)
+
+
+# -- schedules -----------------------------------------------------------------------------------
+def get(db: Session, schedule_id: str, tenant: str | None = None) -> ScheduleRow | None:
+    row = db.get(ScheduleRow, schedule_id)
+    if row is None or (tenant is not None and row.tenant != tenant):
+        return None
+    return row
+
+
+def create(db: Session, row: ScheduleRow) -> ScheduleRow:
+    db.add(row)
+    db.commit()
+    db.refresh(row)
+    return row
+
+
+def save(db: Session, row: ScheduleRow) -> ScheduleRow:
+    row.updated_at = utcnow()
+    db.add(row)
+    db.commit()
+    db.refresh(row)
+    return row
+
+
+def list_for(db: Session, tenant: str, limit: int, offset: int) -> tuple[list[ScheduleRow], int]:
+    where = ScheduleRow.tenant == tenant
+    total = int(db.exec(select(func.count()).select_from(ScheduleRow).where(where)).one())
+    rows = db.exec(
+        select(ScheduleRow).where(where).order_by(col(ScheduleRow.created_at).desc())
+        .limit(limit).offset(offset)
+    ).all()  # fmt: skip
+    return list(rows), total
+
+
+def remove(db: Session, row: ScheduleRow) -> None:
+    drop_secrets(db, row.tenant, row.id)
+    db.delete(row)
+    db.commit()
+
+
+# -- runs ----------------------------------------------------------------------------------------
+def record_run(
+    db: Session,
+    schedule_id: str,
+    session_id: str,
+    scheduled_at: datetime | None,
+    late_s: float | None = None,
+) -> ScheduleRunRow:
+    """Idempotent (a retried activity records the run once)."""
+    row = db.exec(select(ScheduleRunRow).where(ScheduleRunRow.session_id == session_id)).first()
+    if row is None:
+        row = ScheduleRunRow(
+            schedule_id=schedule_id,
+            session_id=session_id,
+            scheduled_at=scheduled_at,
+            started_at=utcnow(),
+            late_s=late_s,
+        )
+        db.add(row)
+        db.commit()
+        db.refresh(row)
+    return row
+
+
+def run(db: Session, session_id: str) -> ScheduleRunRow | None:
+    return db.exec(select(ScheduleRunRow).where(ScheduleRunRow.session_id == session_id)).first()
+
+
+def runs(
+    db: Session, schedule_id: str, limit: int = 100, state: str | None = None
+) -> list[ScheduleRunRow]:
+    query = select(ScheduleRunRow).where(ScheduleRunRow.schedule_id == schedule_id)
+    if state is not None:
+        query = query.where(ScheduleRunRow.state == state)
+    query = query.order_by(col(ScheduleRunRow.id).desc()).limit(limit)
+    return list(db.exec(query).all())
+
+
+def measured_of(db: Session, session_ids: list[str]) -> dict[str, dict[str, float | None]]:
+    """Each session's stored metrics (those that finished)."""
+    if not session_ids:
+        return {}
+    query = select(SessionRow.id, SessionRow.summary).where(col(SessionRow.id).in_(session_ids))
+    return {sid: (summary or {}).get("measured") or {} for sid, summary in db.exec(query).all()}
+
+
+def previous_state(db: Session, schedule_id: str, before_id: int) -> str | None:
+    """The state of the last run judged before this one (the run's own row id)."""
+    query = (
+        select(ScheduleRunRow.state)
+        .where(
+            ScheduleRunRow.schedule_id == schedule_id,
+            col(ScheduleRunRow.state).is_not(None),
+            col(ScheduleRunRow.id) < before_id,
+        )
+        .order_by(col(ScheduleRunRow.id).desc())
+        .limit(1)
+    )
+    return db.exec(query).first()
+
+
+def passing_measurements(
+    db: Session, schedule_id: str, before_id: int, n: int
+) -> list[tuple[str, dict[str, float | None]]]:
+    """(session id, measured) of the last `n` runs before this one whose state is pass."""
+    query = (
+        select(ScheduleRunRow.session_id, SessionRow.summary)
+        .join(SessionRow, col(SessionRow.id) == col(ScheduleRunRow.session_id))
+        .where(
+            ScheduleRunRow.schedule_id == schedule_id,
+            ScheduleRunRow.state == "pass",
+            col(ScheduleRunRow.id) < before_id,
+        )
+        .order_by(col(ScheduleRunRow.id).desc())
+        .limit(n)
+    )
+    return [(sid, (summary or {}).get("measured") or {}) for sid, summary in db.exec(query).all()]
+
+
+def record_delivery(db: Session, row: AlertDeliveryRow) -> None:
+    db.add(row)
+    db.commit()
+
+
+def deliveries(db: Session, schedule_id: str, limit: int = 50) -> list[AlertDeliveryRow]:
+    query = (
+        select(AlertDeliveryRow)
+        .where(AlertDeliveryRow.schedule_id == schedule_id)
+        .order_by(col(AlertDeliveryRow.id).desc())
+        .limit(limit)
+    )
+    return list(db.exec(query).all())
+
+
+def remove_runs(db: Session, schedule_id: str) -> None:
+    db.exec(delete(ScheduleRunRow).where(col(ScheduleRunRow.schedule_id) == schedule_id))  # type: ignore[call-overload]
+    db.exec(delete(AlertDeliveryRow).where(col(AlertDeliveryRow.schedule_id) == schedule_id))  # type: ignore[call-overload]
+    db.commit()

@@ -1,0 +1,141 @@
+"""ScheduledRunWorkflow: what a Temporal Schedule starts for a sipflow schedule. Deterministic.
+
+A schedule passes the same arguments to every run, so this launcher mints the session id, starts
+the ordinary session workflow (`session-<id>`) as its child, then judges the run against its
+baseline and, when the schedule's state changed, alerts every channel (each on its own, with
+retries; a channel that keeps failing is recorded and changes nothing else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
+from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.schedule_runs import (
+        Judged,
+        JudgeRun,
+        RecordRun,
+        ScheduleActivities,
+        SendAlert,
+    )
+    from sipflow.regression import alert_kind
+    from sipflow.workflow_types import (
+        LAUNCHER_NAME,
+        SA_SCHEDULE,
+        SA_STATUS,
+        SA_TARGET,
+        SA_TENANT,
+        WORKFLOW_NAME,
+        ScheduledRun,
+        ScheduledRunResult,
+        SessionInput,
+        SessionResult,
+        workflow_id,
+    )
+
+# Set by Temporal on workflows a schedule starts: when the run was due.
+SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+SHORT_TIMEOUT = timedelta(seconds=60)
+SHORT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=10)
+
+
+@workflow.defn(name=LAUNCHER_NAME)
+class ScheduledRunWorkflow:
+    @workflow.run
+    async def run(self, inp: ScheduledRun) -> ScheduledRunResult:
+        sid = workflow.uuid4().hex[:12]
+        due = workflow.info().typed_search_attributes.get(SCHEDULED_START)
+        # The first step runs when a worker takes it: long after Temporal started the launcher,
+        # the workers were down (a run buffered behind another, or backfilled, is not "late").
+        waited_s = (workflow.now() - workflow.info().workflow_start_time).total_seconds()
+        late = waited_s > inp.late_after_s
+        late_s = (workflow.now() - due).total_seconds() if due is not None else waited_s
+        await workflow.execute_activity_method(
+            ScheduleActivities.record_scheduled_run,
+            RecordRun(schedule_id=inp.schedule_id, session_id=sid, scheduled_at=due, late_s=late_s),
+            start_to_close_timeout=SHORT_TIMEOUT,
+            retry_policy=SHORT_RETRY,
+        )
+        try:
+            result: SessionResult = await workflow.execute_child_workflow(
+                WORKFLOW_NAME,
+                SessionInput(session_id=sid, tenant=inp.tenant, spec=inp.spec),
+                id=workflow_id(sid),
+                task_queue=workflow.info().task_queue,
+                result_type=SessionResult,
+                # Cancelling the launcher (overlap "cancel other") lets the session clean up.
+                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(SA_TENANT, inp.tenant),
+                        SearchAttributePair(SA_STATUS, "pending"),
+                        SearchAttributePair(SA_TARGET, inp.target or "direct"),
+                        SearchAttributePair(SA_SCHEDULE, inp.schedule_id),
+                    ]
+                ),
+            )
+            verdict = result.verdict
+        except ChildWorkflowError:
+            verdict = "error"  # the session stored its own outcome, if it got that far
+        judged = await workflow.execute_activity_method(
+            ScheduleActivities.judge_scheduled_run,
+            JudgeRun(schedule_id=inp.schedule_id, session_id=sid),
+            start_to_close_timeout=SHORT_TIMEOUT,
+            retry_policy=SHORT_RETRY,
+        )
+        kind = alert_kind(judged.previous, judged.state)
+        kinds = (["late"] if late else []) + ([kind] if kind is not None else [])
+        await self._alert(inp, sid, judged, kinds, late_s)
+        return ScheduledRunResult(session_id=sid, verdict=verdict, state=judged.state, alert=kind)
+
+    async def _alert(
+        self,
+        inp: ScheduledRun,
+        sid: str,
+        judged: Judged,
+        kinds: list[str],
+        late_s: float | None,
+    ) -> None:
+        """Each alert to each channel on its own, with retries and backoff; a channel's final
+        failure is recorded by the activity and changes nothing here."""
+        if not kinds or not judged.channels:
+            return
+        retry = RetryPolicy(
+            initial_interval=timedelta(seconds=inp.alert_backoff_s),
+            maximum_interval=timedelta(seconds=inp.alert_max_backoff_s),
+            maximum_attempts=inp.alert_attempts,
+        )
+        sends = [
+            workflow.execute_activity_method(
+                ScheduleActivities.send_schedule_alert,
+                SendAlert(
+                    schedule_id=inp.schedule_id,
+                    session_id=sid,
+                    kind=kind,
+                    channel=i,
+                    state=judged.state,
+                    previous=judged.previous,
+                    regressed=judged.regressed,
+                    max_attempts=inp.alert_attempts,
+                    late_s=late_s if kind == "late" else None,
+                ),
+                start_to_close_timeout=SHORT_TIMEOUT,
+                retry_policy=retry,
+            )
+            for kind in kinds
+            for i in range(judged.channels)
+        ]
+        for outcome in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, ActivityError):
+                raise outcome
