@@ -30,6 +30,7 @@ from tests.dashboard_fixtures import (  # noqa: F401
     screenshot,
     sign_in,
 )
+from tests.sut.kamailio import kamailio
 
 # Short timers for the tests: intervals of seconds, quick alert retries.
 STACK_ENV = {
@@ -420,6 +421,54 @@ def test_a_run_due_while_the_workers_are_down_is_alerted_late(
     assert alert["kind"] == "late" and alert["session_id"] == run["session_id"]
     assert "after its due time" in json.dumps(alert) or alert["late_s"] >= 5
     sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
+DEGRADED = Path(__file__).parent / "sut" / "kamailio-degraded.cfg"
+
+
+def test_a_kamailio_made_worse_regresses_then_recovers(
+    sched_stack: RunningStack, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Runs through a real Kamailio; between runs it is replaced, on the same port, by one that
+    answers every 10th INVITE with 503, then restored: regressed, told once; fixed: recovered."""
+    port = free_port()
+    session = {
+        "name": "through-kamailio",
+        "target": {"host": "127.0.0.1", "port": port, "domain": "127.0.0.1", "registrar": True},
+        "roles": {
+            "callees": {"agents": 1, "accounts": [{"user": "bob", "password": "secret"}]},
+            "callers": {"rate": 20, "max_calls": 20, "accounts": [{"user": "alice"}]},
+        },
+        "thresholds": ["total_calls >= 1"],  # the rule, not a threshold, judges the drop
+    }
+    body = schedule_body(
+        3600,
+        session=session,
+        rules={"success_rate": "-0.5"},
+        baseline={"median_of": 3, "min_runs": 1},
+        alerts=[{"kind": "webhook", "url": f"{receiver.url}/kamailio"}],
+    )
+    sched = create(sched_stack, body)
+    try:
+        with kamailio(port, tmp_path / "healthy-1"):
+            states = [_trigger_and_judge(sched_stack, sched, 0)["state"]]
+        with kamailio(port, tmp_path / "degraded", config=DEGRADED):
+            worse = _trigger_and_judge(sched_stack, sched, 1)
+            states.append(worse["state"])
+        with kamailio(port, tmp_path / "healthy-2"):
+            states.append(_trigger_and_judge(sched_stack, sched, 2)["state"])
+            states.append(_trigger_and_judge(sched_stack, sched, 3)["state"])  # still fine: quiet
+        assert states == ["pass", "regressed", "pass", "pass"], worse
+        (broken,) = worse["regressed"]
+        assert broken["metric"] == "success_rate" and broken["measured"] < broken["baseline"]
+        until(lambda: len(receiver.on("/kamailio")) >= 2, 30, "two alerts")
+        time.sleep(1)  # a duplicate would arrive about now
+        sent = receiver.on("/kamailio")
+        assert [a["kind"] for a in sent] == ["regressed", "recovered"], sent
+        assert sent[0]["session_id"] == worse["session_id"]
+        assert sent[0]["regressed"][0]["metric"] == "success_rate"
+    finally:
+        sched_stack.http.delete(f"/v1/schedules/{sched}")
 
 
 def test_schedule_survives_a_restart_of_the_whole_stack(sched_stack: RunningStack) -> None:
