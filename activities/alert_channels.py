@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 
 class Alert(BaseModel):
-    kind: str  # failed | regressed | recovered | late
+    kind: str  # failed | regressed | recovered | late | missed | skipped
     schedule_id: str
     schedule_name: str
     tenant: str
@@ -21,6 +21,8 @@ class Alert(BaseModel):
     previous: str | None
     regressed: list[dict[str, Any]] = []
     late_s: float | None = None  # for "late": how long after its due time the run started
+    missed: int | None = None  # for "missed": how many due runs never ran
+    reason: str | None = None  # for "skipped": why the tenant's policy refused the run
     report_url: str
     temporal_url: str
 
@@ -31,6 +33,10 @@ class Alert(BaseModel):
         ]
         if self.late_s is not None:
             lines.append(f"  started {self.late_s:.0f} s after its due time (workers down?)")
+        if self.reason:
+            lines.append(f"  not started: {self.reason}")
+        if self.missed:
+            lines.append(f"  {self.missed} run(s) missed: due while sipflow was down")
         for r in self.regressed:
             lines.append(
                 f"  {r['metric']} {r['rule']}: measured {r['measured']}, baseline "

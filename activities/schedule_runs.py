@@ -4,12 +4,14 @@ send its alert to each channel (a failing channel is recorded, never changes the
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.alert_channels import Alert, send_email, send_webhook
 from sipflow import regression, schedule_store, store, tenant_policy
@@ -17,6 +19,8 @@ from sipflow.crypto import keyring
 from sipflow.db import session_scope
 from sipflow.models import AlertDeliveryRow, ScheduleRow, utcnow
 from sipflow.settings import Settings
+from sipflow.spec import SessionSpec
+from sipflow.workflow_types import schedule_id as temporal_schedule_id
 from sipflow.workflow_types import workflow_id
 
 
@@ -25,6 +29,20 @@ class RecordRun(BaseModel):
     session_id: str
     scheduled_at: datetime | None = None
     late_s: float | None = None
+    missed: int | None = None  # Temporal's count of the schedule's missed runs, if known
+
+
+class AdmitRun(BaseModel):
+    schedule_id: str
+    session_id: str
+    tenant: str
+    spec: dict[str, Any]
+
+
+class Admission(BaseModel):
+    refused: str | None = None  # why the tenant's policy refuses to start the run now
+    tell: bool = False  # the first refusal in a row: alert it
+    channels: int = 0
 
 
 class JudgeRun(BaseModel):
@@ -50,6 +68,8 @@ class SendAlert(BaseModel):
     regressed: list[regression.Regressed] = []
     max_attempts: int
     late_s: float | None = None
+    missed: int | None = None  # for "missed": how many runs were newly missed
+    reason: str | None = None  # for "skipped": why the run was not started
 
 
 class ScheduleActivities:
@@ -59,11 +79,51 @@ class ScheduleActivities:
         self.keys = keyring(settings)
 
     @activity.defn
-    def record_scheduled_run(self, req: RecordRun) -> None:
+    async def count_missed_runs(self, schedule_id: str) -> int | None:
+        """Temporal's count of the schedule's runs missed outside the catch-up window (the whole
+        stack was down); None when the schedule is gone (a trigger after its deletion)."""
+        handle = activity.client().get_schedule_handle(temporal_schedule_id(schedule_id))
+        try:
+            desc = await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return desc.info.num_actions_missed_catchup_window
+
+    @activity.defn
+    def record_scheduled_run(self, req: RecordRun) -> int:
+        """Records the run; returns how many runs were missed since an earlier run saw the count
+        (each miss is told once, by the first run that sees it)."""
         with session_scope(self.url) as db:
-            schedule_store.record_run(
-                db, req.schedule_id, req.session_id, req.scheduled_at, req.late_s
+            row = schedule_store.record_run(
+                db, req.schedule_id, req.session_id, req.scheduled_at, req.late_s, req.missed
             )
+            if req.missed is None or row.id is None:
+                return 0
+            return max(0, req.missed - schedule_store.missed_before(db, req.schedule_id, row.id))
+
+    @activity.defn
+    def admit_scheduled_run(self, req: AdmitRun) -> Admission:
+        """The tenant's policy as it is now (its concurrent-sessions quota above all) decides if
+        the run starts; a refused run is stored as skipped with the reason. Idempotent."""
+        with session_scope(self.url) as db:
+            run = schedule_store.run(db, req.session_id)
+            schedule = schedule_store.get(db, req.schedule_id)
+            if run is None or run.id is None:
+                raise ApplicationError(f"no run {req.session_id}", non_retryable=True)
+            channels = len((schedule.spec if schedule else {}).get("alerts") or [])
+            if run.state == schedule_store.SKIPPED:  # a retry after the refusal was stored
+                return Admission(refused=run.note, tell=False, channels=channels)
+            try:
+                spec = SessionSpec.model_validate(req.spec)
+                tenant_policy.enforce(req.tenant, spec, db, self.settings)
+            except tenant_policy.PolicyViolation as exc:
+                before = schedule_store.previous_state(db, req.schedule_id, run.id, True)
+                schedule_store.skip_run(db, run, f"{exc.limit}: {exc}")
+                tell = before != schedule_store.SKIPPED
+                return Admission(refused=run.note, tell=tell, channels=channels)
+            return Admission(channels=channels)
 
     @activity.defn
     def judge_scheduled_run(self, req: JudgeRun) -> Judged:
@@ -150,7 +210,7 @@ class ScheduleActivities:
                 raise
             self._delivery(db, req, name, True, attempt, None)
             run = schedule_store.run(db, req.session_id)
-            if run is not None and req.kind != "late":
+            if run is not None and req.kind not in ("late", "missed", "skipped"):
                 run.alert = req.kind
                 db.add(run)
                 db.commit()
@@ -167,6 +227,8 @@ class ScheduleActivities:
             previous=req.previous,
             regressed=[r.model_dump() for r in req.regressed],
             late_s=req.late_s,
+            missed=req.missed,
+            reason=req.reason,
             report_url=f"{s.api_url.rstrip('/')}/dashboard/sessions/{req.session_id}",
             temporal_url=f"{s.temporal_ui_url.rstrip('/')}/namespaces/{s.temporal_namespace}"
             f"/workflows/{workflow_id(req.session_id)}",

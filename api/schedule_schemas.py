@@ -32,6 +32,7 @@ class RunOut(BaseModel):
     scheduled_at: datetime | None
     started_at: datetime
     late_s: float | None  # seconds from its due time to the launcher's first step
+    missed: int | None = None  # Temporal's count of the schedule's missed runs by then
     judged_at: datetime | None
     state: str | None  # pass | fail | error | regressed; None while it runs
     verdict: str | None

@@ -172,6 +172,8 @@ class ScheduleRunRow(SQLModel, table=True):
     started_at: datetime = _ts(nullable=False)
     # Seconds between the due time and the launcher's first step (workers down: late).
     late_s: float | None = None
+    # Temporal's count of the schedule's runs missed (outside the catch-up window) by then.
+    missed: int | None = None
     judged_at: datetime | None = _ts(nullable=True)
     # pass | fail | error | regressed; None until judged
     state: str | None = Field(default=None, max_length=16)

@@ -121,12 +121,23 @@ def remove(db: Session, row: ScheduleRow) -> None:
 
 
 # -- runs ----------------------------------------------------------------------------------------
+# The state of a run the tenant's policy refused to start (e.g. its concurrent-sessions quota).
+SKIPPED = "skipped"
+
+
+def skip_run(db: Session, row: ScheduleRunRow, reason: str) -> None:
+    row.state, row.verdict, row.note, row.judged_at = SKIPPED, SKIPPED, reason[:255], utcnow()
+    db.add(row)
+    db.commit()
+
+
 def record_run(
     db: Session,
     schedule_id: str,
     session_id: str,
     scheduled_at: datetime | None,
     late_s: float | None = None,
+    missed: int | None = None,
 ) -> ScheduleRunRow:
     """Idempotent (a retried activity records the run once)."""
     row = db.exec(select(ScheduleRunRow).where(ScheduleRunRow.session_id == session_id)).first()
@@ -137,6 +148,7 @@ def record_run(
             scheduled_at=scheduled_at,
             started_at=utcnow(),
             late_s=late_s,
+            missed=missed,
         )
         db.add(row)
         db.commit()
@@ -166,14 +178,18 @@ def measured_of(db: Session, session_ids: list[str]) -> dict[str, dict[str, floa
     return {sid: (summary or {}).get("measured") or {} for sid, summary in db.exec(query).all()}
 
 
-def previous_state(db: Session, schedule_id: str, before_id: int) -> str | None:
-    """The state of the last run judged before this one (the run's own row id)."""
+def previous_state(
+    db: Session, schedule_id: str, before_id: int, with_skipped: bool = False
+) -> str | None:
+    """The state of the last run judged before this one (the run's own row id). Skipped runs
+    never ran, so they say nothing about the SUT: left out unless `with_skipped`."""
     query = (
         select(ScheduleRunRow.state)
         .where(
             ScheduleRunRow.schedule_id == schedule_id,
             col(ScheduleRunRow.state).is_not(None),
             col(ScheduleRunRow.id) < before_id,
+            *([] if with_skipped else [ScheduleRunRow.state != SKIPPED]),
         )
         .order_by(col(ScheduleRunRow.id).desc())
         .limit(1)
@@ -218,3 +234,13 @@ def remove_runs(db: Session, schedule_id: str) -> None:
     db.exec(delete(ScheduleRunRow).where(col(ScheduleRunRow.schedule_id) == schedule_id))  # type: ignore[call-overload]
     db.exec(delete(AlertDeliveryRow).where(col(AlertDeliveryRow.schedule_id) == schedule_id))  # type: ignore[call-overload]
     db.commit()
+
+
+def missed_before(db: Session, schedule_id: str, run_id: int) -> int:
+    """The highest count of missed runs an earlier run of the schedule saw (0: none known)."""
+    seen = db.exec(
+        select(func.max(ScheduleRunRow.missed)).where(
+            ScheduleRunRow.schedule_id == schedule_id, col(ScheduleRunRow.id) < run_id
+        )
+    ).first()
+    return int(seen or 0)

@@ -471,13 +471,34 @@ def test_a_kamailio_made_worse_regresses_then_recovers(
         sched_stack.http.delete(f"/v1/schedules/{sched}")
 
 
-def test_schedule_survives_a_restart_of_the_whole_stack(sched_stack: RunningStack) -> None:
-    """Last in this module: stops and starts the module's stack on the same data directory."""
-    sched = create(sched_stack, schedule_body(3600))
+def missed_alerts(receiver: Receiver) -> list[dict[str, Any]]:
+    return [a for a in receiver.on("/missed") if a["kind"] == "missed"]
+
+
+def test_schedule_survives_a_restart_of_the_whole_stack_and_tells_the_missed_runs(
+    sched_stack: RunningStack, receiver: Receiver
+) -> None:
+    """Last in this module: stops and starts the module's stack on the same data directory.
+    Due every 4 s with a catch-up window of 10 s, down for longer: Temporal counts the runs it
+    missed, and the first run after the restart tells them once ("missed")."""
+    alerts = [{"kind": "webhook", "url": f"{receiver.url}/missed"}]
+    body = schedule_body(4, alerts=alerts, catchup_window_s=10, overlap="skip")
+    sched = create(sched_stack, body)
     sched_stack.stack.stop()
+    time.sleep(16)  # more than the catch-up window plus one interval
     sched_stack.stack.start()
     until(lambda: sched_stack.http.get("/v1/health").status_code == 200, 60, "API healthy again")
+    (alert,) = until(lambda: missed_alerts(receiver), 60, "the missed alert")
+    assert alert["kind"] == "missed" and alert["missed"] >= 1, alert
+    until(lambda: len(judged(sched_stack, sched)) >= 2, 60, "a second run after the restart")
+    sched_stack.http.post(f"/v1/schedules/{sched}/pause", json={})
     detail = sched_stack.http.get(f"/v1/schedules/{sched}").json()
     assert detail["next_runs"], detail  # Temporal still has the schedule
-    assert _trigger_and_judge(sched_stack, sched, 0)["state"] == "pass"
+    runs = judged(sched_stack, sched)
+    assert max(r["missed"] or 0 for r in runs) == alert["missed"]
+    n = len(sched_stack.http.get(f"/v1/schedules/{sched}/runs").json())
+    time.sleep(1)  # a run started when paused records itself
+    assert _trigger_and_judge(sched_stack, sched, n)["state"] in ("pass", "regressed")
+    # Told once: later runs saw the same count.
+    assert missed_alerts(receiver) == [alert]
     sched_stack.http.delete(f"/v1/schedules/{sched}")

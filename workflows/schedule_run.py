@@ -23,6 +23,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.schedule_runs import (
+        AdmitRun,
         Judged,
         JudgeRun,
         RecordRun,
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         SendAlert,
     )
     from sipflow.regression import alert_kind
+    from sipflow.schedule_store import SKIPPED
     from sipflow.workflow_types import (
         LAUNCHER_NAME,
         SA_SCHEDULE,
@@ -61,12 +63,36 @@ class ScheduledRunWorkflow:
         waited_s = (workflow.now() - workflow.info().workflow_start_time).total_seconds()
         late = waited_s > inp.late_after_s
         late_s = (workflow.now() - due).total_seconds() if due is not None else waited_s
-        await workflow.execute_activity_method(
-            ScheduleActivities.record_scheduled_run,
-            RecordRun(schedule_id=inp.schedule_id, session_id=sid, scheduled_at=due, late_s=late_s),
+        missed = await workflow.execute_activity_method(
+            ScheduleActivities.count_missed_runs,
+            inp.schedule_id,
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
         )
+        newly_missed = await workflow.execute_activity_method(
+            ScheduleActivities.record_scheduled_run,
+            RecordRun(
+                schedule_id=inp.schedule_id,
+                session_id=sid,
+                scheduled_at=due,
+                late_s=late_s,
+                missed=missed,
+            ),
+            start_to_close_timeout=SHORT_TIMEOUT,
+            retry_policy=SHORT_RETRY,
+        )
+        admission = await workflow.execute_activity_method(
+            ScheduleActivities.admit_scheduled_run,
+            AdmitRun(schedule_id=inp.schedule_id, session_id=sid, tenant=inp.tenant, spec=inp.spec),
+            start_to_close_timeout=SHORT_TIMEOUT,
+            retry_policy=SHORT_RETRY,
+        )
+        kinds = (["late"] if late else []) + (["missed"] if newly_missed else [])
+        if admission.refused is not None:  # stored as skipped; told once per streak
+            skipped = Judged(state=SKIPPED, previous=None, channels=admission.channels)
+            kinds += ["skipped"] if admission.tell else []
+            await self._alert(inp, sid, skipped, kinds, late_s, newly_missed, admission.refused)
+            return ScheduledRunResult(session_id=sid, verdict=SKIPPED, state=SKIPPED)
         try:
             result: SessionResult = await workflow.execute_child_workflow(
                 WORKFLOW_NAME,
@@ -95,8 +121,8 @@ class ScheduledRunWorkflow:
             retry_policy=SHORT_RETRY,
         )
         kind = alert_kind(judged.previous, judged.state)
-        kinds = (["late"] if late else []) + ([kind] if kind is not None else [])
-        await self._alert(inp, sid, judged, kinds, late_s)
+        kinds += [kind] if kind is not None else []
+        await self._alert(inp, sid, judged, kinds, late_s, newly_missed)
         return ScheduledRunResult(session_id=sid, verdict=verdict, state=judged.state, alert=kind)
 
     async def _alert(
@@ -106,6 +132,8 @@ class ScheduledRunWorkflow:
         judged: Judged,
         kinds: list[str],
         late_s: float | None,
+        missed: int,
+        reason: str | None = None,
     ) -> None:
         """Each alert to each channel on its own, with retries and backoff; a channel's final
         failure is recorded by the activity and changes nothing here."""
@@ -129,6 +157,8 @@ class ScheduledRunWorkflow:
                     regressed=judged.regressed,
                     max_attempts=inp.alert_attempts,
                     late_s=late_s if kind == "late" else None,
+                    missed=missed if kind == "missed" else None,
+                    reason=reason if kind == "skipped" else None,
                 ),
                 start_to_close_timeout=SHORT_TIMEOUT,
                 retry_policy=retry,
