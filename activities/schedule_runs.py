@@ -48,6 +48,7 @@ class Admission(BaseModel):
 class JudgeRun(BaseModel):
     schedule_id: str
     session_id: str
+    cancelled: bool = False  # the launcher was cancelled (overlap "cancel other")
 
 
 class Judged(BaseModel):
@@ -142,7 +143,9 @@ class ScheduleActivities:
             rules: dict[str, str] = spec.get("rules") or {}
             baseline, sources, note = self._baseline(db, schedule, run.id, list(rules))
             broken = regression.judge(verdict, measured, rules, baseline) if rules else []
-            state = regression.state_of(verdict, broken)
+            state = (
+                schedule_store.CANCELLED if req.cancelled else regression.state_of(verdict, broken)
+            )
             previous = schedule_store.previous_state(db, req.schedule_id, run.id)
             run.state, run.verdict, run.judged_at = state, verdict, utcnow()
             run.regressed = [r.model_dump() for r in broken]

@@ -123,6 +123,8 @@ def remove(db: Session, row: ScheduleRow) -> None:
 # -- runs ----------------------------------------------------------------------------------------
 # The state of a run the tenant's policy refused to start (e.g. its concurrent-sessions quota).
 SKIPPED = "skipped"
+# The state of a run cancelled before its end (overlap policy "cancel other").
+CANCELLED = "cancelled"
 
 
 def skip_run(db: Session, row: ScheduleRunRow, reason: str) -> None:
@@ -181,15 +183,15 @@ def measured_of(db: Session, session_ids: list[str]) -> dict[str, dict[str, floa
 def previous_state(
     db: Session, schedule_id: str, before_id: int, with_skipped: bool = False
 ) -> str | None:
-    """The state of the last run judged before this one (the run's own row id). Skipped runs
-    never ran, so they say nothing about the SUT: left out unless `with_skipped`."""
+    """The state of the last run judged before this one (the run's own row id). Skipped and
+    cancelled runs say nothing about the SUT: left out unless `with_skipped`."""
     query = (
         select(ScheduleRunRow.state)
         .where(
             ScheduleRunRow.schedule_id == schedule_id,
             col(ScheduleRunRow.state).is_not(None),
             col(ScheduleRunRow.id) < before_id,
-            *([] if with_skipped else [ScheduleRunRow.state != SKIPPED]),
+            *([] if with_skipped else [col(ScheduleRunRow.state).not_in([SKIPPED, CANCELLED])]),
         )
         .order_by(col(ScheduleRunRow.id).desc())
         .limit(1)

@@ -471,6 +471,76 @@ def test_a_kamailio_made_worse_regresses_then_recovers(
         sched_stack.http.delete(f"/v1/schedules/{sched}")
 
 
+def test_a_run_over_the_concurrent_sessions_quota_is_skipped_and_told_once(
+    sched_stack: RunningStack, receiver: Receiver
+) -> None:
+    """Tenant "default" may run one session at once; one runs: scheduled runs are stored as
+    skipped with the reason, not started, and told once; once it ended, the next run passes."""
+    from sipflow import tenant_policy
+    from sipflow.db import session_scope
+
+    url = sched_stack.stack.settings.resolved_database_url
+    with session_scope(url) as db:
+        policy = tenant_policy.load(db, "default", sched_stack.stack.settings)
+        quotas = policy.quotas.model_copy(update={"concurrent_sessions": 1})
+        tenant_policy.save(db, "default", policy.model_copy(update={"quotas": quotas}))
+    alerts = [{"kind": "webhook", "url": f"{receiver.url}/quota"}]
+    sched = create(sched_stack, schedule_body(3600, alerts=alerts))
+    long = tiny_session()
+    long["roles"]["callers"].update({"rate": 2, "max_calls": None, "duration_s": 10})
+    busy = sched_stack.submit(long)
+    try:
+        states = [_trigger_and_judge(sched_stack, sched, n)["state"] for n in range(2)]
+        skipped = judged(sched_stack, sched)
+        assert states == ["skipped", "skipped"], skipped
+        assert sched_stack.wait(busy, 90)["verdict"] == "pass"  # it ran as if alone
+        states.append(_trigger_and_judge(sched_stack, sched, 2)["state"])
+        assert states == ["skipped", "skipped", "pass"], skipped
+        for run in skipped:
+            assert "concurrent_sessions" in run["note"], run
+            # Never started: no session of that id.
+            assert sched_stack.http.get(f"/v1/sessions/{run['session_id']}").status_code == 404
+        time.sleep(1)  # a second alert would arrive about now
+        (alert,) = receiver.on("/quota")
+        assert alert["kind"] == "skipped" and "concurrent_sessions" in alert["reason"], alert
+        assert alert["session_id"] == skipped[-1]["session_id"]  # the first skipped run
+    finally:
+        with session_scope(url) as db:
+            tenant_policy.delete(db, "default")
+        sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
+def test_overlap_cancel_other_cancels_the_running_run(
+    sched_stack: RunningStack, receiver: Receiver
+) -> None:
+    """Due every 3 s, runs that would take 30 s: each new run cancels the one going, which is
+    judged "cancelled" (its session cancelled) and alerts nobody."""
+    session = tiny_session()
+    session["roles"]["callers"].update({"rate": 2, "max_calls": None, "duration_s": 30})
+    alerts = [{"kind": "webhook", "url": f"{receiver.url}/cancel"}]
+    sched = create(sched_stack, schedule_body(3, session=session, overlap="cancel_other",
+                                              alerts=alerts))  # fmt: skip
+    try:
+        cancelled = until(
+            lambda: [r for r in judged(sched_stack, sched) if r["state"] == "cancelled"],
+            60,
+            "a run cancelled by the next one",
+        )
+        sched_stack.http.post(f"/v1/schedules/{sched}/pause", json={})
+        run = cancelled[-1]
+        runs = sched_stack.http.get(f"/v1/schedules/{sched}/runs").json()
+        later = [r for r in runs if r["started_at"] > run["started_at"]]
+        assert later, runs  # the run that cancelled it
+        session_row = sched_stack.wait(run["session_id"], 60)
+        assert session_row["status"] == "cancelled", session_row
+        assert receiver.on("/cancel") == []  # a cancelled run is no change of state
+    finally:
+        sched_stack.http.post(f"/v1/schedules/{sched}/pause", json={})
+        for r in sched_stack.http.get(f"/v1/schedules/{sched}/runs").json():
+            sched_stack.http.post(f"/v1/sessions/{r['session_id']}/cancel")
+        sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
 def missed_alerts(receiver: Receiver) -> list[dict[str, Any]]:
     return [a for a in receiver.on("/missed") if a["kind"] == "missed"]
 

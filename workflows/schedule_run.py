@@ -18,7 +18,7 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
 )
-from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, CancelledError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         SendAlert,
     )
     from sipflow.regression import alert_kind
-    from sipflow.schedule_store import SKIPPED
+    from sipflow.schedule_store import CANCELLED, SKIPPED
     from sipflow.workflow_types import (
         LAUNCHER_NAME,
         SA_SCHEDULE,
@@ -111,9 +111,16 @@ class ScheduledRunWorkflow:
                     ]
                 ),
             )
+            if result.status == CANCELLED:  # the session caught the cancel and ended
+                return await self._cancelled(inp, sid)
             verdict = result.verdict
-        except ChildWorkflowError:
+        except ChildWorkflowError as err:
+            if isinstance(err.cause, CancelledError):  # the session was cancelled, not failed
+                return await self._cancelled(inp, sid)
             verdict = "error"  # the session stored its own outcome, if it got that far
+        except asyncio.CancelledError:
+            await self._cancelled(inp, sid)
+            raise
         judged = await workflow.execute_activity_method(
             ScheduleActivities.judge_scheduled_run,
             JudgeRun(schedule_id=inp.schedule_id, session_id=sid),
@@ -124,6 +131,18 @@ class ScheduledRunWorkflow:
         kinds += [kind] if kind is not None else []
         await self._alert(inp, sid, judged, kinds, late_s, newly_missed)
         return ScheduledRunResult(session_id=sid, verdict=verdict, state=judged.state, alert=kind)
+
+    async def _cancelled(self, inp: ScheduledRun, sid: str) -> ScheduledRunResult:
+        """Overlap "cancel other" (or a cancel by hand): the session is asked to stop (parent
+        close policy) and the run judged "cancelled", which no alert and no later verdict
+        counts."""
+        await workflow.execute_activity_method(
+            ScheduleActivities.judge_scheduled_run,
+            JudgeRun(schedule_id=inp.schedule_id, session_id=sid, cancelled=True),
+            start_to_close_timeout=SHORT_TIMEOUT,
+            retry_policy=SHORT_RETRY,
+        )
+        return ScheduledRunResult(session_id=sid, verdict=CANCELLED, state=CANCELLED)
 
     async def _alert(
         self,
