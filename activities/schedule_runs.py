@@ -93,7 +93,7 @@ class ScheduleActivities:
         return desc.info.num_actions_missed_catchup_window
 
     @activity.defn
-    def record_scheduled_run(self, req: RecordRun) -> int:
+    def record_scheduled_run(self, req: RecordRun) -> int | None:
         """Records the run; returns how many runs were missed since an earlier run saw the count
         (each miss is told once, by the first run that sees it)."""
         with session_scope(self.url) as db:

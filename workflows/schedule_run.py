@@ -23,6 +23,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.schedule_runs import (
+        Admission,
         AdmitRun,
         Judged,
         JudgeRun,
@@ -50,6 +51,9 @@ with workflow.unsafe.imports_passed_through():
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 SHORT_TIMEOUT = timedelta(seconds=60)
 SHORT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=10)
+# Patches: launchers already running when these steps came replay without them.
+MISSED_RUNS = "missed-runs"  # ask Temporal how many runs it missed
+ADMIT_RUNS = "admit-runs"  # the tenant's policy may refuse (skip) the run
 
 
 @workflow.defn(name=LAUNCHER_NAME)
@@ -63,13 +67,15 @@ class ScheduledRunWorkflow:
         waited_s = (workflow.now() - workflow.info().workflow_start_time).total_seconds()
         late = waited_s > inp.late_after_s
         late_s = (workflow.now() - due).total_seconds() if due is not None else waited_s
-        missed = await workflow.execute_activity_method(
-            ScheduleActivities.count_missed_runs,
-            inp.schedule_id,
-            start_to_close_timeout=SHORT_TIMEOUT,
-            retry_policy=SHORT_RETRY,
-        )
-        newly_missed = await workflow.execute_activity_method(
+        missed = None
+        if workflow.patched(MISSED_RUNS):
+            missed = await workflow.execute_activity_method(
+                ScheduleActivities.count_missed_runs,
+                inp.schedule_id,
+                start_to_close_timeout=SHORT_TIMEOUT,
+                retry_policy=SHORT_RETRY,
+            )
+        recorded = await workflow.execute_activity_method(
             ScheduleActivities.record_scheduled_run,
             RecordRun(
                 schedule_id=inp.schedule_id,
@@ -81,12 +87,17 @@ class ScheduledRunWorkflow:
             start_to_close_timeout=SHORT_TIMEOUT,
             retry_policy=SHORT_RETRY,
         )
-        admission = await workflow.execute_activity_method(
-            ScheduleActivities.admit_scheduled_run,
-            AdmitRun(schedule_id=inp.schedule_id, session_id=sid, tenant=inp.tenant, spec=inp.spec),
-            start_to_close_timeout=SHORT_TIMEOUT,
-            retry_policy=SHORT_RETRY,
-        )
+        newly_missed = recorded or 0  # None: recorded before missed runs were counted
+        admission = Admission()
+        if workflow.patched(ADMIT_RUNS):
+            admission = await workflow.execute_activity_method(
+                ScheduleActivities.admit_scheduled_run,
+                AdmitRun(
+                    schedule_id=inp.schedule_id, session_id=sid, tenant=inp.tenant, spec=inp.spec
+                ),
+                start_to_close_timeout=SHORT_TIMEOUT,
+                retry_policy=SHORT_RETRY,
+            )
         kinds = (["late"] if late else []) + (["missed"] if newly_missed else [])
         if admission.refused is not None:  # stored as skipped; told once per streak
             skipped = Judged(state=SKIPPED, previous=None, channels=admission.channels)
