@@ -14,6 +14,8 @@ COMMON: Responses = {
     413: {"description": "request body too large (SIPFLOW_API_MAX_BODY_BYTES)"},
     503: {"description": "the database (or Temporal) is busy or unreachable; retry later"},
 }
+# Routes that reach Temporal.
+UNAVAILABLE: Responses = {503: {"description": "Temporal is unreachable"}}
 REFUSED: Responses = {
     422: {
         "description": "invalid spec, or a target the tenant's policy does not allow; "

@@ -19,9 +19,9 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import schedule_temporal
-from api.auth import AUTH_RESPONSES, OperatorDep, PrincipalDep
+from api.auth import AUTH_RESPONSES, OperatorDep, Principal, PrincipalDep
 from api.deps import DbDep, KeysDep, SettingsDep, TemporalDep
-from api.responses import MAX_OFFSET, REFUSED, Responses
+from api.responses import MAX_OFFSET, REFUSED, UNAVAILABLE, Responses
 from api.schedule_schemas import (
     Backfill,
     DeliveryOut,
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/schedules", tags=["schedules"], responses=AUTH_RESPONSES)
 
 NOT_FOUND: Responses = {404: {"description": "no schedule with this id in the key's tenant"}}
-UNAVAILABLE: Responses = {503: {"description": "Temporal is unreachable"}}
 
 
 def owned_schedule(schedule_id: str, db: DbDep, principal: PrincipalDep) -> ScheduleRow:
@@ -240,13 +239,20 @@ async def update_schedule(
 
 
 async def _set_paused(
-    db: DbDep, temporal: TemporalConnector, row: ScheduleRow, paused: bool, note: str | None
+    db: DbDep,
+    temporal: TemporalConnector,
+    principal: Principal,
+    row: ScheduleRow,
+    paused: bool,
+    note: str | None,
 ) -> ScheduleBrief:
     handle = await _handle(temporal, row)
     text = note or ("paused" if paused else "resumed")
     await (handle.pause(note=text) if paused else handle.unpause(note=text))
     row.paused, row.note = paused, note
     schedule_store.save(db, row)
+    action = "schedule.pause" if paused else "schedule.resume"
+    audit.record(db, principal.tenant, principal.key_id, action, row.id)
     return ScheduleBrief.of(row)
 
 
@@ -259,9 +265,7 @@ async def _set_paused(
 async def pause_schedule(
     body: Note, db: DbDep, temporal: TemporalDep, principal: OperatorDep, row: OwnedScheduleDep
 ) -> ScheduleBrief:
-    out = await _set_paused(db, temporal, row, True, body.note)
-    audit.record(db, principal.tenant, principal.key_id, "schedule.pause", row.id)
-    return out
+    return await _set_paused(db, temporal, principal, row, True, body.note)
 
 
 @router.post(
@@ -273,9 +277,7 @@ async def pause_schedule(
 async def resume_schedule(
     body: Note, db: DbDep, temporal: TemporalDep, principal: OperatorDep, row: OwnedScheduleDep
 ) -> ScheduleBrief:
-    out = await _set_paused(db, temporal, row, False, body.note)
-    audit.record(db, principal.tenant, principal.key_id, "schedule.resume", row.id)
-    return out
+    return await _set_paused(db, temporal, principal, row, False, body.note)
 
 
 @router.post(

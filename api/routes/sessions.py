@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import session_views as views
 from api.auth import AUTH_RESPONSES, OperatorDep, OwnedSessionDep, PrincipalDep
 from api.deps import DbDep, KeysDep, SettingsDep, TemporalDep, session_or_404
-from api.responses import MAX_OFFSET, REFUSED, Responses
+from api.responses import MAX_OFFSET, REFUSED, UNAVAILABLE, Responses
 from api.schemas import (
     EXAMPLE_SPEC,
     EXAMPLE_SPEC_PROXY,
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/sessions", tags=["sessions"], responses=AUTH_RESPONSES)
 
 NOT_FOUND: Responses = {404: {"description": "no session with this id in the key's tenant"}}
-UNAVAILABLE: Responses = {503: {"description": "Temporal is unreachable"}}
 FINISHED: Responses = {409: {"description": "the session has already finished"}}
 QUERY_TIMEOUT = timedelta(seconds=2)
 UPDATE_TIMEOUT = timedelta(seconds=10)
