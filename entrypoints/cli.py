@@ -35,6 +35,7 @@ from rich.progress import (
 from rich.table import Table
 
 from entrypoints.admin_key import cli_key
+from entrypoints.cli_audit import audit_app
 from entrypoints.cli_schedules import schedules_app
 from entrypoints.cli_status import status
 from entrypoints.cli_tenants import tenants_app
@@ -65,6 +66,7 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 out = Console()
 err = Console(stderr=True)

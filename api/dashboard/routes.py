@@ -156,6 +156,11 @@ def schedules_page(principal: PageDep) -> FileResponse:
     return _page("schedules.html")
 
 
+@pages.get("/dashboard/admin")
+def admin_page(principal: PageDep) -> FileResponse:
+    return _page("admin.html")  # its data comes from /v1/keys, /v1/policy, /v1/audit (admins)
+
+
 @pages.get("/dashboard/schedules/{schedule_id}")
 def schedule_page(schedule_id: str, principal: PageDep, db: DbDep) -> FileResponse:
     if schedule_store.get(db, schedule_id, principal.tenant) is None:

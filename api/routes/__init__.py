@@ -9,6 +9,7 @@ from api.routes import (
     exports,
     health,
     keys,
+    policy,
     runner_files,
     schedules,
     sessions,
@@ -23,4 +24,5 @@ api_router.include_router(codec.router)
 api_router.include_router(codec.preflight)
 api_router.include_router(keys.router)
 api_router.include_router(audit.router)
+api_router.include_router(policy.router)
 api_router.include_router(schedules.router)
