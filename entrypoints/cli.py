@@ -36,6 +36,7 @@ from rich.table import Table
 
 from entrypoints.admin_key import cli_key
 from entrypoints.cli_audit import audit_app
+from entrypoints.cli_capacity import capacity_app
 from entrypoints.cli_schedules import schedules_app
 from entrypoints.cli_status import status
 from entrypoints.cli_tenants import tenants_app
@@ -67,6 +68,7 @@ keys_app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(capacity_app, name="capacity")
 
 out = Console()
 err = Console(stderr=True)

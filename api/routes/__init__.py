@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from api.responses import COMMON
 from api.routes import (
     audit,
+    capacity,
     codec,
     exports,
     health,
@@ -26,3 +27,4 @@ api_router.include_router(keys.router)
 api_router.include_router(audit.router)
 api_router.include_router(policy.router)
 api_router.include_router(schedules.router)
+api_router.include_router(capacity.router)
