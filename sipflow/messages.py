@@ -84,6 +84,8 @@ class StatsMessage(BaseModel):
     cumulative: Counters
     # Periodic response-time counts on sipflow.histogram.BOUNDS_MS.
     histogram: list[int]
+    # Periodic post-dial delays (INVITE -> first 18x) on the same bounds; [] from older agents.
+    pdd_histogram: list[int] = Field(default_factory=list)
 
     model_config = {"populate_by_name": True}
 

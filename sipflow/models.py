@@ -99,6 +99,8 @@ class Interval(IntervalPoint):
     role: str = Field(max_length=16)
     # Response-time counts on sipflow.histogram.BOUNDS_MS.
     histogram: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    # Post-dial delays (INVITE -> first 18x) on the same bounds; empty when none were measured.
+    pdd_histogram: list[int] | None = Field(default=None, sa_column=Column(JSON))
 
     @classmethod
     def from_message(cls, msg: StatsMessage) -> Interval:

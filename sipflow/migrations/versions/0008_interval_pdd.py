@@ -1,0 +1,25 @@
+"""metric_interval.pdd_histogram: post-dial delays (INVITE -> first 18x) per interval
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-27 20:20:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("metric_interval", sa.Column("pdd_histogram", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("metric_interval") as batch:
+        batch.drop_column("pdd_histogram")
