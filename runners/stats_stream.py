@@ -87,6 +87,7 @@ class StatsStream:
             cumulative=row.cumulative,
             histogram=histogram.from_samples(s.response_ms for s in samples if s.rtd == RTD),
             pdd_histogram=histogram.from_samples(pdd) if pdd else [],
+            pdd_sum_ms=sum(pdd),
         )
         self.next_seq += 1
         return msg

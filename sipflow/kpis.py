@@ -5,7 +5,8 @@
 - NER (network effectiveness ratio, after ITU-T E.411) = (answered + calls that ended on the
   called user's side) / attempted x 100: a busy, unavailable, declined or unanswered callee
   (USER_SIDE_CODES) is the network doing its job; every other failure (5xx, 404, timeouts) is not.
-- PDD (post-dial delay) = first INVITE -> first 180/183, from SIPp's rtd 2 (p50, p95); setup time
+- PDD (post-dial delay) = first INVITE -> first 180/183, from SIPp's rtd 2 (mean, p50, p95: the
+  percentiles are bucket bounds, the mean is exact); setup time
   = first INVITE -> 200 is the response time (response_time_*).
 - code_NNN = the callers' calls that ended on final response NNN to their INVITE (code_200: the
   answered ones), from the failure reasons each runner reports (`INVITE: 503 Service ...`).
@@ -43,13 +44,15 @@ def telecom_kpis(
     answered: int,
     codes: Mapping[int, int],
     pdd_histograms: Iterable[Sequence[int]],
+    pdd_sum_ms: float = 0.0,
 ) -> dict[str, float | None]:
-    """ASR, NER, PDD percentiles and code_NNN counts (code_200 = answered)."""
+    """ASR, NER, PDD mean and percentiles, code_NNN counts (code_200 = answered)."""
     pdd = histogram.merge(h for h in pdd_histograms if len(h) == histogram.N_BUCKETS)
     user_side = sum(n for code, n in codes.items() if code in USER_SIDE_CODES)
     out: dict[str, float | None] = {
         "asr": 100.0 * answered / attempted if attempted else None,
         "ner": 100.0 * (answered + user_side) / attempted if attempted else None,
+        "pdd_mean_ms": pdd_sum_ms / sum(pdd) if sum(pdd) else None,
         "pdd_p50_ms": histogram.percentile(pdd, 50) if sum(pdd) else None,
         "pdd_p95_ms": histogram.percentile(pdd, 95) if sum(pdd) else None,
         "code_200": float(answered),

@@ -86,6 +86,7 @@ class StatsMessage(BaseModel):
     histogram: list[int]
     # Periodic post-dial delays (INVITE -> first 18x) on the same bounds; [] from older agents.
     pdd_histogram: list[int] = Field(default_factory=list)
+    pdd_sum_ms: float = 0.0  # their sum: the mean is exact where the buckets are coarse
 
     model_config = {"populate_by_name": True}
 

@@ -101,6 +101,7 @@ class Interval(IntervalPoint):
     histogram: list[int] = Field(default_factory=list, sa_column=Column(JSON))
     # Post-dial delays (INVITE -> first 18x) on the same bounds; empty when none were measured.
     pdd_histogram: list[int] | None = Field(default=None, sa_column=Column(JSON))
+    pdd_sum_ms: float | None = None
 
     @classmethod
     def from_message(cls, msg: StatsMessage) -> Interval:

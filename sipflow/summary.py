@@ -72,6 +72,7 @@ def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow])
         callers.successful_calls,
         kpis.invite_codes(callers_reasons),
         (iv.pdd_histogram or [] for iv in intervals if iv.role == "caller"),
+        sum(iv.pdd_sum_ms or 0.0 for iv in intervals if iv.role == "caller"),
     )
     return SessionMetrics(
         measured=measured, roles=roles, histogram=caller_hist, intervals=len(intervals)

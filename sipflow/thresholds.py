@@ -25,7 +25,8 @@ METRICS: dict[str, str] = {
     "lost_runners": "runners whose agent vanished (MQTT Last Will)",
     "asr": "answer-seizure ratio: answered / attempted calls of the callers, in %",
     "ner": "network effectiveness ratio: (answered + busy/no-answer/declined) / attempted, in %",
-    "pdd_p50_ms": "median post-dial delay (first INVITE to first 180/183)",
+    "pdd_mean_ms": "mean post-dial delay (first INVITE to first 180/183)",
+    "pdd_p50_ms": "median post-dial delay (a bucket bound, see sipflow.histogram)",
     "pdd_p95_ms": "95th percentile post-dial delay",
 }
 # Besides METRICS: code_NNN, the callers' calls that ended on final response NNN (e.g. code_503).

@@ -1,4 +1,4 @@
-"""metric_interval.pdd_histogram: post-dial delays (INVITE -> first 18x) per interval
+"""metric_interval.pdd_histogram, pdd_sum_ms: post-dial delays (INVITE -> first 18x)
 
 Revision ID: 0008
 Revises: 0007
@@ -18,8 +18,10 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("metric_interval", sa.Column("pdd_histogram", sa.JSON(), nullable=True))
+    op.add_column("metric_interval", sa.Column("pdd_sum_ms", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("metric_interval") as batch:
         batch.drop_column("pdd_histogram")
+        batch.drop_column("pdd_sum_ms")
