@@ -14,6 +14,7 @@ import defusedxml.ElementTree as safe_xml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sipflow.addresses import uri_host
+from sipflow.media_spec import MIN_HOLD_MS, MediaSpec
 from sipflow.thresholds import Threshold, parse_threshold
 
 BUILTIN_SCENARIOS = ("options", "register", "call", "answer")
@@ -185,6 +186,8 @@ class RoleSpec(Strict):
     resources: Resources = Resources()
     # Impairment of the traffic to and from this role's runners (on top of the session's).
     network: Impairment = Impairment()
+    # Audio in the calls (built-in call/answer scenarios): sipflow/media_spec.py.
+    media: MediaSpec | None = None
 
     @field_validator("scenario")
     @classmethod
@@ -250,6 +253,27 @@ class CallerSpec(RoleSpec):
         return self
 
 
+def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
+    """Media runs on the built-in call/answer scenarios, on both ends of a call, with a hold."""
+    for path, role, builtin in (("callers", callers, "call"), ("callees", callees, "answer")):
+        if role is not None and role.media is not None and role.scenario != builtin:
+            raise ValueError(f"roles.{path}.media: needs the built-in {builtin!r} scenario")
+    if callers.media is None:
+        if callees is not None and callees.media is not None:
+            raise ValueError("roles.callers.media: callees have media, give callers media too")
+        return
+    if callees is not None and callees.media is None:
+        raise ValueError("roles.callees.media: callers have media, give callees media too")
+    if (
+        callees is not None
+        and callees.media is not None
+        and (callees.media.codec != callers.media.codec)
+    ):
+        raise ValueError("roles.callees.media.codec: must be the callers' codec")
+    if callers.hold_ms < MIN_HOLD_MS:
+        raise ValueError(f"roles.callers.hold_ms: media needs at least {MIN_HOLD_MS} ms of call")
+
+
 class Roles(Strict):
     callees: CalleeSpec | None = None
     callers: CallerSpec
@@ -294,6 +318,7 @@ class SessionSpec(Strict):
                 )
             if any(a.password is None for a in callees.accounts):
                 raise ValueError("roles.callees.accounts: registering needs a password")
+        _media_consistent(callers, callees)
         return self
 
     def parsed_thresholds(self) -> list[Threshold]:

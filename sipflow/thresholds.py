@@ -23,6 +23,14 @@ METRICS: dict[str, str] = {
     "response_time_p99_ms": "99th percentile response time",
     "achieved_rate": "calls created per second of the callers' run time",
     "lost_runners": "runners whose agent vanished (MQTT Last Will)",
+    # Audio (roles' `media:`, sipflow/media_store.py).
+    "media_calls": "calls with audio analysed (in the sample)",
+    "mos_median": "median E-model MOS-CQE of the calls' audio directions",
+    "mos_p5": "5th percentile E-model MOS-CQE of the calls' audio directions",
+    "rtp_loss_pct": "RTP packets lost of those expected, in %",
+    "jitter_p95_ms": "95th percentile RFC 3550 jitter of the audio streams",
+    "one_way_audio_calls": "analysed calls with audio in one direction only",
+    "no_audio_calls": "analysed calls with audio in neither direction",
 }
 
 OPS: dict[str, Callable[[float, float], bool]] = {
