@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,7 +108,10 @@ def _block_rtp_to_callers(sid: str, port: int, deadline_s: float = 30) -> None:
     )
     while time.monotonic() < deadline:
         res = subprocess.run(
-            ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, check=False,
+            ["ip", "netns", "exec", ns, "nft", "-f", "-"],
+            input=rules,
+            text=True,
+            check=False,
             capture_output=True,
         )
         if res.returncode == 0:
@@ -136,12 +138,3 @@ def test_one_way_audio_is_detected(sqlite_stack: RunningStack, sut: tuple[str, i
         assert row["audio"] == "one_way", row
         assert got["caller_to_callee"] is True
         assert got.get("callee_to_caller", False) is False
-
-
-def test_runs_dir_has_no_reference_audio_leftover(tmp_path: Path) -> None:
-    """Placeholder kept small: the reference audio is made per runner in its work dir."""
-    from runners.media_audio import reference_file
-
-    a = reference_file(tmp_path, "PCMU").read_bytes()
-    b = reference_file(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path, "PCMU")
-    assert a == b.read_bytes() and len(a) == 16000
