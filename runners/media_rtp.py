@@ -43,10 +43,12 @@ class StreamStats:
     max_ext: int = -1
     base_ext: int = -1
     cycles: int = 0
+    # Payloads by extended sequence number, kept only for a perceptual score (PESQ).
+    payloads: dict[int, bytes] | None = field(default=None, repr=False)
     _seen: set[int] = field(default_factory=set, repr=False)
     _transit: float | None = field(default=None, repr=False)
 
-    def add(self, seq: int, timestamp: int, arrival: float) -> None:
+    def add(self, seq: int, timestamp: int, arrival: float, payload: bytes = b"") -> None:
         self.last_time = arrival
         if self.max_ext < 0:
             ext = seq
@@ -65,6 +67,8 @@ class StreamStats:
             return
         self._seen.add(ext)
         self.received += 1
+        if self.payloads is not None:
+            self.payloads[ext] = payload
         if ext < self.max_ext:
             self.reordered += 1
         else:
@@ -95,16 +99,28 @@ class StreamStats:
         return 1000.0 * self.jitter_ts / CLOCK_HZ
 
 
+def _payload_offset(data: bytes) -> int:
+    """Where the payload starts: after the CSRCs and a header extension (RFC 3550 5.1, 5.3.1)."""
+    offset = RTP_HEADER.size + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10 and len(data) >= offset + 4:
+        offset += 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
+    return min(offset, len(data))
+
+
 class RtpReceiver:
     """A thread that receives on (ip, port) and keeps per-stream statistics."""
 
-    def __init__(self, ip: str, port: int, sample_pct: float = 100.0) -> None:
+    def __init__(
+        self, ip: str, port: int, sample_pct: float = 100.0, keep_payloads: int = 0
+    ) -> None:
+        """keep_payloads: for how many streams (the first ones) to keep the audio (PESQ)."""
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.sock.bind((ip, port))
         self.sock.settimeout(0.2)
         self.sample_pct = sample_pct
+        self.keep_payloads = keep_payloads
         self.streams: dict[tuple[str, int], StreamStats] = {}
         self.not_sampled: set[tuple[str, int]] = set()
         self.overflow = 0  # packets of streams beyond MAX_STREAMS
@@ -147,4 +163,6 @@ class RtpReceiver:
                 self.overflow += 1
                 return
             stream = self.streams[key] = StreamStats(src, ssrc, b1 & 0x7F, arrival)
-        stream.add(seq, ts, arrival)
+            if len(self.streams) <= self.keep_payloads:
+                stream.payloads = {}
+        stream.add(seq, ts, arrival, data[_payload_offset(data) :])

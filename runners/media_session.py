@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from runners.media_audio import PAYLOAD_TYPE, reference_file
+from runners import media_pesq
+from runners.media_audio import PAYLOAD_TYPE, reference_file, speech_like
 from runners.media_emodel import mos_cqe, r_factor
 from runners.media_rtp import RtpReceiver, StreamStats, sampled
 from sipflow.messages import MEDIA_PART_ITEMS, MediaReport, MediaSent, MediaStream
@@ -73,6 +74,9 @@ def sent_streams(log_file: Path, src: str, sample_pct: float) -> list[tuple[str,
 
 def stream_result(s: StreamStats, codec: str) -> MediaStream:
     r = r_factor(codec, s.loss_pct, s.jitter_ms)
+    pesq = None
+    if s.payloads is not None:
+        pesq = media_pesq.score(s.payloads, s.max_ext, speech_like(), codec)
     return MediaStream(
         src=s.src,
         ssrc=s.ssrc,
@@ -85,6 +89,7 @@ def stream_result(s: StreamStats, codec: str) -> MediaStream:
         jitter_ms=round(s.jitter_ms, 3),
         r_factor=round(r, 2),
         mos=round(mos_cqe(r), 3),
+        pesq=pesq,
         first_time=s.first_time,
         last_time=s.last_time,
     )
@@ -101,7 +106,11 @@ class MediaSession:
         scenario.write_text(media_variant(scenario.read_text(), media, audio))
         self.receiver: RtpReceiver | None = None
         if media.analyse:
-            self.receiver = RtpReceiver(cfg.local_ip, media.rtp_port, media.sample_pct)
+            keep = media.pesq_streams if media.mos == "pesq" else 0
+            if keep and not media_pesq.available():
+                log.warning("mos: pesq asked, but the pesq package is not installed: no PESQ")
+                keep = 0
+            self.receiver = RtpReceiver(cfg.local_ip, media.rtp_port, media.sample_pct, keep)
             self.receiver.start()
 
     @property

@@ -47,6 +47,7 @@ RECEIVER_COLUMNS = (
     "jitter_ms",
     "r_factor",
     "mos",
+    "pesq",
     "first_time",
     "last_time",
 )
@@ -84,6 +85,7 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
                 "jitter_ms": r.jitter_ms,
                 "r_factor": r.r_factor,
                 "mos": r.mos,
+                "pesq": r.pesq,
                 "first_time": r.first_time,
                 "last_time": r.last_time,
             },
@@ -108,6 +110,7 @@ class DirectionOut(BaseModel):
     jitter_ms: float | None
     r_factor: float | None
     mos: float | None
+    pesq: float | None
 
 
 class CallOut(BaseModel):
@@ -202,12 +205,15 @@ def measured(db: Session, session_id: str) -> dict[str, float | None]:
     lost = sum(r.lost or 0 for r in heard)
     mos = [r.mos for r in heard if r.mos is not None]
     jitter = [r.jitter_ms for r in heard if r.jitter_ms is not None]
+    pesq = [r.pesq for r in heard if r.pesq is not None]
     return {
         "media_calls": float(len(calls)),
         "mos_median": percentile(mos, 50),
         "mos_p5": percentile(mos, 5),
         "rtp_loss_pct": (100.0 * lost / expected) if expected else None,
         "jitter_p95_ms": percentile(jitter, 95),
+        "pesq_median": percentile(pesq, 50),
+        "pesq_p5": percentile(pesq, 5),
         "one_way_audio_calls": float(sum(c.audio == "one_way" for c in calls)),
         "no_audio_calls": float(sum(c.audio == "none" for c in calls)),
     }

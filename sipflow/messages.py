@@ -159,6 +159,7 @@ class MediaStream(BaseModel):
     jitter_ms: float
     r_factor: float
     mos: float
+    pesq: float | None = None  # PESQ-NB MOS-LQO, when asked and available
     first_time: float
     last_time: float
 

@@ -226,5 +226,6 @@ class CallMediaRow(SQLModel, table=True):
     jitter_ms: float | None = None
     r_factor: float | None = None
     mos: float | None = None
+    pesq: float | None = None
     first_time: float | None = None
     last_time: float | None = None

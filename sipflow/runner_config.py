@@ -30,6 +30,10 @@ class MediaConfig(BaseModel):
 
     codec: Literal["PCMU", "PCMA"] = "PCMU"
     analyse: bool = True
+    # emodel: loss/jitter -> MOS-CQE for every analysed stream; pesq: also PESQ (if installed)
+    # for the first MediaConfig.pesq_streams streams of each runner.
+    mos: Literal["emodel", "pesq"] = "emodel"
+    pesq_streams: int = Field(default=50, ge=0, le=10_000)
     sample_pct: float = Field(default=100.0, gt=0, le=100)
     media_port: int = 6000
     rtp_port: int = 7000  # not media_port + 2: SIPp binds that one for video

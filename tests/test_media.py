@@ -33,7 +33,7 @@ def test_g711_reference_values() -> None:
 
 def test_reference_audio_is_deterministic_and_speech_level() -> None:
     a, b = encode(speech_like(), "PCMU"), encode(speech_like(), "PCMU")
-    assert a == b and len(a) == 16000
+    assert a == b and len(a) == 32000
     assert encode(speech_like(), "PCMA") != a
     level = sum(abs(ulaw_sample(x)) for x in a) / len(a)
     assert 300 < level < 8000  # neither silence nor clipping
@@ -79,6 +79,20 @@ def test_receiver_samples_and_ignores_what_is_no_rtp() -> None:
         assert 60 < len(analysed) < 140 and len(rx.not_sampled) == 200 - len(analysed)
     finally:
         rx.sock.close()
+
+
+def test_pesq_of_rebuilt_audio() -> None:
+    pytest.importorskip("pesq")
+    from runners.media_pesq import score
+
+    ref = speech_like()
+    data = encode(ref, "PCMU")
+    packets = {k: data[(k * 160) % len(data) :][:160] for k in range(300)}  # 6 s, looped
+    clean = score(packets, 299, ref, "PCMU")
+    lossy = score({k: v for k, v in packets.items() if k % 20 != 7}, 299, ref, "PCMU")
+    assert clean is not None and clean >= 4.0
+    assert lossy is not None and lossy < clean - 0.5  # 5 % of the frames lost, concealed
+    assert score(packets, 50, ref, "PCMU") is None  # 1 s: too short to score
 
 
 # -- E-model -----------------------------------------------------------------------------------
@@ -136,7 +150,7 @@ def test_media_spec() -> None:
     assert parsed.roles.callers.media.runner_config().sample_pct == 10
     assert "roles.callers.media.codec" in messages(spec(media={"codec": "G729"}))[0]
     assert "roles.callers.media.sample_pct" in messages(spec(media={"sample_pct": 0}))[0]
-    assert "pesq is not available" in messages(spec(media={"mos": "pesq"}))[0]
+    assert "roles.callers.media.mos" in messages(spec(media={"mos": "visqol"}))[0]
     assert "roles.callers.hold_ms" in messages(spec(hold_ms=0))[0]
     no_callee_media = spec()
     no_callee_media["roles"]["callees"] = {}

@@ -26,7 +26,7 @@ def sut(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
         yield "127.0.0.1", port
 
 
-def media_spec(host: str, port: int, **extra: Any) -> dict[str, Any]:
+def media_spec(host: str, port: int, mos: str = "emodel", **extra: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": "media-through-kamailio",
         "target": {"host": host, "port": port, "domain": host, "registrar": True},
@@ -34,14 +34,14 @@ def media_spec(host: str, port: int, **extra: Any) -> dict[str, Any]:
             "callees": {
                 "agents": 1,
                 "accounts": [{"user": "bob", "password": "secret"}],
-                "media": {"codec": "PCMU"},
+                "media": {"codec": "PCMU", "mos": mos},
             },
             "callers": {
                 "rate": 5,
                 "max_calls": CALLS,
                 "hold_ms": 2000,
                 "accounts": [{"user": "alice"}],
-                "media": {"codec": "PCMU"},
+                "media": {"codec": "PCMU", "mos": mos},
             },
         },
         "thresholds": ["success_rate >= 100", "mos_p5 >= 4.3", "one_way_audio_calls == 0"],
@@ -64,7 +64,9 @@ def calls(stack: RunningStack, sid: str) -> list[dict[str, Any]]:
 
 
 def test_clean_audio_both_ways(sqlite_stack: RunningStack, sut: tuple[str, int]) -> None:
-    body = sqlite_stack.run(media_spec(*sut))
+    spec = media_spec(*sut, mos="pesq")
+    spec["thresholds"].append("pesq_median >= 3.5")
+    body = sqlite_stack.run(spec)
     assert (body["status"], body["verdict"]) == ("completed", "pass"), body
     m = body["measured"]
     assert m["media_calls"] == CALLS
@@ -85,14 +87,17 @@ def test_clean_audio_both_ways(sqlite_stack: RunningStack, sut: tuple[str, int])
 
 
 def test_five_percent_loss_lowers_mos(sqlite_stack: RunningStack, sut: tuple[str, int]) -> None:
-    spec = media_spec(*sut, network={"loss_pct": 5})
-    spec["thresholds"] = ["mos_p5 >= 4.3"]  # fails with loss
+    spec = media_spec(*sut, mos="pesq", network={"loss_pct": 5})
+    spec["thresholds"] = ["mos_p5 >= 4.3", "pesq_median >= 3.5"]  # both fail with loss
     spec["roles"]["callers"]["hold_ms"] = 4000
     body = sqlite_stack.run(spec)
     assert body["status"] == "completed" and body["verdict"] == "fail", body
     m = body["measured"]
     assert 3.0 <= m["rtp_loss_pct"] <= 7.0, m
     assert m["mos_median"] < 4.2, m  # E-model, G.711 + PLC: ~3.9 at 5 % random loss
+    assert 1.0 <= m["pesq_median"] < 3.5, m  # clean: ~4.5
+    failed = {t["threshold"] for t in body["thresholds"] if not t["passed"]}
+    assert failed == {"mos_p5 >= 4.3", "pesq_median >= 3.5"}
     assert m["media_calls"] >= 1
 
 

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("jitter_ms", sa.Float(), nullable=True),
         sa.Column("r_factor", sa.Float(), nullable=True),
         sa.Column("mos", sa.Float(), nullable=True),
+        sa.Column("pesq", sa.Float(), nullable=True),
         sa.Column("first_time", sa.Float(), nullable=True),
         sa.Column("last_time", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(["session_id"], ["session.id"]),
