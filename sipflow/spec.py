@@ -264,12 +264,11 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
         return
     if callees is not None and callees.media is None:
         raise ValueError("roles.callees.media: callers have media, give callees media too")
-    if (
-        callees is not None
-        and callees.media is not None
-        and (callees.media.codec != callers.media.codec)
-    ):
-        raise ValueError("roles.callees.media.codec: must be the callers' codec")
+    if callees is not None and callees.media is not None:
+        # Both ends must pick the same streams to analyse, or a direction looks silent.
+        for name in ("codec", "analyse", "sample_pct"):
+            if getattr(callees.media, name) != getattr(callers.media, name):
+                raise ValueError(f"roles.callees.media.{name}: must be the callers' {name}")
     if callers.hold_ms < MIN_HOLD_MS:
         raise ValueError(f"roles.callers.hold_ms: media needs at least {MIN_HOLD_MS} ms of call")
 

@@ -144,7 +144,7 @@ def messages(data: dict[str, Any]) -> list[str]:
 
 def test_media_spec() -> None:
     pcma = spec(media={"codec": "PCMA", "sample_pct": 10})
-    pcma["roles"]["callees"]["media"] = {"codec": "PCMA"}
+    pcma["roles"]["callees"]["media"] = {"codec": "PCMA", "sample_pct": 10}
     parsed = SessionSpec.model_validate(pcma)
     assert parsed.roles.callers.media is not None
     assert parsed.roles.callers.media.runner_config().sample_pct == 10
@@ -158,6 +158,8 @@ def test_media_spec() -> None:
     other_codec = spec()
     other_codec["roles"]["callees"]["media"] = {"codec": "PCMA"}
     assert "roles.callees.media.codec" in messages(other_codec)[0]
+    other_sample = spec(media={"sample_pct": 50})
+    assert "roles.callees.media.sample_pct" in messages(other_sample)[0]
     for metric in ("mos_p5", "mos_median", "rtp_loss_pct", "jitter_p95_ms", "no_audio_calls"):
         parse_threshold(f"{metric} >= 0")
 
