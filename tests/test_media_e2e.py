@@ -14,6 +14,11 @@ import pytest
 
 from entrypoints.stack import free_port
 from tests.conftest import RunningStack
+from tests.dashboard_fixtures import (  # noqa: F401
+    browser_fixture,
+    page_fixture,
+    sign_in,
+)
 from tests.sut.kamailio import kamailio
 
 CALLS = 10
@@ -125,7 +130,9 @@ def _block_rtp_to_callers(sid: str, port: int, deadline_s: float = 30) -> None:
     raise AssertionError(f"namespace {ns} never came: {res.stderr}")
 
 
-def test_one_way_audio_is_detected(sqlite_stack: RunningStack, sut: tuple[str, int]) -> None:
+def test_one_way_audio_is_detected(
+    sqlite_stack: RunningStack, sut: tuple[str, int], page: Any
+) -> None:
     spec = media_spec(*sut)
     spec["roles"]["callers"]["max_calls"] = 4
     sid = sqlite_stack.submit(spec)
@@ -143,3 +150,10 @@ def test_one_way_audio_is_detected(sqlite_stack: RunningStack, sut: tuple[str, i
         assert row["audio"] == "one_way", row
         assert got["caller_to_callee"] is True
         assert got.get("callee_to_caller", False) is False
+    # The dashboard's report lists the calls, each one-way, both directions shown.
+    api = sqlite_stack.stack.api_url
+    sign_in(page, api, str(sqlite_stack.stack.api_key))
+    page.goto(f"{api}/dashboard/sessions/{sid}")
+    page.wait_for_selector("#media:not([hidden]) #calls tbody tr")
+    shown = page.eval_on_selector_all("#calls tbody tr", "rows => rows.map(r => r.dataset.audio)")
+    assert shown == ["one_way"] * 8  # 4 calls x 2 directions
