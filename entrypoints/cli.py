@@ -549,7 +549,7 @@ def sessions_calls(
             table.add_row(
                 escape(call["call_id"]) if i == 0 else "",
                 call["audio"] if i == 0 else "",
-                escape(_fmt(d["direction"])),
+                escape(_fmt(d["direction"])).replace("_to_", "→"),
                 _fmt(d["received"]),
                 _fmt(d["loss_pct"]),
                 _fmt(d["jitter_ms"]),

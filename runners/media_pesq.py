@@ -17,7 +17,7 @@ from runners.media_audio import RATE, alaw_sample, ulaw_sample
 
 log = logging.getLogger(__name__)
 FRAME = 160  # samples per 20 ms packet
-MIN_PACKETS = 100  # 2 s: shorter is not scored
+MIN_PACKETS = 50  # 1 s: shorter is not scored
 MAX_SECONDS = 20
 CONCEAL_GAIN = 0.7
 

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from entrypoints.cli import app
 from entrypoints.stack import free_port
 from tests.conftest import RunningStack
 from tests.dashboard_fixtures import (  # noqa: F401
@@ -89,6 +91,15 @@ def test_clean_audio_both_ways(sqlite_stack: RunningStack, sut: tuple[str, int])
         for d in row["directions"]:
             assert d["received"] >= 80  # 2 s of 20 ms packets, less set-up
             assert (d["lost"], d["duplicates"]) == (0, 0)
+            assert d["pesq"] >= 4.0
+    # The CLI shows the same calls.
+    env = {"SIPFLOW_API_KEY": str(sqlite_stack.stack.api_key)}
+    argv = ["sessions", "calls", body["id"], "--api", sqlite_stack.stack.api_url, "--json"]
+    shown = CliRunner().invoke(app, argv, env=env)
+    assert shown.exit_code == 0, shown.output
+    assert '"total": 10' in shown.stdout
+    table = CliRunner().invoke(app, argv[:-1], env=env)
+    assert table.exit_code == 0 and "10 of 10 calls" in table.stdout
 
 
 def test_five_percent_loss_lowers_mos(sqlite_stack: RunningStack, sut: tuple[str, int]) -> None:
