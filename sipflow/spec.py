@@ -262,7 +262,8 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
         if callees is not None and callees.media is not None:
             raise ValueError("roles.callers.media: callees have media, give callers media too")
         return
-    if callees is not None and callees.media is None:
+    if callees is None or callees.media is None:
+        # A stream from a party that is not a sipflow runner cannot be tied to its call yet.
         raise ValueError("roles.callees.media: callers have media, give callees media too")
     if callees is not None and callees.media is not None:
         # Both ends must pick the same streams to analyse, or a direction looks silent.

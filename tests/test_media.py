@@ -156,6 +156,10 @@ def test_media_spec() -> None:
     no_callee_media = spec()
     no_callee_media["roles"]["callees"] = {}
     assert "roles.callees.media" in messages(no_callee_media)[0]
+    no_callees = spec(call_to=["ivr"])
+    no_callees["roles"].pop("callees")
+    no_callees["target"] = {"host": "127.0.0.1", "registrar": False}
+    assert "roles.callees.media" in messages(no_callees)[0]
     other_codec = spec()
     other_codec["roles"]["callees"]["media"] = {"codec": "PCMA"}
     assert "roles.callees.media.codec" in messages(other_codec)[0]
