@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -115,9 +115,14 @@ class Outcome:
 
 
 def outcome(
-    row: SessionRow, intervals: Sequence[MetricInterval], runners: Sequence[RunnerRow]
+    row: SessionRow,
+    intervals: Sequence[MetricInterval],
+    runners: Sequence[RunnerRow],
+    media: Mapping[str, float | None] | None = None,
 ) -> Outcome:
+    """media: the session's audio metrics (sipflow.media_store.measured), if any."""
     metrics = summarize(intervals, runners)
+    metrics.measured.update(media or {})
     results, final = thresholds(row, metrics.measured)
     return Outcome(
         metrics=metrics,

@@ -532,6 +532,36 @@ def sessions_show(
         _print_detail(detail, with_runners=True)
 
 
+@sessions_app.command("calls")
+def sessions_calls(
+    session_id: Annotated[str, typer.Argument(metavar="ID")],
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    api: ApiOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per-call audio of a session with `media:`: each direction's packets, loss, jitter, MOS."""
+    page = _get(api, f"/v1/sessions/{session_id}/calls", limit=limit, offset=offset)
+    if as_json:
+        out.print_json(data=page)
+        return
+    table = Table(title=f"{len(page['items'])} of {page['total']} calls", title_justify="left")
+    for col in ("call id", "audio", "direction", "received", "lost %", "jitter ms", "MOS"):
+        table.add_column(col, overflow="fold")
+    for call in page["items"]:
+        for i, d in enumerate(call["directions"]):
+            table.add_row(
+                escape(call["call_id"]) if i == 0 else "",
+                call["audio"] if i == 0 else "",
+                escape(_fmt(d["direction"])).replace("_to_", "→"),
+                _fmt(d["received"]),
+                _fmt(d["loss_pct"]),
+                _fmt(d["jitter_ms"]),
+                _fmt(d["mos"]),
+            )
+    out.print(table)
+
+
 # -- sipflow keys ---------------------------------------------------------------------------------
 def _keys_db() -> str:
     from sipflow.db import migrate

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from sipflow.addresses import uri_host
 from sipflow.caps import Caps
 from sipflow.load_profile import LoadProfile
+from sipflow.media_spec import MIN_HOLD_MS, MediaSpec
 from sipflow.thresholds import Threshold, parse_threshold
 
 BUILTIN_SCENARIOS = ("options", "register", "call", "answer")
@@ -166,6 +167,8 @@ class RoleSpec(Strict):
     resources: Resources = Resources()
     # Impairment of the traffic to and from this role's runners (on top of the session's).
     network: Impairment = Impairment()
+    # Audio in the calls (built-in call/answer scenarios): sipflow/media_spec.py.
+    media: MediaSpec | None = None
 
     @field_validator("scenario")
     @classmethod
@@ -249,6 +252,27 @@ class CallerSpec(RoleSpec):
         return self.profile.peak() if self.profile is not None else self.rate
 
 
+def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
+    """Media runs on the built-in call/answer scenarios, on both ends of a call, with a hold."""
+    for path, role, builtin in (("callers", callers, "call"), ("callees", callees, "answer")):
+        if role is not None and role.media is not None and role.scenario != builtin:
+            raise ValueError(f"roles.{path}.media: needs the built-in {builtin!r} scenario")
+    if callers.media is None:
+        if callees is not None and callees.media is not None:
+            raise ValueError("roles.callers.media: callees have media, give callers media too")
+        return
+    if callees is None or callees.media is None:
+        # A stream from a party that is not a sipflow runner cannot be tied to its call yet.
+        raise ValueError("roles.callees.media: callers have media, give callees media too")
+    if callees is not None and callees.media is not None:
+        # Both ends must pick the same streams to analyse, or a direction looks silent.
+        for name in ("codec", "analyse", "sample_pct"):
+            if getattr(callees.media, name) != getattr(callers.media, name):
+                raise ValueError(f"roles.callees.media.{name}: must be the callers' {name}")
+    if callers.hold_ms < MIN_HOLD_MS:
+        raise ValueError(f"roles.callers.hold_ms: media needs at least {MIN_HOLD_MS} ms of call")
+
+
 class Roles(Strict):
     callees: CalleeSpec | None = None
     callers: CallerSpec
@@ -293,6 +317,7 @@ class SessionSpec(Strict):
                 )
             if any(a.password is None for a in callees.accounts):
                 raise ValueError("roles.callees.accounts: registering needs a password")
+        _media_consistent(callers, callees)
         return self
 
     def parsed_thresholds(self) -> list[Threshold]:

@@ -28,6 +28,16 @@ METRICS: dict[str, str] = {
     "pdd_mean_ms": "mean post-dial delay (first INVITE to first 180/183)",
     "pdd_p50_ms": "median post-dial delay (a bucket bound, see sipflow.histogram)",
     "pdd_p95_ms": "95th percentile post-dial delay",
+    # Audio (roles' `media:`, sipflow/media_store.py).
+    "media_calls": "calls with audio analysed (in the sample)",
+    "mos_median": "median E-model MOS-CQE of the calls' audio directions",
+    "mos_p5": "5th percentile E-model MOS-CQE of the calls' audio directions",
+    "pesq_median": "median PESQ-NB of the directions scored (media mos: pesq)",
+    "pesq_p5": "5th percentile PESQ-NB of the directions scored (media mos: pesq)",
+    "rtp_loss_pct": "RTP packets lost of those expected, in %",
+    "jitter_p95_ms": "95th percentile RFC 3550 jitter of the audio streams",
+    "one_way_audio_calls": "analysed calls with audio in one direction only",
+    "no_audio_calls": "analysed calls with audio in neither direction",
 }
 # Besides METRICS: code_NNN, the callers' calls that ended on final response NNN (e.g. code_503).
 CODE_METRIC = re.compile(r"^code_([1-6][0-9]{2})$")

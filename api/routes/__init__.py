@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from api.responses import COMMON
 from api.routes import (
     audit,
+    calls,
     capacity,
     codec,
     exports,
@@ -18,6 +19,7 @@ from api.routes import (
 
 api_router = APIRouter(responses=COMMON)
 api_router.include_router(sessions.router)
+api_router.include_router(calls.router)
 api_router.include_router(exports.router)
 api_router.include_router(health.router)
 api_router.include_router(runner_files.router)

@@ -31,7 +31,7 @@ from api.schemas import (
     SessionMetricsOut,
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
-from sipflow import audit, session_secrets, store, tenant_policy
+from sipflow import audit, media_store, session_secrets, store, tenant_policy
 from sipflow.models import FINAL_STATUSES, SessionRow
 from sipflow.spec import SessionSpec
 from sipflow.workflow_types import (
@@ -251,7 +251,8 @@ async def get_session(
 ) -> SessionDetail:
     row = session_or_404(db, session_id, principal.tenant)
     runner_rows = store.runners(db, session_id)
-    shown = views.outcome(row, store.intervals(db, session_id), runner_rows)
+    media = media_store.measured(db, session_id)
+    shown = views.outcome(row, store.intervals(db, session_id), runner_rows, media)
     progress = None
     if row.status not in FINAL_STATUSES:
         progress = await _progress(temporal, session_id)

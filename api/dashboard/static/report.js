@@ -221,11 +221,33 @@ async function loadDetail() {
     ? el("ul", {}, ...reasons, ...causes)
     : el("span", { class: "muted" }, final ? "None." : "None so far."));
   renderRunners();
+  if (final) loadCalls();
   if (final) {
     if (source && source.readyState !== EventSource.CLOSED) { /* the stream ends itself */ }
   } else {
     detailTimer = setTimeout(loadDetail, 2000);
   }
+}
+
+// -- per-call audio (roles' media:), the first page ---------------------------------------------
+async function loadCalls() {
+  const roles = (detail && detail.spec.roles) || {};
+  if (!(roles.callers && roles.callers.media)) return;
+  let page;
+  try {
+    page = await api(`/v1/sessions/${sid}/calls?limit=100`);
+  } catch (e) {
+    return; // the rest of the report stands without it
+  }
+  $("#media").hidden = false;
+  $("#media-count").textContent = `(${page.items.length} of ${page.total})`;
+  $("#calls tbody").replaceChildren(...page.items.flatMap((c) => c.directions.map((d, i) =>
+    el("tr", { "data-audio": c.audio },
+      el("td", { class: "mono" }, i === 0 ? c.call_id : ""), el("td", {}, i === 0 ? c.audio : ""),
+      el("td", {}, d.direction || ""), el("td", { class: "num" }, fmtNum(d.received)),
+      el("td", { class: "num" }, fmtNum(d.loss_pct, 2)), el("td", { class: "num" }, fmtNum(d.duplicates)),
+      el("td", { class: "num" }, fmtNum(d.reordered)), el("td", { class: "num" }, fmtNum(d.jitter_ms, 2)),
+      el("td", { class: "num" }, fmtNum(d.mos, 2))))));
 }
 
 function renderRunners() {
