@@ -128,13 +128,13 @@ class CallPage(BaseModel):
     items: list[CallOut]
 
 
-def _has_audio(row: CallMediaRow) -> bool:
+def has_audio(row: CallMediaRow) -> bool:
     return bool(row.received)
 
 
-def _call(call_id: str, rows: Sequence[CallMediaRow]) -> CallOut:
+def call_of(call_id: str, rows: Sequence[CallMediaRow]) -> CallOut:
     dirs = [
-        DirectionOut(audio=_has_audio(r), **r.model_dump(include=set(DirectionOut.model_fields)))
+        DirectionOut(audio=has_audio(r), **r.model_dump(include=set(DirectionOut.model_fields)))
         for r in sorted(rows, key=lambda r: r.direction or "")
     ]
     with_audio = sum(d.audio for d in dirs)
@@ -146,7 +146,7 @@ def _call(call_id: str, rows: Sequence[CallMediaRow]) -> CallOut:
     return CallOut(call_id=call_id, audio=audio, mos=worst, directions=dirs)
 
 
-def _rows(db: Session, session_id: str) -> Sequence[CallMediaRow]:
+def analysed_rows(db: Session, session_id: str) -> Sequence[CallMediaRow]:
     return db.exec(
         select(CallMediaRow)
         .where(CallMediaRow.session_id == session_id, col(CallMediaRow.call_id).is_not(None))
@@ -177,7 +177,7 @@ def calls_page(db: Session, session_id: str, limit: int, offset: int) -> CallPag
     by_call: dict[str, list[CallMediaRow]] = {}
     for r in rows:
         by_call.setdefault(r.call_id or "", []).append(r)
-    items = [_call(c, by_call.get(c, [])) for c in ids if c is not None]
+    items = [call_of(c, by_call.get(c, [])) for c in ids if c is not None]
     return CallPage(session_id=session_id, total=total, limit=limit, offset=offset, items=items)
 
 
@@ -193,14 +193,14 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
 def measured(db: Session, session_id: str) -> dict[str, float | None]:
     """The media metrics of a session; {} when it analysed no audio (a session without media:
     a threshold on them then fails for want of a value)."""
-    rows = _rows(db, session_id)
+    rows = analysed_rows(db, session_id)
     if not rows:
         return {}
     by_call: dict[str, list[CallMediaRow]] = {}
     for r in rows:
         by_call.setdefault(r.call_id or "", []).append(r)
-    calls = [_call(c, rs) for c, rs in by_call.items()]
-    heard = [r for r in rows if _has_audio(r)]
+    calls = [call_of(c, rs) for c, rs in by_call.items()]
+    heard = [r for r in rows if has_audio(r)]
     expected = sum(r.expected or 0 for r in heard)
     lost = sum(r.lost or 0 for r in heard)
     mos = [r.mos for r in heard if r.mos is not None]

@@ -115,6 +115,16 @@ def test_five_percent_loss_lowers_mos(sqlite_stack: RunningStack, sut: tuple[str
     failed = {t["threshold"] for t in body["thresholds"] if not t["passed"]}
     assert failed == {"mos_p5 >= 4.3", "pesq_median >= 3.5"}
     assert m["media_calls"] >= 1
+    # The report's media panel: every scored direction in one MOS bin, loss seen over time, the
+    # worst calls first.
+    p = sqlite_stack.http.get(f"/v1/sessions/{body['id']}/media").json()
+    scored = sum(1 for c in calls(sqlite_stack, body["id"]) for d in c["directions"] if d["mos"])
+    assert sum(b["directions"] for b in p["mos"]) == scored > 0
+    assert any(s["loss_pct"] for s in p["over_time"]), p["over_time"]
+    worst = [c["mos"] for c in p["worst"]]
+    assert worst == sorted(worst) and worst[0] == min(
+        c["mos"] for c in calls(sqlite_stack, body["id"])
+    )
 
 
 def _block_rtp_to_callers(sid: str, port: int, deadline_s: float = 30) -> None:
@@ -168,3 +178,8 @@ def test_one_way_audio_is_detected(
     page.wait_for_selector("#media:not([hidden]) #calls tbody tr")
     shown = page.eval_on_selector_all("#calls tbody tr", "rows => rows.map(r => r.dataset.audio)")
     assert shown == ["one_way"] * 8  # 4 calls x 2 directions
+    page.wait_for_selector("body[data-media-loaded]")
+    worst = page.eval_on_selector_all(
+        "#worst-calls tbody tr", "rows => rows.map(r => r.dataset.audio)"
+    )
+    assert worst == ["one_way"] * 4

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from api.auth import AUTH_RESPONSES, PrincipalDep
 from api.deps import DbDep, session_or_404
 from api.responses import MAX_OFFSET
+from sipflow.media_panel import MediaPanel, panel
 from sipflow.media_store import CallPage, calls_page
 
 router = APIRouter(prefix="/sessions", tags=["sessions"], responses=AUTH_RESPONSES)
@@ -31,3 +32,14 @@ def list_calls(
     `both`, `one_way` or `none`; `mos` is the worse direction's."""
     session_or_404(db, session_id, principal.tenant)
     return calls_page(db, session_id, limit, offset)
+
+
+@router.get(
+    "/{session_id}/media",
+    response_model=MediaPanel,
+    responses={404: {"description": "no session with this id in the key's tenant"}},
+    summary="Audio at a glance: MOS distribution, loss and jitter over time, the worst calls",
+)
+def media_panel(session_id: str, db: DbDep, principal: PrincipalDep) -> MediaPanel:
+    session_or_404(db, session_id, principal.tenant)
+    return panel(db, session_id)

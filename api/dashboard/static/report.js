@@ -1,5 +1,5 @@
 import {
-  $, FINAL, PALETTE, api, badge, dataset, el, fmtDuration, fmtNum, fmtPct, fmtTime, lineChart,
+  $, FINAL, PALETTE, api, badge, chartLib, dataset, el, fmtDuration, fmtNum, fmtPct, fmtTime, lineChart,
   nav, setDatasets, showError,
 } from "./common.js";
 
@@ -241,6 +241,7 @@ async function loadCalls() {
   }
   $("#media").hidden = false;
   $("#media-count").textContent = `(${page.items.length} of ${page.total})`;
+  loadMediaPanel().catch(() => {});
   $("#calls tbody").replaceChildren(...page.items.flatMap((c) => c.directions.map((d, i) =>
     el("tr", { "data-audio": c.audio },
       el("td", { class: "mono" }, i === 0 ? c.call_id : ""), el("td", {}, i === 0 ? c.audio : ""),
@@ -248,6 +249,39 @@ async function loadCalls() {
       el("td", { class: "num" }, fmtNum(d.loss_pct, 2)), el("td", { class: "num" }, fmtNum(d.duplicates)),
       el("td", { class: "num" }, fmtNum(d.reordered)), el("td", { class: "num" }, fmtNum(d.jitter_ms, 2)),
       el("td", { class: "num" }, fmtNum(d.mos, 2))))));
+}
+
+// The media panel: MOS distribution, loss and jitter over time, the worst calls.
+let mediaCharts = null;
+async function loadMediaPanel() {
+  const p = await api(`/v1/sessions/${sid}/media`);
+  const Chart = chartLib();
+  if (!mediaCharts) {
+    mediaCharts = {
+      mos: new Chart($("#chart-mos"), {
+        type: "bar",
+        data: { labels: [], datasets: [] },
+        options: { animation: false, responsive: true, maintainAspectRatio: false,
+          plugins: { title: { display: true, text: "MOS of the audio directions", align: "start" }, legend: { display: false } },
+          scales: { y: { beginAtZero: true, title: { display: true, text: "directions" } } } },
+      }),
+      time: lineChart($("#chart-media-time"), { title: "RTP loss and jitter (by when the audio began)", y: "% / ms" }),
+    };
+  }
+  mediaCharts.mos.data.labels = p.mos.map((b) => `${b.low.toFixed(2)}–${b.high.toFixed(2)}`);
+  mediaCharts.mos.data.datasets = [{ label: "directions", data: p.mos.map((b) => b.directions), backgroundColor: PALETTE[0] }];
+  mediaCharts.mos.update("none");
+  const t0 = p.over_time.length ? p.over_time[0].time : 0;
+  setDatasets(mediaCharts.time, [
+    dataset("loss %", p.over_time.map((s) => ({ x: s.time - t0, y: s.loss_pct })), PALETTE[5]),
+    dataset("jitter ms", p.over_time.map((s) => ({ x: s.time - t0, y: s.jitter_ms })), PALETTE[4]),
+  ]);
+  const worse = (c, key) => Math.max(...c.directions.map((d) => d[key] ?? 0));
+  $("#worst-calls tbody").replaceChildren(...p.worst.map((c) => el("tr", { "data-audio": c.audio },
+    el("td", { class: "mono" }, c.call_id), el("td", {}, badge(c.audio)),
+    el("td", { class: "num" }, fmtNum(c.mos, 2)), el("td", { class: "num" }, fmtNum(worse(c, "loss_pct"), 2)),
+    el("td", { class: "num" }, fmtNum(worse(c, "jitter_ms"), 2)))));
+  document.body.dataset.mediaLoaded = String(Date.now());
 }
 
 function renderRunners() {
