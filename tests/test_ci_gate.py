@@ -140,3 +140,25 @@ def test_the_gate_passes_fails_and_refuses_by_exit_code(
     assert suite(junit)["errors"] == "1" and 'type="invalid-spec"' in text
     assert "roles.callers.rate" in text
     assert sqlite_stack.http.get("/v1/sessions").json() == before  # nothing submitted
+
+
+def test_the_pipelines_images_share_one_version_tag() -> None:
+    """deploy/build_images.sh names (and pushes) both images with pyproject's version."""
+    version = next(
+        line.split('"')[1]
+        for line in (ROOT / "pyproject.toml").read_text().splitlines()
+        if line.startswith("version = ")
+    )
+    script = ROOT / "deploy" / "build_images.sh"
+    out = subprocess.run(
+        ["bash", str(script), "--print", "--push", "registry.example/team/"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.split()  # fmt: skip
+    assert out == [
+        f"sipflow:{version}",
+        f"sipflow-runner:{version}",
+        f"registry.example/team/sipflow:{version}",
+        f"registry.example/team/sipflow-runner:{version}",
+    ]
+    bad = subprocess.run(["bash", str(script), "--print", "--version", "a b"], capture_output=True)
+    assert bad.returncode == 2
