@@ -24,6 +24,7 @@ from sipflow.fargate_sizes import InvalidSize, task_size
 from sipflow.placement import Placement
 from sipflow.settings import Settings
 from sipflow.spec import SessionSpec
+from tests.conftest import RunningStack
 from tests.fargate_fixtures import Moto, Network, make_network
 from tests.fargate_fixtures import moto_fixture as moto_fixture
 
@@ -333,3 +334,12 @@ def test_an_unconfigured_backend_asks_aws_nothing(tmp_path: Any) -> None:
     assert backend.sessions_present() == set()
     with pytest.raises(PermanentBackendError, match="SIPFLOW_FARGATE_SUBNETS"):
         backend.provision("fa00000000f2", [], fargate_spec())
+
+
+def test_a_session_on_an_unconfigured_fargate_backend_ends_in_error_with_the_reason(
+    sqlite_stack: RunningStack,
+) -> None:
+    spec = fargate_spec().model_dump(mode="json", exclude={"tenant"})
+    body = sqlite_stack.run(spec, timeout=60)
+    assert (body["status"], body["verdict"]) == ("error", "error"), body
+    assert "SIPFLOW_FARGATE_SUBNETS" in json.dumps(body)
