@@ -59,6 +59,15 @@ def test_ci_files_match_their_published_schemas(
     assert check_jsonschema(schema, broken).returncode != 0
 
 
+@pytest.mark.parametrize(
+    ("schema", "name"),
+    [("vendor.github-workflows", "github-workflow.yml"), ("vendor.gitlab-ci", "gitlab-ci.yml")],
+)
+def test_the_readme_examples_of_using_the_gate_are_valid(schema: str, name: str) -> None:
+    res = check_jsonschema(schema, ROOT / "examples" / "ci" / name)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 def test_both_ci_files_run_the_gate_command() -> None:
     action = yaml.safe_load(ACTION.read_text())
     steps = action["runs"]["steps"]
