@@ -22,6 +22,8 @@ from sipflow.tenant_policy import PolicyViolation
 log = logging.getLogger(__name__)
 RETRY = {"Retry-After": "1"}
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# A check across fields (a model validator) names the field it is about first: "roles.x: ...".
+_FIELD_FIRST = re.compile(r"^Value error, ([a-z_]+(?:\.[a-z0-9_]+)*): ")
 
 
 def json_safe(value: Any) -> Any:
@@ -36,6 +38,16 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def with_field_locations(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A model validator's error sits at the model's own loc; move it to the field its message
+    names, so a client points at the field that is wrong (body.roles.callees.accounts)."""
+    for e in errors:
+        m = _FIELD_FIRST.match(str(e.get("msg", "")))
+        if e.get("type") == "value_error" and m:
+            e["loc"] = [*e["loc"], *m.group(1).split(".")]
+    return errors
 
 
 def policy_reply(exc: PolicyViolation) -> JSONResponse:
@@ -54,7 +66,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         # Pydantic's `input` echo without secrets, and as JSON can carry it.
-        errors = json_safe(jsonable_encoder(masked_errors(exc.errors())))
+        errors = json_safe(jsonable_encoder(with_field_locations(masked_errors(exc.errors()))))
         return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(PolicyViolation)

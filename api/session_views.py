@@ -14,11 +14,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
 
-from api.schemas import Links, MergedPoint, MetricPoint, RunnerSeries, SessionBrief
+from api.schemas import Links, MergedPoint, MetricPoint, PlannedRate, RunnerSeries, SessionBrief
 from sipflow import histogram
 from sipflow.models import Interval, IntervalCounts, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
@@ -206,3 +207,22 @@ def merged_series(intervals: Iterable[Interval]) -> dict[str, list[MergedPoint]]
     for iv in intervals:
         merged.add(iv)
     return merged.points()
+
+
+def planned_rate(spec: dict[str, Any]) -> list[PlannedRate] | None:
+    """The rate steps of the spec's load profile (None: a constant rate, or no valid spec)."""
+    try:
+        profile = SessionSpec.model_validate(spec).roles.callers.profile
+    except ValidationError:
+        return None
+    if profile is None:
+        return None
+    steps = [PlannedRate(at_s=0, rate=profile.initial_rate(), stage=0)]
+    for c in profile.commands():
+        if c.at_s == 0:
+            continue  # in the initial rate
+        if c.rate is not None:
+            steps.append(PlannedRate(at_s=c.at_s, rate=c.rate, stage=c.stage))
+        elif c.stage is not None:  # a stage that keeps the rate begins here
+            steps.append(PlannedRate(at_s=c.at_s, rate=steps[-1].rate, stage=c.stage))
+    return [*steps, PlannedRate(at_s=profile.duration_s(), rate=steps[-1].rate)]  # its end

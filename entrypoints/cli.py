@@ -36,6 +36,8 @@ from rich.table import Table
 
 from entrypoints import junit_file
 from entrypoints.admin_key import cli_key
+from entrypoints.cli_audit import audit_app
+from entrypoints.cli_capacity import capacity_app
 from entrypoints.cli_schedules import schedules_app
 from entrypoints.cli_status import status
 from entrypoints.cli_tenants import tenants_app
@@ -66,6 +68,8 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(capacity_app, name="capacity")
 
 out = Console()
 err = Console(stderr=True)

@@ -37,6 +37,13 @@ def test_invalid_spec_is_422_naming_the_field_and_stores_nothing(
     assert r.json()["detail"][0]["loc"] == ["body", "thresholds", 0]
     assert "unknown metric 'jitter_ms'" in r.json()["detail"][0]["msg"]
 
+    # A check across fields points at the field it names, not at the whole body.
+    spec = copy.deepcopy(VALID_SPEC)
+    spec["target"] = {"host": "127.0.0.1", "port": 5090}
+    r = api_client.post("/v1/sessions", json=spec)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "roles", "callees", "accounts"]
+
 
 def test_post_with_temporal_down_is_503_and_marks_the_row_error(
     api_client: TestClient, database_url: str

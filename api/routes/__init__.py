@@ -5,10 +5,12 @@ from fastapi import APIRouter
 from api.responses import COMMON
 from api.routes import (
     audit,
+    capacity,
     codec,
     exports,
     health,
     keys,
+    policy,
     runner_files,
     schedules,
     sessions,
@@ -23,4 +25,6 @@ api_router.include_router(codec.router)
 api_router.include_router(codec.preflight)
 api_router.include_router(keys.router)
 api_router.include_router(audit.router)
+api_router.include_router(policy.router)
 api_router.include_router(schedules.router)
+api_router.include_router(capacity.router)

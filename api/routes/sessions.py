@@ -268,6 +268,7 @@ async def get_session(
         reasons=shown.reasons,
         runners=[RunnerOut.model_validate(r, from_attributes=True) for r in runner_rows],
         progress=progress,
+        planned_rate=views.planned_rate(row.spec),
         links=views.links(request, settings, session_id),
     )
 

@@ -46,13 +46,27 @@ function series(role, key, start) {
   return [...m.values()].sort((a, b) => a.time - b.time).map((p) => ({ x: p.time - start, y: p[key] }));
 }
 
+// The load profile's rate as the workflow sets it: a staircase from the callers' first second
+// (before they start: from 0), drawn dashed over the measured rate.
+function planned(start) {
+  const plan = detail && detail.planned_rate;
+  if (!plan || !plan.length) return [];
+  const callers = points.caller;
+  const from = callers && callers.size ? Math.min(...callers.keys()) - 1 - start : 0;
+  const steps = [];
+  plan.slice(0, -1).forEach((c, i) => {  // the last point is the plan's end
+    steps.push({ x: from + c.at_s, y: c.rate }, { x: from + plan[i + 1].at_s, y: c.rate });
+  });
+  return [dataset("planned", steps, PALETTE[1], { borderDash: [6, 4], pointRadius: 0, fill: false })];
+}
+
 function render() {
   frame = 0;
   if (charts) {
     const start = t0();
     const roles = Object.keys(points).sort((a, b) => (a === "caller" ? -1 : b === "caller" ? 1 : a.localeCompare(b)));
     const perRole = (key) => roles.map((r, i) => dataset(`${r}s`, series(r, key, start), ROLE_COLOR[r] || PALETTE[i + 2]));
-    setDatasets(charts.rate, perRole("call_rate"));
+    setDatasets(charts.rate, [...perRole("call_rate"), ...planned(start)]);
     setDatasets(charts.concurrent, perRole("current_calls"));
     const calls = [];
     roles.forEach((r, i) => {
