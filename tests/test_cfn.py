@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -57,8 +58,11 @@ def checkov() -> str | None:
     return str(local) if local.exists() else shutil.which("checkov")
 
 
-@pytest.mark.skipif(checkov() is None, reason="checkov not installed (.ci/run makes .venv-checkov)")
 def test_checkov_finds_nothing_beyond_the_justified_skips() -> None:
+    if checkov() is None:  # it pins older boto3 than sipflow's: a virtualenv of its own
+        if os.environ.get("CI") == "true":
+            pytest.fail("checkov must run in CI (.ci/run makes .venv-checkov)")
+        pytest.skip("checkov not installed (.ci/run makes .venv-checkov)")
     out = subprocess.run(
         [str(checkov()), "--config-file", str(AWS_DIR / ".checkov.yaml")],
         capture_output=True,
