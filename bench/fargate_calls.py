@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import http.client
+import json
 import os
 import shutil
 import subprocess
@@ -72,9 +74,6 @@ def main() -> None:
         boto3.client("ecs", endpoint_url=url, region_name="us-east-1").create_cluster(
             clusterName="bench"
         )
-        import http.client
-        import json
-
         c = http.client.HTTPConnection("127.0.0.1", port)
         c.request("POST", "/moto-api/state-manager/set-transition", body=json.dumps(
             {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}}
