@@ -16,6 +16,7 @@ from sipflow.settings import Settings
 BUILT_IN: dict[str, str] = {
     "local": "backends.local:LocalBackend",
     "docker": "backends.docker:DockerBackend",
+    "fargate": "backends.fargate:FargateBackend",
 }
 
 

@@ -34,6 +34,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from entrypoints import junit_file
 from entrypoints.admin_key import cli_key
 from entrypoints.cli_audit import audit_app
 from entrypoints.cli_capacity import capacity_app
@@ -252,16 +253,33 @@ def run(
         Path | None, typer.Option(help="With --embedded: keep the stack's files here.")
     ] = None,
     as_json: JsonOption = False,
+    junit: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the session's JUnit report here (also when no session ran: an invalid "
+            "spec, an unreachable API), for a CI job to upload."
+        ),
+    ] = None,
 ) -> None:
-    """Submit a session, follow its progress, print the verdict (exit 0 pass, 1 fail)."""
-    spec = _load_or_exit(spec_path)
+    """Submit a session, follow its progress, print the verdict (exit 0 pass, 1 fail, 2 invalid
+    spec, 3 error)."""
+    try:
+        spec = load_spec(spec_path)
+    except SpecFileError as exc:
+        _spec_errors(exc.errors, f"{spec_path}: invalid spec:")
+        if junit is not None:
+            why = "\n".join([f"{spec_path}: invalid spec:", *exc.errors])
+            junit_file.write(junit, junit_file.not_run(spec_path.stem, "invalid-spec", why))
+        raise typer.Exit(EXIT_INVALID) from None
     if not embedded:
-        raise typer.Exit(_run_session(_api_url(api), spec, as_json))
+        raise typer.Exit(_run_session(_api_url(api), spec, as_json, junit=junit))
     _raise_sigterm_as_interrupt()
     try:
         with _embedded_stack(data_dir) as private:
             private.keep_files = True  # until the run ends with a verdict: logs help
-            code = _run_session(private.stack.api_url, spec, as_json, private.stack.api_key)
+            code = _run_session(
+                private.stack.api_url, spec, as_json, private.stack.api_key, junit=junit
+            )
             private.keep_files = code != EXIT_PASS
     except (OSError, RuntimeError, TimeoutError) as exc:
         raise _fail(f"the embedded stack failed: {exc}") from None
@@ -270,7 +288,24 @@ def run(
     raise typer.Exit(code)
 
 
-def _run_session(api: str, spec: SessionSpec, as_json: bool, key: str | None = None) -> int:
+def _run_session(
+    api: str,
+    spec: SessionSpec,
+    as_json: bool,
+    key: str | None = None,
+    junit: Path | None = None,
+) -> int:
+    code, why = _run_session_once(api, spec, as_json, key, junit)
+    if junit is not None and why is not None:  # no session report: say why instead
+        kind = "invalid-spec" if code == EXIT_INVALID else "error"
+        junit_file.write(junit, junit_file.not_run(spec.name, kind, why))
+    return code
+
+
+def _run_session_once(
+    api: str, spec: SessionSpec, as_json: bool, key: str | None, junit: Path | None
+) -> tuple[int, str | None]:
+    """(exit code, why there is no session report) ; the report is written to `junit`."""
     body = spec.model_dump(mode="json")
     if "tenant" not in spec.model_fields_set:
         del body["tenant"]  # the key's tenant
@@ -279,31 +314,41 @@ def _run_session(api: str, spec: SessionSpec, as_json: bool, key: str | None = N
             resp = http.post("/v1/sessions", json=body)
         except httpx.HTTPError as exc:
             typer.echo(f"cannot reach the sipflow API at {api}: {exc}", err=True)
-            return EXIT_ERROR
+            return EXIT_ERROR, f"cannot reach the sipflow API at {api}: {exc}"
         if resp.status_code in (401, 403):
             typer.echo(f"the API answered {resp.status_code}: {_api_detail(resp)}", err=True)
-            return EXIT_ERROR
+            return EXIT_ERROR, f"the API answered {resp.status_code}: {_api_detail(resp)}"
         if resp.status_code == 422:
             detail = resp.json().get("detail")
             items = detail if isinstance(detail, list) else [{"msg": str(detail)}]
             _spec_errors(format_error_items(items), "the API rejected the spec:")
-            return EXIT_INVALID
+            return EXIT_INVALID, "the API rejected the spec:\n" + "\n".join(
+                format_error_items(items)
+            )
         if resp.status_code != 201:
             typer.echo(f"the API answered {resp.status_code}: {_api_detail(resp)}", err=True)
-            return EXIT_ERROR
+            return EXIT_ERROR, f"the API answered {resp.status_code}: {_api_detail(resp)}"
         created = resp.json()
         sid = created["id"]
         if not as_json:
             err.print(f"session [bold]{sid}[/] started: {created['links']['temporal_ui']}")
             err.print(f"live report: {api.rstrip('/')}/dashboard/sessions/{sid}")
         detail = _follow(http, sid, spec, quiet=as_json)
+        why: str | None = None
+        if junit is not None and detail is not None:
+            try:
+                report = http.get(f"/v1/sessions/{sid}/junit.xml")
+                report.raise_for_status()
+                junit_file.write(junit, report.content)
+            except httpx.HTTPError as exc:
+                why = f"session {sid}: no JUnit report from the API: {exc}"
     if detail is None:
-        return EXIT_ERROR
+        return EXIT_ERROR, f"session {sid}: lost track of it (see sipflow sessions show {sid})"
     if as_json:
         out.print_json(data=detail)
     else:
         _print_detail(detail)
-    return _exit_code(detail)
+    return _exit_code(detail), why
 
 
 def _exit_code(detail: dict[str, Any]) -> int:

@@ -58,6 +58,39 @@ class Settings(BaseSettings):
     # address on their bridge). Turn off where the broker/API are reached through ports
     # published by containers on other networks (Docker's isolation drops that traffic).
     docker_internal_networks: bool = True
+    # -- fargate backend (backends/fargate.py): one AWS Fargate task per runner ------------------
+    # The ECS cluster, the subnets (private) and security groups of the runners' tasks (awsvpc).
+    # No subnets: the backend is not configured (sessions on it fail at once with that reason,
+    # and the sweep asks AWS nothing).
+    fargate_cluster: str = "sipflow"
+    fargate_subnets: list[str] = []
+    fargate_security_groups: list[str] = []
+    fargate_assign_public_ip: bool = False
+    # AWS region and endpoint (the endpoint only for a stand-in such as moto; not set: AWS's).
+    fargate_region: str = "us-east-1"
+    fargate_endpoint_url: str | None = None
+    # The runner image in a registry ECS pulls from (not set: runner_image).
+    fargate_runner_image: str | None = None
+    # Roles of the runner tasks: execution (pulls the image, reads the session's token secret,
+    # writes logs) and task (the runner itself: needs no AWS permission). deploy/aws/ makes both.
+    fargate_execution_role_arn: str | None = None
+    fargate_task_role_arn: str | None = None
+    # CloudWatch log group of the runners (awslogs driver); not set: no log configuration.
+    fargate_log_group: str | None = None
+    # Secrets Manager names of the sessions' runner tokens: <prefix><session id>.
+    fargate_secret_prefix: str = "sipflow/runner-tokens/"
+    # Attempts of every AWS call (botocore's standard retry mode: throttling and transient
+    # errors, with exponential backoff and jitter).
+    fargate_api_attempts: int = 6
+    # A runner's RunTask answered with a failure (no capacity, ...) is tried again this many
+    # times in all, after fargate_run_backoff_s, doubling; then the session fails with the reason.
+    fargate_run_attempts: int = 5
+    fargate_run_backoff_s: float = 2.0
+    # How long the tasks of a role may take to reach RUNNING, and how often they are looked at.
+    fargate_start_timeout_s: float = 300.0
+    fargate_poll_s: float = 2.0
+    # SIGTERM to SIGKILL when a task is stopped (ECS's stopTimeout, at most 120 on Fargate).
+    fargate_stop_timeout_s: int = 30
     # Seconds between sweeps of what sessions that no longer run left behind, on every backend
     # (the worker sweeps when > 0).
     sweep_interval_s: float = 0

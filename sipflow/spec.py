@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from sipflow.addresses import uri_host
 from sipflow.caps import Caps
+from sipflow.fargate_sizes import InvalidSize, task_size
 from sipflow.load_profile import LoadProfile
 from sipflow.media_spec import MIN_HOLD_MS, MediaSpec
 from sipflow.thresholds import Threshold, parse_threshold
@@ -26,7 +27,7 @@ CALLEE_SCENARIOS = ("answer",)
 
 Transport = Literal["udp", "tcp"]
 # The backends a spec may ask for: the names in backends/registry.py (a test keeps them equal).
-Backend = Literal["local", "docker"]
+Backend = Literal["local", "docker", "fargate"]
 _USER_RE = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]+$")
 # A DNS name (letters, digits, hyphens, dots) or an IP literal: nothing a SIP header or a
 # SIPp injection file could be split on.
@@ -293,8 +294,9 @@ class SessionSpec(Strict):
         max_length=Caps.THRESHOLDS,
         description="conditions on the stored metrics, e.g. 'success_rate >= 99.5'",
     )
-    # Where the runners run: "local" (one process per runner on this machine) or "docker" (one
-    # container per runner, one network per session, on a Docker-API engine). Not given: the
+    # Where the runners run: "local" (one process per runner on this machine), "docker" (one
+    # container per runner, one network per session, on a Docker-API engine) or "fargate" (one
+    # AWS Fargate task per runner, backends/fargate.py). Not given: the
     # worker's default (SIPFLOW_DEFAULT_BACKEND, itself "local" unless set).
     backend: Backend | None = None
     timeout_s: Annotated[float | None, Field(gt=0, le=Caps.TIMEOUT_S)] = None
@@ -318,6 +320,14 @@ class SessionSpec(Strict):
             if any(a.password is None for a in callees.accounts):
                 raise ValueError("roles.callees.accounts: registering needs a password")
         _media_consistent(callers, callees)
+        if self.backend == "fargate":
+            for name, role in (("callees", callees), ("callers", callers)):
+                if role is None:
+                    continue
+                try:
+                    task_size(role.resources.cpus, role.resources.memory_mb)
+                except InvalidSize as exc:
+                    raise ValueError(f"roles.{name}.resources: {exc}") from None
         return self
 
     def parsed_thresholds(self) -> list[Threshold]:

@@ -34,8 +34,8 @@ def test_every_backend_a_spec_may_name_is_registered_and_implements_the_interfac
     for name in names():
         cls = backend_class(name)
         assert issubclass(cls, RunnerBackend) and cls.name == name
-    with pytest.raises(UnknownBackend, match="unknown backend 'fargate'"):
-        backend_class("fargate")
+    with pytest.raises(UnknownBackend, match="unknown backend 'nomad'"):
+        backend_class("nomad")
 
 
 def test_backend_is_resolved_from_the_spec_else_the_default(tmp_path: Path) -> None:
