@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     # 0: that part of the switch is off.
     runner_deadline_margin_s: float = 600
     runner_silence_s: float = 120
+    # Runner agents' on-disk spool of unacknowledged MQTT messages (RunnerConfig.spool_*):
+    # at most agent_spool_max_messages (one per stats interval, ~1-2 kB each: 20,000 is ~5.5
+    # hours of broker outage at 1 interval/s, ~40 MB); a finished agent waits up to
+    # agent_spool_linger_s for the broker to take what it still holds.
+    agent_spool_max_messages: int = 20000
+    agent_spool_linger_s: float = 300
     control_keepalive_s: float = 10
     # `sipflow up` starts a process of the stack that exited again after restart_backoff_s,
     # doubling with each further exit up to restart_backoff_max_s; one that ran for
