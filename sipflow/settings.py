@@ -82,6 +82,20 @@ class Settings(BaseSettings):
     restart_backoff_s: float = 1
     restart_backoff_max_s: float = 30
     restart_reset_s: float = 60
+    # On Ctrl-C/SIGTERM `sipflow up` cancels running sessions and waits this long for their
+    # clean-up (runners stopped, networks removed) before it stops the stack.
+    stop_cancel_timeout_s: float = 60
+    # Retention (sipflow/retention.py): a finished session's runs folder (SIPp files, logs,
+    # captures) is removed retention_runs_days after it finished, and oldest first while all
+    # runs folders together exceed retention_runs_max_bytes; its per-interval rows go after
+    # retention_rows_days (the session row, verdict and summary stay). The worker runs a pass
+    # every retention_interval_s (0: never; `sipflow retention run` does it by hand) and logs a
+    # warning when the data dir's file system has less than disk_warn_free_fraction free.
+    retention_runs_days: float = 30
+    retention_runs_max_bytes: int = 10 * 1024**3
+    retention_rows_days: float = 180
+    retention_interval_s: float = 3600
+    disk_warn_free_fraction: float = 0.1
     # Signs the per-session tokens runners fetch their files with. Not set: a random key kept
     # in data_dir/secrets (enough when API and worker share data_dir, as the embedded stack does).
     runner_token_secret: SecretStr | None = None

@@ -69,7 +69,6 @@ def test_spool_of_a_killed_agent_is_delivered_by_the_next_one(
         from runners.mqtt_link import MqttLink
         from runners.spool import Spool
         from sipflow.messages import RunnerState, control_topic, runner_topic
-        sid = {sid!r}
         from pathlib import Path
         sid = {sid!r}
         spool = Spool(Path({str(spool_dir)!r}), 1000)
