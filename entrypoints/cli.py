@@ -188,6 +188,7 @@ def up(
     stack = Stack(config)
     code = EXIT_PASS
     supervisor: Supervisor | None = None
+    kept = False
     try:
         with err.status("starting Temporal, mosquitto, worker and API ..."):
             stack.start()
@@ -214,32 +215,33 @@ def up(
             time.sleep(1)
     except KeyboardInterrupt:
         if supervisor is not None:
-            _stop_sessions(stack, supervisor, keep_sessions)
+            kept = _stop_sessions(stack, supervisor, keep_sessions)
     except (OSError, RuntimeError, TimeoutError) as exc:
         err.print(f"[red]the stack did not start:[/] {escape(str(exc))}")
         err.print(f"logs in {stack.data_dir / 'logs'}")
         code = EXIT_ERROR
     finally:
         with err.status("stopping ..."):
-            stack.stop()
+            stack.stop(keep_runners=kept)
     raise typer.Exit(code)
 
 
-def _stop_sessions(stack: Stack, supervisor: Supervisor, keep: bool) -> None:
+def _stop_sessions(stack: Stack, supervisor: Supervisor, keep: bool) -> bool:
     """Says how many sessions run; cancels them and waits (bounded) for their clean-up, or
-    leaves them to resume at the next start. A second Ctrl-C stops waiting."""
+    leaves them to resume at the next start. A second Ctrl-C stops waiting. True: sessions
+    are left running."""
     settings = stack.settings
     try:
         ids = shutdown.open_sessions(settings)
         if not ids:
-            return
+            return False
         if keep:
             err.print(
                 f"{len(ids)} session(s) running: kept, they resume at the next `sipflow up` on "
                 f"{stack.data_dir} (their runners stop by themselves after "
                 f"{settings.runner_silence_s:g}s without the worker)"
             )
-            return
+            return True
         wait = settings.stop_cancel_timeout_s
         err.print(
             f"{len(ids)} session(s) running: cancelling them and waiting up to {wait:g}s for "
@@ -248,10 +250,12 @@ def _stop_sessions(stack: Stack, supervisor: Supervisor, keep: bool) -> None:
         left = shutdown.cancel_sessions(settings, ids, wait, supervisor.check)
         if left:
             err.print(f"[yellow]{len(left)} session(s) still cleaning up: {', '.join(left)}[/]")
-        else:
-            err.print(f"{len(ids)} session(s) cancelled and cleaned up")
+            return True
+        err.print(f"{len(ids)} session(s) cancelled and cleaned up")
+        return False
     except KeyboardInterrupt:
         err.print("[yellow]stopping now; unfinished sessions resume at the next start[/]")
+        return True
 
 
 class _Embedded:
