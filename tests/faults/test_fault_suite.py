@@ -3,9 +3,11 @@ digest auth, caller calling it through the proxy) and asserts (a) the verdict th
 give, (b) stored per-runner counts equal to SIPp's own statistics files with no interval stored
 twice, (c) nothing of the session left. Each adds a row to the table printed at the end.
 
-Covered elsewhere (not repeated here): a stop of `sipflow up` with sessions running
-(test_stop_sessions.py), the runners' dead man's switch (tests/test_dead_mans_switch.py), the
-agent's spool under a long broker outage and its own kill -9 (test_agent_spool.py)."""
+Moved here: the whole-stack crash (was tests/test_stack_crash.py), the workflow bug (was in
+tests/test_workflow_faults.py). Covered elsewhere (not repeated here): a stop of `sipflow up`
+with sessions running (test_stop_sessions.py), the runners' dead man's switch
+(tests/test_dead_mans_switch.py), the agent's spool under a long broker outage and its own
+kill -9 (test_agent_spool.py)."""
 
 from __future__ import annotations
 
@@ -209,5 +211,10 @@ def test_workflow_bug_ends_with_error(
         sid = rs.submit(through(sut, "workflow-bug"))
         body = wait_final(rs, sid, timeout=120)
         assert body["status"] == "error"
-        assert any("workflow error while" in r for r in body["reasons"]), body["reasons"]
+        assert any(
+            "workflow error while running callers" in r
+            and "injected bug before publish_control" in r
+            for r in body["reasons"]
+        ), body["reasons"]
+        assert len(sorted((rs.runs_dir / sid).glob("*/agent.pid"))) == 2  # runners were up
         judge(fault_table, "workflow bug", rs, sid, body, "error")
