@@ -4,8 +4,9 @@ give, (b) stored per-runner counts equal to SIPp's own statistics files with no 
 twice, (c) nothing of the session left. Each adds a row to the table printed at the end.
 
 Moved here: the whole-stack crash (was tests/test_stack_crash.py), the workflow bug (was in
-tests/test_workflow_faults.py). Covered elsewhere (not repeated here): a stop of `sipflow up`
-with sessions running (test_stop_sessions.py), the runners' dead man's switch
+tests/test_workflow_faults.py). SIGTERM to `sipflow up` with sessions running cancels them (at the
+end of the first test); kept sessions resume (test_stop_sessions.py). Covered elsewhere (not
+repeated here): the runners' dead man's switch
 (tests/test_dead_mans_switch.py), the agent's spool under a long broker outage and its own
 kill -9 (test_agent_spool.py)."""
 
@@ -28,8 +29,10 @@ from sipflow.models import FINAL_STATUSES
 from tests.conftest import RunningStack, start_stack
 from tests.faults.checks import assert_stored_equals_sipp, leftovers, row, stored_and_made
 from tests.faults.private_pg import private_postgres
+from tests.faults.test_stop_sessions import stored_status
 from tests.faults.up_process import UpProcess
 from tests.sut.kamailio import kamailio
+from tests.test_cli_stack import listening
 
 CALLS = 150  # 10 calls/s for 15 s
 
@@ -116,8 +119,20 @@ def test_worker_kill9_and_api_kill9_under_sipflow_up(
         body = wait_final(rs, sid)
         assert restarted(up.data, "api", 1)
         judge(fault_table, "API kill -9, restarted (sipflow up)", rs, sid, body, "pass")
+
+        # SIGTERM with sessions running: says how many, cancels them with their clean-up.
+        sids = [rs.submit(through(sut, f"long-{i}", duration_s=120)) for i in range(2)]
+        for sid in sids:
+            rs.wait_phase(sid, "running callers", timeout=60)
     finally:
-        assert up.stop(signal.SIGINT) == 0, up.text()
+        code = up.stop(signal.SIGTERM)
+    assert code == 0, up.text()
+    assert "2 session(s) running: cancelling them" in up.text(), up.text()
+    assert "2 session(s) cancelled and cleaned up" in up.text(), up.text()
+    assert not any(listening(p) for p in up.ports)
+    for sid in sids:
+        assert stored_status(up.data, sid)[0] == "cancelled", sid
+        assert leftovers(rs, sid) == []
 
 
 def test_broker_kill9_and_restart_after_20s(

@@ -1,6 +1,6 @@
-"""SIGTERM to `sipflow up` while sessions run: it says how many, cancels them with their clean-up
-(nothing of them left) and exits; with --keep-sessions it leaves them, and the next `sipflow up`
-on the same data directory resumes them to a normal end."""
+"""SIGTERM to `sipflow up --keep-sessions` while a session runs leaves it, and the next
+`sipflow up` on the same data directory resumes it to a normal end. (Without --keep-sessions
+the sessions are cancelled with their clean-up: tests/faults/test_fault_suite.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 
 from tests.faults.up_process import UpProcess
 from tests.sipp_files import stored_vs_sipp
-from tests.test_cli_stack import listening
 from tests.test_e2e_session import no_leftovers
 
 
@@ -29,24 +28,6 @@ def stored_status(data: Path, sid: str) -> tuple[str, str | None]:
     with sqlite3.connect(data / "sipflow.db") as db:
         row = db.execute("SELECT status, verdict FROM session WHERE id = ?", (sid,)).fetchone()
     return row[0], row[1]
-
-
-def test_sigterm_cancels_running_sessions_with_their_cleanup(tmp_path: Path) -> None:
-    up = UpProcess(tmp_path / "stack", tmp_path / "up.log")
-    rs = up.start()
-    try:
-        sids = [rs.submit(spec(f"long-{i}", 120, 1200)) for i in range(2)]
-        for sid in sids:
-            rs.wait_phase(sid, "running callers", timeout=60)
-    finally:
-        code = up.stop(signal.SIGTERM)
-    assert code == 0, up.text()
-    assert "2 session(s) running: cancelling them" in up.text(), up.text()
-    assert "2 session(s) cancelled and cleaned up" in up.text(), up.text()
-    assert not any(listening(p) for p in up.ports)
-    for sid in sids:
-        assert stored_status(up.data, sid)[0] == "cancelled", sid
-        no_leftovers(rs, sid)
 
 
 def test_keep_sessions_leaves_them_to_resume_at_the_next_start(tmp_path: Path) -> None:
