@@ -22,9 +22,15 @@ from temporalio.client import Client
 
 from activities.keepalive import Keepalive
 from backends.runner_tokens import INGEST_USER, broker_password, token_key
-from sipflow import store
+from sipflow import media_store, store
 from sipflow.db import session_scope
-from sipflow.messages import DoneMessage, RunnerState, StatsMessage, parse_runner_topic
+from sipflow.messages import (
+    DoneMessage,
+    MediaReport,
+    RunnerState,
+    StatsMessage,
+    parse_runner_topic,
+)
 from sipflow.messages import session_runners_filter as runners_filter
 from sipflow.settings import Settings
 from sipflow.workflow_types import (
@@ -204,6 +210,11 @@ class IngestActivities:
                 SIGNAL_RUNNER_EVENT,
                 RunnerEvent(runner_id=rid, state=state.state, detail=state.detail),
             )
+        # --- media (branch `media`): a runner's audio streams, before its done message ---
+        elif kind == "media":
+            report = MediaReport.model_validate_json(msg.payload)
+            await asyncio.to_thread(self._store_media, report)
+        # --- end media ---
         elif kind == "done":
             done = DoneMessage.model_validate_json(msg.payload)
             await asyncio.to_thread(self._store_done, done)
@@ -229,6 +240,10 @@ class IngestActivities:
         with session_scope(self.url) as db:
             store.set_runner_state(db, msg.session_id, msg.runner_id, msg.state, msg.detail)
             return store.runner_last_seq(db, msg.session_id, msg.runner_id)
+
+    def _store_media(self, msg: MediaReport) -> None:  # branch `media`
+        with session_scope(self.url) as db:
+            media_store.store_media_report(db, msg)
 
     def _store_done(self, msg: DoneMessage) -> None:
         with session_scope(self.url) as db:

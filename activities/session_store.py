@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import activity
 
-from sipflow import session_secrets, store
+from sipflow import media_store, session_secrets, store
 from sipflow.crypto import keyring
 from sipflow.db import session_scope
 from sipflow.settings import Settings
@@ -76,6 +76,7 @@ class StoreActivities:
         with session_scope(self.url) as db:
             runners = store.runners(db, session_id)
             metrics = summarize(store.intervals(db, session_id), runners)
+            metrics.measured.update(media_store.measured(db, session_id))  # audio, if any
             return SessionSummary(metrics=metrics, reasons=failure_reasons(metrics, runners))
 
     @activity.defn

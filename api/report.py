@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from api import session_views as views
 from api.schemas import MetricPoint, RunnerOut
-from sipflow import store
+from sipflow import media_store, store
 from sipflow.models import SessionRow
 from sipflow.workflow_types import workflow_id
 
@@ -34,7 +34,7 @@ def build_report(db: Session, row: SessionRow, temporal_ui: str) -> dict[str, An
     sid = row.id
     ivs = store.intervals(db, sid)
     runner_rows = store.runners(db, sid)
-    shown = views.outcome(row, ivs, runner_rows)
+    shown = views.outcome(row, ivs, runner_rows, media_store.measured(db, sid))
     return {
         "report_version": 1,
         "exported_at": datetime.now(UTC).isoformat(),

@@ -94,6 +94,12 @@ class RunnerOut(BaseModel):
     failure_reasons: dict[str, int] | None = None
 
 
+class PlannedRate(BaseModel):
+    at_s: float
+    rate: float
+    stage: int | None = Field(default=None, description="set where a stage of the profile begins")
+
+
 class SessionDetail(SessionBrief):
     workflow_id: str
     spec: dict[str, Any]
@@ -114,6 +120,11 @@ class SessionDetail(SessionBrief):
     runners: list[RunnerOut]
     progress: Progress | None = Field(
         default=None, description="the workflow's live `progress` query, while it runs"
+    )
+    planned_rate: list[PlannedRate] | None = Field(
+        default=None,
+        description="with a load profile: the callers' rate the workflow sets, as steps "
+        "(seconds since the callers started, calls/s of all callers); the last point is its end",
     )
     links: Links
 

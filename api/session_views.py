@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
 
-from api.schemas import Links, MergedPoint, MetricPoint, RunnerSeries, SessionBrief
+from api.schemas import Links, MergedPoint, MetricPoint, PlannedRate, RunnerSeries, SessionBrief
 from sipflow import histogram
 from sipflow.models import Interval, IntervalCounts, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
@@ -114,9 +115,14 @@ class Outcome:
 
 
 def outcome(
-    row: SessionRow, intervals: Sequence[MetricInterval], runners: Sequence[RunnerRow]
+    row: SessionRow,
+    intervals: Sequence[MetricInterval],
+    runners: Sequence[RunnerRow],
+    media: Mapping[str, float | None] | None = None,
 ) -> Outcome:
+    """media: the session's audio metrics (sipflow.media_store.measured), if any."""
     metrics = summarize(intervals, runners)
+    metrics.measured.update(media or {})
     results, final = thresholds(row, metrics.measured)
     return Outcome(
         metrics=metrics,
@@ -206,3 +212,22 @@ def merged_series(intervals: Iterable[Interval]) -> dict[str, list[MergedPoint]]
     for iv in intervals:
         merged.add(iv)
     return merged.points()
+
+
+def planned_rate(spec: dict[str, Any]) -> list[PlannedRate] | None:
+    """The rate steps of the spec's load profile (None: a constant rate, or no valid spec)."""
+    try:
+        profile = SessionSpec.model_validate(spec).roles.callers.profile
+    except ValidationError:
+        return None
+    if profile is None:
+        return None
+    steps = [PlannedRate(at_s=0, rate=profile.initial_rate(), stage=0)]
+    for c in profile.commands():
+        if c.at_s == 0:
+            continue  # in the initial rate
+        if c.rate is not None:
+            steps.append(PlannedRate(at_s=c.at_s, rate=c.rate, stage=c.stage))
+        elif c.stage is not None:  # a stage that keeps the rate begins here
+            steps.append(PlannedRate(at_s=c.at_s, rate=steps[-1].rate, stage=c.stage))
+    return [*steps, PlannedRate(at_s=profile.duration_s(), rate=steps[-1].rate)]  # its end

@@ -28,7 +28,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -c requirements.lock -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -m pip install -q -c requirements.lock -e '.[dev,media]' 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c 'import sipflow, temporalio, fastapi' # fails loudly if the install did not work
 # --- dashboard (issue 4): Chart.js from dashboard/package-lock.json, headless Chromium for the
 # browser tests (Debian's package; Playwright drives it via executable_path) --------------------

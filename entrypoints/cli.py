@@ -37,6 +37,7 @@ from rich.table import Table
 from entrypoints import shutdown
 from entrypoints.admin_key import cli_key
 from entrypoints.cli_audit import audit_app
+from entrypoints.cli_capacity import capacity_app
 from entrypoints.cli_retention import retention_app
 from entrypoints.cli_schedules import schedules_app
 from entrypoints.cli_status import status
@@ -69,6 +70,7 @@ keys_app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(capacity_app, name="capacity")
 app.add_typer(retention_app, name="retention")
 
 out = Console()
@@ -574,6 +576,36 @@ def sessions_show(
         out.print_json(data=detail)
     else:
         _print_detail(detail, with_runners=True)
+
+
+@sessions_app.command("calls")
+def sessions_calls(
+    session_id: Annotated[str, typer.Argument(metavar="ID")],
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    api: ApiOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per-call audio of a session with `media:`: each direction's packets, loss, jitter, MOS."""
+    page = _get(api, f"/v1/sessions/{session_id}/calls", limit=limit, offset=offset)
+    if as_json:
+        out.print_json(data=page)
+        return
+    table = Table(title=f"{len(page['items'])} of {page['total']} calls", title_justify="left")
+    for col in ("call id", "audio", "direction", "received", "lost %", "jitter ms", "MOS"):
+        table.add_column(col, overflow="fold")
+    for call in page["items"]:
+        for i, d in enumerate(call["directions"]):
+            table.add_row(
+                escape(call["call_id"]) if i == 0 else "",
+                call["audio"] if i == 0 else "",
+                escape(_fmt(d["direction"])).replace("_to_", "→"),
+                _fmt(d["received"]),
+                _fmt(d["loss_pct"]),
+                _fmt(d["jitter_ms"]),
+                _fmt(d["mos"]),
+            )
+    out.print(table)
 
 
 # -- sipflow keys ---------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 NoteOption = Annotated[str | None, typer.Option(help="Why (shown on the schedule)")]
 
 
-def _call(api: str | None, method: str, path: str, body: Any = None) -> Any:
+def _call(api: str | None, method: str, path: str, body: Any = None, what: str = "schedule") -> Any:
     url = (api or get_settings().api_url).rstrip("/")
     key = cli_key(Settings())
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -41,7 +41,7 @@ def _call(api: str | None, method: str, path: str, body: Any = None) -> Any:
         typer.echo(f"cannot reach the sipflow API at {url}: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
     if resp.status_code == 422:
-        typer.echo("invalid schedule:", err=True)
+        typer.echo(f"invalid {what}:", err=True)
         for e in resp.json().get("detail", []):
             loc = ".".join(str(p) for p in e.get("loc", [])[1:])
             typer.echo(f"  {loc}: {e.get('msg')}", err=True)

@@ -11,6 +11,7 @@ import threading
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.capacity import CapacityActivities
 from activities.ingest import IngestActivities
 from activities.network import NetworkActivities
 from activities.runners import RunnerActivities
@@ -24,6 +25,7 @@ from sipflow import retention
 from sipflow.db import migrate
 from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings, get_settings
+from workflows.capacity_search import CapacitySearchWorkflow
 from workflows.schedule_run import ScheduledRunWorkflow
 from workflows.session import SessionWorkflow
 
@@ -45,10 +47,11 @@ def build_worker(
     network, runners = NetworkActivities(settings, backends), RunnerActivities(settings, backends)
     store, ingest = StoreActivities(settings), IngestActivities(settings, client)
     schedules = ScheduleActivities(settings)
+    capacity = CapacityActivities(settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[SessionWorkflow, ScheduledRunWorkflow],
+        workflows=[SessionWorkflow, ScheduledRunWorkflow, CapacitySearchWorkflow],
         activities=[
             network.provision_network,
             network.teardown_network,
@@ -66,6 +69,8 @@ def build_worker(
             schedules.admit_scheduled_run,
             schedules.judge_scheduled_run,
             schedules.send_schedule_alert,
+            capacity.measure_window,
+            capacity.update_search,
         ],
         activity_executor=executor,
         max_concurrent_activities=64,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from runners import injection, scenario_files
+from runners import injection, media_session, scenario_files
 from runners.image import HEARTBEAT_PATH
 from runners.mqtt_link import MqttLink
 from runners.registration import Attempt, Kind, Registration, SippRegister
@@ -221,7 +221,10 @@ class Agent:
             inj = injection.write_injection(
                 work / "main-injection.csv", injection.injection_rows(cfg, "main")
             )
+        media = media_session.start(cfg, name, scenario)  # media: None without audio
         files = SippFiles(scenario, inj, work / "main-stat.csv", work / "main-errors.log")
+        if media is not None:
+            files = SippFiles(files.scenario, inj, files.stat, files.errors, media.log_file)
         for stale in (files.stat, files.errors):
             stale.unlink(missing_ok=True)
         proc = SippProcess(
@@ -236,6 +239,8 @@ class Agent:
             proc.kill()  # never leave SIPp behind
             raise
         self._publish_stats(final=True)
+        for part in media.finish() if media is not None else []:
+            self.link.publish(self._topic("media"), part)
         reasons = parse_error_file(files.errors)
         if proc.terminated_at is not None and error is None:
             open_calls = stream.last_row.current_calls if stream.last_row else 0

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runners.injection import Phase
+from runners.media_session import sipp_args as media_args
 from sipflow.addresses import host_port
 from sipflow.runner_config import RunnerConfig
 
@@ -102,4 +103,5 @@ def build_command(
     if cfg.max_concurrent is not None:
         argv += ["-l", str(cfg.max_concurrent)]
     argv += ["-d", str(cfg.hold_ms)]
+    argv += media_args(cfg)  # -mi/-mp when the calls carry audio
     return argv

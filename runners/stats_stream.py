@@ -15,7 +15,8 @@ from runners.tail import LineTail
 from sipflow import histogram
 from sipflow.messages import Counters, Role, StatsMessage
 
-RTD = 1
+RTD = 1  # first INVITE -> 200: the response (setup) time
+PDD_RTD = 2  # first INVITE -> first 18x: the post-dial delay (call.xml)
 
 
 class StatsStream:
@@ -47,7 +48,7 @@ class StatsStream:
     def _read_rtt(self, final: bool) -> None:
         for line in self._rtt_tail.read_lines(final=final):
             sample = parse_rtt_line(line)
-            if sample is not None and sample.rtd == RTD:
+            if sample is not None and sample.rtd in (RTD, PDD_RTD):
                 self._pending.append(sample)
 
     def poll(self, final: bool = False) -> list[StatsMessage]:
@@ -72,7 +73,8 @@ class StatsStream:
 
     def _message(self, row: StatRow, samples: list[RttSample]) -> StatsMessage:
         self.last_row = row
-        self.samples_total += len(samples)
+        self.samples_total += sum(1 for s in samples if s.rtd == RTD)
+        pdd = [s.response_ms for s in samples if s.rtd == PDD_RTD]
         msg = StatsMessage(
             session_id=self.session_id,
             runner_id=self.runner_id,
@@ -83,7 +85,9 @@ class StatsStream:
             call_rate=row.call_rate,
             periodic=row.periodic,
             cumulative=row.cumulative,
-            histogram=histogram.from_samples(s.response_ms for s in samples),
+            histogram=histogram.from_samples(s.response_ms for s in samples if s.rtd == RTD),
+            pdd_histogram=histogram.from_samples(pdd) if pdd else [],
+            pdd_sum_ms=sum(pdd),
         )
         self.next_seq += 1
         return msg

@@ -84,6 +84,9 @@ class StatsMessage(BaseModel):
     cumulative: Counters
     # Periodic response-time counts on sipflow.histogram.BOUNDS_MS.
     histogram: list[int]
+    # Periodic post-dial delays (INVITE -> first 18x) on the same bounds; [] from older agents.
+    pdd_histogram: list[int] = Field(default_factory=list)
+    pdd_sum_ms: float = 0.0  # their sum: the mean is exact where the buckets are coarse
 
     model_config = {"populate_by_name": True}
 
@@ -134,3 +137,52 @@ class ControlMessage(BaseModel):
     rate: float | None = None  # calls/s for each caller runner of the session
 
     model_config = {"populate_by_name": True}
+
+
+class MediaSent(BaseModel):
+    """A stream this runner sent for one call: its source (the runner's SIPp media socket) and
+    SSRC, which is what the receiving runner reports it by."""
+
+    call_id: str
+    src: str  # "ip:port"
+    ssrc: int
+
+
+class MediaStream(BaseModel):
+    """One RTP stream this runner received (RFC 3550 counts), with its E-model score."""
+
+    src: str  # "ip:port" of the sender
+    ssrc: int
+    payload_type: int
+    received: int  # distinct packets
+    expected: int  # from the sequence numbers seen (first to last)
+    lost: int
+    duplicates: int
+    reordered: int
+    jitter_ms: float
+    r_factor: float
+    mos: float
+    pesq: float | None = None  # PESQ-NB MOS-LQO, when asked and available
+    first_time: float
+    last_time: float
+
+
+class MediaReport(BaseModel):
+    """Topic kind `media`: a runner's streams, sent and received, published before its done
+    message (in parts of at most MEDIA_PART_ITEMS entries each, numbered from 1)."""
+
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    session_id: str
+    runner_id: str
+    role: Role
+    part: int = Field(default=1, ge=1)
+    codec: str = "PCMU"
+    sample_pct: float = 100.0
+    sent: list[MediaSent] = Field(default_factory=list)
+    received: list[MediaStream] = Field(default_factory=list)
+    not_sampled: int = 0  # streams received but left out of the sample
+
+    model_config = {"populate_by_name": True}
+
+
+MEDIA_PART_ITEMS = 500

@@ -99,6 +99,9 @@ class Interval(IntervalPoint):
     role: str = Field(max_length=16)
     # Response-time counts on sipflow.histogram.BOUNDS_MS.
     histogram: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    # Post-dial delays (INVITE -> first 18x) on the same bounds; empty when none were measured.
+    pdd_histogram: list[int] | None = Field(default=None, sa_column=Column(JSON))
+    pdd_sum_ms: float | None = None
 
     @classmethod
     def from_message(cls, msg: StatsMessage) -> Interval:
@@ -198,3 +201,34 @@ class AlertDeliveryRow(SQLModel, table=True):
     attempts: int = 1
     error: str | None = Field(default=None, max_length=1000)
     at: datetime = _ts(nullable=False)
+
+
+class CallMediaRow(SQLModel, table=True):
+    """One direction of one call's audio (sipflow/media_store.py): the sending runner names the
+    call (Call-ID) of a stream, the receiving runner measures it; both write the same row, found
+    by the stream's key (the sender's media address and SSRC), in whichever order they arrive.
+    A row whose receiver columns stay empty is a direction without audio."""
+
+    __tablename__ = "call_media"
+    __table_args__ = (UniqueConstraint("session_id", "stream_key", name="uq_call_media"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(foreign_key="session.id", index=True, max_length=32)
+    stream_key: str = Field(max_length=96)  # "<ip>:<port>/<ssrc>"
+    call_id: str | None = Field(default=None, index=True, max_length=255)
+    direction: str | None = Field(default=None, max_length=24)  # caller_to_callee | ...
+    sender_runner: str | None = Field(default=None, max_length=64)
+    receiver_runner: str | None = Field(default=None, max_length=64)
+    codec: str | None = Field(default=None, max_length=8)
+    received: int | None = None
+    expected: int | None = None
+    lost: int | None = None
+    loss_pct: float | None = None
+    duplicates: int | None = None
+    reordered: int | None = None
+    jitter_ms: float | None = None
+    r_factor: float | None = None
+    mos: float | None = None
+    pesq: float | None = None
+    first_time: float | None = None
+    last_time: float | None = None

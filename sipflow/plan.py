@@ -131,6 +131,7 @@ def runner_configs(
                     domain=target.sip_domain if target else None,
                     registrar=registrar,
                     work_dir=runs_dir / sid / rid,
+                    media=callees.media.runner_config() if callees.media else None,
                 )
             )
         return configs
@@ -174,6 +175,7 @@ def runner_configs(
                 work_dir=runs_dir / sid / rid,
                 max_runtime_s=spec.expected_duration_s() * 3 + 60,
                 wait_for_go=wait_for_go,
+                media=callers.media.runner_config() if callers.media else None,
             )
         )
     return configs

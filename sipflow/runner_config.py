@@ -23,6 +23,22 @@ class RegistrarConfig(BaseModel):
     expires_s: int = 3600
 
 
+class MediaConfig(BaseModel):
+    """Audio in the calls of a built-in scenario (runners/media_*.py): SIPp streams the reference
+    audio from its media socket (media_port); the runner's RTP receiver on rtp_port, named in its
+    SDP, analyses what arrives (a share of the streams: sample_pct)."""
+
+    codec: Literal["PCMU", "PCMA"] = "PCMU"
+    analyse: bool = True
+    # emodel: loss/jitter -> MOS-CQE for every analysed stream; pesq: also PESQ (if installed)
+    # for the first MediaConfig.pesq_streams streams of each runner.
+    mos: Literal["emodel", "pesq"] = "emodel"
+    pesq_streams: int = Field(default=50, ge=0, le=10_000)
+    sample_pct: float = Field(default=100.0, gt=0, le=100)
+    media_port: int = 6000
+    rtp_port: int = 7000  # not media_port + 2: SIPp binds that one for video
+
+
 class RunnerConfig(BaseModel):
     session_id: str
     runner_id: str
@@ -90,3 +106,5 @@ class RunnerConfig(BaseModel):
     register_timeout_s: float = Field(default=10.0, gt=0, le=120)
     register_refresh_at: float = Field(default=0.8, gt=0, lt=1)
     unregister_timeout_s: float = Field(default=8.0, gt=0, le=120)
+    # Audio in the calls (built-in call/answer scenarios only); None: signalling only.
+    media: MediaConfig | None = None

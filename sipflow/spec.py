@@ -7,6 +7,7 @@ Validation errors carry the path of the wrong field (pydantic's `loc`), which th
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from typing import Annotated, Literal
 
@@ -14,6 +15,9 @@ import defusedxml.ElementTree as safe_xml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sipflow.addresses import uri_host
+from sipflow.caps import Caps
+from sipflow.load_profile import LoadProfile
+from sipflow.media_spec import MIN_HOLD_MS, MediaSpec
 from sipflow.thresholds import Threshold, parse_threshold
 
 BUILTIN_SCENARIOS = ("options", "register", "call", "answer")
@@ -31,28 +35,6 @@ _HOSTNAME_RE = re.compile(
 )
 # C0 and C1 control characters (CR, LF, NUL, ESC, DEL, ...) and the Unicode line separators.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-class Caps:
-    """Hard caps on every count and size of a spec, whoever submits it. A tenant's quota
-    (sipflow.tenant_policy) may only lower what these allow."""
-
-    AGENTS = 64  # per role
-    ACCOUNTS = 1000  # per role
-    CALL_TO = 1000
-    THRESHOLDS = 50
-    THRESHOLD_CHARS = 200
-    RATE = 20000.0  # calls/s, all agents
-    MAX_CALLS = 100_000_000
-    MAX_CONCURRENT = 100_000
-    DURATION_S = 86400.0
-    TIMEOUT_S = 86400.0 * 2
-    HOLD_MS = 3_600_000
-    NAME_CHARS = 120
-    USER_CHARS = 64
-    PASSWORD_CHARS = 128
-    HOST_CHARS = 253
-    SCENARIO_CHARS = 1_000_000
 
 
 def _no_control(v: str | None) -> str | None:
@@ -185,6 +167,8 @@ class RoleSpec(Strict):
     resources: Resources = Resources()
     # Impairment of the traffic to and from this role's runners (on top of the session's).
     network: Impairment = Impairment()
+    # Audio in the calls (built-in call/answer scenarios): sipflow/media_spec.py.
+    media: MediaSpec | None = None
 
     @field_validator("scenario")
     @classmethod
@@ -218,6 +202,9 @@ class CallerSpec(RoleSpec):
     duration_s: Annotated[float | None, Field(gt=0, le=Caps.DURATION_S)] = None
     max_concurrent: Annotated[int | None, Field(ge=1, le=Caps.MAX_CONCURRENT)] = None
     hold_ms: Annotated[int, Field(ge=0, le=Caps.HOLD_MS)] = 0
+    # How the rate changes over the session (ramp, steps, spike, stages); it sets `rate` (its
+    # start) and `duration_s` (its length), which then need not be given.
+    profile: LoadProfile | None = None
     # Who to call (user parts); default: the callees' accounts.
     call_to: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=Caps.USER_CHARS)]],
@@ -241,6 +228,8 @@ class CallerSpec(RoleSpec):
 
     @model_validator(mode="after")
     def _bounded(self) -> CallerSpec:
+        if self.profile is not None:
+            self._follow_profile(self.profile)
         if self.max_calls is None and self.duration_s is None:
             raise ValueError("give max_calls, duration_s or both, so the session ends")
         if self.max_calls is not None and self.max_calls < self.agents:
@@ -248,6 +237,40 @@ class CallerSpec(RoleSpec):
                 f"max_calls ({self.max_calls}) must be at least agents ({self.agents})"
             )
         return self
+
+    def _follow_profile(self, profile: LoadProfile) -> None:
+        """The profile's start and length become `rate` and `duration_s` (given: the same)."""
+        start, length = profile.initial_rate(), profile.duration_s()
+        if "rate" in self.model_fields_set and not math.isclose(self.rate, start):
+            raise ValueError(f"rate: with a profile, its start ({start:g}) is the rate")
+        if self.duration_s is not None and not math.isclose(self.duration_s, length):
+            msg = f"duration_s: with a profile, its stages ({length:g} s) are the length"
+            raise ValueError(msg)
+        self.rate, self.duration_s = start, length
+
+    def peak_rate(self) -> float:
+        return self.profile.peak() if self.profile is not None else self.rate
+
+
+def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
+    """Media runs on the built-in call/answer scenarios, on both ends of a call, with a hold."""
+    for path, role, builtin in (("callers", callers, "call"), ("callees", callees, "answer")):
+        if role is not None and role.media is not None and role.scenario != builtin:
+            raise ValueError(f"roles.{path}.media: needs the built-in {builtin!r} scenario")
+    if callers.media is None:
+        if callees is not None and callees.media is not None:
+            raise ValueError("roles.callers.media: callees have media, give callers media too")
+        return
+    if callees is None or callees.media is None:
+        # A stream from a party that is not a sipflow runner cannot be tied to its call yet.
+        raise ValueError("roles.callees.media: callers have media, give callees media too")
+    if callees is not None and callees.media is not None:
+        # Both ends must pick the same streams to analyse, or a direction looks silent.
+        for name in ("codec", "analyse", "sample_pct"):
+            if getattr(callees.media, name) != getattr(callers.media, name):
+                raise ValueError(f"roles.callees.media.{name}: must be the callers' {name}")
+    if callers.hold_ms < MIN_HOLD_MS:
+        raise ValueError(f"roles.callers.hold_ms: media needs at least {MIN_HOLD_MS} ms of call")
 
 
 class Roles(Strict):
@@ -294,6 +317,7 @@ class SessionSpec(Strict):
                 )
             if any(a.password is None for a in callees.accounts):
                 raise ValueError("roles.callees.accounts: registering needs a password")
+        _media_consistent(callers, callees)
         return self
 
     def parsed_thresholds(self) -> list[Threshold]:
@@ -307,6 +331,8 @@ class SessionSpec(Strict):
     def expected_duration_s(self) -> float:
         """How long the callers should take, for the workflow's completion timeout."""
         c = self.roles.callers
+        if c.profile is not None:  # its length; max_calls may end it sooner, not later
+            return (c.duration_s or 0.0) + c.hold_ms / 1000.0
         by_calls = (c.max_calls / c.rate) if c.max_calls else 0.0
         base = min(filter(None, [by_calls, c.duration_s])) if c.duration_s else by_calls
         return base + c.hold_ms / 1000.0

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sipflow import histogram
+from sipflow import histogram, kpis
 from sipflow.models import MetricInterval, RunnerRow
 
 
@@ -66,6 +66,14 @@ def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow])
         "achieved_rate": (callers.calls_created / span) if span else None,
         "lost_runners": float(sum(1 for r in runner_list if r.state == "lost")),
     }
+    callers_reasons = (r.failure_reasons or {} for r in runner_list if r.role == "caller")
+    measured |= kpis.telecom_kpis(
+        callers.calls_created,
+        callers.successful_calls,
+        kpis.invite_codes(callers_reasons),
+        (iv.pdd_histogram or [] for iv in intervals if iv.role == "caller"),
+        sum(iv.pdd_sum_ms or 0.0 for iv in intervals if iv.role == "caller"),
+    )
     return SessionMetrics(
         measured=measured, roles=roles, histogram=caller_hist, intervals=len(intervals)
     )

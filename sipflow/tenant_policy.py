@@ -184,6 +184,8 @@ def calls_bound(spec: SessionSpec) -> float:
     c = spec.roles.callers
     if c.max_calls is not None:
         return c.max_calls
+    if c.profile is not None:
+        return math.ceil(c.profile.planned_calls())
     return math.ceil(c.rate * (c.duration_s or 0))
 
 
@@ -206,7 +208,9 @@ def check_spec(policy: TenantPolicy, spec: SessionSpec) -> None:
     if q.agents is not None and agents > q.agents:
         msg = f"{agents} agents over the tenant's {q.agents}"
         raise PolicyViolation("quota", ("roles",), "agents", msg, q.agents)
-    check_rate(policy, spec.roles.callers.rate, ("roles", "callers", "rate"))
+    callers = spec.roles.callers
+    rate_loc = ("roles", "callers", "profile" if callers.profile else "rate")
+    check_rate(policy, callers.peak_rate(), rate_loc)
     calls = calls_bound(spec)
     if q.calls_per_session is not None and calls > q.calls_per_session:
         msg = f"{calls:g} calls over the tenant's {q.calls_per_session} per session"

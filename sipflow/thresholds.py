@@ -23,7 +23,24 @@ METRICS: dict[str, str] = {
     "response_time_p99_ms": "99th percentile response time",
     "achieved_rate": "calls created per second of the callers' run time",
     "lost_runners": "runners whose agent vanished (MQTT Last Will)",
+    "asr": "answer-seizure ratio: answered / attempted calls of the callers, in %",
+    "ner": "network effectiveness ratio: (answered + busy/no-answer/declined) / attempted, in %",
+    "pdd_mean_ms": "mean post-dial delay (first INVITE to first 180/183)",
+    "pdd_p50_ms": "median post-dial delay (a bucket bound, see sipflow.histogram)",
+    "pdd_p95_ms": "95th percentile post-dial delay",
+    # Audio (roles' `media:`, sipflow/media_store.py).
+    "media_calls": "calls with audio analysed (in the sample)",
+    "mos_median": "median E-model MOS-CQE of the calls' audio directions",
+    "mos_p5": "5th percentile E-model MOS-CQE of the calls' audio directions",
+    "pesq_median": "median PESQ-NB of the directions scored (media mos: pesq)",
+    "pesq_p5": "5th percentile PESQ-NB of the directions scored (media mos: pesq)",
+    "rtp_loss_pct": "RTP packets lost of those expected, in %",
+    "jitter_p95_ms": "95th percentile RFC 3550 jitter of the audio streams",
+    "one_way_audio_calls": "analysed calls with audio in one direction only",
+    "no_audio_calls": "analysed calls with audio in neither direction",
 }
+# Besides METRICS: code_NNN, the callers' calls that ended on final response NNN (e.g. code_503).
+CODE_METRIC = re.compile(r"^code_([1-6][0-9]{2})$")
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -56,8 +73,9 @@ def parse_threshold(text: str) -> Threshold:
     if not m:
         raise ValueError(f"{text!r} is not '<metric> <op> <number>' (ops: {' '.join(OPS)})")
     metric, op, value = m.groups()
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+    if metric not in METRICS and not CODE_METRIC.match(metric):
+        known = ", ".join([*METRICS, "code_NNN"])
+        raise ValueError(f"unknown metric {metric!r}; known: {known}")
     return Threshold(metric=metric, op=op, value=float(value))
 
 
@@ -67,7 +85,8 @@ def evaluate(
     """A threshold whose metric has no value (e.g. no response times) fails."""
     results = []
     for t in thresholds:
-        value = measured.get(t.metric)
+        # A code never seen is 0 calls, not an unknown.
+        value = measured.get(t.metric, 0.0 if CODE_METRIC.match(t.metric) else None)
         passed = value is not None and OPS[t.op](value, t.value)
         results.append(ThresholdResult(threshold=str(t), measured=value, passed=passed))
     return results

@@ -110,3 +110,18 @@ class ScheduledRunResult(BaseModel):
     verdict: str
     state: str
     alert: str | None = None
+
+
+# -- capacity search -------------------------------------------------------------------------------
+CAPACITY_NAME = "CapacitySearchWorkflow"
+QUERY_CAPACITY = "capacity"
+
+
+def capacity_workflow_id(search_id: str) -> str:
+    return f"capacity-{search_id}"
+
+
+class CapacityInput(BaseModel):
+    search_id: str
+    tenant: str
+    spec: dict[str, Any]  # sipflow.capacity.CapacitySearchSpec as JSON (clear passwords)

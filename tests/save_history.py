@@ -43,10 +43,25 @@ def direct_spec(thresholds: list[str] = THRESHOLDS, **callers: Any) -> dict[str,
     }
 
 
-async def save(address: str, session_id: str, name: str, settings: Settings) -> Path:
+PROFILE = {"shape": "ramp", "start": 10, "to": 30, "over": "3s", "hold": "2s"}
+CAPACITY = {
+    "name": "recorded",
+    "session": {"roles": {"callees": {"agents": 1}, "callers": {"agents": 1}}},
+    "criteria": ["success_rate >= 99"],
+    "start": 10,
+    "ceiling": 20,
+    "warmup": 1,
+    "window": 2,
+    "settle": 0.5,
+}
+
+
+async def save(
+    address: str, session_id: str, name: str, settings: Settings, prefix: str = "session"
+) -> Path:
     """Saved decoded (clear payloads): the replay test needs no key of the recording stack."""
     client = await Client.connect(address)
-    history = await client.get_workflow_handle(f"session-{session_id}").fetch_history()
+    history = await client.get_workflow_handle(f"{prefix}-{session_id}").fetch_history()
     codec = EncryptionCodec(keyring(settings))
     for event in history.events:
         map_payloads(event, codec.decode_one)
@@ -64,6 +79,9 @@ def record(release: str) -> list[Path]:
             passing = rs.submit(direct_spec(rate=20, max_calls=20))
             failing = rs.submit(direct_spec(["response_time_p50_ms < 0"], rate=50, max_calls=10))
             cancelled = rs.submit(direct_spec(rate=10, duration_s=60))
+            profiled = rs.submit(direct_spec(profile=PROFILE))
+            search = rs.http.post("/v1/capacity", json=CAPACITY)
+            assert search.status_code == 201, search.text
             rs.wait_phase(cancelled, "running callers")
             time.sleep(3)  # callers started: cancelled while the workflow waits for them
             assert rs.http.post(f"/v1/sessions/{cancelled}/cancel").status_code == 202
@@ -71,6 +89,7 @@ def record(release: str) -> list[Path]:
                 passing: ("completed", "pass"),
                 failing: ("completed", "fail"),
                 cancelled: ("cancelled", "fail"),
+                profiled: ("completed", "pass"),
             }
             for sid, outcome in expected.items():
                 body = rs.wait(sid)
@@ -79,10 +98,18 @@ def record(release: str) -> list[Path]:
             settings = Settings(data_dir=rs.stack.data_dir)
             names = {passing: "session_pass", failing: "session_fail_threshold"}
             names[cancelled] = "session_cancelled"
-            return [
+            names[profiled] = "session_profile"
+            search_id = search.json()["id"]
+            deadline = time.monotonic() + 120
+            while rs.http.get(f"/v1/capacity/{search_id}").json()["status"] != "completed":
+                assert time.monotonic() < deadline, "capacity search did not complete"
+                time.sleep(0.5)
+            saved = [
                 asyncio.run(save(address, sid, f"{release}/{name}", settings))
                 for sid, name in names.items()
             ]
+            capacity = f"{release}/capacity_search"
+            return [*saved, asyncio.run(save(address, search_id, capacity, settings, "capacity"))]
         finally:
             stacks.close()
 

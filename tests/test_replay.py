@@ -19,6 +19,7 @@ from sipflow.crypto import new_key_entry, parse_keys
 from sipflow.payload_codec import ENCODING, EncryptionCodec, data_converter
 from sipflow.settings import Settings
 from tests.history_payloads import map_payloads, payloads
+from workflows.capacity_search import CapacitySearchWorkflow
 from workflows.session import SessionWorkflow
 
 ROOT = Path(__file__).parent / "data" / "histories"
@@ -27,11 +28,11 @@ RELEASES = sorted({p.parent.name for p in HISTORIES})
 
 
 def _history(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(f"session-{path.stem}", path.read_text())
+    return WorkflowHistory.from_json(path.stem, path.read_text())
 
 
 def test_every_release_has_its_histories() -> None:
-    assert {"0.1.0", "0.2.0"} <= set(RELEASES), RELEASES
+    assert {"0.1.0", "0.2.0", "0.3.0"} <= set(RELEASES), RELEASES
     for release in RELEASES:
         names = {p.stem for p in HISTORIES if p.parent.name == release}
         expected = {"session_pass", "session_cancelled", "session_fail_threshold"}
@@ -41,7 +42,8 @@ def test_every_release_has_its_histories() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 async def test_replay(path: Path, tmp_path: Path) -> None:
     replayer = Replayer(
-        workflows=[SessionWorkflow], data_converter=data_converter(Settings(data_dir=tmp_path))
+        workflows=[SessionWorkflow, CapacitySearchWorkflow],
+        data_converter=data_converter(Settings(data_dir=tmp_path)),
     )
     await replayer.replay_workflow(_history(path))
 

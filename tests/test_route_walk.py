@@ -59,7 +59,16 @@ def objects(database_url: str) -> dict[str, str]:
         "runner_id": RID,
         "key_id": key_id,
         "schedule_id": _schedule_id(database_url),
+        "search_id": _search_id(database_url),
     }
+
+
+def _search_id(database_url: str) -> str:
+    from sipflow import capacity_store
+
+    with session_scope(database_url) as db:
+        capacity_store.create(db, "search0", "team-a", "walked", {})
+    return "search0"
 
 
 def _schedule_id(database_url: str) -> str:

@@ -50,7 +50,10 @@ with workflow.unsafe.imports_passed_through():
         SetRate,
     )
 
+from workflows.load_profile import follow
+
 FINAL = ("done", "failed", "lost")
+
 INGEST_READY = "*ingest*"
 READY_TIMEOUT = timedelta(seconds=60)
 # How long a runner may be "lost" (its MQTT will) before the session gives up on it.
@@ -65,6 +68,8 @@ CANCEL_IN_ACTIVITY = "cancel-in-activity"
 # A bug of ours (an exception that is no activity's failure) ends the session with verdict
 # `error` after clean-up; before, the workflow task failed and retried forever.
 BUG_ENDS_SESSION = "bug-ends-session"
+# Sessions with a load profile: the workflow changes the callers' rate along it.
+LOAD_PROFILE = "load-profile"
 
 
 def is_bug(exc: Exception) -> bool:
@@ -104,6 +109,7 @@ class SessionWorkflow:
         self._expected_calls: int | None = None
         self._reasons: list[str] = []
         self._placements: list[Placement] = []
+        self._profiled = False  # a load profile drives the rate
 
     # -- messages from the ingest activity and from users ------------------------------------
     @workflow.signal(name=SIGNAL_RUNNER_EVENT)
@@ -140,17 +146,22 @@ class SessionWorkflow:
 
     @workflow.update(name=UPDATE_SET_RATE)
     async def set_rate(self, req: SetRate) -> float:
-        msg = ControlMessage(type="rate", rate=req.rate / self._caller_agents)
+        await self._send_rate(req.rate)
+        return req.rate
+
+    async def _send_rate(self, rate: float) -> None:
+        msg = ControlMessage(type="rate", rate=rate / self._caller_agents)
         await short_activity(
             RunnerActivities.publish_control, PublishControl(session_id=self._sid, message=msg)
         )
-        self._rate = req.rate
-        return req.rate
+        self._rate = rate
 
     @set_rate.validator
     def _validate_rate(self, req: SetRate) -> None:
         if not 0 < req.rate <= 20000:
             raise ValueError("rate must be > 0 and <= 20000 calls/s")
+        if self._profiled:
+            raise ValueError("the rate follows the session's load profile")
         if self._phase not in ("starting callees", "running callers"):
             raise ValueError(
                 f"the rate can only change while the session runs (now: {self._phase})"
@@ -168,6 +179,7 @@ class SessionWorkflow:
             callers.max_calls,
         )
         callee_ids, caller_ids = plan.runner_ids(spec, "callee"), plan.runner_ids(spec, "caller")
+        self._profiled = callers.profile is not None and workflow.patched(LOAD_PROFILE)
         self._runners = {r: "pending" for r in callee_ids + caller_ids}
         target = f"{spec.target.host}:{spec.target.port}" if spec.target else "direct"
         workflow.upsert_search_attributes(
@@ -240,7 +252,18 @@ class SessionWorkflow:
                 await self._release_callers(caller_ids)
             else:
                 await self._start(spec, "caller", peers)
-            await self._await_callers(caller_ids, timedelta(seconds=expected * 2 + 120))
+            profile = spec.roles.callers.profile
+            if profile is not None and self._profiled:
+                stages = len(profile.stages())
+                driver = asyncio.create_task(follow(profile.commands(), self._send_rate, stages))
+                try:
+                    await self._await_callers(caller_ids, timedelta(seconds=expected * 2 + 120))
+                finally:
+                    driver.cancel()
+                if driver.done() and not driver.cancelled() and driver.exception():
+                    self._reasons.append(f"load profile not followed: {driver.exception()}")
+            else:
+                await self._await_callers(caller_ids, timedelta(seconds=expected * 2 + 120))
         except asyncio.CancelledError:
             status = "cancelled"
             self._reasons.append("cancelled")

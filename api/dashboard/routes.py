@@ -34,7 +34,7 @@ from api.deps import DbDep, SettingsDep, session_or_404
 from api.errors import json_safe
 from api.responses import COMMON, MAX_OFFSET, media
 from backends.runner_tokens import LIVE_USER, broker_password, token_key
-from sipflow import schedule_store, store
+from sipflow import capacity_store, schedule_store, store
 from sipflow.db import session_scope
 from sipflow.models import FINAL_STATUSES, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
@@ -154,6 +154,18 @@ def report_page(session_id: str, principal: PageDep, db: DbDep) -> FileResponse:
 @pages.get("/dashboard/schedules")
 def schedules_page(principal: PageDep) -> FileResponse:
     return _page("schedules.html")
+
+
+@pages.get("/dashboard/capacity")
+def capacity_page(principal: PageDep) -> FileResponse:
+    return _page("capacity.html")
+
+
+@pages.get("/dashboard/capacity/{search_id}")
+def capacity_search_page(search_id: str, principal: PageDep, db: DbDep) -> FileResponse:
+    if capacity_store.get(db, search_id, principal.tenant) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no capacity search {search_id!r}")
+    return _page("capacity.html")
 
 
 @pages.get("/dashboard/admin")

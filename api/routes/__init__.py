@@ -5,6 +5,8 @@ from fastapi import APIRouter
 from api.responses import COMMON
 from api.routes import (
     audit,
+    calls,
+    capacity,
     codec,
     exports,
     health,
@@ -17,6 +19,7 @@ from api.routes import (
 
 api_router = APIRouter(responses=COMMON)
 api_router.include_router(sessions.router)
+api_router.include_router(calls.router)
 api_router.include_router(exports.router)
 api_router.include_router(health.router)
 api_router.include_router(runner_files.router)
@@ -26,3 +29,4 @@ api_router.include_router(keys.router)
 api_router.include_router(audit.router)
 api_router.include_router(policy.router)
 api_router.include_router(schedules.router)
+api_router.include_router(capacity.router)

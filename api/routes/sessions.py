@@ -31,7 +31,7 @@ from api.schemas import (
     SessionMetricsOut,
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
-from sipflow import audit, session_secrets, store, tenant_policy
+from sipflow import audit, media_store, session_secrets, store, tenant_policy
 from sipflow.models import FINAL_STATUSES, SessionRow
 from sipflow.spec import SessionSpec
 from sipflow.workflow_types import (
@@ -251,7 +251,8 @@ async def get_session(
 ) -> SessionDetail:
     row = session_or_404(db, session_id, principal.tenant)
     runner_rows = store.runners(db, session_id)
-    shown = views.outcome(row, store.intervals(db, session_id), runner_rows)
+    media = media_store.measured(db, session_id)
+    shown = views.outcome(row, store.intervals(db, session_id), runner_rows, media)
     progress = None
     if row.status not in FINAL_STATUSES:
         progress = await _progress(temporal, session_id)
@@ -268,6 +269,7 @@ async def get_session(
         reasons=shown.reasons,
         runners=[RunnerOut.model_validate(r, from_attributes=True) for r in runner_rows],
         progress=progress,
+        planned_rate=views.planned_rate(row.spec),
         links=views.links(request, settings, session_id),
     )
 

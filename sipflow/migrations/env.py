@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 import sipflow.accounts
 import sipflow.audit
+import sipflow.capacity_store
 import sipflow.models  # noqa: F401
 from sipflow.db import get_engine
 

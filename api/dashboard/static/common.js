@@ -96,6 +96,7 @@ export function nav(active) {
       link("/dashboard/new", "New session", "new"),
       link("/dashboard/compare", "Compare", "compare"),
       link("/dashboard/schedules", "Schedules", "schedules"),
+      link("/dashboard/capacity", "Capacity", "capacity"),
       link("/dashboard/admin", "Admin", "admin"),
       el("a", { href: "/docs" }, "API docs"),
       el("span", { id: "whoami", class: "signout muted" }),

@@ -46,13 +46,27 @@ function series(role, key, start) {
   return [...m.values()].sort((a, b) => a.time - b.time).map((p) => ({ x: p.time - start, y: p[key] }));
 }
 
+// The load profile's rate as the workflow sets it: a staircase from the callers' first second
+// (before they start: from 0), drawn dashed over the measured rate.
+function planned(start) {
+  const plan = detail && detail.planned_rate;
+  if (!plan || !plan.length) return [];
+  const callers = points.caller;
+  const from = callers && callers.size ? Math.min(...callers.keys()) - 1 - start : 0;
+  const steps = [];
+  plan.slice(0, -1).forEach((c, i) => {  // the last point is the plan's end
+    steps.push({ x: from + c.at_s, y: c.rate }, { x: from + plan[i + 1].at_s, y: c.rate });
+  });
+  return [dataset("planned", steps, PALETTE[1], { borderDash: [6, 4], pointRadius: 0, fill: false })];
+}
+
 function render() {
   frame = 0;
   if (charts) {
     const start = t0();
     const roles = Object.keys(points).sort((a, b) => (a === "caller" ? -1 : b === "caller" ? 1 : a.localeCompare(b)));
     const perRole = (key) => roles.map((r, i) => dataset(`${r}s`, series(r, key, start), ROLE_COLOR[r] || PALETTE[i + 2]));
-    setDatasets(charts.rate, perRole("call_rate"));
+    setDatasets(charts.rate, [...perRole("call_rate"), ...planned(start)]);
     setDatasets(charts.concurrent, perRole("current_calls"));
     const calls = [];
     roles.forEach((r, i) => {
@@ -207,11 +221,33 @@ async function loadDetail() {
     ? el("ul", {}, ...reasons, ...causes)
     : el("span", { class: "muted" }, final ? "None." : "None so far."));
   renderRunners();
+  if (final) loadCalls();
   if (final) {
     if (source && source.readyState !== EventSource.CLOSED) { /* the stream ends itself */ }
   } else {
     detailTimer = setTimeout(loadDetail, 2000);
   }
+}
+
+// -- per-call audio (roles' media:), the first page ---------------------------------------------
+async function loadCalls() {
+  const roles = (detail && detail.spec.roles) || {};
+  if (!(roles.callers && roles.callers.media)) return;
+  let page;
+  try {
+    page = await api(`/v1/sessions/${sid}/calls?limit=100`);
+  } catch (e) {
+    return; // the rest of the report stands without it
+  }
+  $("#media").hidden = false;
+  $("#media-count").textContent = `(${page.items.length} of ${page.total})`;
+  $("#calls tbody").replaceChildren(...page.items.flatMap((c) => c.directions.map((d, i) =>
+    el("tr", { "data-audio": c.audio },
+      el("td", { class: "mono" }, i === 0 ? c.call_id : ""), el("td", {}, i === 0 ? c.audio : ""),
+      el("td", {}, d.direction || ""), el("td", { class: "num" }, fmtNum(d.received)),
+      el("td", { class: "num" }, fmtNum(d.loss_pct, 2)), el("td", { class: "num" }, fmtNum(d.duplicates)),
+      el("td", { class: "num" }, fmtNum(d.reordered)), el("td", { class: "num" }, fmtNum(d.jitter_ms, 2)),
+      el("td", { class: "num" }, fmtNum(d.mos, 2))))));
 }
 
 function renderRunners() {

@@ -1,0 +1,155 @@
+"""Media in a runner's calls: the scenario's media variant, SIPp's media options, the RTP
+receiver, and the report the agent publishes (topic kind `media`) before its done message.
+
+How a stream is tied to its call: SIPp gives the streams of one process the SSRCs 0xCA110000,
+0xCA110001, ... in the order it starts them; the scenario starts each stream and logs
+`sipflow-media <Call-ID>` in one action, so the n-th line of the log is the call of SSRC
+0xCA110000 + n. The sender reports (Call-ID, its media address, SSRC); the receiver reports the
+stream it got from that address with that SSRC; the store joins the two.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from runners import media_pesq
+from runners.media_audio import PAYLOAD_TYPE, reference_file, speech_like
+from runners.media_emodel import mos_cqe, r_factor
+from runners.media_rtp import RtpReceiver, StreamStats, sampled
+from sipflow.messages import MEDIA_PART_ITEMS, MediaReport, MediaSent, MediaStream
+from sipflow.runner_config import MediaConfig, RunnerConfig
+
+log = logging.getLogger(__name__)
+SSRC_BASE = 0xCA110000
+LOG_TAG = "sipflow-media"
+SDP_PLAIN = "m=audio [media_port] RTP/AVP 0\n      a=rtpmap:0 PCMU/8000"
+CALLER_ANSWERED = '<action><assign assign_to="answered" value="1"/></action>'
+CALLEE_ACK = '<recv request="ACK" optional="true" rtd="true" crlf="true"/>'
+
+
+def sipp_args(cfg: RunnerConfig) -> list[str]:
+    """SIPp's media socket (the streams' source) on the runner's own address."""
+    if cfg.media is None:
+        return []
+    return ["-mi", cfg.local_ip, "-mp", str(cfg.media.media_port)]
+
+
+def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
+    """The built-in call/answer scenario with audio: the SDP offers/answers `media.codec` on the
+    RTP receiver's port, and each call streams the reference audio (looped until the call ends)
+    and logs its Call-ID in the same action."""
+    pt = PAYLOAD_TYPE[media.codec]
+    sdp = f"m=audio {media.rtp_port} RTP/AVP {pt}\n      a=rtpmap:{pt} {media.codec}/8000"
+    stream = f'<exec rtp_stream="{audio},-1,{pt}"/><log message="{LOG_TAG} [call_id]"/>'
+    if SDP_PLAIN not in xml:
+        raise ValueError("the scenario has no SDP sipflow knows how to give media")
+    out = xml.replace(SDP_PLAIN, sdp)
+    if CALLER_ANSWERED in out:
+        answered = CALLER_ANSWERED.replace("</action>", f"{stream}</action>")
+        out = out.replace(CALLER_ANSWERED, answered)
+    elif CALLEE_ACK in out:
+        out = out.replace(CALLEE_ACK, CALLEE_ACK[:-2] + f"><action>{stream}</action></recv>")
+    else:
+        raise ValueError("the scenario has no point where sipflow can start the audio")
+    return out
+
+
+def sent_streams(log_file: Path, src: str, sample_pct: float) -> list[tuple[str, int]]:
+    """(Call-ID, SSRC) of the streams SIPp started, from its log, in the sample."""
+    if not log_file.exists():
+        return []
+    out = []
+    n = 0
+    for line in log_file.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) != 2 or parts[0] != LOG_TAG:
+            continue
+        ssrc = (SSRC_BASE + n) & 0xFFFFFFFF
+        n += 1
+        if sampled(src, ssrc, sample_pct):
+            out.append((parts[1], ssrc))
+    return out
+
+
+def stream_result(s: StreamStats, codec: str) -> MediaStream:
+    r = r_factor(codec, s.loss_pct, s.jitter_ms)
+    pesq = None
+    if s.payloads is not None:
+        pesq = media_pesq.score(s.payloads, s.max_ext, speech_like(), codec)
+    return MediaStream(
+        src=s.src,
+        ssrc=s.ssrc,
+        payload_type=s.payload_type,
+        received=s.received,
+        expected=s.expected,
+        lost=s.lost,
+        duplicates=s.duplicates,
+        reordered=s.reordered,
+        jitter_ms=round(s.jitter_ms, 3),
+        r_factor=round(r, 2),
+        mos=round(mos_cqe(r), 3),
+        pesq=pesq,
+        first_time=s.first_time,
+        last_time=s.last_time,
+    )
+
+
+class MediaSession:
+    """One SIPp run's media (see the module's docstring)."""
+
+    def __init__(self, cfg: RunnerConfig, media: MediaConfig, scenario: Path) -> None:
+        self.cfg, self.media = cfg, media
+        self.log_file = scenario.with_name("media.log")
+        self.log_file.unlink(missing_ok=True)
+        audio = reference_file(cfg.work_dir, media.codec)
+        scenario.write_text(media_variant(scenario.read_text(), media, audio))
+        self.receiver: RtpReceiver | None = None
+        if media.analyse:
+            keep = media.pesq_streams if media.mos == "pesq" else 0
+            if keep and not media_pesq.available():
+                log.warning("mos: pesq asked, but the pesq package is not installed: no PESQ")
+                keep = 0
+            self.receiver = RtpReceiver(cfg.local_ip, media.rtp_port, media.sample_pct, keep)
+            self.receiver.start()
+
+    @property
+    def src(self) -> str:
+        return f"{self.cfg.local_ip}:{self.media.media_port}"
+
+    def finish(self) -> list[MediaReport]:
+        """Stops the receiver; the report, in parts (none when nothing is analysed)."""
+        if self.receiver is None:
+            return []
+        self.receiver.stop()
+        sent = [
+            MediaSent(call_id=c, src=self.src, ssrc=ssrc)
+            for c, ssrc in sent_streams(self.log_file, self.src, self.media.sample_pct)
+        ]
+        received = [stream_result(s, self.media.codec) for s in self.receiver.streams.values()]
+        parts = []
+        n = max(1, -(-max(len(sent), len(received)) // MEDIA_PART_ITEMS))
+        for i in range(n):
+            lo, hi = i * MEDIA_PART_ITEMS, (i + 1) * MEDIA_PART_ITEMS
+            parts.append(
+                MediaReport(
+                    session_id=self.cfg.session_id,
+                    runner_id=self.cfg.runner_id,
+                    role=self.cfg.role,
+                    part=i + 1,
+                    codec=self.media.codec,
+                    sample_pct=self.media.sample_pct,
+                    sent=sent[lo:hi],
+                    received=received[lo:hi],
+                    not_sampled=len(self.receiver.not_sampled) if i == 0 else 0,
+                )
+            )
+        log.info("media: %d streams sent, %d received and analysed", len(sent), len(received))
+        return parts
+
+
+def start(cfg: RunnerConfig, name: str, scenario: Path) -> MediaSession | None:
+    """The media of this run, or None (no media asked, or not a built-in call/answer)."""
+    if cfg.media is None or name not in ("call", "answer"):
+        return None
+    return MediaSession(cfg, cfg.media, scenario)

@@ -1,0 +1,219 @@
+"""Per-call audio results: stored from runners' media reports, read per call, summarised into the
+metrics thresholds judge (sipflow/thresholds.py: mos_p5, mos_median, rtp_loss_pct, jitter_p95_ms,
+one_way_audio_calls, no_audio_calls, media_calls)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from sipflow.messages import MediaReport
+from sipflow.models import CallMediaRow
+
+Audio = Literal["both", "one_way", "none"]
+DIRECTION = {"caller": "caller_to_callee", "callee": "callee_to_caller"}
+
+
+def stream_key(src: str, ssrc: int) -> str:
+    return f"{src}/{ssrc}"
+
+
+def _upsert(db: Session, values: dict[str, Any], update: Sequence[str]) -> None:
+    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(CallMediaRow).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["session_id", "stream_key"],
+        set_={k: getattr(stmt.excluded, k) for k in update},
+    )
+    db.execute(stmt)
+
+
+SENDER_COLUMNS = ("call_id", "direction", "sender_runner", "codec")
+RECEIVER_COLUMNS = (
+    "receiver_runner",
+    "received",
+    "expected",
+    "lost",
+    "loss_pct",
+    "duplicates",
+    "reordered",
+    "jitter_ms",
+    "r_factor",
+    "mos",
+    "pesq",
+    "first_time",
+    "last_time",
+)
+
+
+def store_media_report(db: Session, msg: MediaReport) -> int:
+    """Idempotent (a redelivered report writes the same values); returns the rows written."""
+    sid = msg.session_id
+    for s in msg.sent:
+        _upsert(
+            db,
+            {
+                "session_id": sid,
+                "stream_key": stream_key(s.src, s.ssrc),
+                "call_id": s.call_id,
+                "direction": DIRECTION[msg.role],
+                "sender_runner": msg.runner_id,
+                "codec": msg.codec,
+            },
+            SENDER_COLUMNS,
+        )
+    for r in msg.received:
+        _upsert(
+            db,
+            {
+                "session_id": sid,
+                "stream_key": stream_key(r.src, r.ssrc),
+                "receiver_runner": msg.runner_id,
+                "received": r.received,
+                "expected": r.expected,
+                "lost": r.lost,
+                "loss_pct": round(100.0 * r.lost / r.expected, 3) if r.expected else 0.0,
+                "duplicates": r.duplicates,
+                "reordered": r.reordered,
+                "jitter_ms": r.jitter_ms,
+                "r_factor": r.r_factor,
+                "mos": r.mos,
+                "pesq": r.pesq,
+                "first_time": r.first_time,
+                "last_time": r.last_time,
+            },
+            RECEIVER_COLUMNS,
+        )
+    db.commit()
+    return len(msg.sent) + len(msg.received)
+
+
+# -- reading -----------------------------------------------------------------------------------
+class DirectionOut(BaseModel):
+    direction: str | None
+    sender_runner: str | None
+    receiver_runner: str | None
+    audio: bool
+    received: int | None
+    expected: int | None
+    lost: int | None
+    loss_pct: float | None
+    duplicates: int | None
+    reordered: int | None
+    jitter_ms: float | None
+    r_factor: float | None
+    mos: float | None
+    pesq: float | None
+
+
+class CallOut(BaseModel):
+    call_id: str
+    audio: Audio
+    mos: float | None  # the worse direction's
+    directions: list[DirectionOut]
+
+
+class CallPage(BaseModel):
+    session_id: str
+    total: int
+    limit: int
+    offset: int
+    items: list[CallOut]
+
+
+def _has_audio(row: CallMediaRow) -> bool:
+    return bool(row.received)
+
+
+def _call(call_id: str, rows: Sequence[CallMediaRow]) -> CallOut:
+    dirs = [
+        DirectionOut(audio=_has_audio(r), **r.model_dump(include=set(DirectionOut.model_fields)))
+        for r in sorted(rows, key=lambda r: r.direction or "")
+    ]
+    with_audio = sum(d.audio for d in dirs)
+    audio: Audio = "none" if with_audio == 0 else ("both" if with_audio == len(dirs) else "one_way")
+    if len(dirs) == 1 and with_audio:  # only one direction was reported: the other had none
+        audio = "one_way"
+    scores = [d.mos for d in dirs if d.mos is not None]
+    worst = min(scores) if scores else None
+    return CallOut(call_id=call_id, audio=audio, mos=worst, directions=dirs)
+
+
+def _rows(db: Session, session_id: str) -> Sequence[CallMediaRow]:
+    return db.exec(
+        select(CallMediaRow)
+        .where(CallMediaRow.session_id == session_id, col(CallMediaRow.call_id).is_not(None))
+        .order_by(col(CallMediaRow.id))
+    ).all()
+
+
+def calls_page(db: Session, session_id: str, limit: int, offset: int) -> CallPage:
+    """The session's analysed calls by Call-ID, a page of them."""
+    total = db.exec(
+        select(func.count(func.distinct(CallMediaRow.call_id))).where(
+            CallMediaRow.session_id == session_id, col(CallMediaRow.call_id).is_not(None)
+        )
+    ).one()
+    ids = db.exec(
+        select(CallMediaRow.call_id)
+        .where(CallMediaRow.session_id == session_id, col(CallMediaRow.call_id).is_not(None))
+        .group_by(CallMediaRow.call_id)
+        .order_by(func.min(CallMediaRow.id))
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    rows = db.exec(
+        select(CallMediaRow).where(
+            CallMediaRow.session_id == session_id, col(CallMediaRow.call_id).in_(list(ids))
+        )
+    ).all()
+    by_call: dict[str, list[CallMediaRow]] = {}
+    for r in rows:
+        by_call.setdefault(r.call_id or "", []).append(r)
+    items = [_call(c, by_call.get(c, [])) for c in ids if c is not None]
+    return CallPage(session_id=session_id, total=total, limit=limit, offset=offset, items=items)
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def measured(db: Session, session_id: str) -> dict[str, float | None]:
+    """The media metrics of a session; {} when it analysed no audio (a session without media:
+    a threshold on them then fails for want of a value)."""
+    rows = _rows(db, session_id)
+    if not rows:
+        return {}
+    by_call: dict[str, list[CallMediaRow]] = {}
+    for r in rows:
+        by_call.setdefault(r.call_id or "", []).append(r)
+    calls = [_call(c, rs) for c, rs in by_call.items()]
+    heard = [r for r in rows if _has_audio(r)]
+    expected = sum(r.expected or 0 for r in heard)
+    lost = sum(r.lost or 0 for r in heard)
+    mos = [r.mos for r in heard if r.mos is not None]
+    jitter = [r.jitter_ms for r in heard if r.jitter_ms is not None]
+    pesq = [r.pesq for r in heard if r.pesq is not None]
+    return {
+        "media_calls": float(len(calls)),
+        "mos_median": percentile(mos, 50),
+        "mos_p5": percentile(mos, 5),
+        "rtp_loss_pct": (100.0 * lost / expected) if expected else None,
+        "jitter_p95_ms": percentile(jitter, 95),
+        "pesq_median": percentile(pesq, 50),
+        "pesq_p5": percentile(pesq, 5),
+        "one_way_audio_calls": float(sum(c.audio == "one_way" for c in calls)),
+        "no_audio_calls": float(sum(c.audio == "none" for c in calls)),
+    }
