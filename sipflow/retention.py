@@ -6,8 +6,9 @@ ever. What is purged:
 - its runs folder (data_dir/runs/<id>: SIPp statistics and logs, captures, runner files) once it
   finished more than retention_runs_days ago, and, oldest first, while all runs folders together
   are larger than retention_runs_max_bytes;
-- its detail rows (DETAIL_TABLES: the per-interval metrics) once it finished more than
-  retention_rows_days ago (its charts are gone then; the summary stays).
+- its detail rows (DETAIL_TABLES: the per-interval metrics and the per-call media rows) once it
+  finished more than retention_rows_days ago (its charts and call list are gone then; the
+  summary stays).
 A running or pending session is never touched. Each pass writes data_dir/retention.json (what it
 purged, the disk's usage), which `sipflow retention show` and `sipflow status` read; free space
 below disk_warn_free_fraction of the file system is logged as a WARNING at every pass.
@@ -33,14 +34,15 @@ from sqlalchemy import delete, select
 from sqlmodel import col
 
 from sipflow.db import session_scope
-from sipflow.models import FINAL_STATUSES, MetricInterval, SessionRow
+from sipflow.models import FINAL_STATUSES, CallMediaRow, MetricInterval, SessionRow
 from sipflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "retention.json"
-# Per-session detail tables purged by age (session_id column). Per-call tables go here too.
-DETAIL_TABLES: tuple[Any, ...] = (MetricInterval,)
+# Per-session detail tables purged by age (session_id column): per-interval metrics and per-call
+# media rows.
+DETAIL_TABLES: tuple[Any, ...] = (MetricInterval, CallMediaRow)
 
 
 @dataclass

@@ -8,10 +8,12 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlmodel import select
+
 from sipflow import histogram, retention, store
 from sipflow.db import session_scope
 from sipflow.messages import Counters, StatsMessage
-from sipflow.models import SessionRow
+from sipflow.models import CallMediaRow, SessionRow
 from sipflow.settings import Settings
 from tests.test_cli_stack import SIPFLOW
 
@@ -43,6 +45,8 @@ def _session(s: Settings, sid: str, status: str, age_days: float, kb: int) -> No
         db.commit()
         for seq in (1, 2, 3):
             store.store_interval(db, _stats(sid, seq))
+        db.add(CallMediaRow(session_id=sid, stream_key=f"127.0.0.1:4000/{sid}"))  # a call's row
+        db.commit()
     folder = s.runs_dir / sid / "caller-0"
     folder.mkdir(parents=True)
     (folder / "main-stat.csv").write_bytes(b"x" * kb * 1024)
@@ -72,12 +76,14 @@ def test_purges_by_age_and_size_oldest_first(tmp_path: Path, database_url: str) 
     assert "days" in result.purged["old"] and "max_bytes" in result.purged["mid"]
     assert sorted(p.name for p in s.runs_dir.iterdir()) == ["live", "new"]
     assert result.folders_removed == 2 and result.sessions_rows_purged == 1
-    assert result.rows_deleted == 3
+    assert result.rows_deleted == 4  # 3 intervals and 1 call of "old"
     with session_scope(s.resolved_database_url) as db:
         assert store.stored_seqs(db, "old") == {}
         assert store.stored_seqs(db, "mid") == {"caller-0": 3}
         assert store.stored_seqs(db, "live") == {"caller-0": 3}
         assert db.get(SessionRow, "old") is not None  # the verdict and summary stay
+        calls = {r.session_id for r in db.exec(select(CallMediaRow)).all()}
+        assert calls == {"mid", "new", "live"}
     state = retention.read_state(s.data_dir)
     assert state is not None and state["usage"]["runs_sessions"] == 2
     again = retention.run(s, now=NOW)
