@@ -35,6 +35,8 @@ def container_runner_configs(
         runs_dir=CONTAINER_RUNS_DIR,
         deadline_margin_s=settings.runner_deadline_margin_s,
         silence_s=settings.runner_silence_s,
+        spool_max_messages=settings.agent_spool_max_messages,
+        spool_linger_s=settings.agent_spool_linger_s,
     )
     key = token_key(settings)
     return [with_broker_login(key, cfg) for cfg in configs]

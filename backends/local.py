@@ -169,6 +169,8 @@ class LocalBackend(RunnerBackend):
             control_ips=control_ips,
             deadline_margin_s=self.settings.runner_deadline_margin_s,
             silence_s=self.settings.runner_silence_s,
+            spool_max_messages=self.settings.agent_spool_max_messages,
+            spool_linger_s=self.settings.agent_spool_linger_s,
         )
         placed = placement.runner_ids or everyone
         key = token_key(self.settings)

@@ -34,10 +34,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from entrypoints import junit_file
+from entrypoints import junit_file, shutdown
 from entrypoints.admin_key import cli_key
 from entrypoints.cli_audit import audit_app
 from entrypoints.cli_capacity import capacity_app
+from entrypoints.cli_retention import retention_app
 from entrypoints.cli_schedules import schedules_app
 from entrypoints.cli_status import status
 from entrypoints.cli_tenants import tenants_app
@@ -70,6 +71,7 @@ keys_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(capacity_app, name="capacity")
+app.add_typer(retention_app, name="retention")
 
 out = Console()
 err = Console(stderr=True)
@@ -161,9 +163,17 @@ def up(
             "backend) reach them through their network's gateway"
         ),
     ] = "127.0.0.1",
+    keep_sessions: Annotated[
+        bool,
+        typer.Option(
+            help="On Ctrl-C/SIGTERM leave running sessions to resume at the next `sipflow up` "
+            "on this data dir (default: cancel them, with their clean-up)"
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded stack (Temporal, MQTT broker, worker, API) until Ctrl-C or SIGTERM;
-    a process of it that exits is started again (with backoff, see `sipflow status`)."""
+    a process of it that exits is started again (with backoff, see `sipflow status`). On stop,
+    running sessions are cancelled with their clean-up (or kept with --keep-sessions)."""
     config = StackConfig(
         data_dir=data_dir or get_settings().data_dir,
         temporal_port=temporal_port,
@@ -179,6 +189,8 @@ def up(
     _raise_sigterm_as_interrupt()
     stack = Stack(config)
     code = EXIT_PASS
+    supervisor: Supervisor | None = None
+    kept = False
     try:
         with err.status("starting Temporal, mosquitto, worker and API ..."):
             stack.start()
@@ -204,15 +216,48 @@ def up(
             supervisor.check()
             time.sleep(1)
     except KeyboardInterrupt:
-        pass
+        if supervisor is not None:
+            kept = _stop_sessions(stack, supervisor, keep_sessions)
     except (OSError, RuntimeError, TimeoutError) as exc:
         err.print(f"[red]the stack did not start:[/] {escape(str(exc))}")
         err.print(f"logs in {stack.data_dir / 'logs'}")
         code = EXIT_ERROR
     finally:
         with err.status("stopping ..."):
-            stack.stop()
+            stack.stop(keep_runners=kept)
     raise typer.Exit(code)
+
+
+def _stop_sessions(stack: Stack, supervisor: Supervisor, keep: bool) -> bool:
+    """Says how many sessions run; cancels them and waits (bounded) for their clean-up, or
+    leaves them to resume at the next start. A second Ctrl-C stops waiting. True: sessions
+    are left running."""
+    settings = stack.settings
+    try:
+        ids = shutdown.open_sessions(settings)
+        if not ids:
+            return False
+        if keep:
+            err.print(
+                f"{len(ids)} session(s) running: kept, they resume at the next `sipflow up` on "
+                f"{stack.data_dir} (their runners stop by themselves after "
+                f"{settings.runner_silence_s:g}s without the worker)"
+            )
+            return True
+        wait = settings.stop_cancel_timeout_s
+        err.print(
+            f"{len(ids)} session(s) running: cancelling them and waiting up to {wait:g}s for "
+            "their clean-up (Ctrl-C again: stop now and leave them to resume at the next start)"
+        )
+        left = shutdown.cancel_sessions(settings, ids, wait, supervisor.check)
+        if left:
+            err.print(f"[yellow]{len(left)} session(s) still cleaning up: {', '.join(left)}[/]")
+            return True
+        err.print(f"{len(ids)} session(s) cancelled and cleaned up")
+        return False
+    except KeyboardInterrupt:
+        err.print("[yellow]stopping now; unfinished sessions resume at the next start[/]")
+        return True
 
 
 class _Embedded:

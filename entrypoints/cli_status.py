@@ -13,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from entrypoints.cli_retention import human
 from entrypoints.supervisor import read_status
+from sipflow import retention
 from sipflow.settings import get_settings
 
 out = Console()
@@ -51,8 +53,9 @@ def status(
     procs: dict[str, dict[str, Any]] = body.get("processes", {})  # type: ignore[assignment]
     for p in procs.values():
         p["running"] = up and not p.get("waiting") and _alive(p.get("pid"))
+    disk = _disk(root)
     if as_json:
-        typer.echo(json.dumps({"up": up, "pid": body.get("pid"), "processes": procs}))
+        typer.echo(json.dumps({"up": up, "pid": body.get("pid"), "processes": procs, "disk": disk}))
         raise typer.Exit(0 if up else 1)
     table = Table(title=f"sipflow up (pid {body.get('pid')}): {'running' if up else 'not running'}")
     for col in ("process", "pid", "state", "restarts", "last exit", "started"):
@@ -72,4 +75,30 @@ def status(
             _ago(p.get("started_at")),
         )
     out.print(table)
+    runs = "-" if disk["runs_bytes"] is None else human(disk["runs_bytes"])
+    out.print(
+        f"disk: {human(disk['fs_free_bytes'])} free of {human(disk['fs_total_bytes'])} "
+        f"({100 * disk['free_fraction']:.1f}%){' [red]LOW[/]' if disk['low'] else ''}; "
+        f"runs folders {runs} at the last retention pass ({_ago(disk['last_pass_at'])}); "
+        "`sipflow retention show` for more"
+    )
     raise typer.Exit(0 if up else 1)
+
+
+def _disk(root: Path) -> dict[str, Any]:
+    """The data dir's file system now, the runs folders' size at the last retention pass."""
+    import shutil
+
+    root.mkdir(parents=True, exist_ok=True)
+    fs = shutil.disk_usage(root)
+    last = retention.read_state(root) or {}
+    warn = get_settings().disk_warn_free_fraction
+    free = fs.free / fs.total if fs.total else 1.0
+    return {
+        "fs_free_bytes": fs.free,
+        "fs_total_bytes": fs.total,
+        "free_fraction": round(free, 4),
+        "low": free < warn,
+        "runs_bytes": (last.get("usage") or {}).get("runs_bytes"),
+        "last_pass_at": last.get("at"),
+    }

@@ -247,9 +247,16 @@ class Stack:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
-    def stop(self) -> None:
+    def stop(self, keep_runners: bool = False) -> None:
+        """keep_runners: sessions are left running (`sipflow up --keep-sessions`). mosquitto
+        then gets SIGKILL, not SIGTERM: stopping cleanly it would publish the Last Will ("lost")
+        of every runner still connected, although those runners are alive and come back at the
+        next start; it saves after every change, so nothing acknowledged is lost."""
         for name in ("api", "worker", "mosquitto", "temporal"):
-            self.stop_process(name)
+            if keep_runners and name == "mosquitto" and name in self.procs:
+                self.kill_process(name)
+            else:
+                self.stop_process(name)
 
     def __enter__(self) -> Stack:
         return self.start()

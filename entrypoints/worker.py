@@ -21,6 +21,7 @@ from backends.registry import Backends
 from backends.sweeper import start_periodic
 from entrypoints import fault_injection
 from entrypoints.liveness import still_running
+from sipflow import retention
 from sipflow.db import migrate
 from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings, get_settings
@@ -88,6 +89,8 @@ async def serve(settings: Settings) -> None:
     stop_sweeper = threading.Event()
     if settings.sweep_interval_s > 0:
         start_periodic(settings, backends, still_running(settings), stop_sweeper)
+    if settings.retention_interval_s > 0:
+        retention.start_periodic(settings, stop_sweeper)
     with concurrent.futures.ThreadPoolExecutor(max_workers=64) as executor:
         worker = build_worker(client, settings, executor, backends)
         async with worker:

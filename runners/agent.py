@@ -33,6 +33,7 @@ from runners.registration import Attempt, Kind, Registration, SippRegister
 from runners.sipp_command import SippFiles, build_command, rtt_file
 from runners.sipp_errors import parse_error_file
 from runners.sipp_process import SippProcess, is_listening, send_control
+from runners.spool import Spool
 from runners.stats_stream import StatsStream
 from sipflow.messages import (
     SWITCH_TRIPPED,
@@ -59,7 +60,7 @@ READY_TIMEOUT_S = 10.0
 # calls and with none open (its callers got the same stop), at the latest after DRAIN_MAX_S.
 DRAIN_MAX_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
-ACK_TIMEOUT_S = 30.0
+PUMP_EVERY_S = 1.0  # spooled messages paho's queue refused are offered again
 HEARTBEAT_EVERY_S = 2.0
 HEALTHY_WITHIN_S = 15.0
 
@@ -103,7 +104,9 @@ class Agent:
             on_connected=self._republish_state,
             username=cfg.mqtt_username,
             password=cfg.mqtt_password,
+            spool=Spool(cfg.work_dir / "spool", cfg.spool_max_messages),
         )
+        self._next_pump = 0.0
 
     # -- MQTT ---------------------------------------------------------------------------------
     def _topic(self, kind: str) -> str:
@@ -133,7 +136,11 @@ class Agent:
 
     def _publish_stats(self, final: bool = False) -> None:
         for msg in self.stream.poll(final=final):
-            self.link.publish(self._topic("stats"), msg)
+            self.link.publish_durable(f"stats-{msg.seq:09d}", self._topic("stats"), msg)
+        now = time.monotonic()
+        if now >= self._next_pump:
+            self._next_pump = now + PUMP_EVERY_S
+            self.link.pump()
 
     # -- signals and control --------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -315,7 +322,7 @@ class Agent:
             error=result.error,
             registration=registration,
         )
-        self.link.publish(self._topic("done"), done)
+        self.link.publish_durable("done", self._topic("done"), done)
         detail = None if result.ok else (result.error or _reasons_text(result))
         self.set_state("done" if result.ok else "failed", detail)
 
@@ -404,7 +411,9 @@ class Agent:
             result.error = self.switch_reason
         self._unregister()
         self._done(result)
-        acked = self.link.wait_all_acked(ACK_TIMEOUT_S)
+        # SIPp is finished; the agent stays until the broker has every message (spool empty),
+        # at most spool_linger_s.
+        acked = self.link.wait_all_acked(cfg.spool_linger_s)
         self.link.close()
         return 0 if result.ok and acked else 1
 

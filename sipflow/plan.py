@@ -78,6 +78,8 @@ def runner_configs(
     control_ips: Mapping[str, str] | None = None,
     deadline_margin_s: float = 0,
     silence_s: float = 0,
+    spool_max_messages: int = 20000,
+    spool_linger_s: float = 300,
 ) -> list[RunnerConfig]:
     """The configs of the session's runners of `role`.
 
@@ -94,6 +96,8 @@ def runner_configs(
         mqtt_port=mqtt_port,
         deadline_s=spec.expected_duration_s() + deadline_margin_s if deadline_margin_s else None,
         silence_s=silence_s or None,
+        spool_max_messages=spool_max_messages,
+        spool_linger_s=spool_linger_s,
     )
     if role == "callee":
         callees = spec.roles.callees

@@ -85,6 +85,12 @@ class RunnerConfig(BaseModel):
     # no failure of the control plane leaves traffic running at a SUT. None: off.
     deadline_s: float | None = None
     silence_s: float | None = None
+    # The agent's on-disk spool (runners/spool.py, work_dir/spool): every stats interval and
+    # the done message stay there until the broker acknowledged them, at most
+    # spool_max_messages (beyond it messages are held in memory only); once SIPp finished the
+    # agent waits up to spool_linger_s for the spool to empty before it exits.
+    spool_max_messages: int = Field(default=20000, ge=1)
+    spool_linger_s: float = Field(default=300.0, ge=0)
     # A caller started beside its callees (so its start-up overlaps theirs) reports `ready` and
     # places no call until a `go` control message (or ends on stop / after max_runtime_s).
     wait_for_go: bool = False

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     # 0: that part of the switch is off.
     runner_deadline_margin_s: float = 600
     runner_silence_s: float = 120
+    # Runner agents' on-disk spool of unacknowledged MQTT messages (RunnerConfig.spool_*):
+    # at most agent_spool_max_messages (one per stats interval, ~1-2 kB each: 20,000 is ~5.5
+    # hours of broker outage at 1 interval/s, ~40 MB); a finished agent waits up to
+    # agent_spool_linger_s for the broker to take what it still holds.
+    agent_spool_max_messages: int = 20000
+    agent_spool_linger_s: float = 300
     control_keepalive_s: float = 10
     # `sipflow up` starts a process of the stack that exited again after restart_backoff_s,
     # doubling with each further exit up to restart_backoff_max_s; one that ran for
@@ -109,6 +115,20 @@ class Settings(BaseSettings):
     restart_backoff_s: float = 1
     restart_backoff_max_s: float = 30
     restart_reset_s: float = 60
+    # On Ctrl-C/SIGTERM `sipflow up` cancels running sessions and waits this long for their
+    # clean-up (runners stopped, networks removed) before it stops the stack.
+    stop_cancel_timeout_s: float = 60
+    # Retention (sipflow/retention.py): a finished session's runs folder (SIPp files, logs,
+    # captures) is removed retention_runs_days after it finished, and oldest first while all
+    # runs folders together exceed retention_runs_max_bytes; its per-interval rows go after
+    # retention_rows_days (the session row, verdict and summary stay). The worker runs a pass
+    # every retention_interval_s (0: never; `sipflow retention run` does it by hand) and logs a
+    # warning when the data dir's file system has less than disk_warn_free_fraction free.
+    retention_runs_days: float = 30
+    retention_runs_max_bytes: int = 10 * 1024**3
+    retention_rows_days: float = 180
+    retention_interval_s: float = 3600
+    disk_warn_free_fraction: float = 0.1
     # Signs the per-session tokens runners fetch their files with. Not set: a random key kept
     # in data_dir/secrets (enough when API and worker share data_dir, as the embedded stack does).
     runner_token_secret: SecretStr | None = None
