@@ -60,6 +60,8 @@ SHORT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempt
 # workflow.patched ids: each names a change of the command sequence that sessions started
 # before it must not see when they replay.
 PRESTART = "prestart-callers"
+# Held callers start in the same step as the callees (they started after them).
+PRESTART_TOGETHER = "prestart-callers-together"
 # A cancel that arrives while an activity runs ends `cancelled` (it was `error`).
 CANCEL_IN_ACTIVITY = "cancel-in-activity"
 # A bug of ours (an exception that is no activity's failure) ends the session with verdict
@@ -213,10 +215,20 @@ class SessionWorkflow:
             held = False
             if callee_ids:
                 self._phase = "starting callees"
-                peers = await self._start(spec, "callee", peers)
+                prestart = all(p.prestart for p in self._placements)
+                if prestart and workflow.patched(PRESTART_TOGETHER):
+                    # Callers start (held) at the same time as the callees: a prestart
+                    # placement knows where the callees will be reached before they start.
+                    peers, _ = await asyncio.gather(
+                        self._start(spec, "callee", peers),
+                        self._start(spec, "caller", peers, hold=True),
+                    )
+                    held = True
+                else:
+                    peers = await self._start(spec, "callee", peers)
                 # Callers start up beside the callees (their start-ups no longer add up) and
                 # wait for `go`. Sessions started before this change run the old sequence.
-                if all(p.prestart for p in self._placements) and workflow.patched(PRESTART):
+                if not held and prestart and workflow.patched(PRESTART):
                     await self._start(spec, "caller", peers, hold=True)
                     held = True
                 await workflow.wait_condition(
