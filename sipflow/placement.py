@@ -39,6 +39,9 @@ class Placement(BaseModel):
     # runners get their config from it, not from a source that cannot say so), and knows where
     # the callees are reached before they start (so held callers start beside them).
     prestart: bool = False
+    # The runners' broker logins were made with the placement (beside the network), so
+    # starting them need not make them (False in placements made before).
+    broker_logins: bool = False
 
 
 class StartedRunner(BaseModel):

@@ -62,6 +62,8 @@ SHORT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempt
 PRESTART = "prestart-callers"
 # Held callers start in the same step as the callees (they started after them).
 PRESTART_TOGETHER = "prestart-callers-together"
+# The metrics ingest starts beside the network's provisioning (it started after it).
+INGEST_BESIDE_PROVISION = "ingest-beside-provision"
 # A cancel that arrives while an activity runs ends `cancelled` (it was `error`).
 CANCEL_IN_ACTIVITY = "cancel-in-activity"
 # A bug of ours (an exception that is no activity's failure) ends the session with verdict
@@ -190,6 +192,21 @@ class SessionWorkflow:
         status = "completed"
         try:
             self._phase = "provisioning"
+            expected = spec.expected_duration_s()
+
+            def start_ingest() -> asyncio.Task[IngestResult]:
+                return workflow.start_activity_method(
+                    IngestActivities.ingest_metrics,
+                    IngestMetrics(session_id=sid, runner_ids=callee_ids + caller_ids),
+                    start_to_close_timeout=timedelta(seconds=expected * 3 + 900),
+                    heartbeat_timeout=timedelta(seconds=10),
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2)),
+                )
+
+            # The ingest needs no placement: it subscribes while the network is made.
+            ingest_first = workflow.patched(INGEST_BESIDE_PROVISION)
+            if ingest_first:
+                ingest = start_ingest()
             # The backend is resolved here, once; the placement carries it to every activity.
             placement = await short_activity(
                 NetworkActivities.provision_network,
@@ -201,14 +218,8 @@ class SessionWorkflow:
                 ),
             )
             self._placements = [placement]
-            expected = spec.expected_duration_s()
-            ingest = workflow.start_activity_method(
-                IngestActivities.ingest_metrics,
-                IngestMetrics(session_id=sid, runner_ids=callee_ids + caller_ids),
-                start_to_close_timeout=timedelta(seconds=expected * 3 + 900),
-                heartbeat_timeout=timedelta(seconds=10),
-                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2)),
-            )
+            if not ingest_first:
+                ingest = start_ingest()
             await workflow.wait_condition(lambda: self._ingest_ready, timeout=READY_TIMEOUT)
 
             peers: dict[str, str] = {}
