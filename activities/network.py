@@ -4,6 +4,7 @@ session runs on (resolved here, once, and carried in the returned placement)."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel
@@ -45,10 +46,34 @@ class NetworkActivities:
             runner_ids = legacy.runner_ids(req.callees, req.callers)
             name = legacy.stored_backend(self.settings, req.session_id)
         spec = SessionSpec.model_validate(req.spec) if req.spec is not None else None
+        # The runners' broker logins are made beside the network (a broker round trip that
+        # otherwise sits on the start of the runners).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            logins = pool.submit(self._add_logins, req.session_id, runner_ids)
+            try:
+                placement = self.backends.get(name).provision(req.session_id, runner_ids, spec)
+            except PermanentBackendError as exc:
+                if logins.result():  # nothing of a refused session stays
+                    self._remove_logins(req.session_id)
+                raise ApplicationError(str(exc), non_retryable=True) from exc
+            return placement.model_copy(update={"broker_logins": logins.result()})
+
+    def _add_logins(self, session_id: str, runner_ids: list[str]) -> bool:
+        """Whether the logins were made; if not, starting the runners makes them."""
         try:
-            return self.backends.get(name).provision(req.session_id, runner_ids, spec)
-        except PermanentBackendError as exc:
-            raise ApplicationError(str(exc), non_retryable=True) from exc
+            broker_auth.add_runners(self.settings, session_id, runner_ids)
+        except (broker_auth.BrokerAuthError, OSError) as exc:
+            log.warning("runner logins of %s not made yet: %s", session_id, exc)
+            return False
+        return True
+
+    def _remove_logins(self, session_id: str) -> list[str]:
+        try:
+            return broker_auth.remove_session(self.settings, session_id)
+        except (broker_auth.BrokerAuthError, OSError) as exc:
+            # A broker that is down must not hold the session's end: the sweeper removes them.
+            log.warning("runner logins of %s stay on the broker: %s", session_id, exc)
+            return []
 
     @activity.defn
     def teardown_network(self, req: Placement | str) -> list[str]:
@@ -56,9 +81,4 @@ class NetworkActivities:
         on the docker backend) and its runners' broker credentials."""
         placement = req if isinstance(req, Placement) else legacy.placement(self.settings, req)
         gone = self.backends.get(placement.backend).teardown(placement)
-        try:
-            return gone + broker_auth.remove_session(self.settings, placement.session_id)
-        except (broker_auth.BrokerAuthError, OSError) as exc:
-            # A broker that is down must not hold the session's end: the sweeper removes them.
-            log.warning("runner logins of %s stay on the broker: %s", placement.session_id, exc)
-            return gone
+        return gone + self._remove_logins(placement.session_id)

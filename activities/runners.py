@@ -60,9 +60,12 @@ class RunnerActivities:
         # Their broker credentials first: an agent connects as soon as it starts.
         ids = plan.runner_ids(spec, req.role)
         placed = req.placement.runner_ids
-        broker_auth.add_runners(
-            self.settings, req.placement.session_id, [r for r in ids if not placed or r in placed]
-        )
+        if not req.placement.broker_logins:  # else made with the placement
+            broker_auth.add_runners(
+                self.settings,
+                req.placement.session_id,
+                [r for r in ids if not placed or r in placed],
+            )
         try:
             return backend.start(req.placement, spec, req.role, peers, hold=req.hold)
         except PermanentBackendError as exc:

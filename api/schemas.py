@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sipflow.messages import RegistrationCounts
 from sipflow.models import IntervalCounts, IntervalPoint
 from sipflow.spec import Caps
 from sipflow.summary import RoleSummary
@@ -92,6 +93,9 @@ class RunnerOut(BaseModel):
     ok: bool | None = None
     last_seq: int | None = None
     failure_reasons: dict[str, int] | None = None
+    registration: RegistrationCounts | None = Field(
+        default=None, description="a registering callee's REGISTER tries and their outcomes"
+    )
 
 
 class PlannedRate(BaseModel):

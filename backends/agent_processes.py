@@ -8,13 +8,16 @@ find, stop and clean them up. Used by the local backend; a runner host would use
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from sipflow.runner_config import RunnerConfig
 
@@ -55,9 +58,80 @@ def processes_using(work_dir: Path) -> list[int]:
     return found
 
 
+class ForkServer:
+    """The client of `runners.fork_server`: one per process that starts agents, started at the
+    first request; it forks each agent ready-imported. None of its failures is the session's:
+    `start` returns None and the caller starts the agent the slow way."""
+
+    START_TIMEOUT_S = 30.0
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Start the server in the background, so the first session does not wait for it."""
+
+        def run() -> None:
+            with self._lock:
+                try:
+                    self._server()
+                except (OSError, RuntimeError, ValueError) as e:
+                    log.warning("fork server did not start: %s", e)
+
+        threading.Thread(target=run, name="fork-server-warm", daemon=True).start()
+
+    def _server(self) -> subprocess.Popen[str]:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runners.fork_server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # the stack's Ctrl-C is not its to take
+        )
+        assert proc.stdout is not None
+        self._read(proc.stdout, "ready")
+        self._proc = proc
+        return proc
+
+    def _read(self, stdout: IO[str], key: str) -> int:
+        line = stdout.readline()  # the server answers at once (fork) or is gone (EOF)
+        answer = json.loads(line) if line.strip() else {}
+        if key not in answer:
+            raise RuntimeError(answer.get("error") or "the fork server exited")
+        return int(answer[key])
+
+    def start(self, config: Path, cwd: Path, log_file: Path, netns: str | None) -> int | None:
+        request = {"config": str(config), "cwd": str(cwd), "log": str(log_file), "netns": netns}
+        with self._lock:
+            try:
+                proc = self._server()
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(json.dumps(request) + "\n")
+                proc.stdin.flush()
+                return self._read(proc.stdout, "pid")
+            except (OSError, RuntimeError, ValueError) as e:
+                log.warning("fork server failed (%s): starting the agent as a new process", e)
+                if self._proc is not None:
+                    self._proc.kill()
+                    self._proc = None
+                return None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proc is not None:
+                if self._proc.stdin is not None:
+                    self._proc.stdin.close()  # end of input: it exits
+                self._proc.wait(timeout=5)
+                self._proc = None
+
+
 class AgentProcesses:
-    def __init__(self, runs_dir: Path) -> None:
+    def __init__(self, runs_dir: Path, fork_server: bool = True) -> None:
         self.runs_dir = runs_dir
+        self.fork_server = ForkServer() if fork_server else None
 
     def start(self, cfg: RunnerConfig, netns: str | None = None) -> int:
         """Start the agent for `cfg` unless it already runs (in network namespace `netns`, if
@@ -77,6 +151,13 @@ class AgentProcesses:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(cfg.model_dump_json())
+        forked = None
+        if self.fork_server is not None:
+            forked = self.fork_server.start(config_file, work, work / "agent.log", netns)
+        if forked is not None:
+            pid_file.write_text(str(forked))
+            (work / "agent.started").touch()
+            return forked
         with open(work / "agent.log", "ab") as logf:
             # `ip netns exec` enters the namespace and execs the agent: the pid stays the same.
             prefix = ["ip", "netns", "exec", netns] if netns else []

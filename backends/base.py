@@ -51,7 +51,9 @@ class RunnerBackend(ABC):
 
         `peers` maps runners started before (callees) to their addresses: callers that call
         callees directly send to them. `hold` (only where the placement says `prestart`): the
-        runners start up and wait for a `go` control message before placing calls.
+        runners start up and wait for a `go` control message before placing calls. A backend
+        whose placements `prestart` knows its callees' addresses itself: held callers may be
+        started at the same time as their callees, with `peers` empty.
         """
 
     @abstractmethod

@@ -62,13 +62,15 @@ class LocalBackend(RunnerBackend):
             settings,
             LoopbackNetworks(state, settings.local_net_octet),
             NamespaceNetworks(state, settings.netns_pool, settings.netns_pool6),
-            AgentProcesses(settings.runs_dir),
+            AgentProcesses(settings.runs_dir, settings.agent_fork_server),
         )
 
     def provision(
         self, session_id: str, runner_ids: list[str], spec: SessionSpec | None = None
     ) -> Placement:
         hosts = [host_number(r) for r in runner_ids]
+        if self.agents.fork_server is not None:
+            self.agents.fork_server.warm()  # ready (once) by the time the runners start
         impaired = spec is not None and spec.impaired()
         v6_target = spec is not None and spec.target is not None and is_ipv6(spec.target.host)
         if v6_target and spec is not None and spec.target is not None:
@@ -156,6 +158,9 @@ class LocalBackend(RunnerBackend):
                 v6 = self.namespaces.address6
                 control_ips = addresses  # SIPp's control socket is IPv4 only
                 addresses = {r: v6(placement.subnet, host_number(r)) for r in everyone}
+        # Where each runner is reached is known before it starts: callers may start (held)
+        # beside their callees, before the workflow learned the callees' addresses.
+        peers = {**addresses, **peers}
         configs = plan.runner_configs(
             spec,
             placement.session_id,

@@ -11,6 +11,12 @@
   thread beside the main SIPp. A refresh that gives up is tried again later, after a backoff.
 - When the callee stops, an `Expires: 0` REGISTER removes the binding, within
   `unregister_timeout_s`.
+- A 423 Interval Too Brief is tried again at once with the registrar's Min-Expires (RFC 3261
+  10.2.8); a 5xx (503 above all) with a Retry-After waits that long (at most MAX_RETRY_AFTER_S)
+  instead of the backoff, when it is longer.
+- Every REGISTER of one registration (first try, retries, refreshes, removal) carries the same
+  Call-ID and a CSeq one higher than the last one sent (RFC 3261 10.2), so a registrar sees one
+  UA's bindings, in order.
 
 Each try is one SIPp run of register.xml (-m 1). The first registration binds the runner's own
 SIP and control ports (nothing else holds them yet); refreshes and the removal bind free ports
@@ -27,9 +33,10 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -58,6 +65,11 @@ MIN_REFRESH_S = 1.0
 # try takes a SIPp start and a digest round trip.
 REFRESH_MARGIN_S = 2.0
 _TIMEOUTS = ("receive timeout", "UDP retransmission timeout", "send timeout")
+MAX_RETRY_AFTER_S = 300.0
+# Each try sends up to two REGISTERs (the second with credentials after a 401/407).
+CSEQ_PER_TRY = 2
+_MIN_EXPIRES = re.compile(r"^Min-Expires:\s*(\d+)", re.M | re.I)
+_RETRY_AFTER = re.compile(r"^Retry-After:\s*(\d+)", re.M | re.I)
 _STATUS = re.compile(r"^REGISTER: (?P<status>(?P<code>\d{3})\b.*)$")
 
 
@@ -70,6 +82,8 @@ class Attempt:
     retryable: bool = False
     exit_code: int | None = None
     granted_s: int | None = None  # the expiry the registrar granted (on success)
+    min_expires_s: int | None = None  # a 423's Min-Expires
+    retry_after_s: float | None = None  # a 5xx's Retry-After
 
 
 def classify(
@@ -115,6 +129,23 @@ def granted_expires(log_text: str, contact: str) -> int | None:
         if found is None and m.group("expires").isdigit():
             found = int(m.group("expires"))
     return found
+
+
+def answer_hints(attempt: Attempt, error_text: str) -> Attempt:
+    """A failed try's Min-Expires (423) and Retry-After (5xx) from the answer SIPp quoted in its
+    error file. A 423 without a Min-Expires is final: nothing says what to ask for."""
+    if attempt.ok or attempt.reason is None:
+        return attempt
+    code = attempt.reason[:3]
+    if code == "423":
+        m = _MIN_EXPIRES.search(error_text)
+        minimum = int(m.group(1)) if m else None
+        return replace(attempt, min_expires_s=minimum, retryable=minimum is not None)
+    if code.startswith("5"):
+        m = _RETRY_AFTER.search(error_text)
+        if m:
+            return replace(attempt, retry_after_s=min(float(m.group(1)), MAX_RETRY_AFTER_S))
+    return attempt
 
 
 def backoff_s(cfg: RunnerConfig, tries_done: int) -> float:
@@ -186,6 +217,8 @@ class SippRegister:
         successes = stats[-1].cumulative.successful_calls if stats else 0
         reasons = parse_error_file(files.errors)
         attempt = classify(proc.returncode, successes, reasons, aborted)
+        if not attempt.ok and files.errors.exists():
+            attempt = answer_hints(attempt, files.errors.read_text(errors="replace")[:65536])
         if attempt.ok and files.log is not None and files.log.exists():
             contact = host_port(cfg.local_ip, cfg.local_port)
             granted = granted_expires(files.log.read_text(errors="replace"), contact)
@@ -216,6 +249,9 @@ class Registration:
         self._stop_refresh = threading.Event()
         self._refresher: threading.Thread | None = None
         self._registered_at = 0.0  # time.monotonic() when the last successful try started
+        # One Call-ID for every REGISTER of this registration, and the next CSeq.
+        self.call_id = f"{uuid.uuid4().hex}@{cfg.local_ip}"
+        self.next_cseq = 1
 
     # -- one registration with its retries ---------------------------------------------------
     def _ports(self, kind: Kind) -> tuple[int | None, int | None]:
@@ -264,11 +300,16 @@ class Registration:
                 if timeout_s < 0.2:
                     break
             local_port, control_port = self._ports(kind)
+            with self._lock:
+                cseq = self.next_cseq
+                self.next_cseq += CSEQ_PER_TRY
             run = RegisterRun(
                 expires_s=expires,
                 timeout_ms=max(int(timeout_s * 1000), 1),
                 local_port=local_port,
                 control_port=control_port,
+                call_id=self.call_id,
+                cseq=cseq,
             )
             started = time.monotonic()
             last = self.run_once(kind, run, abort)
@@ -280,6 +321,12 @@ class Registration:
             if tries >= cfg.register_attempts:
                 break
             wait = backoff_s(cfg, tries)
+            if last.min_expires_s is not None and kind != "unregister":
+                # Asked too short an expiry: ask for the registrar's minimum, at once.
+                self.requested_s = expires = max(last.min_expires_s, expires)
+                wait = 0.0
+            elif last.retry_after_s is not None:
+                wait = max(wait, last.retry_after_s)
             if deadline is not None and time.monotonic() + wait > deadline:
                 break
             if self.on_retry is not None:

@@ -37,6 +37,10 @@ class RegisterRun:
     timeout_ms: int = CALLER_RECV_TIMEOUT_MS
     local_port: int | None = None
     control_port: int | None = None
+    # The registration's Call-ID (the same for all its REGISTERs) and the CSeq of this try's
+    # first REGISTER (a digest retry sends the next one).
+    call_id: str | None = None
+    cseq: int | None = None
 
 
 def _fmt_rate(rate: float) -> str:
@@ -90,6 +94,10 @@ def build_command(
     if register is not None:
         argv += ["-key", "expires", str(register.expires_s)]
         argv += ["-m", "1", "-recv_timeout", str(register.timeout_ms)]
+        if register.call_id is not None:
+            argv += ["-cid_str", register.call_id.replace("%", "%%")]
+        if register.cseq is not None:
+            argv += ["-base_cseq", str(register.cseq)]
         return argv
     if cfg.scenario == "register":
         expires = cfg.registrar.expires_s if cfg.registrar else 3600

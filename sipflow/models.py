@@ -61,6 +61,8 @@ class RunnerRow(SQLModel, table=True):
     last_seq: int | None = None
     summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     failure_reasons: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
+    # A callee's REGISTER tries (sipflow.messages.RegistrationCounts), from its done message.
+    registration: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class IntervalCounts(SQLModel):

@@ -36,8 +36,12 @@ class Placement(BaseModel):
     subnet: str = ""
     name: str | None = None
     # Whether the backend can start runners ahead, held until a `go` control message (its
-    # runners get their config from it, not from a source that cannot say so).
+    # runners get their config from it, not from a source that cannot say so), and knows where
+    # the callees are reached before they start (so held callers start beside them).
     prestart: bool = False
+    # The runners' broker logins were made with the placement (beside the network), so
+    # starting them need not make them (False in placements made before).
+    broker_logins: bool = False
 
 
 class StartedRunner(BaseModel):

@@ -112,6 +112,8 @@ def store_done(db: Session, msg: DoneMessage) -> None:
     row.exit_code, row.ok, row.last_seq = msg.exit_code, msg.ok, msg.last_seq
     row.summary = msg.summary.model_dump()
     row.failure_reasons = msg.failure_reasons
+    if msg.registration is not None:
+        row.registration = msg.registration.model_dump(mode="json")
     if row.state not in _FINAL or row.state == "lost":
         row.state = "done" if msg.ok else "failed"
     if msg.error:

@@ -8,7 +8,31 @@ from typing import Any
 from pydantic import BaseModel
 
 from sipflow import histogram, kpis
+from sipflow.messages import RegistrationCounts
 from sipflow.models import MetricInterval, RunnerRow
+
+
+class RegistrationSummary(BaseModel):
+    """What a role's registrations came to (callees that register), over its runners."""
+
+    registered: int = 0  # runners whose first registration succeeded
+    attempts: int = 0  # every REGISTER try: first registrations, refreshes, removals
+    failures: dict[str, int] = {}  # failed tries by reason
+    refreshes: int = 0
+    unregistered: int = 0  # bindings removed at the end
+    errors: list[str] = []  # final reasons, e.g. "registration failed after 3 attempts: ..."
+
+    def add(self, counts: RegistrationCounts) -> None:
+        self.attempts += counts.attempts
+        self.refreshes += counts.refreshes
+        self.unregistered += 1 if counts.unregistered else 0
+        for reason, n in counts.failures.items():
+            self.failures[reason] = self.failures.get(reason, 0) + n
+        first_failed = counts.error is not None and counts.error.startswith("registration ")
+        if counts.attempts_to_register and not first_failed:
+            self.registered += 1
+        if counts.error:
+            self.errors.append(counts.error)
 
 
 class RoleSummary(BaseModel):
@@ -20,6 +44,7 @@ class RoleSummary(BaseModel):
     failed_by_cause: dict[str, int] = {}
     failure_reasons: dict[str, int] = {}
     states: dict[str, int] = {}
+    registration: RegistrationSummary | None = None
 
 
 class SessionMetrics(BaseModel):
@@ -38,6 +63,9 @@ def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow])
         role.states[r.state] = role.states.get(r.state, 0) + 1
         for reason, n in (r.failure_reasons or {}).items():
             role.failure_reasons[reason] = role.failure_reasons.get(reason, 0) + n
+        if r.registration is not None:
+            role.registration = role.registration or RegistrationSummary()
+            role.registration.add(RegistrationCounts.model_validate(r.registration))
     for iv in intervals:
         role = roles.setdefault(iv.role, RoleSummary())
         role.calls_created += iv.calls_created

@@ -5,6 +5,7 @@ reach a SUT on the host's loopback and one on another "host" (a namespace this t
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -239,3 +240,25 @@ def test_ipv6_target_on_host_loopback_is_refused(sqlite_stack: RunningStack) -> 
     assert (body["status"], body["verdict"]) == ("error", "error"), body
     assert any("::1" in r and "route_localnet" in r for r in body["reasons"]), body["reasons"]
     assert body["runners"] == [] and leftovers(body["id"]) == []
+
+
+def test_agents_are_forked_into_the_session_namespace(sqlite_stack: RunningStack) -> None:
+    """The fork server's agents: in the session's namespace, each in a session of its own (so
+    stop's killpg reaches its SIPp), and forked (no Python start-up of their own)."""
+    sid = sqlite_stack.submit(direct_spec(rate=5, max_calls=None, duration_s=20))
+    try:
+        sqlite_stack.wait_phase(sid, "running callers")
+        ns_inode = Path(f"/run/netns/{namespace(sid)}").stat().st_ino
+        pid_files = sorted((sqlite_stack.runs_dir / sid).glob("*/agent.pid"))
+        assert [p.parent.name for p in pid_files] == ["callee-0", "caller-0"]
+        for pid_file in pid_files:
+            pid = int(pid_file.read_text())
+            assert Path(f"/proc/{pid}/ns/net").stat().st_ino == ns_inode, pid_file
+            assert os.getsid(pid) == pid
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert b"runners.fork_server" in cmdline, cmdline
+    finally:
+        sqlite_stack.http.post(f"/v1/sessions/{sid}/cancel")
+    body = sqlite_stack.wait(sid)
+    assert body["status"] == "cancelled", body
+    assert leftovers(sid) == []

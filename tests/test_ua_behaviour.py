@@ -91,14 +91,20 @@ def _saved(sut: KamailioSut, user: str) -> list[str]:
     return [re.search(r"expires=(\S*)", line).group(1) for line in lines]  # type: ignore[union-attr]
 
 
-def _call_ids(sut: KamailioSut, user: str) -> list[str]:
-    """The Call-IDs of `user`'s REGISTERs, in order of their first appearance (one per try:
-    every try is a SIPp run of its own)."""
-    ids = [
-        re.search(r"callid=(\S+)", line).group(1)  # type: ignore[union-attr]
-        for line in sut.log_lines(f"sipflow-register user={user} ")
-    ]
-    return list(dict.fromkeys(ids))
+def _registers(sut: KamailioSut, user: str) -> list[tuple[str, int, str]]:
+    """(Call-ID, CSeq, auth yes/no) of every REGISTER of `user` the registrar received."""
+    out = []
+    for line in sut.log_lines(f"sipflow-register user={user} "):
+        m = re.search(r"callid=(\S+) cseq=(\d+) auth=(\w+)", line)
+        assert m, line
+        out.append((m.group(1), int(m.group(2)), m.group(3)))
+    return out
+
+
+def _tries(sut: KamailioSut, user: str) -> list[int]:
+    """The CSeqs of `user`'s tries, in order: a try's first REGISTER is sent without
+    credentials (retransmissions repeat its CSeq; its digest retry has credentials)."""
+    return list(dict.fromkeys(cseq for _, cseq, auth in _registers(sut, user) if auth == "no"))
 
 
 def test_first_register_answered_500_is_retried(
@@ -145,7 +151,7 @@ def test_first_register_unanswered_times_out_and_is_retried(
         # One try waited its full timeout before the second was sent.
         assert time.monotonic() - started >= 1.0 + FAST_RETRY["register_backoff_s"]
         assert sut.log_lines("sipflow-first-register user=bob: dropped")  # (retransmitted)
-        assert len(_call_ids(sut, "bob")) == 2  # two tries
+        assert len(_tries(sut, "bob")) == 2  # two tries
         _calls_pass(col, agents, session, mosquitto.port, sut.address)
         _stop(callee)
     reg = col.done("bob")["registration"]
@@ -164,7 +170,7 @@ def test_registration_gives_up_after_the_last_try(
         callee = agents(_callee(session, mosquitto.port, sut.address))
         assert callee.wait(60) == 1, callee.log()
         took = time.monotonic() - started
-        assert len(_call_ids(sut, "bob")) == 3
+        assert len(_tries(sut, "bob")) == 3
     # Backoff 0.3 s, then 0.6 s.
     assert took >= 0.9, took
     done = col.done("bob")
@@ -199,6 +205,7 @@ def test_registration_refreshed_before_expiry_and_removed(
         _calls_pass(col, agents, session, mosquitto.port, sut.address)
         _stop(callee)
         saved = _saved(sut, "bob")
+        registers = _registers(sut, "bob")
         sources = [
             re.search(r"src=(\S+)", line).group(1)  # type: ignore[union-attr]
             for line in sut.log_lines("sipflow-register user=bob expires=10")
@@ -209,6 +216,11 @@ def test_registration_refreshed_before_expiry_and_removed(
     assert saved[0] == "10" and saved[-1] == "0", saved
     # The refreshes were sent from other ports than the contact's, which the main SIPp holds.
     assert all(not s.endswith(":5070") for s in sources[-2 * len(refreshes) :]), sources
+    # One Call-ID for the registration, its refreshes and its removal; every new REGISTER a
+    # CSeq higher than the last (a retransmission repeats it).
+    assert len({call_id for call_id, _, _ in registers}) == 1, registers
+    cseqs = [cseq for _, cseq, _ in registers]
+    assert cseqs == sorted(cseqs) and len(set(cseqs)) >= 2 * len(saved) - 1, cseqs
     reg = col.done("bob")["registration"]
     assert reg["refreshes"] == len(refreshes)
     assert reg["expires_s"] == 10
@@ -254,3 +266,51 @@ def test_invite_challenge_answered_with_credentials(
         assert done["failure_reasons"] == {"INVITE: 407 Proxy Authentication Required": calls}
     # Without credentials the challenge is not answered: one INVITE per call.
     assert sum("user=carol" in i for i in invites) == 10
+
+
+def test_interval_too_brief_is_asked_again_with_min_expires(
+    tmp_path: Path, mosquitto: Mosquitto, collector_factory: Any, agents: StartAgent
+) -> None:
+    """Expires: 5 against a registrar whose minimum is 20: 423 with Min-Expires: 20, then the
+    same Call-ID asks 20 at once (no backoff) and is saved with 20."""
+    session = "ua-423"
+    col = collector_factory(session)
+    with kamailio_sut(
+        FLAKY_REGISTRAR, free_port(), tmp_path / "kamailio", defines=("MIN_EXPIRES_20",)
+    ) as sut:
+        callee = agents(_callee(session, mosquitto.port, sut.address, expires=5))
+        wait_for(lambda: "ready" in col.states("bob"), 30, "bob registered and ready")
+        assert len(sut.log_lines("sipflow-too-brief user=bob expires=5")) == 1
+        # 423 for 5 s; the next try (asking 20 s) is the flaky registrar's first: 500; then
+        # 20 s is saved.
+        assert _saved(sut, "bob") == ["20"]
+        assert len({call_id for call_id, _, _ in _registers(sut, "bob")}) == 1
+        _stop(callee)
+    reg = col.done("bob")["registration"]
+    assert reg["failures"] == {"500 Server Error": 1, "423 Interval Too Brief": 1}, reg
+    assert reg["attempts_to_register"] == 3 and reg["expires_s"] == 20
+    assert reg["unregistered"] is True
+
+
+def test_retry_after_of_a_503_is_honoured(
+    tmp_path: Path, mosquitto: Mosquitto, collector_factory: Any, agents: StartAgent
+) -> None:
+    """503 with Retry-After: 2 to the first REGISTER: the next try waits 2 s, not the 0.3 s
+    backoff."""
+    session = "ua-retry-after"
+    col = collector_factory(session)
+    with kamailio_sut(
+        FLAKY_REGISTRAR, free_port(), tmp_path / "kamailio", defines=("FIRST_REGISTER_503",)
+    ) as sut:
+        callee = agents(_callee(session, mosquitto.port, sut.address))
+        wait_for(lambda: "ready" in col.states("bob"), 30, "bob registered and ready")
+        states = col.of("bob", "state")
+        _stop(callee)
+    assert len(sut.log_lines("sipflow-first-register user=bob: 503")) == 1
+    retry = next(s for s in states if (s.get("detail") or "").startswith("try 2 of 3"))
+    ready = next(s for s in states if s["state"] == "ready")
+    assert retry["detail"] == "try 2 of 3 after 503 Service Unavailable"
+    # Announced right after the 503, the next try went out only after its Retry-After.
+    assert ready["time"] - retry["time"] >= 2.0, states
+    reg = col.done("bob")["registration"]
+    assert reg["failures"] == {"503 Service Unavailable": 1} and reg["attempts_to_register"] == 2

@@ -190,3 +190,34 @@ def test_spec_register_expires_reaches_the_callee() -> None:
         {**spec.model_dump(exclude_none=True), "target": {"host": "127.0.0.1"}}
     )
     assert default.target is not None and default.target.register_expires_s == 3600
+
+
+def test_423_and_retry_after_are_read_from_the_answer() -> None:
+    from runners.registration import answer_hints
+
+    too_brief = classify(1, 0, {"REGISTER: 423 Interval Too Brief": 1})
+    hinted = answer_hints(too_brief, "received 'SIP/2.0 423 Interval Too Brief\nMin-Expires: 60\n")
+    assert hinted.retryable and hinted.min_expires_s == 60
+    # Without a Min-Expires nothing says what to ask for: final.
+    assert not answer_hints(too_brief, "SIP/2.0 423 Interval Too Brief\n").retryable
+    busy = classify(1, 0, {"REGISTER: 503 Service Unavailable": 1})
+    hinted = answer_hints(busy, "SIP/2.0 503 Service Unavailable\nRetry-After: 7\n")
+    assert hinted.retry_after_s == 7
+    assert answer_hints(busy, "Retry-After: 99999\n").retry_after_s == 300
+
+
+def test_423_asks_again_at_once_with_min_expires_and_retry_after_waits() -> None:
+    script = Script(
+        Attempt(False, "423 Interval Too Brief", True, 1, min_expires_s=120),
+        Attempt(False, "503 Service Unavailable", True, 1, retry_after_s=0.3),
+        Attempt(True, exit_code=0),
+    )
+    reg = Registration(_cfg(), script)
+    assert reg.attempt("register", threading.Event()).ok
+    (_, first, _), (_, second, t2), (_, third, t3) = script.calls
+    assert (first.expires_s, second.expires_s, third.expires_s) == (60, 120, 120)
+    assert t3 - t2 >= 0.3  # the Retry-After, not the 0.1 s backoff
+    # One Call-ID; each try's CSeq above the last one's (and its digest retry's).
+    assert first.call_id == second.call_id == third.call_id and first.call_id
+    assert (first.cseq, second.cseq, third.cseq) == (1, 3, 5)
+    assert reg.refresh_interval_s() == pytest.approx(96.0)  # of the 120 s now asked

@@ -65,6 +65,23 @@ def test_registration_retried_refreshed_and_removed(ua_stack: RunningStack, tmp_
     assert roles["callee"]["successful_calls"] == body["summary"]["measured"]["successful_calls"]
     # Registered, refreshed at least twice (every ~3.2 s), removed.
     assert saved[0] == "4" and saved[-1] == "0" and len(saved) >= 4, saved
+    # Every try is stored with the callee and summed in its role's summary (API and report).
+    reg = callee["registration"]
+    assert reg["attempts_to_register"] == 2 and reg["failures"] == {"500 Server Error": 1}
+    assert reg["refreshes"] == len(saved) - 2 and reg["unregistered"] is True, reg
+    assert reg["attempts"] == len(saved) + 1 and reg["error"] is None, reg
+    summary = roles["callee"]["registration"]
+    assert summary == {
+        "registered": 1,
+        "attempts": reg["attempts"],
+        "failures": {"500 Server Error": 1},
+        "refreshes": reg["refreshes"],
+        "unregistered": 1,
+        "errors": [],
+    }, summary
+    report = ua_stack.http.get(f"/v1/sessions/{body['id']}/report.json").json()
+    assert _runner(report, "callee-0")["registration"] == reg
+    assert report["roles"]["callee"]["registration"] == summary
 
 
 def test_registration_that_fails_says_after_how_many_tries(
@@ -82,6 +99,10 @@ def test_registration_that_fails_says_after_how_many_tries(
     assert callee["detail"] == "registration failed after 3 attempts: 500 Server Error"
     assert callee["failure_reasons"] == {"REGISTER: 500 Server Error": 3}
     assert body["summary"]["measured"]["total_calls"] == 0
+    assert callee["registration"]["attempts"] == 3
+    summary = body["summary"]["roles"]["callee"]["registration"]
+    assert summary["registered"] == 0 and summary["failures"] == {"500 Server Error": 3}
+    assert summary["errors"] == ["registration failed after 3 attempts: 500 Server Error"]
 
 
 def test_challenged_calls_pass_with_credentials_fail_without(

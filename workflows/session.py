@@ -63,6 +63,10 @@ SHORT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempt
 # workflow.patched ids: each names a change of the command sequence that sessions started
 # before it must not see when they replay.
 PRESTART = "prestart-callers"
+# Held callers start in the same step as the callees (they started after them).
+PRESTART_TOGETHER = "prestart-callers-together"
+# The metrics ingest starts beside the network's provisioning (it started after it).
+INGEST_BESIDE_PROVISION = "ingest-beside-provision"
 # A cancel that arrives while an activity runs ends `cancelled` (it was `error`).
 CANCEL_IN_ACTIVITY = "cancel-in-activity"
 # A bug of ours (an exception that is no activity's failure) ends the session with verdict
@@ -200,6 +204,21 @@ class SessionWorkflow:
         status = "completed"
         try:
             self._phase = "provisioning"
+            expected = spec.expected_duration_s()
+
+            def start_ingest() -> asyncio.Task[IngestResult]:
+                return workflow.start_activity_method(
+                    IngestActivities.ingest_metrics,
+                    IngestMetrics(session_id=sid, runner_ids=callee_ids + caller_ids),
+                    start_to_close_timeout=timedelta(seconds=expected * 3 + 900),
+                    heartbeat_timeout=timedelta(seconds=10),
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2)),
+                )
+
+            # The ingest needs no placement: it subscribes while the network is made.
+            ingest_first = workflow.patched(INGEST_BESIDE_PROVISION)
+            if ingest_first:
+                ingest = start_ingest()
             # The backend is resolved here, once; the placement carries it to every activity.
             placement = await short_activity(
                 NetworkActivities.provision_network,
@@ -211,24 +230,28 @@ class SessionWorkflow:
                 ),
             )
             self._placements = [placement]
-            expected = spec.expected_duration_s()
-            ingest = workflow.start_activity_method(
-                IngestActivities.ingest_metrics,
-                IngestMetrics(session_id=sid, runner_ids=callee_ids + caller_ids),
-                start_to_close_timeout=timedelta(seconds=expected * 3 + 900),
-                heartbeat_timeout=timedelta(seconds=10),
-                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2)),
-            )
+            if not ingest_first:
+                ingest = start_ingest()
             await workflow.wait_condition(lambda: self._ingest_ready, timeout=READY_TIMEOUT)
 
             peers: dict[str, str] = {}
             held = False
             if callee_ids:
                 self._phase = "starting callees"
-                peers = await self._start(spec, "callee", peers)
+                prestart = all(p.prestart for p in self._placements)
+                if prestart and workflow.patched(PRESTART_TOGETHER):
+                    # Callers start (held) at the same time as the callees: a prestart
+                    # placement knows where the callees will be reached before they start.
+                    peers, _ = await asyncio.gather(
+                        self._start(spec, "callee", peers),
+                        self._start(spec, "caller", peers, hold=True),
+                    )
+                    held = True
+                else:
+                    peers = await self._start(spec, "callee", peers)
                 # Callers start up beside the callees (their start-ups no longer add up) and
                 # wait for `go`. Sessions started before this change run the old sequence.
-                if all(p.prestart for p in self._placements) and workflow.patched(PRESTART):
+                if not held and prestart and workflow.patched(PRESTART):
                     await self._start(spec, "caller", peers, hold=True)
                     held = True
                 await workflow.wait_condition(

@@ -213,6 +213,7 @@ async function loadDetail() {
 
   const causes = [];
   for (const [role, r] of roles) {
+    if (r.registration) causes.push(el("li", { "data-registration": role }, `${role}s: ${registrationText(r.registration)}`));
     for (const [c, n] of Object.entries(r.failed_by_cause)) causes.push(el("li", {}, `${role}s: ${c} — ${n} calls`));
     for (const [c, n] of Object.entries(r.failure_reasons)) causes.push(el("li", {}, `${role}s: ${c} ×${n}`));
   }
@@ -282,6 +283,17 @@ async function loadMediaPanel() {
     el("td", { class: "num" }, fmtNum(c.mos, 2)), el("td", { class: "num" }, fmtNum(worse(c, "loss_pct"), 2)),
     el("td", { class: "num" }, fmtNum(worse(c, "jitter_ms"), 2)))));
   document.body.dataset.mediaLoaded = String(Date.now());
+// A registering callee's REGISTER tries (per runner), or its role's (summed over runners).
+function registrationText(g) {
+  const failures = Object.entries(g.failures || {}).map(([k, v]) => `${k} ×${v}`).join(", ");
+  const parts = [];
+  if (g.registered !== undefined) parts.push(`registered ${g.registered}`);
+  parts.push(`${g.attempts} REGISTER ${g.attempts === 1 ? "try" : "tries"}` + (failures ? ` (failed: ${failures})` : ""));
+  parts.push(`${g.refreshes} refreshes`);
+  if (typeof g.unregistered === "number") parts.push(`removed ${g.unregistered}`);
+  else if (g.unregistered !== null && g.unregistered !== undefined) parts.push(g.unregistered ? "removed" : "not removed");
+  const errors = g.errors || (g.error ? [g.error] : []);
+  return `registration: ${parts.join(", ")}` + (errors.length ? ` — ${errors.join("; ")}` : "");
 }
 
 function renderRunners() {
@@ -302,7 +314,7 @@ function renderRunners() {
       el("td", { class: "num" }, fmtNum(r.call_rate)), el("td", { class: "num" }, fmtNum(r.current_calls)),
       el("td", { class: "num" }, fmtNum(r.cum_calls_created)), el("td", { class: "num" }, fmtNum(r.cum_successful_calls)),
       el("td", { class: "num" }, fmtNum(r.cum_failed_calls)), el("td", { class: "num" }, fmtNum(r.cum_retransmissions)),
-      el("td", {}, [exit, reasons, r.detail].filter(Boolean).join(" · ")));
+      el("td", {}, [exit, reasons, r.detail, r.registration && registrationText(r.registration)].filter(Boolean).join(" · ")));
   }));
 }
 
