@@ -20,6 +20,8 @@ class OpenSession(BaseModel):
     name: str
     spec: dict[str, Any]
     target: str | None
+    # True: the session waits for admission (status `queued`, activities/admission.py).
+    queued: bool = False
 
 
 class RegisterRunners(BaseModel):
@@ -58,7 +60,11 @@ class StoreActivities:
             session_secrets.open_session(
                 db, self.keys, req.session_id, req.tenant, req.name, req.spec, req.target
             )
-            store.set_status(db, req.session_id, "running")
+            row = store.get_session(db, req.session_id)
+            if not req.queued:
+                store.set_status(db, req.session_id, "running")
+            elif row is not None and row.status == "pending":
+                store.set_status(db, req.session_id, "queued")
 
     @activity.defn
     def register_runners(self, req: RegisterRunners) -> None:

@@ -29,6 +29,11 @@ SEARCH_ATTRIBUTES = (SA_TENANT, SA_STATUS, SA_VERDICT, SA_TARGET, SA_SCHEDULE)
 LAUNCHER_NAME = "ScheduledRunWorkflow"
 
 
+def ingest_task_queue(task_queue: str) -> str:
+    """Where a session's ingest activity runs: a queue with a slot budget of its own."""
+    return f"{task_queue}-ingest"
+
+
 def workflow_id(session_id: str) -> str:
     return f"session-{session_id}"
 

@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.admission import AdmissionActivities, AdmitSession
     from activities.ingest import IngestActivities, IngestMetrics, IngestResult
     from activities.network import NetworkActivities, ProvisionNetwork
     from activities.runners import PublishControl, RunnerActivities, StartRunners, StopRunners
@@ -48,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         SessionInput,
         SessionResult,
         SetRate,
+        ingest_task_queue,
     )
 
 FINAL = ("done", "failed", "lost")
@@ -65,6 +67,9 @@ CANCEL_IN_ACTIVITY = "cancel-in-activity"
 # A bug of ours (an exception that is no activity's failure) ends the session with verdict
 # `error` after clean-up; before, the workflow task failed and retried forever.
 BUG_ENDS_SESSION = "bug-ends-session"
+# A session waits `queued` until admitted (the machine carries its runners), and its ingest runs
+# on the ingest task queue (own slot budget) with its expected span (progress signal budget).
+ADMISSION = "admission-and-ingest-queue"
 
 
 def is_bug(exc: Exception) -> bool:
@@ -170,23 +175,33 @@ class SessionWorkflow:
         callee_ids, caller_ids = plan.runner_ids(spec, "callee"), plan.runner_ids(spec, "caller")
         self._runners = {r: "pending" for r in callee_ids + caller_ids}
         target = f"{spec.target.host}:{spec.target.port}" if spec.target else "direct"
+        admitting = workflow.patched(ADMISSION)
+        if admitting:
+            self._status = self._phase = "queued"
         workflow.upsert_search_attributes(
             [
                 SA_TENANT.value_set(inp.tenant),
                 SA_TARGET.value_set(target),
-                SA_STATUS.value_set("running"),
+                SA_STATUS.value_set(self._status),
             ]
         )
         await short_activity(
             StoreActivities.open_session,
             OpenSession(
-                session_id=sid, tenant=inp.tenant, name=spec.name, spec=inp.spec, target=target
+                session_id=sid,
+                tenant=inp.tenant,
+                name=spec.name,
+                spec=inp.spec,
+                target=target,
+                queued=admitting,
             ),
         )
 
         ingest: asyncio.Task[IngestResult] | None = None
         status = "completed"
         try:
+            if admitting:
+                await self._admit(len(callee_ids) + len(caller_ids))
             self._phase = "provisioning"
             # The backend is resolved here, once; the placement carries it to every activity.
             placement = await short_activity(
@@ -200,13 +215,25 @@ class SessionWorkflow:
             )
             self._placements = [placement]
             expected = spec.expected_duration_s()
-            ingest = workflow.start_activity_method(
-                IngestActivities.ingest_metrics,
-                IngestMetrics(session_id=sid, runner_ids=callee_ids + caller_ids),
-                start_to_close_timeout=timedelta(seconds=expected * 3 + 900),
-                heartbeat_timeout=timedelta(seconds=10),
-                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2)),
-            )
+            if admitting:
+                ingest = workflow.start_activity_method(
+                    IngestActivities.ingest_metrics,
+                    IngestMetrics(
+                        session_id=sid, runner_ids=callee_ids + caller_ids, expected_s=expected
+                    ),
+                    task_queue=ingest_task_queue(workflow.info().task_queue),
+                    start_to_close_timeout=timedelta(seconds=expected * 3 + 900),
+                    heartbeat_timeout=timedelta(seconds=10),
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2)),
+                )
+            else:
+                ingest = workflow.start_activity_method(
+                    IngestActivities.ingest_metrics,
+                    IngestMetrics(session_id=sid, runner_ids=callee_ids + caller_ids),
+                    start_to_close_timeout=timedelta(seconds=expected * 3 + 900),
+                    heartbeat_timeout=timedelta(seconds=10),
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2)),
+                )
             await workflow.wait_condition(lambda: self._ingest_ready, timeout=READY_TIMEOUT)
 
             peers: dict[str, str] = {}
@@ -270,6 +297,21 @@ class SessionWorkflow:
             if not is_bug(exc):
                 raise
             return await self._conclude_on_bug(sid, f"workflow error while {self._phase}: {exc!r}")
+
+    async def _admit(self, runners: int) -> None:
+        """Waits `queued` until the machine carries the session's runners."""
+        attempt = 0
+        while True:
+            wait = await short_activity(
+                AdmissionActivities.admit_session,
+                AdmitSession(session_id=self._sid, runners=runners, attempt=attempt),
+            )
+            if wait <= 0:
+                break
+            attempt += 1
+            await workflow.sleep(wait)
+        self._status = "running"
+        workflow.upsert_search_attributes([SA_STATUS.value_set("running")])
 
     def _lost(self) -> list[str]:
         return [r for r, state in self._runners.items() if state == "lost"]
