@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,7 +112,15 @@ class IngestHub:
             ctl.loop_start()
             self._control = ctl
             self._tasks.append(asyncio.create_task(self._keepalives()))
-        self._tasks.append(asyncio.create_task(self._consume()))
+        consume = asyncio.create_task(self._consume())
+        consume.add_done_callback(self._died)
+        self._tasks.append(consume)
+
+    def _died(self, task: asyncio.Task[None]) -> None:
+        """The consumer must not end while the worker runs: nothing would be stored."""
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("ingest consumer died; the worker exits", exc_info=task.exception())
+            os._exit(70)  # `sipflow up` (or the service manager) starts the worker again
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -234,9 +243,9 @@ class IngestHub:
                 try:
                     await handle.signal(SIGNAL_RUNNER_EVENT, event)
                     break
-                except RPCError as exc:
-                    if exc.status == RPCStatusCode.NOT_FOUND:
+                except Exception as exc:
+                    if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
                         return  # the session's workflow ended
-                    log.warning("ingest: signal to %s failed (%s); retrying", session_id, exc)
+                    log.warning("ingest: signal to %s failed (%r); retrying", session_id, exc)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
