@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -48,9 +49,10 @@ class FinishSession(BaseModel):
 
 
 class StoreActivities:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_finish: Callable[[], None] | None = None) -> None:
         self.url = settings.resolved_database_url
         self.keys = keyring(settings)
+        self.on_finish = on_finish  # e.g. wake queued sessions (activities/admission.py)
 
     @activity.defn
     def open_session(self, req: OpenSession) -> None:
@@ -90,3 +92,5 @@ class StoreActivities:
             store.finish_session(
                 db, req.session_id, req.status, req.verdict, req.summary, req.reasons
             )
+        if self.on_finish is not None:
+            self.on_finish()

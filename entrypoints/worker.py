@@ -13,7 +13,7 @@ import threading
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.admission import AdmissionActivities
+from activities.admission import AdmissionActivities, QueueWaker
 from activities.ingest import IngestActivities
 from activities.ingest_hub import IngestHub
 from activities.network import NetworkActivities
@@ -49,7 +49,9 @@ def build_worker(
 ) -> list[Worker]:
     """The main worker (workflows, short activities: 64 slots) and the ingest worker."""
     network, runners = NetworkActivities(settings, backends), RunnerActivities(settings, backends)
-    store, ingest = StoreActivities(settings), IngestActivities(settings, client, hub)
+    waker = QueueWaker(settings, client, asyncio.get_running_loop())
+    store = StoreActivities(settings, on_finish=waker.wake)
+    ingest = IngestActivities(settings, client, hub)
     schedules, admission = ScheduleActivities(settings), AdmissionActivities(settings)
     interceptors = fault_injection.from_environment()  # tests only
     main = Worker(

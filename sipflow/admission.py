@@ -97,3 +97,14 @@ def counts(db: Session) -> dict[str, int]:
     ).all()
     out.update({status: n for status, n in rows})
     return out
+
+
+def oldest_queued(db: Session, limit: int) -> list[str]:
+    """The sessions queued longest (the first to ask again when runners free up)."""
+    rows = db.exec(
+        select(SessionRow.id)
+        .where(SessionRow.status == "queued")
+        .order_by(col(SessionRow.created_at))
+        .limit(limit)
+    ).all()
+    return list(rows)

@@ -111,9 +111,12 @@ class Settings(BaseSettings):
     max_running_sessions: int = 0
     runner_memory_mb: int = 50
     # A queued session asks again after admission_poll_s, growing by half each time up to
-    # admission_poll_max_s (a queued hour costs ~250 asks, ~3,000 history events).
+    # admission_poll_max_s (a queued hour costs ~130 asks, ~1,500 history events); a session
+    # that ends wakes the admission_wake sessions queued longest to ask at once.
     admission_poll_s: float = 2.0
-    admission_poll_max_s: float = 15.0
+    admission_poll_max_s: float = 30.0
+    # When a session ends, this many of the sessions queued longest ask again at once (signal).
+    admission_wake: int = 4
 
     # -- a tenant's policy when the tenant_policy table has none for it (sipflow.tenant_policy)
     # Where sessions may send traffic: networks (CIDR) and host names ("*.example.net" for a

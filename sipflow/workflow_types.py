@@ -16,6 +16,8 @@ QUERY_PROGRESS = "progress"
 UPDATE_SET_RATE = "set_rate"
 SIGNAL_RUNNER_EVENT = "runner_event"
 SIGNAL_PROGRESS = "progress_report"
+# A queued session asks for admission again now (a running session ended).
+SIGNAL_ADMISSION = "admission_wake"
 
 # Custom search attributes, registered on the Temporal server (see sipflow.stack).
 SA_TENANT = SearchAttributeKey.for_keyword("SipflowTenant")

@@ -8,6 +8,7 @@ fail, error and cancel) -> summarize stored metrics -> evaluate thresholds -> st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         SA_TARGET,
         SA_TENANT,
         SA_VERDICT,
+        SIGNAL_ADMISSION,
         SIGNAL_PROGRESS,
         SIGNAL_RUNNER_EVENT,
         UPDATE_SET_RATE,
@@ -109,6 +111,7 @@ class SessionWorkflow:
         self._expected_calls: int | None = None
         self._reasons: list[str] = []
         self._placements: list[Placement] = []
+        self._wake = False
 
     # -- messages from the ingest activity and from users ------------------------------------
     @workflow.signal(name=SIGNAL_RUNNER_EVENT)
@@ -124,6 +127,10 @@ class SessionWorkflow:
         self._runners[ev.runner_id] = ev.state
         if ev.detail:
             self._details[ev.runner_id] = ev.detail
+
+    @workflow.signal(name=SIGNAL_ADMISSION)
+    def on_admission_wake(self) -> None:
+        self._wake = True
 
     @workflow.signal(name=SIGNAL_PROGRESS)
     def on_progress(self, report: ProgressReport) -> None:
@@ -309,7 +316,9 @@ class SessionWorkflow:
             if wait <= 0:
                 break
             attempt += 1
-            await workflow.sleep(wait)
+            self._wake = False  # a session that ended wakes us before the poll
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self._wake, timeout=wait)
         self._status = "running"
         workflow.upsert_search_attributes([SA_STATUS.value_set("running")])
 
