@@ -95,6 +95,17 @@ def run(sessions: int, calls: int, max_running: int, timeout: float) -> None:
         print(f"all correct: {'yes' if correct == sessions else 'no'} ({correct}/{sessions})")
         if correct != sessions:
             print(f"outcomes: {dict(outcomes)}")
+            for sid, b in done.items():
+                m = (b.get("summary") or {}).get("measured", {})
+                if (b["status"], b["verdict"], m.get("successful_calls")) != (
+                    "completed",
+                    "pass",
+                    calls,
+                ):
+                    runners = http.get(f"/v1/sessions/{sid}/metrics").json().get("runners", [])
+                    print(f"  {sid}: reasons {b.get('reasons')}")
+                    for r in runners:
+                        print(f"    {r.get('runner_id')}: {r.get('state')} {r.get('detail')}")
         print(
             f"max running at once: {peak['running']} sessions (limit: "
             f"{max_running or 'none'} sessions, {limit} runners); max queued: {peak['queued']}"
