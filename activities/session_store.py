@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,6 +21,8 @@ class OpenSession(BaseModel):
     name: str
     spec: dict[str, Any]
     target: str | None
+    # True: the session waits for admission (status `queued`, activities/admission.py).
+    queued: bool = False
 
 
 class RegisterRunners(BaseModel):
@@ -46,9 +49,10 @@ class FinishSession(BaseModel):
 
 
 class StoreActivities:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_finish: Callable[[], None] | None = None) -> None:
         self.url = settings.resolved_database_url
         self.keys = keyring(settings)
+        self.on_finish = on_finish  # e.g. wake queued sessions (activities/admission.py)
 
     @activity.defn
     def open_session(self, req: OpenSession) -> None:
@@ -58,7 +62,11 @@ class StoreActivities:
             session_secrets.open_session(
                 db, self.keys, req.session_id, req.tenant, req.name, req.spec, req.target
             )
-            store.set_status(db, req.session_id, "running")
+            row = store.get_session(db, req.session_id)
+            if not req.queued:
+                store.set_status(db, req.session_id, "running")
+            elif row is not None and row.status == "pending":
+                store.set_status(db, req.session_id, "queued")
 
     @activity.defn
     def register_runners(self, req: RegisterRunners) -> None:
@@ -85,3 +93,5 @@ class StoreActivities:
             store.finish_session(
                 db, req.session_id, req.status, req.verdict, req.summary, req.reasons
             )
+        if self.on_finish is not None:
+            self.on_finish()

@@ -68,7 +68,10 @@ class SessionBrief(BaseModel):
     id: str
     tenant: str
     name: str
-    status: str = Field(description="pending, running, completed, cancelled or error")
+    status: str = Field(
+        description="pending, queued (waiting for admission), running, stopping, completed, "
+        "cancelled or error"
+    )
     verdict: str | None = Field(default=None, description="pass, fail or error once finished")
     target: str | None = None
     created_at: datetime

@@ -574,7 +574,9 @@ def _get(api: str | None, path: str, **params: Any) -> Any:
 
 @sessions_app.command("list")
 def sessions_list(
-    status: Annotated[str | None, typer.Option(help="pending, running, completed, ...")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, queued, running, completed, ...")
+    ] = None,
     verdict: Annotated[str | None, typer.Option(help="pass, fail or error")] = None,
     tenant: Annotated[str | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,

@@ -1,4 +1,6 @@
-"""The sipflow worker: runs session workflows and all their activities on one task queue."""
+"""The sipflow worker: session workflows and their short activities on the task queue; the
+session ingest activities on `<task_queue>-ingest` with a slot budget of their own, all fed by
+one MQTT subscriber per process (activities/ingest_hub.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import threading
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.admission import AdmissionActivities, QueueWaker
 from activities.capacity import CapacityActivities
 from activities.ingest import IngestActivities
+from activities.ingest_hub import IngestHub
 from activities.network import NetworkActivities
 from activities.runners import RunnerActivities
 from activities.schedule_runs import ScheduleActivities
@@ -25,6 +29,7 @@ from sipflow import retention
 from sipflow.db import migrate
 from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings, get_settings
+from sipflow.workflow_types import ingest_task_queue
 from workflows.capacity_search import CapacitySearchWorkflow
 from workflows.schedule_run import ScheduledRunWorkflow
 from workflows.session import SessionWorkflow
@@ -43,12 +48,17 @@ def build_worker(
     settings: Settings,
     executor: concurrent.futures.Executor,
     backends: Backends,
-) -> Worker:
+    hub: IngestHub,
+) -> list[Worker]:
+    """The main worker (workflows, short activities: 64 slots) and the ingest worker."""
     network, runners = NetworkActivities(settings, backends), RunnerActivities(settings, backends)
-    store, ingest = StoreActivities(settings), IngestActivities(settings, client)
-    schedules = ScheduleActivities(settings)
+    waker = QueueWaker(settings, client, asyncio.get_running_loop())
+    store = StoreActivities(settings, on_finish=waker.wake)
+    ingest = IngestActivities(settings, client, hub)
+    schedules, admission = ScheduleActivities(settings), AdmissionActivities(settings)
     capacity = CapacityActivities(settings)
-    return Worker(
+    interceptors = fault_injection.from_environment()  # tests only
+    main = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[SessionWorkflow, ScheduledRunWorkflow, CapacitySearchWorkflow],
@@ -63,6 +73,8 @@ def build_worker(
             store.set_session_status,
             store.summarize_session,
             store.finish_session,
+            admission.admit_session,
+            # Sessions started by the previous release run their ingest on this queue.
             ingest.ingest_metrics,
             schedules.count_missed_runs,
             schedules.record_scheduled_run,
@@ -74,8 +86,16 @@ def build_worker(
         ],
         activity_executor=executor,
         max_concurrent_activities=64,
-        interceptors=fault_injection.from_environment(),  # tests only
+        interceptors=interceptors,
     )
+    ingest_worker = Worker(
+        client,
+        task_queue=ingest_task_queue(settings.task_queue),
+        activities=[ingest.ingest_metrics],  # async: a slot costs no thread
+        max_concurrent_activities=settings.ingest_slots,
+        interceptors=interceptors,
+    )
+    return [main, ingest_worker]
 
 
 async def serve(settings: Settings) -> None:
@@ -91,11 +111,17 @@ async def serve(settings: Settings) -> None:
         start_periodic(settings, backends, still_running(settings), stop_sweeper)
     if settings.retention_interval_s > 0:
         retention.start_periodic(settings, stop_sweeper)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=64) as executor:
-        worker = build_worker(client, settings, executor, backends)
-        async with worker:
-            logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
-            await stop.wait()
+    hub = IngestHub(settings, client)
+    await hub.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=64) as executor:
+            main, ingest = build_worker(client, settings, executor, backends, hub)
+            async with main, ingest:
+                queues = (settings.task_queue, ingest_task_queue(settings.task_queue))
+                logging.getLogger(__name__).info("worker polling task queues %s, %s", *queues)
+                await stop.wait()
+    finally:
+        await hub.stop()
     stop_sweeper.set()
 
 

@@ -143,6 +143,37 @@ class Settings(BaseSettings):
     # random key kept in data_dir/secrets (enough when API, worker and CLI share data_dir).
     encryption_keys: SecretStr | None = None
 
+    # -- metrics ingest and admission (activities/ingest.py, ingest_hub.py, admission.py) -------
+    # One MQTT subscriber per worker stores every session's intervals; each session's ingest
+    # activity is async (no thread) and runs on the task queue `<task_queue>-ingest` with a slot
+    # budget of its own, so start/stop activities always find one of the main queue's slots.
+    ingest_slots: int = 2000
+    # Messages committed in one transaction at most (then acknowledged to the broker).
+    ingest_batch: int = 500
+    # How often a session's ingest activity looks at what was stored (seconds).
+    ingest_poll_s: float = 1.0
+    # After a runner's `done`, how long the intervals it says it sent are waited for before the
+    # session is judged (late ones arriving within it are stored exactly once).
+    ingest_missing_grace_s: float = 20.0
+    # Progress totals reach the workflow as a signal at most this often (seconds) ...
+    ingest_progress_every_s: float = 10.0
+    # ... and at most history_event_budget / 4 times over a session's expected span (a signal
+    # costs ~4 history events); Temporal's hard limit is 51,200 events per workflow history.
+    history_event_budget: int = 20000
+    # Admission: sessions beyond these limits wait with status `queued` until running ones end.
+    # max_running_runners 0: derived from the machine's memory (runner_memory_mb per runner:
+    # agent ~35 MB + SIPp, over 70 % of MemTotal). max_running_sessions 0: no session limit.
+    max_running_runners: int = 0
+    max_running_sessions: int = 0
+    runner_memory_mb: int = 50
+    # A queued session asks again after admission_poll_s, growing by half each time up to
+    # admission_poll_max_s (a queued hour costs ~130 asks, ~1,500 history events); a session
+    # that ends wakes the admission_wake sessions queued longest to ask at once.
+    admission_poll_s: float = 2.0
+    admission_poll_max_s: float = 30.0
+    # When a session ends, this many of the sessions queued longest ask again at once (signal).
+    admission_wake: int = 4
+
     # -- a tenant's policy when the tenant_policy table has none for it (sipflow.tenant_policy)
     # Where sessions may send traffic: networks (CIDR) and host names ("*.example.net" for a
     # domain's names). Default: loopback, the private ranges and 198.18.0.0/15 (benchmarking).

@@ -134,6 +134,31 @@ def store_interval(db: Session, msg: StatsMessage) -> bool:
     return inserted
 
 
+def store_intervals(db: Session, msgs: list[StatsMessage]) -> int:
+    """Insert stats messages in one statement and commit; duplicates (same session, runner,
+    seq) are no-ops. Returns how many rows were new."""
+    if not msgs:
+        return 0
+    rows = [{"session_id": m.session_id, **Interval.from_message(m).model_dump()} for m in msgs]
+    bind = db.get_bind()
+    insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(MetricInterval).values(rows).on_conflict_do_nothing()
+    returning = stmt.returning(MetricInterval.id)  # type: ignore[call-overload]
+    inserted = len(db.execute(returning).all())
+    db.commit()
+    return inserted
+
+
+def runner_rows(db: Session, session_id: str) -> dict[str, tuple[str, int | None]]:
+    """runner id -> (state, last_seq from its done message)."""
+    rows = db.exec(
+        select(RunnerRow.runner_id, RunnerRow.state, RunnerRow.last_seq).where(
+            RunnerRow.session_id == session_id
+        )
+    ).all()
+    return {rid: (state, last) for rid, state, last in rows}
+
+
 def stored_seqs(db: Session, session_id: str) -> dict[str, int]:
     """Number of stored intervals per runner."""
     rows = db.exec(

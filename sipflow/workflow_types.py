@@ -16,6 +16,8 @@ QUERY_PROGRESS = "progress"
 UPDATE_SET_RATE = "set_rate"
 SIGNAL_RUNNER_EVENT = "runner_event"
 SIGNAL_PROGRESS = "progress_report"
+# A queued session asks for admission again now (a running session ended).
+SIGNAL_ADMISSION = "admission_wake"
 
 # Custom search attributes, registered on the Temporal server (see sipflow.stack).
 SA_TENANT = SearchAttributeKey.for_keyword("SipflowTenant")
@@ -27,6 +29,11 @@ SA_SCHEDULE = SearchAttributeKey.for_keyword("SipflowSchedule")
 SEARCH_ATTRIBUTES = (SA_TENANT, SA_STATUS, SA_VERDICT, SA_TARGET, SA_SCHEDULE)
 
 LAUNCHER_NAME = "ScheduledRunWorkflow"
+
+
+def ingest_task_queue(task_queue: str) -> str:
+    """Where a session's ingest activity runs: a queue with a slot budget of its own."""
+    return f"{task_queue}-ingest"
 
 
 def workflow_id(session_id: str) -> str:

@@ -8,6 +8,7 @@ fail, error and cancel) -> summarize stored metrics -> evaluate thresholds -> st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.admission import AdmissionActivities, AdmitSession
     from activities.ingest import IngestActivities, IngestMetrics, IngestResult
     from activities.network import NetworkActivities, ProvisionNetwork
     from activities.runners import PublishControl, RunnerActivities, StartRunners, StopRunners
@@ -38,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         SA_TARGET,
         SA_TENANT,
         SA_VERDICT,
+        SIGNAL_ADMISSION,
         SIGNAL_PROGRESS,
         SIGNAL_RUNNER_EVENT,
         UPDATE_SET_RATE,
@@ -48,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         SessionInput,
         SessionResult,
         SetRate,
+        ingest_task_queue,
     )
 
 from workflows.load_profile import follow
@@ -74,6 +78,9 @@ CANCEL_IN_ACTIVITY = "cancel-in-activity"
 BUG_ENDS_SESSION = "bug-ends-session"
 # Sessions with a load profile: the workflow changes the callers' rate along it.
 LOAD_PROFILE = "load-profile"
+# A session waits `queued` until admitted (the machine carries its runners), and its ingest runs
+# on the ingest task queue (own slot budget) with its expected span (progress signal budget).
+ADMISSION = "admission-and-ingest-queue"
 
 
 def is_bug(exc: Exception) -> bool:
@@ -114,6 +121,7 @@ class SessionWorkflow:
         self._reasons: list[str] = []
         self._placements: list[Placement] = []
         self._profiled = False  # a load profile drives the rate
+        self._wake = False
 
     # -- messages from the ingest activity and from users ------------------------------------
     @workflow.signal(name=SIGNAL_RUNNER_EVENT)
@@ -129,6 +137,10 @@ class SessionWorkflow:
         self._runners[ev.runner_id] = ev.state
         if ev.detail:
             self._details[ev.runner_id] = ev.detail
+
+    @workflow.signal(name=SIGNAL_ADMISSION)
+    def on_admission_wake(self) -> None:
+        self._wake = True
 
     @workflow.signal(name=SIGNAL_PROGRESS)
     def on_progress(self, report: ProgressReport) -> None:
@@ -186,27 +198,48 @@ class SessionWorkflow:
         self._profiled = callers.profile is not None and workflow.patched(LOAD_PROFILE)
         self._runners = {r: "pending" for r in callee_ids + caller_ids}
         target = f"{spec.target.host}:{spec.target.port}" if spec.target else "direct"
+        admitting = workflow.patched(ADMISSION)
+        if admitting:
+            self._status = self._phase = "queued"
         workflow.upsert_search_attributes(
             [
                 SA_TENANT.value_set(inp.tenant),
                 SA_TARGET.value_set(target),
-                SA_STATUS.value_set("running"),
+                SA_STATUS.value_set(self._status),
             ]
         )
         await short_activity(
             StoreActivities.open_session,
             OpenSession(
-                session_id=sid, tenant=inp.tenant, name=spec.name, spec=inp.spec, target=target
+                session_id=sid,
+                tenant=inp.tenant,
+                name=spec.name,
+                spec=inp.spec,
+                target=target,
+                queued=admitting,
             ),
         )
 
         ingest: asyncio.Task[IngestResult] | None = None
         status = "completed"
         try:
+            if admitting:
+                await self._admit(len(callee_ids) + len(caller_ids))
             self._phase = "provisioning"
             expected = spec.expected_duration_s()
 
             def start_ingest() -> asyncio.Task[IngestResult]:
+                if admitting:  # on the ingest task queue, with the span it budgets signals for
+                    return workflow.start_activity_method(
+                        IngestActivities.ingest_metrics,
+                        IngestMetrics(
+                            session_id=sid, runner_ids=callee_ids + caller_ids, expected_s=expected
+                        ),
+                        task_queue=ingest_task_queue(workflow.info().task_queue),
+                        start_to_close_timeout=timedelta(seconds=expected * 3 + 900),
+                        heartbeat_timeout=timedelta(seconds=10),
+                        retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2)),
+                    )
                 return workflow.start_activity_method(
                     IngestActivities.ingest_metrics,
                     IngestMetrics(session_id=sid, runner_ids=callee_ids + caller_ids),
@@ -316,6 +349,23 @@ class SessionWorkflow:
             if not is_bug(exc):
                 raise
             return await self._conclude_on_bug(sid, f"workflow error while {self._phase}: {exc!r}")
+
+    async def _admit(self, runners: int) -> None:
+        """Waits `queued` until the machine carries the session's runners."""
+        attempt = 0
+        while True:
+            wait = await short_activity(
+                AdmissionActivities.admit_session,
+                AdmitSession(session_id=self._sid, runners=runners, attempt=attempt),
+            )
+            if wait <= 0:
+                break
+            attempt += 1
+            self._wake = False  # a session that ended wakes us before the poll
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self._wake, timeout=wait)
+        self._status = "running"
+        workflow.upsert_search_attributes([SA_STATUS.value_set("running")])
 
     def _lost(self) -> list[str]:
         return [r for r, state in self._runners.items() if state == "lost"]
