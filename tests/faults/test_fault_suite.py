@@ -186,7 +186,6 @@ def wait_healthy(rs: RunningStack) -> None:
 # fail). Moving the tracker's set-up above mqtt.Client() fixes it (measured: pass, 45/45, 0 left);
 # activities/ingest.py belongs to the ingest rewrite (branch ingest). Disabled until then (as an
 # xfail it would wait ~3 min in CI for the session to end `fail`): remove this mark then.
-@pytest.mark.skip(reason="activities/ingest.py leaks its MQTT client on a DB error at start")
 def test_postgresql_stopped_for_10s(
     tmp_path: Path, sut: tuple[str, int], fault_table: list[dict[str, Any]]
 ) -> None:
