@@ -180,12 +180,8 @@ def wait_healthy(rs: RunningStack) -> None:
         time.sleep(0.3)
 
 
-# On this branch's activities/ingest.py a DB error while the ingest starts (store.stored_seqs,
-# before its try/finally) leaks that attempt's MQTT client, whose auto-reconnect then fights the
-# next attempt over the same client id: intervals go missing (measured: 51 of 70 stored, verdict
-# fail). Moving the tracker's set-up above mqtt.Client() fixes it (measured: pass, 45/45, 0 left);
-# activities/ingest.py belongs to the ingest rewrite (branch ingest). Disabled until then (as an
-# xfail it would wait ~3 min in CI for the session to end `fail`): remove this mark then.
+# The database stopped mid-session: the ingest hub retries its batches (unacknowledged, so the
+# broker keeps them) until it is back; nothing lost, nothing doubled.
 def test_postgresql_stopped_for_10s(
     tmp_path: Path, sut: tuple[str, int], fault_table: list[dict[str, Any]]
 ) -> None:
