@@ -112,8 +112,8 @@ def test_sipflow_sweep_removes_what_a_dead_session_left(
         assert f"local {sid}: removed nft table {ns}, veth sfh{sid}, netns {ns}" in result.stdout
         assert namespace(sid) not in namespaces()
         assert "nothing to sweep" in runner.invoke(app, ["sweep", "--backend", "local"]).stdout
-        wrong = runner.invoke(app, ["sweep", "--backend", "fargate"])
-        assert wrong.exit_code == 3 and "unknown backend(s): fargate" in wrong.stderr
+        wrong = runner.invoke(app, ["sweep", "--backend", "nomad"])
+        assert wrong.exit_code == 3 and "unknown backend(s): nomad" in wrong.stderr
     finally:
         backend.teardown(Placement(session_id=sid, backend="local"))
         get_settings.cache_clear()
