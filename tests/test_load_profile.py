@@ -121,6 +121,7 @@ def test_tenant_policy_checks_the_peak_and_the_planned_calls() -> None:
 
 
 # -- on real parts -------------------------------------------------------------------------------
+# The issue's test: a ramp from 10 to 200 calls/s over 20 s, then a 10 s hold.
 PROFILED: dict[str, Any] = {
     "name": "profiled",
     "roles": {
@@ -131,7 +132,7 @@ PROFILED: dict[str, Any] = {
             "profile": {
                 "shape": "custom",
                 "start": 10,
-                "stages": [{"to": 60, "over": "6s"}, {"hold": "7s"}, {"to": 20}, {"hold": "5s"}],
+                "stages": [{"to": 200, "over": "20s"}, {"hold": "10s"}],
             },
         },
     },
@@ -158,29 +159,41 @@ async def _stage_marks(rs: RunningStack, sid: str) -> list[dict[str, Any]]:
     return marks
 
 
+def _planned_per_second(plan: list[dict[str, Any]], seconds: int) -> list[float]:
+    """The rate in effect during each whole second of the plan (its steps start on seconds)."""
+    return [next(p["rate"] for p in reversed(plan) if p["at_s"] <= t) for t in range(seconds)]
+
+
 def test_profiled_session_follows_its_plan(sqlite_stack: RunningStack) -> None:
     spec = copy.deepcopy(PROFILED)
     sid = sqlite_stack.submit(spec)
     detail = sqlite_stack.http.get(f"/v1/sessions/{sid}").json()
     plan = detail["planned_rate"]
-    assert plan[0] == {"at_s": 0, "rate": pytest.approx(14.17, abs=0.01), "stage": 0}
-    assert plan[-1]["at_s"] == 18 and plan[-1]["rate"] == 20
+    assert plan[0] == {"at_s": 0, "rate": pytest.approx(14.75), "stage": 0}
+    assert plan[-1]["at_s"] == 30 and plan[-1]["rate"] == 200
     sqlite_stack.wait_phase(sid, "running callers")
     refused = sqlite_stack.http.post(f"/v1/sessions/{sid}/rate", json={"rate": 5})
     assert refused.status_code in (409, 422) and "load profile" in refused.text, refused.text
     body = sqlite_stack.wait(sid)
     assert body["verdict"] == "pass", body
     merged = sqlite_stack.http.get(f"/v1/sessions/{sid}/metrics").json()["merged"]["caller"]
-    created = [p["calls_created"] for p in merged]
-    made = body["summary"]["measured"]["successful_calls"]
-    # The plan: (10+60)/2*6 + 60*7 + 20*5 = 730 calls.
-    assert abs(made - 730) <= 0.05 * 730, (made, str(created))
-    first = next(i for i, n in enumerate(created) if n > 0)
-    hold = created[first + 7 : first + 12]  # the hold at 60/s, a second clear of its edges
-    tail = created[first + 14 : first + 17]  # the hold at 20/s
-    assert abs(sum(hold) / len(hold) - 60) <= 3, created
-    assert abs(sum(tail) / len(tail) - 20) <= 1.5, created
+    series = [p["calls_created"] for p in merged]
+    created = series[next(i for i, n in enumerate(series) if n > 0) :]
+    want = _planned_per_second(plan, 30)
+    # A rate change reaches SIPp about a second later (control message -> agent -> SIPp's next
+    # rate period): the measured series is compared at the lag that fits it best (0-2 s).
+    ramp, hold = range(2, 20), range(22, 29)  # each stage after settling
+
+    def off(lag: int) -> float:
+        return sum(abs(created[t + lag] - want[t]) for t in ramp if t + lag < len(created))
+
+    lag = min((0, 1, 2), key=off)
+    got_ramp = sum(created[t + lag] for t in ramp)
+    want_ramp = sum(want[t] for t in ramp)
+    assert abs(got_ramp - want_ramp) <= 0.05 * want_ramp, (lag, str(created))
+    got_hold = [created[t + lag] for t in hold if t + lag < len(created)]
+    assert len(got_hold) >= 5 and abs(sum(got_hold) / len(got_hold) - 200) <= 10, str(created)
 
     marks = asyncio.run(_stage_marks(sqlite_stack, sid))
-    assert [(m["stage"], m["of"]) for m in marks] == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    assert [m["rate"] for m in marks[1:]] == [60, 20, 20]
+    assert [(m["stage"], m["of"]) for m in marks] == [(1, 2), (2, 2)]
+    assert marks[1]["rate"] == 200
