@@ -283,6 +283,8 @@ async function loadMediaPanel() {
     el("td", { class: "num" }, fmtNum(c.mos, 2)), el("td", { class: "num" }, fmtNum(worse(c, "loss_pct"), 2)),
     el("td", { class: "num" }, fmtNum(worse(c, "jitter_ms"), 2)))));
   document.body.dataset.mediaLoaded = String(Date.now());
+}
+
 // A registering callee's REGISTER tries (per runner), or its role's (summed over runners).
 function registrationText(g) {
   const failures = Object.entries(g.failures || {}).map(([k, v]) => `${k} ×${v}`).join(", ");
