@@ -128,6 +128,10 @@ def _raise_sigterm_as_interrupt() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    # Started from a script's background job (`cmd &` without job control) a process inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt for it: Ctrl-C (SIGINT) must
+    # stop the stack wherever it was started from.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _port_in_use(port: int) -> bool:
