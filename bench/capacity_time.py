@@ -10,21 +10,15 @@ each step, the answer and the wall time.
 from __future__ import annotations
 
 import argparse
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 from bench.common import embedded_stack
+from tests.runner_fixtures import free_port
 from tests.sut.kamailio import kamailio
 
 CONFIG = Path(__file__).resolve().parent.parent / "tests" / "sut" / "kamailio-ratelimited.cfg"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
