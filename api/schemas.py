@@ -107,6 +107,13 @@ class PlannedRate(BaseModel):
     stage: int | None = Field(default=None, description="set where a stage of the profile begins")
 
 
+class DurationBucket(BaseModel):
+    le_s: float | None = Field(
+        description="the bucket's upper bound in seconds; null: above the last"
+    )
+    calls: int
+
+
 class SessionDetail(SessionBrief):
     workflow_id: str
     spec: dict[str, Any]
@@ -132,6 +139,11 @@ class SessionDetail(SessionBrief):
         default=None,
         description="with a load profile: the callers' rate the workflow sets, as steps "
         "(seconds since the callers started, calls/s of all callers); the last point is its end",
+    )
+    call_durations: list[DurationBucket] = Field(
+        default_factory=list,
+        description="the callers' answered calls by duration (200 OK -> BYE), per bucket; "
+        "empty when none ended yet",
     )
     links: Links
 

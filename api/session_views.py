@@ -19,7 +19,15 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 
-from api.schemas import Links, MergedPoint, MetricPoint, PlannedRate, RunnerSeries, SessionBrief
+from api.schemas import (
+    DurationBucket,
+    Links,
+    MergedPoint,
+    MetricPoint,
+    PlannedRate,
+    RunnerSeries,
+    SessionBrief,
+)
 from sipflow import histogram
 from sipflow.models import Interval, IntervalCounts, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
@@ -212,6 +220,20 @@ def merged_series(intervals: Iterable[Interval]) -> dict[str, list[MergedPoint]]
     for iv in intervals:
         merged.add(iv)
     return merged.points()
+
+
+def call_durations(counts: list[int]) -> list[DurationBucket]:
+    """The duration histogram as buckets in seconds, trimmed of empty buckets at both ends."""
+    if not any(counts):
+        return []
+    bounds = [b / 1000.0 for b in histogram.DURATION_BOUNDS_MS]
+    buckets = [
+        DurationBucket(le_s=bounds[i] if i < len(bounds) else None, calls=n)
+        for i, n in enumerate(counts)
+    ]
+    first = next(i for i, b in enumerate(buckets) if b.calls)
+    last = max(i for i, b in enumerate(buckets) if b.calls)
+    return buckets[first : last + 1]
 
 
 def planned_rate(spec: dict[str, Any]) -> list[PlannedRate] | None:

@@ -1,8 +1,9 @@
 """Turns the growing stat and rtt files of one SIPp run into numbered StatsMessages.
 
 One message per stat row (seq 1, 2, 3, ... without gaps). The histogram of a row holds the rtd-1
-samples dated up to that row's time (rtt Date_ms and the row's elapsed time both count from
-SIPp's start); samples written after the last row are added to the last row SIPp writes at exit.
+samples (its PDD and call-duration histograms the rtd-2 and rtd-3 ones) dated up to that row's
+time (rtt Date_ms and the row's elapsed time both count from SIPp's start); samples written after
+the last row are added to the last row SIPp writes at exit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sipflow.messages import Counters, Role, StatsMessage
 
 RTD = 1  # first INVITE -> 200: the response (setup) time
 PDD_RTD = 2  # first INVITE -> first 18x: the post-dial delay (call.xml)
+DURATION_RTD = 3  # the INVITE's 200 -> our BYE: an answered call's duration (call.xml)
 
 
 class StatsStream:
@@ -48,7 +50,7 @@ class StatsStream:
     def _read_rtt(self, final: bool) -> None:
         for line in self._rtt_tail.read_lines(final=final):
             sample = parse_rtt_line(line)
-            if sample is not None and sample.rtd in (RTD, PDD_RTD):
+            if sample is not None and sample.rtd in (RTD, PDD_RTD, DURATION_RTD):
                 self._pending.append(sample)
 
     def poll(self, final: bool = False) -> list[StatsMessage]:
@@ -75,6 +77,7 @@ class StatsStream:
         self.last_row = row
         self.samples_total += sum(1 for s in samples if s.rtd == RTD)
         pdd = [s.response_ms for s in samples if s.rtd == PDD_RTD]
+        durations = [s.response_ms for s in samples if s.rtd == DURATION_RTD]
         msg = StatsMessage(
             session_id=self.session_id,
             runner_id=self.runner_id,
@@ -88,6 +91,10 @@ class StatsStream:
             histogram=histogram.from_samples(s.response_ms for s in samples if s.rtd == RTD),
             pdd_histogram=histogram.from_samples(pdd) if pdd else [],
             pdd_sum_ms=sum(pdd),
+            duration_histogram=(
+                histogram.from_samples(durations, histogram.DURATION_BOUNDS_MS) if durations else []
+            ),
+            duration_sum_ms=sum(durations),
         )
         self.next_seq += 1
         return msg

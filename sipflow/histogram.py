@@ -14,37 +14,44 @@ BOUNDS_MS: tuple[float, ...] = (
     300, 400, 500, 600, 800, 1000, 1500, 2000, 3000, 5000, 10000, 30000,
 )  # fmt: skip
 N_BUCKETS = len(BOUNDS_MS) + 1
+# Call durations (answer -> hang-up) last seconds to hours: bounds of their own, in ms.
+DURATION_BOUNDS_MS: tuple[float, ...] = (
+    1000, 2000, 3000, 5000, 10000, 15000, 20000, 30000, 45000, 60000, 90000, 120000, 180000,
+    300000, 600000, 1200000, 1800000, 3600000, 7200000,
+)  # fmt: skip
 
 
-def empty() -> list[int]:
-    return [0] * N_BUCKETS
+def empty(bounds: Sequence[float] = BOUNDS_MS) -> list[int]:
+    return [0] * (len(bounds) + 1)
 
 
-def bucket_index(value_ms: float) -> int:
-    for i, bound in enumerate(BOUNDS_MS):
+def bucket_index(value_ms: float, bounds: Sequence[float] = BOUNDS_MS) -> int:
+    for i, bound in enumerate(bounds):
         if value_ms <= bound:
             return i
-    return len(BOUNDS_MS)
+    return len(bounds)
 
 
-def from_samples(samples_ms: Iterable[float]) -> list[int]:
-    counts = empty()
+def from_samples(samples_ms: Iterable[float], bounds: Sequence[float] = BOUNDS_MS) -> list[int]:
+    counts = empty(bounds)
     for s in samples_ms:
-        counts[bucket_index(s)] += 1
+        counts[bucket_index(s, bounds)] += 1
     return counts
 
 
-def merge(histograms: Iterable[Sequence[int]]) -> list[int]:
-    total = empty()
+def merge(histograms: Iterable[Sequence[int]], bounds: Sequence[float] = BOUNDS_MS) -> list[int]:
+    total = empty(bounds)
     for h in histograms:
-        if len(h) != N_BUCKETS:
-            raise ValueError(f"histogram has {len(h)} buckets, expected {N_BUCKETS}")
+        if len(h) != len(total):
+            raise ValueError(f"histogram has {len(h)} buckets, expected {len(total)}")
         for i, c in enumerate(h):
             total[i] += c
     return total
 
 
-def percentile(counts: Sequence[int], p: float) -> float | None:
+def percentile(
+    counts: Sequence[int], p: float, bounds: Sequence[float] = BOUNDS_MS
+) -> float | None:
     """The p-th percentile (0 < p <= 100) in ms, or None when there are no samples."""
     n = sum(counts)
     if n == 0:
@@ -54,5 +61,5 @@ def percentile(counts: Sequence[int], p: float) -> float | None:
     for i, c in enumerate(counts):
         seen += c
         if seen >= rank and c > 0:
-            return float(BOUNDS_MS[i]) if i < len(BOUNDS_MS) else float("inf")
+            return float(bounds[i]) if i < len(bounds) else float("inf")
     return float("inf")

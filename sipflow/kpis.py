@@ -8,6 +8,8 @@
 - PDD (post-dial delay) = first INVITE -> first 180/183, from SIPp's rtd 2 (mean, p50, p95: the
   percentiles are bucket bounds, the mean is exact); setup time
   = first INVITE -> 200 is the response time (response_time_*).
+- ACD (average call duration) = the answered calls' durations (their 200 OK -> the caller's BYE,
+  SIPp's rtd 3) / answered calls, in seconds; duration_p50_s/p95_s their percentiles.
 - code_NNN = the callers' calls that ended on final response NNN to their INVITE (code_200: the
   answered ones), from the failure reasons each runner reports (`INVITE: 503 Service ...`).
 Pure functions: the workflow's summary calls them.
@@ -45,9 +47,17 @@ def telecom_kpis(
     codes: Mapping[int, int],
     pdd_histograms: Iterable[Sequence[int]],
     pdd_sum_ms: float = 0.0,
+    duration_histograms: Iterable[Sequence[int]] = (),
+    duration_sum_ms: float = 0.0,
 ) -> dict[str, float | None]:
-    """ASR, NER, PDD mean and percentiles, code_NNN counts (code_200 = answered)."""
+    """ASR, NER, PDD mean and percentiles, ACD and call-duration percentiles, code_NNN counts
+    (code_200 = answered)."""
     pdd = histogram.merge(h for h in pdd_histograms if len(h) == histogram.N_BUCKETS)
+    bounds = histogram.DURATION_BOUNDS_MS
+    durations = histogram.merge(
+        (h for h in duration_histograms if len(h) == len(bounds) + 1), bounds
+    )
+    ended = sum(durations)
     user_side = sum(n for code, n in codes.items() if code in USER_SIDE_CODES)
     out: dict[str, float | None] = {
         "asr": 100.0 * answered / attempted if attempted else None,
@@ -55,7 +65,14 @@ def telecom_kpis(
         "pdd_mean_ms": pdd_sum_ms / sum(pdd) if sum(pdd) else None,
         "pdd_p50_ms": histogram.percentile(pdd, 50) if sum(pdd) else None,
         "pdd_p95_ms": histogram.percentile(pdd, 95) if sum(pdd) else None,
+        "acd_s": duration_sum_ms / ended / 1000.0 if ended else None,
+        "duration_p50_s": _seconds(histogram.percentile(durations, 50, bounds)),
+        "duration_p95_s": _seconds(histogram.percentile(durations, 95, bounds)),
         "code_200": float(answered),
     }
     out.update({f"code_{code}": float(n) for code, n in sorted(codes.items())})
     return out
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000.0

@@ -87,6 +87,9 @@ class StatsMessage(BaseModel):
     # Periodic post-dial delays (INVITE -> first 18x) on the same bounds; [] from older agents.
     pdd_histogram: list[int] = Field(default_factory=list)
     pdd_sum_ms: float = 0.0  # their sum: the mean is exact where the buckets are coarse
+    # Answered calls' durations (200 -> BYE) on sipflow.histogram.DURATION_BOUNDS_MS, and their sum.
+    duration_histogram: list[int] = Field(default_factory=list)
+    duration_sum_ms: float = 0.0
 
     model_config = {"populate_by_name": True}
 

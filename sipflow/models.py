@@ -104,6 +104,9 @@ class Interval(IntervalPoint):
     # Post-dial delays (INVITE -> first 18x) on the same bounds; empty when none were measured.
     pdd_histogram: list[int] | None = Field(default=None, sa_column=Column(JSON))
     pdd_sum_ms: float | None = None
+    # Answered calls' durations on sipflow.histogram.DURATION_BOUNDS_MS; empty when none ended.
+    duration_histogram: list[int] | None = Field(default=None, sa_column=Column(JSON))
+    duration_sum_ms: float | None = None
 
     @classmethod
     def from_message(cls, msg: StatsMessage) -> Interval:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sipflow import histogram, kpis
 from sipflow.messages import RegistrationCounts
@@ -52,6 +52,11 @@ class SessionMetrics(BaseModel):
     roles: dict[str, RoleSummary]
     histogram: list[int]
     intervals: int
+    # Answered calls' durations of the callers on sipflow.histogram.DURATION_BOUNDS_MS.
+    duration_histogram: list[int] = Field(default_factory=list)
+
+
+DURATION_BUCKETS = len(histogram.DURATION_BOUNDS_MS) + 1
 
 
 def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow]) -> SessionMetrics:
@@ -101,9 +106,22 @@ def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow])
         kpis.invite_codes(callers_reasons),
         (iv.pdd_histogram or [] for iv in intervals if iv.role == "caller"),
         sum(iv.pdd_sum_ms or 0.0 for iv in intervals if iv.role == "caller"),
+        (iv.duration_histogram or [] for iv in intervals if iv.role == "caller"),
+        sum(iv.duration_sum_ms or 0.0 for iv in intervals if iv.role == "caller"),
     )
     return SessionMetrics(
-        measured=measured, roles=roles, histogram=caller_hist, intervals=len(intervals)
+        measured=measured,
+        roles=roles,
+        histogram=caller_hist,
+        intervals=len(intervals),
+        duration_histogram=histogram.merge(
+            (
+                iv.duration_histogram
+                for iv in intervals
+                if iv.role == "caller" and len(iv.duration_histogram or []) == DURATION_BUCKETS
+            ),
+            histogram.DURATION_BOUNDS_MS,
+        ),
     )
 
 

@@ -28,6 +28,9 @@ METRICS: dict[str, str] = {
     "pdd_mean_ms": "mean post-dial delay (first INVITE to first 180/183)",
     "pdd_p50_ms": "median post-dial delay (a bucket bound, see sipflow.histogram)",
     "pdd_p95_ms": "95th percentile post-dial delay",
+    "acd_s": "average call duration: answered calls' 200 OK to BYE, in seconds",
+    "duration_p50_s": "median answered-call duration (a bucket bound), in seconds",
+    "duration_p95_s": "95th percentile answered-call duration (a bucket bound), in seconds",
     # Audio (roles' `media:`, sipflow/media_store.py).
     "media_calls": "calls with audio analysed (in the sample)",
     "mos_median": "median E-model MOS-CQE of the calls' audio directions",

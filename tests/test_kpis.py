@@ -39,6 +39,18 @@ def test_asr_ner_pdd_formulas() -> None:
     assert k["pdd_p50_ms"] is not None and 40 <= k["pdd_p50_ms"] <= 60
     none = telecom_kpis(attempted=0, answered=0, codes={}, pdd_histograms=[])
     assert none["asr"] is None and none["ner"] is None and none["pdd_p50_ms"] is None
+    assert none["acd_s"] is None and none["duration_p95_s"] is None
+
+
+def test_acd_and_duration_percentiles() -> None:
+    bounds = histogram.DURATION_BOUNDS_MS
+    runs = [
+        histogram.from_samples([30_000, 31_000], bounds),
+        histogram.from_samples([400_000], bounds),
+    ]
+    k = telecom_kpis(10, 3, {}, [], 0.0, runs, 461_000.0)
+    assert k["acd_s"] == pytest.approx(461.0 / 3)
+    assert (k["duration_p50_s"], k["duration_p95_s"]) == (45.0, 600.0)  # bucket upper bounds
 
 
 def test_code_thresholds() -> None:
@@ -57,6 +69,7 @@ def _through_kamailio(
     defines: tuple[str, ...],
     config: Path | None = None,
     thresholds: tuple[str, ...] = (),
+    hold_ms: int = 0,
 ) -> dict[str, Any]:
     port = free_port()
     spec = {
@@ -64,7 +77,12 @@ def _through_kamailio(
         "target": {"host": "127.0.0.1", "port": port, "domain": "127.0.0.1", "registrar": True},
         "roles": {
             "callees": {"agents": 1, "accounts": [{"user": "bob", "password": "secret"}]},
-            "callers": {"rate": rate, "max_calls": calls, "accounts": [{"user": "alice"}]},
+            "callers": {
+                "rate": rate,
+                "max_calls": calls,
+                "hold_ms": hold_ms,
+                "accounts": [{"user": "alice"}],
+            },
         },
         "thresholds": list(thresholds) or ["total_calls >= 1"],
     }
@@ -89,10 +107,16 @@ def test_codes_asr_ner_of_a_kamailio_answering_a_mix_of_codes(
     assert m["pdd_p50_ms"] is not None and m["pdd_p50_ms"] <= m["response_time_p50_ms"]
 
 
-def test_pdd_of_a_sut_that_holds_ringing_300_ms(sqlite_stack: RunningStack, tmp_path: Path) -> None:
-    body = _through_kamailio(sqlite_stack, tmp_path, 10, 2, ("SLOW_RINGING",))
+def test_pdd_of_a_sut_that_holds_ringing_300_ms_and_acd_of_calls_held_2500_ms(
+    sqlite_stack: RunningStack, tmp_path: Path
+) -> None:
+    body = _through_kamailio(sqlite_stack, tmp_path, 10, 2, ("SLOW_RINGING",), hold_ms=2500)
     m = body["summary"]["measured"]
     assert body["verdict"] == "pass", body["reasons"]
+    # Call duration = the caller's 200 OK -> its BYE: the hold, as SIPp lived it.
+    assert 2.45 <= m["acd_s"] <= 2.7, m
+    assert (m["duration_p50_s"], m["duration_p95_s"]) == (3.0, 3.0)  # the bucket 2-3 s
+    assert body["call_durations"] == [{"le_s": 3.0, "calls": 10}], body["call_durations"]
     assert 270 <= m["pdd_mean_ms"] <= 330, m
     assert m["pdd_p50_ms"] in (300, 400)  # the bucket bound: ~300 ms sits on the 300 boundary
     assert m["response_time_p50_ms"] >= m["pdd_mean_ms"]

@@ -270,6 +270,7 @@ async def get_session(
         runners=[RunnerOut.model_validate(r, from_attributes=True) for r in runner_rows],
         progress=progress,
         planned_rate=views.planned_rate(row.spec),
+        call_durations=views.call_durations(shown.metrics.duration_histogram),
         links=views.links(request, settings, session_id),
     )
 

@@ -222,6 +222,7 @@ async function loadDetail() {
     ? el("ul", {}, ...reasons, ...causes)
     : el("span", { class: "muted" }, final ? "None." : "None so far."));
   renderRunners();
+  renderDurations(d);
   if (final) loadCalls();
   if (final) {
     if (source && source.readyState !== EventSource.CLOSED) { /* the stream ends itself */ }
@@ -250,6 +251,29 @@ async function loadCalls() {
       el("td", { class: "num" }, fmtNum(d.loss_pct, 2)), el("td", { class: "num" }, fmtNum(d.duplicates)),
       el("td", { class: "num" }, fmtNum(d.reordered)), el("td", { class: "num" }, fmtNum(d.jitter_ms, 2)),
       el("td", { class: "num" }, fmtNum(d.mos, 2))))));
+}
+
+// The answered calls' durations (200 OK -> BYE) as a bar chart; ACD beside the heading.
+let durationChart = null;
+function renderDurations(d) {
+  const buckets = d.call_durations || [];
+  $("#durations").hidden = !buckets.length;
+  if (!buckets.length) return;
+  const acd = d.measured && d.measured.acd_s;
+  $("#durations-acd").textContent = acd == null ? "" : `(ACD ${fmtNum(acd, 1)} s)`;
+  if (!durationChart) {
+    durationChart = new (chartLib())($("#chart-durations"), {
+      type: "bar",
+      data: { labels: [], datasets: [] },
+      options: { animation: false, responsive: true, maintainAspectRatio: false,
+        plugins: { title: { display: true, text: "Answered calls by duration", align: "start" }, legend: { display: false } },
+        scales: { y: { beginAtZero: true, title: { display: true, text: "calls" } } } },
+    });
+  }
+  durationChart.data.labels = buckets.map((b) => (b.le_s == null ? "longer" : `≤ ${fmtNum(b.le_s)} s`));
+  durationChart.data.datasets = [{ label: "calls", data: buckets.map((b) => b.calls), backgroundColor: PALETTE[2] }];
+  durationChart.update("none");
+  document.body.dataset.durations = buckets.map((b) => b.calls).join(",");
 }
 
 // The media panel: MOS distribution, loss and jitter over time, the worst calls.
