@@ -116,9 +116,9 @@ def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow])
         intervals=len(intervals),
         duration_histogram=histogram.merge(
             (
-                iv.duration_histogram
+                h
                 for iv in intervals
-                if iv.role == "caller" and len(iv.duration_histogram or []) == DURATION_BUCKETS
+                if iv.role == "caller" and len(h := iv.duration_histogram or []) == DURATION_BUCKETS
             ),
             histogram.DURATION_BOUNDS_MS,
         ),
