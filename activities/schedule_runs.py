@@ -14,7 +14,15 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.alert_channels import Alert, send_email, send_webhook
-from sipflow import regression, schedule_store, store, tenant_policy
+from sipflow import (
+    capacity,
+    capacity_store,
+    regression,
+    schedule_store,
+    session_secrets,
+    store,
+    tenant_policy,
+)
 from sipflow.crypto import keyring
 from sipflow.db import session_scope
 from sipflow.models import AlertDeliveryRow, ScheduleRow, utcnow
@@ -43,6 +51,12 @@ class Admission(BaseModel):
     refused: str | None = None  # why the tenant's policy refuses to start the run now
     tell: bool = False  # the first refusal in a row: alert it
     channels: int = 0
+
+
+class OpenSearch(BaseModel):
+    search_id: str
+    tenant: str
+    spec: dict[str, Any]  # sipflow.capacity.CapacitySearchSpec as JSON, clear passwords
 
 
 class JudgeRun(BaseModel):
@@ -127,6 +141,16 @@ class ScheduleActivities:
             return Admission(channels=channels)
 
     @activity.defn
+    def open_scheduled_search(self, req: OpenSearch) -> None:
+        """The capacity search row of a capacity schedule's run (passwords masked, as the API
+        stores a search), made before its workflow starts. Idempotent."""
+        with session_scope(self.url) as db:
+            if capacity_store.get(db, req.search_id) is not None:
+                return
+            stored = {**req.spec, "session": session_secrets.masked(req.spec["session"])}
+            capacity_store.create(db, req.search_id, req.tenant, stored["name"], stored)
+
+    @activity.defn
     def judge_scheduled_run(self, req: JudgeRun) -> Judged:
         """The run's state: its session's verdict, or "regressed" when it passed but broke a
         rule against the baseline; stored on the run. Idempotent."""
@@ -139,6 +163,10 @@ class ScheduleActivities:
             # No row: the session failed before it could open one.
             verdict = (session.verdict if session else None) or "error"
             measured = ((session.summary if session else None) or {}).get("measured") or {}
+            search = capacity_store.get(db, req.session_id) if session is None else None
+            if search is not None:  # a capacity schedule's run: the search's answer
+                verdict = capacity.verdict_of(search.status, search.result)
+                measured = capacity.measured_of(search.result)
             spec = schedule.spec if schedule else {}
             rules: dict[str, str] = spec.get("rules") or {}
             baseline, sources, note = self._baseline(db, schedule, run.id, list(rules))

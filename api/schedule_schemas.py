@@ -41,11 +41,19 @@ class RunOut(BaseModel):
     note: str | None
     alert: str | None
     measured: dict[str, float | None] = {}  # the session's metrics (for trends)
+    # "capacity": the run is a capacity search (session_id is its search id)
+    kind: str = "session"
 
     @classmethod
-    def of(cls, row: ScheduleRunRow, measured: dict[str, float | None] | None = None) -> RunOut:
+    def of(
+        cls,
+        row: ScheduleRunRow,
+        measured: dict[str, float | None] | None = None,
+        kind: str = "session",
+    ) -> RunOut:
         out = cls.model_validate(row, from_attributes=True)
         out.measured = measured or {}
+        out.kind = kind
         return out
 
 

@@ -18,6 +18,7 @@ from temporalio.client import (
 from temporalio.client import ScheduleSpec as TemporalTimes
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from sipflow.capacity import scheduled_search
 from sipflow.models import ScheduleRow
 from sipflow.schedule_spec import ScheduleSpec
 from sipflow.settings import Settings
@@ -54,6 +55,11 @@ def build(row: ScheduleRow, clear: dict[str, Any], settings: Settings) -> Schedu
         alert_backoff_s=settings.alert_backoff_s,
         alert_max_backoff_s=settings.alert_max_backoff_s,
         late_after_s=settings.schedule_late_after_s,
+        capacity=(
+            scheduled_search(spec.name, clear["session"], clear["capacity"])
+            if spec.capacity is not None
+            else None
+        ),
     )
     return Schedule(
         action=ScheduleActionStartWorkflow(

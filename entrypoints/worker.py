@@ -79,6 +79,7 @@ def build_worker(
             schedules.count_missed_runs,
             schedules.record_scheduled_run,
             schedules.admit_scheduled_run,
+            schedules.open_scheduled_search,
             schedules.judge_scheduled_run,
             schedules.send_schedule_alert,
             capacity.measure_window,

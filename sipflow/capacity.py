@@ -23,13 +23,21 @@ Rate = Annotated[float, Field(gt=0, le=Caps.RATE)]
 StopReason = Literal["ceiling", "resolution", "max_steps", "first_step_broke"]
 
 
-class CapacitySearchSpec(BaseModel):
+# A capacity run's results as metrics: what schedules' regression rules compare across runs
+# ("capacity: -10%": the highest rate that held dropped by more than 10 % of the baseline).
+CAPACITY_METRICS: dict[str, str] = {
+    "capacity": "capacity search: the highest call rate (calls/s) at which the criteria held",
+    "capacity_broken_at": "capacity search: the lowest rate above it at which they broke",
+}
+# Callers' fields each step sets; a session that a search runs leaves them out.
+STEP_FIELDS = ("profile", "max_calls", "duration_s", "rate")
+
+
+class CapacityPlan(BaseModel):
+    """How a search steps and judges, without the session it runs (a schedule's `capacity`)."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: Annotated[str, Field(min_length=1, max_length=Caps.NAME_CHARS)] = "capacity"
-    # The session each step runs, with its callers' rate set per step (no profile, no
-    # max_calls, no duration_s: the search sets them).
-    session: dict[str, Any]
     criteria: Annotated[list[ThresholdText], Field(min_length=1, max_length=Caps.THRESHOLDS)]
     start: Rate
     ceiling: Rate
@@ -40,21 +48,28 @@ class CapacitySearchSpec(BaseModel):
     window: Annotated[Seconds, Field(gt=0)] = 20.0
     settle: Seconds = 10.0
 
+    @model_validator(mode="after")
+    def _range(self) -> CapacityPlan:
+        if self.ceiling < self.start:
+            raise ValueError(f"ceiling: below start ({self.start:g})")
+        return self
+
+
+class CapacitySearchSpec(CapacityPlan):
+    name: Annotated[str, Field(min_length=1, max_length=Caps.NAME_CHARS)] = "capacity"
+    # The session each step runs, with its callers' rate set per step (no profile, no
+    # max_calls, no duration_s: the search sets them).
+    session: dict[str, Any]
+
     @field_validator("session")
     @classmethod
     def _session(cls, v: dict[str, Any]) -> dict[str, Any]:
         callers = (v.get("roles") or {}).get("callers") or {}
-        for field in ("profile", "max_calls", "duration_s", "rate"):
+        for field in STEP_FIELDS:
             if field in callers:
                 raise ValueError(f"roles.callers.{field}: the search sets it per step")
         SessionSpec.model_validate(step_session(v, 1.0, 1.0))  # the rest must be a valid spec
         return v
-
-    @model_validator(mode="after")
-    def _range(self) -> CapacitySearchSpec:
-        if self.ceiling < self.start:
-            raise ValueError(f"ceiling: below start ({self.start:g})")
-        return self
 
     def step_spec(self, rate: float, index: int) -> dict[str, Any]:
         spec = step_session(self.session, rate, self.warmup + self.window)
@@ -115,3 +130,28 @@ def result(steps: list[Step], stop: StopReason | None) -> SearchResult:
     return SearchResult(
         highest_held=good, lowest_broken=min(broken, default=None), stop=stop, steps=steps
     )
+
+
+def scheduled_search(name: str, session: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    """The search a schedule's run makes of its session and `capacity` plan (JSON): the
+    session's own rate, length and profile give way to the steps'."""
+    spec = copy.deepcopy(session)
+    callers = spec.setdefault("roles", {}).setdefault("callers", {})
+    for field in STEP_FIELDS:
+        callers.pop(field, None)
+    checked = CapacitySearchSpec.model_validate({**plan, "name": name, "session": spec})
+    return checked.model_dump(mode="json")
+
+
+def measured_of(res: dict[str, Any] | None) -> dict[str, float | None]:
+    """A stored SearchResult (JSON) as the metrics of CAPACITY_METRICS."""
+    res = res or {}
+    return {"capacity": res.get("highest_held"), "capacity_broken_at": res.get("lowest_broken")}
+
+
+def verdict_of(status: str, res: dict[str, Any] | None) -> str:
+    """A search's verdict for schedules: pass when it completed with a rate that held; fail when
+    even its first step broke; error when it did not complete."""
+    if status != "completed":
+        return "error"
+    return "pass" if (res or {}).get("highest_held") is not None else "fail"

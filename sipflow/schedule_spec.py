@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
+from sipflow.capacity import CAPACITY_METRICS, STEP_FIELDS, CapacityPlan, scheduled_search
 from sipflow.regression import parse_change
 from sipflow.spec import SessionSpec, Strict, Text
 from sipflow.thresholds import METRICS
@@ -74,8 +75,9 @@ def _time_zone(name: str) -> str:
 
 
 def _metric(name: str) -> str:
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+    if name not in METRICS and name not in CAPACITY_METRICS:
+        known = ", ".join([*METRICS, *CAPACITY_METRICS])
+        raise ValueError(f"unknown metric {name!r}; known: {known}")
     return name
 
 
@@ -153,8 +155,63 @@ class ScheduleSpec(Strict):
     # Runs missed (workers or server down) are still started if at most this late.
     catchup_window_s: Annotated[float, Field(ge=10, le=366 * 86400)] = 60
     baseline: Baseline = Baseline()
-    rules: dict[Metric, Change] = Field(default={}, max_length=len(METRICS))
+    # Each run a capacity search of `session` (its callers' rate/length set per step) instead of
+    # one session; its rules may then compare `capacity` ("capacity: -10%").
+    capacity: CapacityPlan | None = None
+    rules: dict[Metric, Change] = Field(default={}, max_length=len(METRICS) + len(CAPACITY_METRICS))
     alerts: list[Channel] = Field(default=[], max_length=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _capacity_session(cls, data: Any) -> Any:
+        """A capacity schedule's session leaves the callers' rate and length to the steps; it is
+        stored as its peak step (rate = the ceiling, length = warm-up + window), which is what
+        the tenant's policy checks."""
+        if not isinstance(data, dict) or not isinstance(data.get("capacity"), dict):
+            return data
+        session = data.get("session")
+        roles = session.get("roles") if isinstance(session, dict) else None
+        callers = roles.get("callers") if isinstance(roles, dict) else None
+        if not isinstance(session, dict) or not isinstance(roles, dict):
+            return data
+        if not isinstance(callers, dict):
+            return data
+        given = [f for f in STEP_FIELDS if f in callers]
+        if given:
+            raise ValueError(
+                f"session.roles.callers.{given[0]}: the capacity search sets it per step"
+            )
+        plan = data["capacity"]
+        try:
+            length = float(plan.get("warmup", 5.0)) + float(plan.get("window", 20.0))
+            callers = {**callers, "rate": float(plan["ceiling"]), "duration_s": length}
+        except (KeyError, TypeError, ValueError):
+            return data  # the plan's own validation names what is wrong
+        return {**data, "session": {**session, "roles": {**roles, "callers": callers}}}
+
+    @model_validator(mode="after")
+    def _capacity_rules(self) -> ScheduleSpec:
+        if self.capacity is None:
+            wrong = [m for m in self.rules if m in CAPACITY_METRICS]
+            if wrong:
+                raise ValueError(f"rules.{wrong[0]}: a capacity metric needs `capacity` (a search)")
+            return self
+        wrong = [m for m in self.rules if m not in CAPACITY_METRICS]
+        if wrong:
+            known = ", ".join(CAPACITY_METRICS)
+            raise ValueError(f"rules.{wrong[0]}: a capacity schedule's rules compare {known}")
+        try:  # its steps' sessions must be valid sessions
+            scheduled_search(
+                self.name,
+                self.session.model_dump(mode="json", exclude_unset=True),
+                self.capacity.model_dump(mode="json"),
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = [str(p) for p in first["loc"]]
+            where = ".".join(loc if loc[:1] == ["session"] else ["capacity", *loc])
+            raise ValueError(f"{where}: {first['msg']}") from None
+        return self
 
 
 def channel_secret_fields(channel: WebhookChannel | EmailChannel) -> tuple[str, ...]:

@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlmodel import Session, col, delete, func, select
 
-from sipflow import secret_store
+from sipflow import capacity, secret_store
+from sipflow.capacity_store import CapacitySearchRow
 from sipflow.crypto import Keyring
 from sipflow.models import AlertDeliveryRow, ScheduleRow, ScheduleRunRow, SessionRow, utcnow
 
@@ -173,11 +174,26 @@ def runs(
 
 
 def measured_of(db: Session, session_ids: list[str]) -> dict[str, dict[str, float | None]]:
-    """Each session's stored metrics (those that finished)."""
+    """Each session's stored metrics (those that finished); a capacity search's answer."""
     if not session_ids:
         return {}
     query = select(SessionRow.id, SessionRow.summary).where(col(SessionRow.id).in_(session_ids))
-    return {sid: (summary or {}).get("measured") or {} for sid, summary in db.exec(query).all()}
+    out = {sid: (summary or {}).get("measured") or {} for sid, summary in db.exec(query).all()}
+    return out | {sid: capacity.measured_of(res) for sid, res in _searches(db, session_ids)}
+
+
+def capacity_runs(db: Session, run_ids: list[str]) -> set[str]:
+    """Which of these runs are capacity searches (a capacity schedule's runs)."""
+    return {sid for sid, _ in _searches(db, run_ids)}
+
+
+def _searches(db: Session, ids: list[str]) -> list[tuple[str, dict[str, Any] | None]]:
+    if not ids:
+        return []
+    query = select(CapacitySearchRow.id, CapacitySearchRow.result).where(
+        col(CapacitySearchRow.id).in_(ids)
+    )
+    return [(sid, res) for sid, res in db.exec(query).all()]
 
 
 def previous_state(
@@ -202,10 +218,12 @@ def previous_state(
 def passing_measurements(
     db: Session, schedule_id: str, before_id: int, n: int
 ) -> list[tuple[str, dict[str, float | None]]]:
-    """(session id, measured) of the last `n` runs before this one whose state is pass."""
+    """(session id, measured) of the last `n` runs before this one whose state is pass (a
+    capacity schedule's runs: their search's answer as sipflow.capacity.CAPACITY_METRICS)."""
     query = (
-        select(ScheduleRunRow.session_id, SessionRow.summary)
-        .join(SessionRow, col(SessionRow.id) == col(ScheduleRunRow.session_id))
+        select(ScheduleRunRow.session_id, SessionRow.summary, CapacitySearchRow.result)
+        .outerjoin(SessionRow, col(SessionRow.id) == col(ScheduleRunRow.session_id))
+        .outerjoin(CapacitySearchRow, col(CapacitySearchRow.id) == col(ScheduleRunRow.session_id))
         .where(
             ScheduleRunRow.schedule_id == schedule_id,
             ScheduleRunRow.state == "pass",
@@ -214,7 +232,10 @@ def passing_measurements(
         .order_by(col(ScheduleRunRow.id).desc())
         .limit(n)
     )
-    return [(sid, (summary or {}).get("measured") or {}) for sid, summary in db.exec(query).all()]
+    return [
+        (sid, (summary or {}).get("measured") or {} if summary else capacity.measured_of(found))
+        for sid, summary, found in db.exec(query).all()
+    ]
 
 
 def record_delivery(db: Session, row: AlertDeliveryRow) -> None:

@@ -110,6 +110,9 @@ class ScheduledRun(BaseModel):
     alert_backoff_s: float = 1.0
     alert_max_backoff_s: float = 30.0
     late_after_s: float = 60.0
+    # A capacity schedule: each run is this capacity search (sipflow.capacity.CapacitySearchSpec
+    # as JSON, clear passwords) instead of one session of `spec`.
+    capacity: dict[str, Any] | None = None
 
 
 class ScheduledRunResult(BaseModel):

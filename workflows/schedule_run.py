@@ -27,23 +27,29 @@ with workflow.unsafe.imports_passed_through():
         AdmitRun,
         Judged,
         JudgeRun,
+        OpenSearch,
         RecordRun,
         ScheduleActivities,
         SendAlert,
     )
+    from sipflow.capacity import SearchResult, verdict_of
+    from sipflow.capacity_store import COMPLETED
     from sipflow.regression import alert_kind
     from sipflow.schedule_store import CANCELLED, SKIPPED
     from sipflow.workflow_types import (
+        CAPACITY_NAME,
         LAUNCHER_NAME,
         SA_SCHEDULE,
         SA_STATUS,
         SA_TARGET,
         SA_TENANT,
         WORKFLOW_NAME,
+        CapacityInput,
         ScheduledRun,
         ScheduledRunResult,
         SessionInput,
         SessionResult,
+        capacity_workflow_id,
         workflow_id,
     )
 
@@ -105,26 +111,14 @@ class ScheduledRunWorkflow:
             await self._alert(inp, sid, skipped, kinds, late_s, newly_missed, admission.refused)
             return ScheduledRunResult(session_id=sid, verdict=SKIPPED, state=SKIPPED)
         try:
-            result: SessionResult = await workflow.execute_child_workflow(
-                WORKFLOW_NAME,
-                SessionInput(session_id=sid, tenant=inp.tenant, spec=inp.spec),
-                id=workflow_id(sid),
-                task_queue=workflow.info().task_queue,
-                result_type=SessionResult,
-                # Cancelling the launcher (overlap "cancel other") lets the session clean up.
-                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(SA_TENANT, inp.tenant),
-                        SearchAttributePair(SA_STATUS, "pending"),
-                        SearchAttributePair(SA_TARGET, inp.target or "direct"),
-                        SearchAttributePair(SA_SCHEDULE, inp.schedule_id),
-                    ]
-                ),
-            )
-            if result.status == CANCELLED:  # the session caught the cancel and ended
-                return await self._cancelled(inp, sid)
-            verdict = result.verdict
+            if inp.capacity is not None:  # a capacity schedule (none before this field existed)
+                verdict = await self._search(inp, sid)
+                if verdict == CANCELLED:
+                    return await self._cancelled(inp, sid)
+            else:
+                verdict = await self._session(inp, sid)
+                if verdict == CANCELLED:  # the session caught the cancel and ended
+                    return await self._cancelled(inp, sid)
         except ChildWorkflowError as err:
             if isinstance(err.cause, CancelledError):  # the session was cancelled, not failed
                 return await self._cancelled(inp, sid)
@@ -142,6 +136,57 @@ class ScheduledRunWorkflow:
         kinds += [kind] if kind is not None else []
         await self._alert(inp, sid, judged, kinds, late_s, newly_missed)
         return ScheduledRunResult(session_id=sid, verdict=verdict, state=judged.state, alert=kind)
+
+    async def _session(self, inp: ScheduledRun, sid: str) -> str:
+        """The run's session as a child; its verdict, or "cancelled"."""
+        result: SessionResult = await workflow.execute_child_workflow(
+            WORKFLOW_NAME,
+            SessionInput(session_id=sid, tenant=inp.tenant, spec=inp.spec),
+            id=workflow_id(sid),
+            task_queue=workflow.info().task_queue,
+            result_type=SessionResult,
+            # Cancelling the launcher (overlap "cancel other") lets the session clean up.
+            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SA_TENANT, inp.tenant),
+                    SearchAttributePair(SA_STATUS, "pending"),
+                    SearchAttributePair(SA_TARGET, inp.target or "direct"),
+                    SearchAttributePair(SA_SCHEDULE, inp.schedule_id),
+                ]
+            ),
+        )
+        return CANCELLED if result.status == CANCELLED else result.verdict
+
+    async def _search(self, inp: ScheduledRun, sid: str) -> str:
+        """The run's capacity search as a child (its row made first, as the API does); judged
+        later from its stored answer. "cancelled" when it was."""
+        assert inp.capacity is not None
+        await workflow.execute_activity_method(
+            ScheduleActivities.open_scheduled_search,
+            OpenSearch(search_id=sid, tenant=inp.tenant, spec=inp.capacity),
+            start_to_close_timeout=SHORT_TIMEOUT,
+            retry_policy=SHORT_RETRY,
+        )
+        result: SearchResult = await workflow.execute_child_workflow(
+            CAPACITY_NAME,
+            CapacityInput(search_id=sid, tenant=inp.tenant, spec=inp.capacity),
+            id=capacity_workflow_id(sid),
+            task_queue=workflow.info().task_queue,
+            result_type=SearchResult,
+            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SA_TENANT, inp.tenant),
+                    SearchAttributePair(SA_STATUS, "pending"),
+                    SearchAttributePair(SA_TARGET, inp.target or "direct"),
+                    SearchAttributePair(SA_SCHEDULE, inp.schedule_id),
+                ]
+            ),
+        )
+        if result.stop is None:  # cancelled before it ended
+            return CANCELLED
+        return verdict_of(COMPLETED, result.model_dump(mode="json"))
 
     async def _cancelled(self, inp: ScheduledRun, sid: str) -> ScheduledRunResult:
         """Overlap "cancel other" (or a cancel by hand): the session is asked to stop (parent

@@ -207,8 +207,15 @@ def list_runs(
 
 def _runs(db: DbDep, schedule: str, limit: int, state: str | None) -> list[RunOut]:
     rows = schedule_store.runs(db, schedule, limit, state)
-    measured = schedule_store.measured_of(db, [r.session_id for r in rows])
-    return [RunOut.of(r, measured.get(r.session_id)) for r in rows]
+    ids = [r.session_id for r in rows]
+    measured = schedule_store.measured_of(db, ids)
+    searches = schedule_store.capacity_runs(db, ids)
+    return [
+        RunOut.of(
+            r, measured.get(r.session_id), "capacity" if r.session_id in searches else "session"
+        )
+        for r in rows
+    ]
 
 
 @router.put(

@@ -69,6 +69,7 @@ async function load() {
   const facts = [
     ["id", s.id], ["version", s.version], ["note", s.note || "-"],
     ["when", [...(t.cron || []), ...(t.every_s || []).map((x) => `every ${x} s`)].join(", ") + ` (${t.time_zone})`],
+    ["runs", s.spec.capacity ? `capacity search ${s.spec.capacity.start}–${s.spec.capacity.ceiling} calls/s (${(s.spec.capacity.criteria || []).join(", ")})` : "one session"],
     ["overlap", s.spec.overlap], ["next runs", s.next_runs.slice(0, 3).map(fmtTime).join(", ") || "-"],
     ["missed runs", s.missed_runs ?? "-"], ["Temporal schedule", s.temporal_schedule_id],
   ];
@@ -76,7 +77,7 @@ async function load() {
   const filter = $("#filter").value;
   const runs = s.runs.filter((r) => !filter || r.state === filter);
   $("#runs tbody").replaceChildren(...runs.map((r) => el("tr", { "data-state": r.state || "running" },
-    el("td", {}, el("a", { href: `/dashboard/sessions/${r.session_id}`, class: "mono" }, r.session_id)),
+    el("td", {}, el("a", { href: r.kind === "capacity" ? `/dashboard/capacity/${r.session_id}` : `/dashboard/sessions/${r.session_id}`, class: "mono" }, r.session_id)),
     el("td", {}, fmtTime(r.scheduled_at || r.started_at)),
     el("td", {}, badge(r.state || "running")),
     el("td", {}, regressedText(r)),
