@@ -11,6 +11,7 @@ highest rate that held and the lowest that broke until they are `resolution_pct`
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -143,13 +144,13 @@ def scheduled_search(name: str, session: dict[str, Any], plan: dict[str, Any]) -
     return checked.model_dump(mode="json")
 
 
-def measured_of(res: dict[str, Any] | None) -> dict[str, float | None]:
+def measured_of(res: Mapping[str, Any] | None) -> dict[str, float | None]:
     """A stored SearchResult (JSON) as the metrics of CAPACITY_METRICS."""
     res = res or {}
     return {"capacity": res.get("highest_held"), "capacity_broken_at": res.get("lowest_broken")}
 
 
-def verdict_of(status: str, res: dict[str, Any] | None) -> str:
+def verdict_of(status: str, res: Mapping[str, Any] | None) -> str:
     """A search's verdict for schedules: pass when it completed with a rate that held; fail when
     even its first step broke; error when it did not complete."""
     if status != "completed":

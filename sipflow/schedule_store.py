@@ -8,7 +8,7 @@ spec (`schedule/<id>/session/<role>/<i>`) and its channels' tokens and passwords
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -187,7 +187,7 @@ def capacity_runs(db: Session, run_ids: list[str]) -> set[str]:
     return {sid for sid, _ in _searches(db, run_ids)}
 
 
-def _searches(db: Session, ids: list[str]) -> list[tuple[str, dict[str, Any] | None]]:
+def _searches(db: Session, ids: list[str]) -> list[tuple[str, Mapping[str, Any] | None]]:
     if not ids:
         return []
     query = select(CapacitySearchRow.id, CapacitySearchRow.result).where(
