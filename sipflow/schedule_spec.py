@@ -176,17 +176,23 @@ class ScheduleSpec(Strict):
             return data
         if not isinstance(callers, dict):
             return data
-        given = [f for f in STEP_FIELDS if f in callers]
+        plan = data["capacity"]
+        try:
+            peak = {
+                "rate": float(plan["ceiling"]),
+                "duration_s": float(plan.get("warmup", 5.0)) + float(plan.get("window", 20.0)),
+                "profile": None,
+                "max_calls": None,
+            }
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return data  # the plan's own validation names what is wrong
+        # What the steps set may only be absent, or what a stored spec already holds (its peak).
+        given = [f for f in STEP_FIELDS if callers.get(f) not in (None, peak[f])]
         if given:
             raise ValueError(
                 f"session.roles.callers.{given[0]}: the capacity search sets it per step"
             )
-        plan = data["capacity"]
-        try:
-            length = float(plan.get("warmup", 5.0)) + float(plan.get("window", 20.0))
-            callers = {**callers, "rate": float(plan["ceiling"]), "duration_s": length}
-        except (KeyError, TypeError, ValueError):
-            return data  # the plan's own validation names what is wrong
+        callers = {**callers, "rate": peak["rate"], "duration_s": peak["duration_s"]}
         return {**data, "session": {**session, "roles": {**roles, "callers": callers}}}
 
     @model_validator(mode="after")

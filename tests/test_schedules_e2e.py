@@ -340,6 +340,76 @@ def test_a_network_made_worse_regresses_then_recovers(
         sched_stack.http.delete(f"/v1/schedules/{sched}")
 
 
+def test_a_capacity_schedule_regresses_when_the_sut_carries_less(
+    sched_stack: RunningStack, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Each run a capacity search against a rate-limited Kamailio: 60 calls/s at first (the
+    search stops at its 40 calls/s ceiling), then 25 (it finds 20): "capacity: -10%" regressed,
+    told once."""
+    port = free_port()
+    session = {
+        "name": "capacity",
+        "target": {"host": "127.0.0.1", "port": port, "domain": "127.0.0.1", "registrar": True},
+        "roles": {
+            "callees": {"agents": 1, "accounts": [{"user": "bob", "password": "secret"}]},
+            "callers": {"agents": 1, "accounts": [{"user": "alice"}]},
+        },
+        "thresholds": ["total_calls >= 1"],
+    }
+    plan = {"criteria": ["success_rate >= 99"], "start": 20, "ceiling": 40, "resolution_pct": 60,
+            "warmup": 1, "window": 3, "settle": 1}  # fmt: skip
+    body = schedule_body(
+        3600,
+        session=session,
+        capacity=plan,
+        rules={"capacity": "-10%"},
+        baseline={"median_of": 3, "min_runs": 1},
+        alerts=[{"kind": "webhook", "url": f"{receiver.url}/capacity"}],
+    )
+    config = Path(__file__).parent / "sut" / "kamailio-ratelimited.cfg"
+    sched = create(sched_stack, body)
+    try:
+        with kamailio(port, tmp_path / "k60", config=config):
+            first = _trigger_and_judge(sched_stack, sched, 0)
+        with kamailio(port, tmp_path / "k25", config=config, defines=("LIMIT_25",)):
+            second = _trigger_and_judge(sched_stack, sched, 1)
+        assert (first["state"], first["kind"], first["measured"]["capacity"]) == (
+            "pass", "capacity", 40), first  # fmt: skip
+        assert (second["state"], second["measured"]["capacity"]) == ("regressed", 20), second
+        (broken,) = second["regressed"]
+        assert (broken["metric"], broken["baseline"], broken["delta"]) == ("capacity", 40, -20)
+        search = sched_stack.http.get(f"/v1/capacity/{second['session_id']}").json()
+        assert [(s["rate"], s["held"]) for s in search["result"]["steps"]] == [
+            (20, True), (40, False), (30, False)]  # fmt: skip
+        assert search["spec"]["session"]["roles"]["callees"]["accounts"][0]["password"] == "***"
+        sent = until(lambda: receiver.on("/capacity"), 30, "the alert")
+        assert [a["kind"] for a in sent] == ["regressed"]
+        assert sent[0]["regressed"][0]["metric"] == "capacity"
+    finally:
+        sched_stack.http.delete(f"/v1/schedules/{sched}")
+
+
+def test_a_capacity_schedule_is_refused_with_the_field_that_is_wrong(
+    sched_stack: RunningStack,
+) -> None:
+    session = tiny_session()  # its callers' rate and max_calls: the search's to set
+    bare = tiny_session()
+    bare["roles"]["callers"] = {"agents": 1}
+    plan = {"criteria": ["success_rate >= 99"], "start": 10, "ceiling": 40}
+    cases = [
+        (schedule_body(60, session=bare, capacity=plan), ["body", "rules", "response_time_p95_ms"]),
+        (schedule_body(60, rules={"capacity": "-10%"}), ["body", "rules", "capacity"]),
+        (schedule_body(60, session=session, capacity=plan, rules={}),
+         ["body", "session", "roles", "callers", "max_calls"]),
+        (schedule_body(60, session=bare, capacity={**plan, "criteria": ["mos > 4"]}, rules={}),
+         ["body", "capacity", "criteria", 0]),
+    ]  # fmt: skip
+    for body, loc in cases:
+        r = sched_stack.http.post("/v1/schedules", json=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"][: len(loc)] == loc, r.json()
+
+
 def test_buffer_one_runs_back_to_back_with_one_alert(
     sched_stack: RunningStack, receiver: Receiver
 ) -> None:
