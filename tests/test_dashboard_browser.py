@@ -117,3 +117,28 @@ def test_run_again_shows_no_password_and_keeps_it(sqlite_stack: RunningStack, pa
     with session_scope(settings.resolved_database_url) as db:
         name = secret_name(again, "callers", 0)
         assert secret_store.get(db, keyring(settings), "default", name) == pw
+
+
+def test_new_session_page_draws_the_planned_profile_before_it_starts(
+    sqlite_stack: RunningStack, page: Any
+) -> None:
+    api = sqlite_stack.stack.api_url
+    sign_in(page, api, str(sqlite_stack.stack.api_key))
+    page.goto(f"{api}/dashboard/new")
+    page.wait_for_function("document.querySelector('#spec').value.includes('callers')")
+    assert page.locator("#plan").is_hidden()  # a constant rate has no plan to draw
+    spec = """name: planned
+roles:
+  callees: {agents: 1}
+  callers:
+    agents: 1
+    profile: {shape: custom, start: 5, stages: [{hold: 4}, {to: 15, over: 0}, {hold: 3}]}
+"""
+    page.fill("#spec", spec)
+    page.click("#check")
+    page.wait_for_function("document.body.dataset.plan !== undefined")
+    assert page.get_attribute("body", "data-plan") == "0:5,4:15,4:15,7:15"
+    assert page.locator("#plan").is_visible()
+    points = page.evaluate("() => Chart.getChart('chart-plan').data.datasets[0].data.length")
+    assert points == 4
+    screenshot(page, "dashboard-new-plan.png")

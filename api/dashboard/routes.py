@@ -274,7 +274,11 @@ def spec_check(
     except UnicodeEncodeError as exc:  # undecodable bytes arrive as lone surrogates
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "not UTF-8 text") from exc
     # The text's own mapping is echoed back: YAML may hold .nan, .inf, dates.
-    result: dict[str, Any] = json_safe(jsonable_encoder(check(text)))
+    checked = check(text)
+    # A load profile's plan (calls/s over time), drawn before the session starts.
+    plan = views.planned_rate(checked["spec"]) if checked["ok"] else None
+    checked["planned_rate"] = [p.model_dump() for p in plan] if plan else None
+    result: dict[str, Any] = json_safe(jsonable_encoder(checked))
     return result
 
 

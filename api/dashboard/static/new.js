@@ -1,4 +1,4 @@
-import { $, api, el, nav } from "./common.js";
+import { $, api, chartLib, el, nav } from "./common.js";
 
 nav("new");
 const text = $("#spec"), gutter = $("#gutter"), marks = $("#marks");
@@ -45,7 +45,29 @@ async function check() {
   const r = await api("/dashboard/api/spec/check", { method: "POST", text: text.value });
   errors = r.errors;
   paint();
+  drawPlan(r.planned_rate);
   return r;
+}
+
+// A load profile's planned rate as steps (the last point is its end), before anything starts.
+let planChart = null;
+function drawPlan(plan) {
+  $("#plan").hidden = !plan;
+  if (!plan) return;
+  const points = plan.map((p) => ({ x: p.at_s, y: p.rate }));
+  if (!planChart) {
+    planChart = new (chartLib())($("#chart-plan"), {
+      type: "line",
+      data: { datasets: [] },
+      options: { animation: false, responsive: true, maintainAspectRatio: false,
+        plugins: { legend: { display: false } },
+        scales: { x: { type: "linear", title: { display: true, text: "seconds" } },
+          y: { beginAtZero: true, title: { display: true, text: "calls/s" } } } },
+    });
+  }
+  planChart.data.datasets = [{ label: "planned calls/s", data: points, stepped: "before", borderColor: "#1c7ed6", pointRadius: 2 }];
+  planChart.update("none");
+  document.body.dataset.plan = plan.map((p) => `${p.at_s}:${p.rate}`).join(",");
 }
 
 function lineFor(path, lines) {
