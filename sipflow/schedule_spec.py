@@ -176,16 +176,16 @@ class ScheduleSpec(Strict):
             return data
         if not isinstance(callers, dict):
             return data
-        plan = data["capacity"]
         try:
-            peak = {
-                "rate": float(plan["ceiling"]),
-                "duration_s": float(plan.get("warmup", 5.0)) + float(plan.get("window", 20.0)),
-                "profile": None,
-                "max_calls": None,
-            }
-        except (KeyError, TypeError, ValueError, AttributeError):
+            plan = CapacityPlan.model_validate(data["capacity"])
+        except ValidationError:
             return data  # the plan's own validation names what is wrong
+        peak = {
+            "rate": plan.ceiling,
+            "duration_s": plan.warmup + plan.window,
+            "profile": None,
+            "max_calls": None,
+        }
         # What the steps set may only be absent, or what a stored spec already holds (its peak).
         given = [f for f in STEP_FIELDS if callers.get(f) not in (None, peak[f])]
         if given:

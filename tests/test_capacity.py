@@ -128,3 +128,21 @@ def test_the_example_is_valid() -> None:
     example = Path(__file__).parent.parent / "examples" / "capacity" / "rate-limited-kamailio.yaml"
     spec = CapacitySearchSpec.model_validate(yaml.safe_load(example.read_text()))
     assert spec.window == 10 and spec.step_spec(20, 0)["roles"]["callers"]["duration_s"] == 13
+
+
+def test_the_capacity_schedule_example_is_valid_and_makes_a_search() -> None:
+    import yaml
+
+    from sipflow.capacity import scheduled_search
+    from sipflow.schedule_spec import ScheduleSpec
+
+    path = Path(__file__).parent.parent / "examples" / "schedules" / "capacity-regression.yaml"
+    clear = ScheduleSpec.model_validate(yaml.safe_load(path.read_text())).model_dump(mode="json")
+    # Stored as its peak step (what the tenant's policy checks), searched from its start.
+    assert clear["session"]["roles"]["callers"]["rate"] == 160
+    made = CapacitySearchSpec.model_validate(
+        scheduled_search(clear["name"], clear["session"], clear["capacity"])
+    )
+    assert (made.start, made.ceiling, made.window) == (20, 160, 20)
+    assert made.step_spec(40, 1)["roles"]["callers"]["rate"] == 40
+    assert clear["rules"] == {"capacity": "-10%"}
