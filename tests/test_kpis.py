@@ -1,5 +1,6 @@
-"""Telecom KPIs (sipflow/kpis.py): ASR, NER, PDD and per-code counts, as formulas and from a
-session through a Kamailio that answers every 10th INVITE with 503."""
+"""Telecom KPIs (sipflow/kpis.py): ASR, NER, PDD, call durations and per-code counts, as
+formulas and from sessions through a Kamailio answering a mix of codes (checked against a
+capture of the wire, by Call-ID) or holding its 180."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sipflow.kpis import invite_codes, telecom_kpis
 from sipflow.thresholds import evaluate, parse_threshold
 from tests.conftest import RunningStack
 from tests.runner_fixtures import free_port
+from tests.sip_wire import sip_wire
 from tests.sut.kamailio import kamailio
 
 DEGRADED = Path(__file__).parent / "sut" / "kamailio-degraded.cfg"
@@ -87,8 +89,10 @@ def _through_kamailio(
         "thresholds": list(thresholds) or ["total_calls >= 1"],
     }
     kw: dict[str, Any] = {"config": config} if config else {}
-    with kamailio(port, tmp / "kamailio", defines=defines, **kw):
-        return rs.run(spec)
+    with kamailio(port, tmp / "kamailio", defines=defines, **kw), sip_wire(port) as wire:
+        body = rs.run(spec)
+    body["wire_codes"] = wire.codes()  # what the SUT answered, by Call-ID
+    return body
 
 
 def test_codes_asr_ner_of_a_kamailio_answering_a_mix_of_codes(
@@ -101,6 +105,8 @@ def test_codes_asr_ner_of_a_kamailio_answering_a_mix_of_codes(
                              thresholds)  # fmt: skip
     m = body["summary"]["measured"]
     assert (m["code_503"], m["code_486"], m["code_200"]) == (10, 10, 80), m
+    # ... and what went over the wire, counted by Call-ID from a capture of the SUT's answers.
+    assert body["wire_codes"] == {200: 80, 486: 10, 503: 10}, body["wire_codes"]
     assert m["code_200"] == m["successful_calls"]
     assert (m["asr"], m["ner"]) == (80.0, 90.0)  # a busy callee is the network doing its job
     assert all(t["passed"] for t in body["summary"]["thresholds"]), body["summary"]["thresholds"]
