@@ -168,6 +168,8 @@ class MergedPoint(IntervalCounts):
     response_time_p50_ms: float | None = None
     response_time_p95_ms: float | None = None
     response_time_p99_ms: float | None = None
+    pdd_p50_ms: float | None = Field(default=None, description="post-dial delay (INVITE to 18x)")
+    pdd_p95_ms: float | None = None
 
 
 class SessionMetricsOut(BaseModel):

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # A merged point sums these over its runners; its percentiles come from the merged histograms.
 SUMMED = tuple(IntervalCounts.model_fields)
 PERCENTILES = {"response_time_p50_ms": 50, "response_time_p95_ms": 95, "response_time_p99_ms": 99}
+PDD_PERCENTILES = {"pdd_p50_ms": 50, "pdd_p95_ms": 95}
 
 
 def finite(v: float | None) -> float | None:
@@ -163,6 +164,7 @@ class _Second:
     runners: int = 0
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SUMMED, 0))
     failed_by_cause: Counter[str] = field(default_factory=Counter)
+    pdd: list[int] = field(default_factory=histogram.empty)  # before `histogram` shadows it
     histogram: list[int] = field(default_factory=histogram.empty)
 
     def add(self, iv: Interval) -> None:
@@ -172,6 +174,8 @@ class _Second:
         self.failed_by_cause.update(iv.failed_by_cause or {})
         if len(iv.histogram or []) == histogram.N_BUCKETS:  # skips a runner's empty histogram
             self.histogram = histogram.merge((self.histogram, iv.histogram))
+        if len(iv.pdd_histogram or []) == histogram.N_BUCKETS:
+            self.pdd = histogram.merge((self.pdd, iv.pdd_histogram or []))
 
     def point(self) -> MergedPoint:
         return MergedPoint.model_validate(
@@ -183,6 +187,9 @@ class _Second:
                 **{
                     k: finite(histogram.percentile(self.histogram, p))
                     for k, p in PERCENTILES.items()
+                },
+                **{
+                    k: finite(histogram.percentile(self.pdd, p)) for k, p in PDD_PERCENTILES.items()
                 },
             }
         )

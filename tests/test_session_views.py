@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from api import session_views as views
 from api.dashboard.live import LiveSession
 from api.schemas import MergedPoint
-from sipflow import store
+from sipflow import histogram, store
 from sipflow.db import session_scope
 from sipflow.messages import StatsMessage
 from sipflow.models import Interval, MetricInterval
@@ -27,7 +27,8 @@ def _messages() -> list[StatsMessage]:
     for seq in (1, 2, 3):
         t = T0 + seq
         msgs += [
-            stats("s", "caller-0", "caller", seq, t + 0.2, created=5, ok=5, samples_ms=(10, 20)),
+            stats("s", "caller-0", "caller", seq, t + 0.2, created=5, ok=5, samples_ms=(10, 20))
+            .model_copy(update={"pdd_histogram": histogram.from_samples([7, 9, 300 * seq])}),
             stats("s", "caller-1", "caller", seq, t + 0.7, created=5, ok=3, failed=2,
                   samples_ms=(40, 90_000), causes={"unexpected_message": 1, "timeout": seq}),
             stats("s", "callee-0", "callee", seq, t + 0.5, ok=8, failed=seq % 2,
@@ -77,6 +78,9 @@ def test_batch_and_live_merge_give_the_same_points() -> None:
     )
     assert first.failed_by_cause == {"unexpected_message": 1, "timeout": 1}
     assert (first.response_time_p50_ms, first.response_time_p99_ms) == (20.0, None)  # inf: null
+    # Post-dial delays merged per second like response times (caller-1 measured none).
+    assert [(p.pdd_p50_ms, p.pdd_p95_ms) for p in batch["caller"]] == [
+        (10.0, 300.0), (10.0, 600.0), (10.0, 1000.0)]  # fmt: skip
     callee = batch["callee"]
     assert [p.failed_by_cause for p in callee] == [
         {"cancelled": 1},

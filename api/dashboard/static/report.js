@@ -18,7 +18,7 @@ try {
     rate: lineChart($("#chart-call-rate"), { title: "Call rate", y: "calls/s" }),
     concurrent: lineChart($("#chart-concurrent"), { title: "Concurrent calls", y: "calls" }),
     calls: lineChart($("#chart-calls"), { title: "Successful and failed calls", y: "calls/s" }),
-    response: lineChart($("#chart-response"), { title: "Response time (callers)", y: "ms" }),
+    response: lineChart($("#chart-response"), { title: "Response time and post-dial delay (callers)", y: "ms" }),
     retrans: lineChart($("#chart-retrans"), { title: "Retransmissions", y: "per second" }),
   };
 } catch (e) {
@@ -78,6 +78,7 @@ function render() {
       dataset("p50", series("caller", "response_time_p50_ms", start), PALETTE[0]),
       dataset("p95", series("caller", "response_time_p95_ms", start), PALETTE[4]),
       dataset("p99", series("caller", "response_time_p99_ms", start), PALETTE[5]),
+      dataset("PDD p95", series("caller", "pdd_p95_ms", start), PALETTE[3]),
     ]);
     setDatasets(charts.retrans, perRole("retransmissions"));
   }
