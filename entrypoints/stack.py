@@ -72,6 +72,8 @@ class StackConfig:
     bind_address: str = "127.0.0.1"
     with_api: bool = True
     with_worker: bool = True
+    # The worker's /metrics port (SIPFLOW_WORKER_METRICS_PORT); 0: off.
+    worker_metrics_port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -82,6 +84,7 @@ class StackConfig:
             temporal_ui_port=free_port(),
             mqtt_port=free_port(),
             api_port=free_port(),
+            worker_metrics_port=free_port(),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -129,6 +132,14 @@ class Stack:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.config.api_port}"
 
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        """Where Prometheus scrapes this stack's processes (the API's needs the metrics token)."""
+        urls = {"api": f"{self.api_url}/metrics"} if self.config.with_api else {}
+        if self.config.with_worker and self.config.worker_metrics_port:
+            urls["worker"] = f"http://127.0.0.1:{self.config.worker_metrics_port}/metrics"
+        return urls
+
     def env(self) -> dict[str, str]:
         """SIPFLOW_* settings that point a process at this stack."""
         env = {
@@ -142,6 +153,8 @@ class Stack:
         }
         if self.config.database_url:
             env["SIPFLOW_DATABASE_URL"] = self.config.database_url
+        if self.config.worker_metrics_port:
+            env["SIPFLOW_WORKER_METRICS_PORT"] = str(self.config.worker_metrics_port)
         env.update(self.config.extra_env)
         return env
 
