@@ -26,7 +26,7 @@ def session_counts(db: Session) -> list[tuple[str, str, str, int]]:
     """(tenant, status, verdict or "none", sessions)."""
     rows = db.exec(
         select(SessionRow.tenant, SessionRow.status, SessionRow.verdict, func.count()).group_by(
-            SessionRow.tenant, SessionRow.status, SessionRow.verdict
+            col(SessionRow.tenant), col(SessionRow.status), col(SessionRow.verdict)
         )
     ).all()
     return [(t, s, v or "none", n) for t, s, v, n in rows]
