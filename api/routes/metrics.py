@@ -53,10 +53,12 @@ async def metrics(
     settings: SettingsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(scrape_scheme)],
 ) -> Response:
+    refusal = unauthorized("the metrics token is needed (an API key does not open /metrics)")
+    if bearer is None:
+        raise refusal
     expected = await run_in_threadpool(metrics_token, settings)
-    sent = bearer.credentials if bearer is not None else ""
-    if not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise unauthorized("the metrics token is needed (an API key does not open /metrics)")
+    if not hmac.compare_digest(bearer.credentials.encode(), expected.encode()):
+        raise refusal
     db_registry = _database_registry(request, settings.resolved_database_url)
     body = await run_in_threadpool(_render, db_registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
