@@ -19,6 +19,7 @@ from pathlib import Path
 from backends import broker_auth
 from backends.runner_tokens import token_key
 from entrypoints.admin_key import ensure_admin_key
+from sipflow.metrics_token import metrics_token, token_file
 from sipflow.settings import Settings
 from sipflow.workflow_types import SEARCH_ATTRIBUTES
 
@@ -40,6 +41,13 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def metrics_token_file(stack: Stack) -> Path:
+    """The API's metrics token file (made now if missing, so Prometheus can read it at once)."""
+    settings = stack.settings
+    metrics_token(settings)
+    return token_file(settings)
 
 
 def temporal_binary() -> str:
