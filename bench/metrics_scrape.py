@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import insert
@@ -35,7 +36,8 @@ def fill(url: str, total: int, have: int) -> None:
     engine = get_engine(url)
     with engine.begin() as conn:
         for start in range(have, total, 5000):
-            sessions, runners = [], []
+            sessions: list[dict[str, Any]] = []
+            runners: list[dict[str, Any]] = []
             for i in range(start, min(total, start + 5000)):
                 sid = uuid.uuid4().hex[:12]
                 status, verdict = ("running", None) if i % 1000 == 0 else STATUSES[i % 10]
