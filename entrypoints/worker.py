@@ -52,10 +52,16 @@ def start_metrics(settings: Settings) -> Runtime | None:
     Temporal runtime (give it to the client), the SDK's."""
     if settings.worker_metrics_port <= 0:
         return None
-    runtime = temporal_runtime_with_metrics()
-    server = start_metrics_server(settings.worker_metrics_port, host=settings.metrics_host)
-    logging.getLogger(__name__).info("worker metrics at %s", server.url)
-    return runtime
+    log = logging.getLogger(__name__)
+    try:
+        server = start_metrics_server(settings.worker_metrics_port, host=settings.metrics_host)
+    except OSError as exc:  # the port is taken: the worker's work matters more than its metrics
+        log.error(
+            "no worker metrics: %s:%d: %s", settings.metrics_host, settings.worker_metrics_port, exc
+        )
+        return None
+    log.info("worker metrics at %s", server.url)
+    return temporal_runtime_with_metrics()
 
 
 def build_worker(
