@@ -61,7 +61,11 @@ def start_metrics(settings: Settings) -> Runtime | None:
         )
         return None
     log.info("worker metrics at %s", server.url)
-    return temporal_runtime_with_metrics()
+    try:
+        return temporal_runtime_with_metrics()
+    except Exception:  # the SDK's exporter did not start: sipflow's series are still served
+        log.exception("no Temporal SDK metrics")
+        return None
 
 
 def build_worker(
