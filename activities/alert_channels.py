@@ -1,14 +1,19 @@
 """How an alert reaches a channel: a webhook POST (sipflow's JSON or a Slack-compatible
-`{"text": ...}`) or an e-mail over SMTP. Raises on any failure; the caller retries."""
+`{"text": ...}`) or an e-mail over SMTP. Raises on any failure; the caller retries. Every try
+is counted in sipflow_alerts_sent_total{channel, outcome}."""
 
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
 from pydantic import BaseModel
+
+from sipflow.metrics import ALERTS
 
 
 class Alert(BaseModel):
@@ -46,7 +51,22 @@ class Alert(BaseModel):
         return "\n".join(lines)
 
 
+@contextmanager
+def _counted(kind: str) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        ALERTS.labels(kind, "failed").inc()
+        raise
+    ALERTS.labels(kind, "sent").inc()
+
+
 def send_webhook(channel: dict[str, Any], alert: Alert, timeout_s: float) -> None:
+    with _counted("webhook"):
+        _post(channel, alert, timeout_s)
+
+
+def _post(channel: dict[str, Any], alert: Alert, timeout_s: float) -> None:
     body: dict[str, Any] = (
         {"text": alert.text()} if channel.get("format") == "slack" else alert.model_dump()
     )
@@ -56,6 +76,11 @@ def send_webhook(channel: dict[str, Any], alert: Alert, timeout_s: float) -> Non
 
 
 def send_email(channel: dict[str, Any], alert: Alert, timeout_s: float) -> None:
+    with _counted("email"):
+        _mail(channel, alert, timeout_s)
+
+
+def _mail(channel: dict[str, Any], alert: Alert, timeout_s: float) -> None:
     msg = EmailMessage()
     msg["From"] = channel["sender"]
     msg["To"] = ", ".join(channel["to"])

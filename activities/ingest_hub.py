@@ -29,7 +29,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from backends.runner_tokens import CONTROL_USER, INGEST_USER, broker_password, token_key
-from sipflow import media_store, store
+from sipflow import media_store, metrics, store
 from sipflow.db import session_scope
 from sipflow.messages import (
     TOPIC_ROOT,
@@ -206,15 +206,19 @@ class IngestHub:
     def _commit(self, batch: _Batch) -> None:
         with session_scope(self.url) as db:
             try:
-                self.stored_total += store.store_intervals(db, batch.stats)
+                fresh = store.store_new_intervals(db, batch.stats)
             except IntegrityError:  # e.g. a session without a row: store one by one
                 db.rollback()
+                fresh = []
                 for s in batch.stats:
                     try:
-                        self.stored_total += int(store.store_interval(db, s))
+                        if store.store_interval(db, s):
+                            fresh.append(s)
                     except IntegrityError:
                         db.rollback()
                         log.warning("ingest: interval of unknown session %s dropped", s.session_id)
+            self.stored_total += len(fresh)
+            metrics.count_stored(fresh)
             for report in batch.media:  # idempotent upserts by stream key
                 media_store.store_media_report(db, report)
             for _kind, ev in batch.events:

@@ -21,6 +21,7 @@ from api.dashboard.signin import SIGNIN_PATH
 from api.deps import db_capacity
 from api.request_guard import RequestGuardMiddleware
 from api.routes import api_router
+from api.routes.metrics import router as metrics_router
 from api.temporal import TemporalConnector, TemporalUnavailable, is_unavailable
 from sipflow import session_secrets
 from sipflow.crypto import keyring
@@ -32,7 +33,8 @@ DESCRIPTION = """
 Every test session is a durable Temporal workflow (`session-<id>`): it starts SIPp runners,
 stores their metrics and ends with a verdict judged by the spec's thresholds.
 
-Every route but `/v1/health` needs an API key: `Authorization: Bearer sfk_...` (`sipflow keys
+`/metrics` (Prometheus) takes the metrics token instead of an API key. Every other route but
+`/v1/health` needs an API key: `Authorization: Bearer sfk_...` (`sipflow keys
 create`, or `POST /v1/keys` as an admin). A key belongs to one tenant and has a role: viewer
 (read), operator (also start, change and cancel sessions), admin (also keys and the audit log).
 Another tenant's objects answer 404.
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(api_router, prefix="/v1")
     app.include_router(dashboard_router)  # the dashboard under /dashboard/
+    app.include_router(metrics_router)  # /metrics, where Prometheus looks by default
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(_: Request, exc: SignInRequired) -> RedirectResponse:

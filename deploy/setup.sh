@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what sipflow needs on a Debian/Ubuntu machine: SIPp, Kamailio (the test SUT),
-# mosquitto, iproute2 and nftables (the local backend's session namespaces) from Debian's packages, and a virtualenv pinned by requirements.lock.
+# mosquitto, iproute2 and nftables (the local backend's session namespaces), Prometheus (the
+# metrics tests) from Debian's packages, and a virtualenv pinned by requirements.lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ have mosquitto || missing+=(mosquitto)
 have ip || missing+=(iproute2)
 have nft || missing+=(nftables)
 have pgrep || missing+=(procps)
+# Prometheus (and promtool): the metrics tests scrape the stack with a real one.
+have prometheus || missing+=(prometheus)
 # PostgreSQL's server binaries: deploy/test.sh starts a private server for the tests.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

@@ -42,7 +42,7 @@ from entrypoints.cli_retention import retention_app
 from entrypoints.cli_schedules import schedules_app
 from entrypoints.cli_status import status
 from entrypoints.cli_tenants import tenants_app
-from entrypoints.stack import Stack, StackConfig
+from entrypoints.stack import Stack, StackConfig, free_port, metrics_token_file
 from entrypoints.supervisor import Supervisor
 from sipflow.accounts import Role
 from sipflow.models import FINAL_STATUSES, utcnow
@@ -157,6 +157,9 @@ def up(
     temporal_ui_port: Annotated[int, typer.Option(help="Temporal Web UI")] = 8233,
     mqtt_port: Annotated[int, typer.Option(help="MQTT broker")] = 1883,
     api_port: Annotated[int, typer.Option(help="sipflow API")] = 8000,
+    worker_metrics_port: Annotated[
+        int, typer.Option(help="The worker's Prometheus /metrics [default: a free port]")
+    ] = 0,
     database_url: Annotated[
         str | None, typer.Option(help="PostgreSQL URL [default: SQLite in the data dir]")
     ] = None,
@@ -186,8 +189,10 @@ def up(
         api_port=api_port,
         database_url=database_url,
         bind_address=bind,
+        worker_metrics_port=worker_metrics_port or free_port(),
     )
-    busy = [p for p in (temporal_port, temporal_ui_port, mqtt_port, api_port) if _port_in_use(p)]
+    ports = (temporal_port, temporal_ui_port, mqtt_port, api_port, worker_metrics_port)
+    busy = [p for p in ports if p and _port_in_use(p)]
     if busy:
         raise _fail(f"port(s) in use: {', '.join(map(str, busy))}; choose others (--*-port)")
     _raise_sigterm_as_interrupt()
@@ -205,12 +210,18 @@ def up(
         table.add_row("Temporal Web UI", stack.temporal_ui_url)
         table.add_row("Temporal", stack.temporal_address)
         table.add_row("MQTT", f"mqtt://127.0.0.1:{config.mqtt_port}")
+        for name, url in stack.metrics_urls.items():
+            table.add_row(f"Metrics ({name})", url)
         table.add_row("Data and logs", str(stack.data_dir))
         out.print(table)
         out.print(
             f"Sign in to the dashboard with the admin key in {stack.admin_key_file} "
             f"(tenant {escape(stack.settings.default_tenant)}); the CLI uses it too. "
             "More keys: sipflow keys create --tenant T --role admin|operator|viewer"
+        )
+        out.print(
+            f"Prometheus: the API's /metrics takes the token in {metrics_token_file(stack)}; "
+            "deploy/prometheus/prometheus.yml scrapes both"
         )
         out.print("Ctrl-C stops everything; `sipflow status` shows its processes.")
         # Only Ctrl-C/SIGTERM stops the stack: a process that exits is started again.

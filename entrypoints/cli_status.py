@@ -43,7 +43,8 @@ def status(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """The stack's processes under `sipflow up`: running or not, restarts, last exit."""
+    """The stack's processes under `sipflow up`: running or not, restarts, last exit; where
+    Prometheus scrapes them."""
     root = data_dir or get_settings().data_dir
     body = read_status(root)
     if body is None:
@@ -55,7 +56,8 @@ def status(
         p["running"] = up and not p.get("waiting") and _alive(p.get("pid"))
     disk = _disk(root)
     if as_json:
-        typer.echo(json.dumps({"up": up, "pid": body.get("pid"), "processes": procs, "disk": disk}))
+        doc = {"up": up, "pid": body.get("pid"), "processes": procs, "disk": disk}
+        typer.echo(json.dumps(doc | {"metrics": body.get("metrics") or {}}))
         raise typer.Exit(0 if up else 1)
     table = Table(title=f"sipflow up (pid {body.get('pid')}): {'running' if up else 'not running'}")
     for col in ("process", "pid", "state", "restarts", "last exit", "started"):
@@ -75,6 +77,10 @@ def status(
             _ago(p.get("started_at")),
         )
     out.print(table)
+    metrics: dict[str, str] = body.get("metrics") or {}  # type: ignore[assignment]
+    if metrics:
+        urls = ", ".join(f"{name} {url}" for name, url in metrics.items())
+        out.print(f"metrics (Prometheus): {urls}")
     runs = "-" if disk["runs_bytes"] is None else human(disk["runs_bytes"])
     out.print(
         f"disk: {human(disk['fs_free_bytes'])} free of {human(disk['fs_total_bytes'])} "

@@ -19,6 +19,7 @@ from pathlib import Path
 from backends import broker_auth
 from backends.runner_tokens import token_key
 from entrypoints.admin_key import ensure_admin_key
+from sipflow.metrics_token import metrics_token, token_file
 from sipflow.settings import Settings
 from sipflow.workflow_types import SEARCH_ATTRIBUTES
 
@@ -40,6 +41,13 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def metrics_token_file(stack: Stack) -> Path:
+    """The API's metrics token file (made now if missing, so Prometheus can read it at once)."""
+    settings = stack.settings
+    metrics_token(settings)
+    return token_file(settings)
 
 
 def temporal_binary() -> str:
@@ -72,6 +80,8 @@ class StackConfig:
     bind_address: str = "127.0.0.1"
     with_api: bool = True
     with_worker: bool = True
+    # The worker's /metrics port (SIPFLOW_WORKER_METRICS_PORT); 0: off.
+    worker_metrics_port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -82,6 +92,7 @@ class StackConfig:
             temporal_ui_port=free_port(),
             mqtt_port=free_port(),
             api_port=free_port(),
+            worker_metrics_port=free_port(),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -129,6 +140,14 @@ class Stack:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.config.api_port}"
 
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        """Where Prometheus scrapes this stack's processes (the API's needs the metrics token)."""
+        urls = {"api": f"{self.api_url}/metrics"} if self.config.with_api else {}
+        if self.config.with_worker and self.config.worker_metrics_port:
+            urls["worker"] = f"http://127.0.0.1:{self.config.worker_metrics_port}/metrics"
+        return urls
+
     def env(self) -> dict[str, str]:
         """SIPFLOW_* settings that point a process at this stack."""
         env = {
@@ -142,6 +161,8 @@ class Stack:
         }
         if self.config.database_url:
             env["SIPFLOW_DATABASE_URL"] = self.config.database_url
+        if self.config.worker_metrics_port:
+            env["SIPFLOW_WORKER_METRICS_PORT"] = str(self.config.worker_metrics_port)
         env.update(self.config.extra_env)
         return env
 

@@ -112,6 +112,7 @@ class Supervisor:
         body = {
             "pid": os.getpid(),
             "updated_at": time.time(),
+            "metrics": self.stack.metrics_urls,
             "processes": {
                 n: asdict(c) | {"restart_at": None, "waiting": c.restart_at is not None}
                 for n, c in self.children.items()

@@ -11,12 +11,14 @@ import signal
 import threading
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.runtime import Runtime
+from temporalio.worker import Interceptor, Worker
 
 from activities.admission import AdmissionActivities, QueueWaker
 from activities.capacity import CapacityActivities
 from activities.ingest import IngestActivities
 from activities.ingest_hub import IngestHub
+from activities.metrics_interceptor import ActivityMetrics
 from activities.network import NetworkActivities
 from activities.runners import RunnerActivities
 from activities.schedule_runs import ScheduleActivities
@@ -27,6 +29,7 @@ from entrypoints import fault_injection
 from entrypoints.liveness import still_running
 from sipflow import retention
 from sipflow.db import migrate
+from sipflow.metrics_server import start_metrics_server, temporal_runtime_with_metrics
 from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings, get_settings
 from sipflow.workflow_types import ingest_task_queue
@@ -35,12 +38,34 @@ from workflows.schedule_run import ScheduledRunWorkflow
 from workflows.session import SessionWorkflow
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        runtime=runtime,
     )
+
+
+def start_metrics(settings: Settings) -> Runtime | None:
+    """/metrics on worker_metrics_port (0: off): sipflow's series and, through the returned
+    Temporal runtime (give it to the client), the SDK's."""
+    if settings.worker_metrics_port <= 0:
+        return None
+    log = logging.getLogger(__name__)
+    try:
+        server = start_metrics_server(settings.worker_metrics_port, host=settings.metrics_host)
+    except OSError as exc:  # the port is taken: the worker's work matters more than its metrics
+        log.error(
+            "no worker metrics: %s:%d: %s", settings.metrics_host, settings.worker_metrics_port, exc
+        )
+        return None
+    log.info("worker metrics at %s", server.url)
+    try:
+        return temporal_runtime_with_metrics()
+    except Exception:  # the SDK's exporter did not start: sipflow's series are still served
+        log.exception("no Temporal SDK metrics")
+        return None
 
 
 def build_worker(
@@ -57,7 +82,7 @@ def build_worker(
     ingest = IngestActivities(settings, client, hub)
     schedules, admission = ScheduleActivities(settings), AdmissionActivities(settings)
     capacity = CapacityActivities(settings)
-    interceptors = fault_injection.from_environment()  # tests only
+    interceptors: list[Interceptor] = [ActivityMetrics(), *fault_injection.from_environment()]
     main = Worker(
         client,
         task_queue=settings.task_queue,
@@ -101,7 +126,7 @@ def build_worker(
 
 async def serve(settings: Settings) -> None:
     migrate(settings.resolved_database_url)
-    client = await connect(settings)
+    client = await connect(settings, start_metrics(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

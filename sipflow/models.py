@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import field_validator
-from sqlalchemy import JSON, Column, DateTime, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from sipflow.messages import StatsMessage
@@ -29,6 +29,8 @@ def _ts(**kw: Any) -> Any:
 
 class SessionRow(SQLModel, table=True):
     __tablename__ = "session"
+    # /metrics counts sessions by these from the index alone (sipflow/metrics_db.py).
+    __table_args__ = (Index("ix_session_tenant_status_verdict", "tenant", "status", "verdict"),)
 
     id: str = Field(primary_key=True, max_length=32)
     tenant: str = Field(index=True, max_length=64)

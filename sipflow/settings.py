@@ -230,6 +230,17 @@ class Settings(BaseSettings):
     # Seconds between two runs of a schedule at least (intervals shorter than this: 422).
     schedule_min_interval_s: float = 60.0
 
+    # -- Prometheus metrics (docs/metrics.md) ------------------------------------------------
+    # The worker serves /metrics (sipflow's series and the Temporal SDK's) on this port of
+    # metrics_host; 0: off (`sipflow up` turns it on at a free port). No tenant data is in the
+    # worker's series and the endpoint takes no credential: keep it on a private address.
+    worker_metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    # The bearer token of the API's /metrics (its series span all tenants: no API key opens
+    # it). Not set: a random token kept in data_dir/secrets/metrics.token (Prometheus reads it
+    # with `credentials_file`).
+    metrics_token: SecretStr | None = None
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -137,16 +137,29 @@ def store_interval(db: Session, msg: StatsMessage) -> bool:
 def store_intervals(db: Session, msgs: list[StatsMessage]) -> int:
     """Insert stats messages in one statement and commit; duplicates (same session, runner,
     seq) are no-ops. Returns how many rows were new."""
+    return len(store_new_intervals(db, msgs))
+
+
+def store_new_intervals(db: Session, msgs: list[StatsMessage]) -> list[StatsMessage]:
+    """store_intervals, returning the messages whose rows were new (the metrics count those)."""
     if not msgs:
-        return 0
+        return []
     rows = [{"session_id": m.session_id, **Interval.from_message(m).model_dump()} for m in msgs]
     bind = db.get_bind()
     insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
     stmt = insert(MetricInterval).values(rows).on_conflict_do_nothing()
-    returning = stmt.returning(MetricInterval.id)  # type: ignore[call-overload]
-    inserted = len(db.execute(returning).all())
+    returning = stmt.returning(  # type: ignore[call-overload]
+        MetricInterval.session_id, MetricInterval.runner_id, MetricInterval.seq
+    )
+    new = {(sid, rid, seq) for sid, rid, seq in db.execute(returning).all()}
     db.commit()
-    return inserted
+    fresh = []
+    for m in msgs:  # a message twice in one batch: its row is new once
+        key = (m.session_id, m.runner_id, m.seq)
+        if key in new:
+            new.discard(key)
+            fresh.append(m)
+    return fresh
 
 
 def runner_rows(db: Session, session_id: str) -> dict[str, tuple[str, int | None]]:

@@ -27,11 +27,12 @@ def listening(port: int) -> bool:
 
 
 def test_up_prints_urls_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("temporal", "ui", "mqtt", "api")}
+    ports = {name: free_port() for name in ("temporal", "ui", "mqtt", "api", "metrics")}
     proc = subprocess.Popen(
         [*SIPFLOW, "up", "--data-dir", str(tmp_path / "stack"),
          "--temporal-port", str(ports["temporal"]), "--temporal-ui-port", str(ports["ui"]),
-         "--mqtt-port", str(ports["mqtt"]), "--api-port", str(ports["api"])],
+         "--mqtt-port", str(ports["mqtt"]), "--api-port", str(ports["api"]),
+         "--worker-metrics-port", str(ports["metrics"])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -59,6 +60,22 @@ def test_up_prints_urls_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> No
         )  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         assert json.loads(listed.stdout)["total"] == 0
+        # Prometheus' targets: printed, recorded for `sipflow status`, serving.
+        worker_metrics = f"http://127.0.0.1:{ports['metrics']}/metrics"
+        assert worker_metrics in out and f"{api}/metrics" in out, out
+        status = subprocess.run(
+            [*SIPFLOW, "status", "--json"], capture_output=True, text=True, env=env
+        )
+        assert json.loads(status.stdout)["metrics"]["worker"] == worker_metrics, status.stdout
+        deadline = time.monotonic() + 30
+        while True:  # the worker starts its metrics server after migrating the database
+            try:
+                text = httpx.get(worker_metrics).text
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the worker serves no metrics"
+                time.sleep(0.3)
+        assert "sipflow_calls_total" in text and "temporal_" in text, text[:500]
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)

@@ -157,5 +157,6 @@ def test_every_route_needs_the_right_key(api_client: TestClient, database_url: s
         "GET /dashboard/api/sessions/{session_id}/live",
         "DELETE /v1/keys/{key_id}",
         "GET /v1/audit",
+        "GET /metrics",
     ):
         assert must in checked, checked
