@@ -18,6 +18,7 @@ from activities.capacity import CapacityActivities
 from activities.ingest import IngestActivities
 from activities.ingest_hub import IngestHub
 from activities.network import NetworkActivities
+from activities.pools import PoolActivities
 from activities.runners import RunnerActivities
 from activities.schedule_runs import ScheduleActivities
 from activities.session_store import StoreActivities
@@ -57,6 +58,7 @@ def build_worker(
     ingest = IngestActivities(settings, client, hub)
     schedules, admission = ScheduleActivities(settings), AdmissionActivities(settings)
     capacity = CapacityActivities(settings)
+    pools = PoolActivities(settings)
     interceptors = fault_injection.from_environment()  # tests only
     main = Worker(
         client,
@@ -74,6 +76,7 @@ def build_worker(
             store.summarize_session,
             store.finish_session,
             admission.admit_session,
+            pools.place_on_pool,
             # Sessions started by the previous release run their ingest on this queue.
             ingest.ingest_metrics,
             schedules.count_missed_runs,
