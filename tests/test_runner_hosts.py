@@ -197,8 +197,10 @@ def test_a_host_killed_mid_session_loses_its_runners_and_is_swept_when_back(
     assert body["verdict"] == "fail", body
     reasons = " | ".join(body["reasons"])
     assert "runners lost: caller-0, caller-2" in reasons, reasons
+    # The live host's callers were stopped by the abort and reported their end (not lost);
+    # calls cut short by the stop may count as failed.
     states = {r["runner_id"]: r["state"] for r in body["runners"]}
-    assert states["caller-1"] == states["caller-3"] == "done", states
+    assert {states["caller-1"], states["caller-3"]} <= {"done", "failed"}, states
     # The live host's intervals are all stored: none missing, seqs without a gap.
     for rid in ("caller-1", "caller-3"):
         assert f"{rid}:" not in reasons, reasons
