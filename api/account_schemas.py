@@ -21,7 +21,7 @@ class KeyCreate(BaseModel):
     @classmethod
     def _not_host(cls, v: Role) -> Role:
         if v == Role.runner_host:
-            raise ValueError("runner_host keys are bound to a pool: POST /v1/pools/{pool}/hosts")
+            raise ValueError("runner_host keys are bound to a pool: POST /v1/hosts")
         return v
 
 

@@ -67,7 +67,7 @@ def main() -> None:
         with machines(2, [c.temporal_port, c.mqtt_port, c.api_port]) as net:
             procs = []
             for mach in net.machines:
-                secret = http.post("/v1/pools/bench/hosts", json={}).json()["secret"]
+                secret = http.post("/v1/hosts", json={"pool": "bench"}).json()["secret"]
                 env = {
                     **shared,
                     "SIPFLOW_TEMPORAL_ADDRESS": f"{net.gateway}:{c.temporal_port}",

@@ -65,6 +65,6 @@ def add_host(
     """A credential for one more host of the pool (admin). Prints the key (shown once): the
     host runs `SIPFLOW_API_KEY=<key> sipflow runner-host --pool POOL`. Revoke it with
     `sipflow keys revoke ID`."""
-    body = _call(api, "POST", f"/v1/pools/{pool}/hosts", {"name": name}, what="pool")
+    body = _call(api, "POST", "/v1/hosts", {"pool": pool, "name": name}, what="pool")
     typer.echo(f"host credential {body['key_id']} of pool {body['pool']} (shown once):", err=True)
     typer.echo(body["secret"])

@@ -2,7 +2,7 @@
 a tenant and a pool), filled in by the host's heartbeats through the API.
 
 A host never holds database credentials: `sipflow pools add-host` (or POST
-/v1/pools/{pool}/hosts) makes the key and the row; the host sends its id, capacity and load
+/v1/hosts) makes the key and the row; the host sends its id, capacity and load
 with that key; revoking the key refuses the host at once (its heartbeats get 401, and it stops).
 """
 

@@ -63,7 +63,7 @@ def sut(network: Network, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def add_host(stack: RunningStack, pool: str) -> tuple[str, str]:
-    r = stack.http.post(f"/v1/pools/{pool}/hosts", json={"name": "test host"})
+    r = stack.http.post("/v1/hosts", json={"pool": pool, "name": "test host"})
     assert r.status_code == 201, r.text
     return r.json()["key_id"], r.json()["secret"]
 

@@ -57,6 +57,7 @@ class HostList(BaseModel):
 
 
 class HostAdd(BaseModel):
+    pool: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
     name: Annotated[str, Field(max_length=120, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
 
 
@@ -116,12 +117,14 @@ def list_hosts(
 
 
 @router.post(
-    "/pools/{pool}/hosts",
+    "/hosts",
     status_code=status.HTTP_201_CREATED,
     response_model=HostAdded,
-    summary="A new host credential of the pool (a runner_host key; revoke: DELETE /v1/keys/{id})",
+    summary="A new host credential of a pool of the tenant (the pool exists from its first "
+    "host on); a runner_host key, revoked by DELETE /v1/keys/{id}",
 )
-def add_host(pool: PoolPath, body: HostAdd, db: DbDep, principal: AdminDep) -> HostAdded:
+def add_host(body: HostAdd, db: DbDep, principal: AdminDep) -> HostAdded:
+    pool = body.pool
     row, secret = runner_hosts.add_host(db, principal.tenant, pool, body.name)
     audit.record(
         db, principal.tenant, principal.key_id, "pool.add_host", row.key_id, {"pool": pool}
