@@ -293,7 +293,9 @@ class SessionWorkflow:
             if callee_ids:
                 self._phase = "starting callees"
                 prestart = all(p.prestart for p in self._placements)
-                if prestart and workflow.patched(PRESTART_TOGETHER):
+                # On runner hosts the callees may be on another placement than the callers,
+                # whose addresses a host cannot know before they started: callees first.
+                if prestart and not self._pooled and workflow.patched(PRESTART_TOGETHER):
                     # Callers start (held) at the same time as the callees: a prestart
                     # placement knows where the callees will be reached before they start.
                     peers, _ = await asyncio.gather(
