@@ -264,3 +264,42 @@ def test_a_revoked_host_credential_is_refused(
     assert res.returncode == 3, res.stderr
     assert "refused" in res.stderr and "401" in res.stderr, res.stderr
     assert time.monotonic() - t0 < 30
+
+
+async def test_the_workflow_refuses_a_pool_too_small_before_anything_starts(
+    hosts_stack: RunningStack, sut: tuple[str, int]
+) -> None:
+    """What the API's check cannot see (hosts gone since the submit): the workflow's placement
+    ends the session in error with the numbers, and no runner was started or registered."""
+    from entrypoints.worker import connect
+    from sipflow.workflow_types import WORKFLOW_NAME, SessionInput, workflow_id
+
+    settings = hosts_stack.stack.settings
+    client = await connect(settings)
+    sid = "pooltoosmall"
+    body = spec(sut, max_calls=10, pool="gone")
+    await client.start_workflow(
+        WORKFLOW_NAME,
+        SessionInput(session_id=sid, tenant="default", spec=body),
+        id=workflow_id(sid),
+        task_queue=settings.task_queue,
+    )
+    detail = hosts_stack.wait(sid, timeout=120)
+    assert (detail["status"], detail["verdict"]) == ("error", "error"), detail
+    reasons = " | ".join(detail["reasons"])
+    assert "pool 'gone' has 0 free agent slots on 0 live hosts" in reasons, reasons
+    assert "needs 4" in reasons, reasons
+    assert per_runner(hosts_stack, sid) == {}
+
+
+def test_spread_by_free_capacity() -> None:
+    from sipflow.pool_placement import HostSlot, PoolTooSmall, spread
+
+    slots = [HostSlot(host_id=h, task_queue=f"q-{h}", free=f) for h, f in (("a", 2), ("b", 4))]
+    shares = {s.host_id: s.runner_ids for s in spread("p", [f"c-{i}" for i in range(6)], slots)}
+    assert {h: len(ids) for h, ids in shares.items()} == {"a": 2, "b": 4}
+    equal = [HostSlot(host_id=h, task_queue=h, free=3) for h in ("a", "b")]
+    shares = {s.host_id: s.runner_ids for s in spread("p", ["x0", "x1", "x2", "x3"], equal)}
+    assert shares == {"a": ["x0", "x2"], "b": ["x1", "x3"]}
+    with pytest.raises(PoolTooSmall, match=r"6 free agent slots on 2 live hosts .* needs 7"):
+        spread("p", [f"c-{i}" for i in range(7)], slots)
