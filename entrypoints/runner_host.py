@@ -31,7 +31,7 @@ from backends.registry import Backends
 from entrypoints.worker import connect
 from sipflow import admission
 from sipflow.placement import Placement
-from sipflow.runner_hosts import Heartbeat
+from sipflow.runner_hosts import Heartbeat, host_task_queue
 from sipflow.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,6 @@ class HostIdentity:
     cores: int
     max_agents: int
     addresses: list[str]
-
-
-def host_task_queue(task_queue: str, host_id: str) -> str:
-    return f"{task_queue}-host-{host_id}"
 
 
 def _own_addresses() -> list[str]:
@@ -106,7 +102,6 @@ class HostAgent:
         """Reports this host; returns the sessions to sweep. HostRefused when refused."""
         hb = Heartbeat(
             host_id=self.ident.host_id,
-            task_queue=self.ident.task_queue,
             cores=self.ident.cores,
             max_agents=self.ident.max_agents,
             running_agents=self.running_agents(),
@@ -121,6 +116,11 @@ class HostAgent:
         if answer["pool"] != self.ident.pool:
             raise HostRefused(
                 f"this key belongs to pool {answer['pool']!r}, not {self.ident.pool!r}"
+            )
+        if answer["task_queue"] != self.ident.task_queue:
+            raise HostRefused(
+                f"the API routes this host's work to {answer['task_queue']!r}, not "
+                f"{self.ident.task_queue!r}: set SIPFLOW_TASK_QUEUE as the stack has it"
             )
         return list(answer["sweep"])
 

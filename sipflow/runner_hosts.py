@@ -50,7 +50,6 @@ class Heartbeat(BaseModel):
     """What a host reports every SIPFLOW_RUNNER_HOST_HEARTBEAT_S."""
 
     host_id: str = Check(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    task_queue: str = Check(min_length=1, max_length=200)
     cores: int = Check(ge=1, le=4096)
     max_agents: int = Check(ge=0, le=100_000)
     running_agents: int = Check(ge=0, le=100_000)
@@ -84,12 +83,20 @@ def of_key(db: Session, key_id: str) -> RunnerHostRow | None:
     return db.get(RunnerHostRow, key_id)
 
 
-def record_heartbeat(db: Session, row: RunnerHostRow, hb: Heartbeat) -> RunnerHostRow:
+def host_task_queue(task_queue: str, host_id: str) -> str:
+    """The task queue of a host: derived by the API from the host's unique id, never taken
+    from the host, so a host cannot claim another host's work."""
+    return f"{task_queue}-host-{host_id}"
+
+
+def record_heartbeat(
+    db: Session, row: RunnerHostRow, hb: Heartbeat, task_queue: str
+) -> RunnerHostRow:
     """HostAlreadyTaken when another credential reports the same host id."""
     other = db.exec(select(RunnerHostRow).where(RunnerHostRow.host_id == hb.host_id)).first()
     if other is not None and other.key_id != row.key_id:
         raise HostAlreadyTaken(f"host id {hb.host_id!r} belongs to another credential")
-    row.host_id, row.task_queue = hb.host_id, hb.task_queue
+    row.host_id, row.task_queue = hb.host_id, host_task_queue(task_queue, hb.host_id)
     row.cores, row.max_agents, row.running_agents = hb.cores, hb.max_agents, hb.running_agents
     row.addresses = list(hb.addresses)
     row.last_seen_at = utcnow()

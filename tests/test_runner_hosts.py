@@ -238,12 +238,15 @@ def test_a_revoked_host_credential_is_refused(
     hosts_stack: RunningStack, shared_secrets: dict[str, str], tmp_path: Path
 ) -> None:
     key_id, key = add_host(hosts_stack, POOL)
-    beat = {"host_id": "h-revoked", "task_queue": "q", "cores": 1, "max_agents": 1,
+    beat = {"host_id": "h-revoked", "cores": 1, "max_agents": 1,
             "running_agents": 0}  # fmt: skip
     host = httpx.Client(
         base_url=hosts_stack.stack.api_url, headers={"Authorization": f"Bearer {key}"}
     )
-    assert host.put("/v1/hosts/heartbeat", json=beat).status_code == 200
+    r = host.put("/v1/hosts/heartbeat", json=beat | {"task_queue": "sipflow-host-other"})
+    assert r.status_code == 200, r.text
+    # The task queue comes from the host's id, not from what the host says.
+    assert r.json()["task_queue"] == "sipflow-host-h-revoked", r.json()
     # A host key does nothing else; another key cannot report a host.
     assert host.get("/v1/sessions").status_code == 403
     assert hosts_stack.http.put("/v1/hosts/heartbeat", json=beat).status_code == 403

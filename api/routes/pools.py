@@ -72,6 +72,7 @@ class HostAdded(BaseModel):
 class HeartbeatAnswer(BaseModel):
     pool: str
     tenant: str
+    task_queue: str = Field(description="the host's task queue (from its id)")
     sweep: list[str] = Field(
         description="sessions the host holds something of that ended: remove it"
     )
@@ -138,12 +139,14 @@ def add_host(body: HostAdd, db: DbDep, principal: AdminDep) -> HostAdded:
     responses={409: {"description": "another credential reports this host id"}},
     summary="A runner host registers / reports its capacity and load (its runner_host key)",
 )
-def heartbeat(body: Heartbeat, db: DbDep, principal: HostDep) -> HeartbeatAnswer:
+def heartbeat(
+    body: Heartbeat, db: DbDep, settings: SettingsDep, principal: HostDep
+) -> HeartbeatAnswer:
     row = runner_hosts.of_key(db, principal.key_id)
     if row is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this key is bound to no pool")
     try:
-        runner_hosts.record_heartbeat(db, row, body)
+        row = runner_hosts.record_heartbeat(db, row, body, settings.task_queue)
     except HostAlreadyTaken as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     # Ended (or unknown, or another tenant's: not the host's business) sessions are swept.
@@ -152,4 +155,5 @@ def heartbeat(body: Heartbeat, db: DbDep, principal: HostDep) -> HeartbeatAnswer
         session = store.get_session(db, sid)
         if session is None or session.tenant != row.tenant or session.status in FINAL_STATUSES:
             sweep.append(sid)
-    return HeartbeatAnswer(pool=row.pool, tenant=row.tenant, sweep=sweep)
+    queue = row.task_queue or ""
+    return HeartbeatAnswer(pool=row.pool, tenant=row.tenant, task_queue=queue, sweep=sweep)
