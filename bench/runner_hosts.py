@@ -5,7 +5,8 @@ of a 100-agent session over 10 simulated hosts (the spreading logic alone).
     .venv/bin/python -m bench.runner_hosts [--rate 400] [--duration 20] [--agents 2]
 
 Needs root (the simulated machines are network namespaces, tests/host_fixtures.py). The
-callee runs on the worker's own backend, the callers on the pool; callers call it directly.
+callee runs on the worker's own backend, the callers on the pool, all through Kamailio on the
+simulated network's gateway (this machine does not forward between namespaces: ip_forward 0).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 from bench.common import embedded_stack, wait_final
 from sipflow.pool_placement import HostSlot, spread
 from tests.host_fixtures import RunnerHostProcess, machines, wait_until
+from tests.runner_fixtures import free_port
+from tests.sut.kamailio import kamailio
 
 
 def placement_time(agents: int = 100, hosts: int = 10, repeat: int = 200) -> float:
@@ -36,12 +39,22 @@ def placement_time(agents: int = 100, hosts: int = 10, repeat: int = 200) -> flo
     return statistics.median(times)
 
 
-def run_session(http: Any, pool: str, rate: float, duration: float, agents: int) -> dict[str, Any]:
+def run_session(
+    http: Any, sut: tuple[str, int], pool: str, rate: float, duration: float, agents: int
+) -> dict[str, Any]:
+    host, port = sut
     spec = {
         "name": f"hosts-{pool}",
+        "target": {"host": host, "port": port, "domain": host, "registrar": True},
         "roles": {
-            "callees": {"agents": 1},
-            "callers": {"agents": agents, "rate": rate, "duration_s": duration, "pool": pool},
+            "callees": {"agents": 1, "accounts": [{"user": "bob", "password": "secret"}]},
+            "callers": {
+                "agents": agents,
+                "rate": rate,
+                "duration_s": duration,
+                "pool": pool,
+                "accounts": [{"user": "alice"}],
+            },
         },
         "thresholds": [],
     }
@@ -52,7 +65,7 @@ def run_session(http: Any, pool: str, rate: float, duration: float, agents: int)
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rate", type=float, default=400)
+    ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument("--agents", type=int, default=2)
     a = ap.parse_args()
@@ -64,7 +77,10 @@ def main() -> None:
     }
     with embedded_stack(**shared) as (stack, http), tempfile.TemporaryDirectory() as tmp:
         c = stack.config
-        with machines(2, [c.temporal_port, c.mqtt_port, c.api_port]) as net:
+        with (
+            machines(2, [c.temporal_port, c.mqtt_port, c.api_port]) as net,
+            kamailio(kport := free_port(), Path(tmp) / "kamailio", ip=net.gateway),
+        ):
             procs = []
             for mach in net.machines:
                 secret = http.post("/v1/hosts", json={"pool": "bench"}).json()["secret"]
@@ -85,7 +101,9 @@ def main() -> None:
                 for n, proc in enumerate(procs, start=1):  # host A alone, then A and B
                     proc.start()
                     wait_until(lambda n=n: live(http) >= n, 90, f"{n} hosts live")
-                    results[n] = run_session(http, "bench", a.rate, a.duration, a.agents)
+                    results[n] = run_session(
+                        http, (net.gateway, kport), "bench", a.rate, a.duration, a.agents
+                    )
             finally:
                 for p in procs:
                     p.stop()
@@ -97,6 +115,8 @@ def main() -> None:
             f"{n} host(s): {ok} calls ok, {m['failed_calls']} failed, "
             f"{ok / a.duration:.1f} calls/s, verdict {body['verdict']}"
         )
+        if not ok:
+            print("  reasons:", body["reasons"], "runners:", body["runners"])
     ok1 = results[1]["summary"]["measured"]["successful_calls"] or 0
     ok2 = results[2]["summary"]["measured"]["successful_calls"] or 0
     print(f"ratio 2 hosts / 1 host: {ok2 / max(ok1, 1):.3f}")
