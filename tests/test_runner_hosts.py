@@ -5,6 +5,7 @@ revoked host credential. Real Temporal, broker, API, worker, Kamailio, SIPp."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import subprocess
@@ -229,7 +230,22 @@ def test_a_pool_too_small_is_refused_before_anything_starts(
     assert f"{2 * MAX_AGENTS} free agent slots on 2 live hosts" in err["msg"], err
     assert "needs 9" in err["msg"], err
     assert hosts_stack.http.get("/v1/sessions").json()["total"] == before
-    # A pool nobody joined has no capacity at all.
+    # The CLI shows the same pool and hosts.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SIPFLOW_API_KEY": hosts_stack.stack.api_key or "",
+    }
+    cli = [sys.executable, "-m", "entrypoints.cli", "pools"]
+    api = ["--api", hosts_stack.stack.api_url]
+    out = subprocess.run([*cli, "hosts", POOL, *api, "--json"], env=env, capture_output=True,
+                         text=True, timeout=60, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert sum(h["state"] == "live" for h in json.loads(out.stdout)["items"]) == 2, out.stdout
+    out = subprocess.run([*cli, "list", *api], env=env, capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0 and POOL in out.stdout, out.stdout + out.stderr
+    # A pool nobody joined (here the callee's, from the session's `pool`) has no capacity.
     r = hosts_stack.http.post("/v1/sessions", json=spec(sut, max_calls=10) | {"pool": "nowhere"})
     assert r.status_code == 422 and "0 free agent slots on 0 live hosts" in r.text, r.text
 
