@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel
 from pydantic import Field as Check
@@ -53,10 +53,12 @@ class Heartbeat(BaseModel):
     cores: int = Check(ge=1, le=4096)
     max_agents: int = Check(ge=0, le=100_000)
     running_agents: int = Check(ge=0, le=100_000)
-    addresses: list[str] = Check(default=[], max_length=64)
+    addresses: list[Annotated[str, Check(max_length=64)]] = Check(default=[], max_length=64)
     # Sessions the host holds something of (runners, namespaces): the answer says which of
     # them ended, for the host to sweep.
-    sessions_present: list[str] = Check(default=[], max_length=10_000)
+    sessions_present: list[Annotated[str, Check(max_length=64)]] = Check(
+        default=[], max_length=10_000
+    )
 
 
 class HostAlreadyTaken(ValueError):
