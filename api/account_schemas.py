@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sipflow.accounts import Role
 
@@ -16,6 +16,13 @@ class KeyCreate(BaseModel):
     name: Annotated[str, Field(max_length=120, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
     role: Role = Role.viewer
     expires_days: Annotated[int | None, Field(ge=1, le=3650)] = None
+
+    @field_validator("role")
+    @classmethod
+    def _not_host(cls, v: Role) -> Role:
+        if v == Role.runner_host:
+            raise ValueError("runner_host keys are bound to a pool: POST /v1/hosts")
+        return v
 
 
 class KeyOut(BaseModel):

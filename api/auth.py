@@ -137,6 +137,7 @@ def _principal(
     cookie: str | None,
     *,
     csrf: bool,
+    host_ok: bool = False,
 ) -> Principal:
     if bearer is not None:
         row = _usable(account_store.key_by_secret(db, bearer.credentials))
@@ -150,6 +151,8 @@ def _principal(
         raise unauthorized("the Authorization header must be 'Bearer <API key>'")
     else:
         raise unauthorized("an API key is needed: Authorization: Bearer <key>")
+    if row.role == Role.runner_host and not host_ok:
+        raise forbidden("a runner_host key may only report its own host (/v1/hosts/heartbeat)")
     _touch(db, row, settings.key_touch_interval_s)
     return Principal(key_id=row.id, tenant=row.tenant, role=Role(row.role), via_cookie=via_cookie)
 
@@ -167,6 +170,19 @@ def _touch(db: Session, row: ApiKeyRow, every_s: float) -> None:
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def authenticate_host(
+    request: Request, db: DbDep, settings: SettingsDep, bearer: BearerDep
+) -> Principal:
+    """A runner host's own key (role runner_host), by Bearer only; any other key: 403."""
+    principal = _principal(request, db, settings, bearer, None, csrf=False, host_ok=True)
+    if principal.role != Role.runner_host:
+        raise forbidden("only a runner_host key reports a host (sipflow pools add-host)")
+    return principal
+
+
+HostDep = Annotated[Principal, Depends(authenticate_host)]
 
 
 async def authenticate_briefly(

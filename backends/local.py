@@ -150,9 +150,12 @@ class LocalBackend(RunnerBackend):
         mqtt_host, netns = self.settings.mqtt_host, placement.name
         addresses = {r: f"{placement.subnet}.{host_number(r)}" for r in everyone}
         control_ips: dict[str, str] = {}
-        if netns is not None:  # the host, the broker and a loopback SUT are the veth's host end
-            mqtt_host = f"{placement.subnet}.{HOST_END}"
-            spec = plan.loopback_target_as(spec, mqtt_host)
+        if netns is not None:  # the host, a loopback broker and SUT are the veth's host end
+            host_end = f"{placement.subnet}.{HOST_END}"
+            # A broker elsewhere (a runner host's) is reached at its own address.
+            if is_loopback(mqtt_host) or mqtt_host == "localhost":
+                mqtt_host = host_end
+            spec = plan.loopback_target_as(spec, host_end)
             if spec.target is not None and is_ipv6(spec.target.host):
                 # SIP over IPv6 from the namespace's ULA addresses; MQTT stays on IPv4.
                 v6 = self.namespaces.address6

@@ -38,6 +38,7 @@ from entrypoints import junit_file, shutdown
 from entrypoints.admin_key import cli_key
 from entrypoints.cli_audit import audit_app
 from entrypoints.cli_capacity import capacity_app
+from entrypoints.cli_pools import pools_app
 from entrypoints.cli_retention import retention_app
 from entrypoints.cli_schedules import schedules_app
 from entrypoints.cli_status import status
@@ -72,6 +73,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(capacity_app, name="capacity")
 app.add_typer(retention_app, name="retention")
+app.add_typer(pools_app, name="pools")
 
 out = Console()
 err = Console(stderr=True)
@@ -762,6 +764,20 @@ def worker() -> None:
     from entrypoints.worker import main
 
     main()
+
+
+@app.command("runner-host")
+def runner_host(
+    pool: Annotated[
+        str | None, typer.Option(help="The pool it joins [default: $SIPFLOW_RUNNER_HOST_POOL]")
+    ] = None,
+) -> None:
+    """Run this machine's runner agents for sessions placed on its pool (a Temporal worker on
+    its own task queue; registers and heartbeats through the API with SIPFLOW_API_KEY, a key
+    from `sipflow pools add-host POOL`)."""
+    from entrypoints.runner_host import main
+
+    raise typer.Exit(main(pool))
 
 
 @app.command("api")

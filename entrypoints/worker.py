@@ -20,6 +20,7 @@ from activities.ingest import IngestActivities
 from activities.ingest_hub import IngestHub
 from activities.metrics_interceptor import ActivityMetrics
 from activities.network import NetworkActivities
+from activities.pools import PoolActivities
 from activities.runners import RunnerActivities
 from activities.schedule_runs import ScheduleActivities
 from activities.session_store import StoreActivities
@@ -82,6 +83,7 @@ def build_worker(
     ingest = IngestActivities(settings, client, hub)
     schedules, admission = ScheduleActivities(settings), AdmissionActivities(settings)
     capacity = CapacityActivities(settings)
+    pools = PoolActivities(settings)
     interceptors: list[Interceptor] = [ActivityMetrics(), *fault_injection.from_environment()]
     main = Worker(
         client,
@@ -99,6 +101,7 @@ def build_worker(
             store.summarize_session,
             store.finish_session,
             admission.admit_session,
+            pools.place_on_pool,
             # Sessions started by the previous release run their ingest on this queue.
             ingest.ingest_metrics,
             schedules.count_missed_runs,

@@ -24,9 +24,12 @@ class Role(StrEnum):
     viewer = "viewer"  # reads its tenant's sessions, reports and live streams
     operator = "operator"  # also starts, changes (rate) and cancels sessions
     admin = "admin"  # also manages keys and reads the audit log
+    # A runner host of one pool (sipflow/runner_hosts.py): it may only register and heartbeat
+    # that host; every other route refuses it.
+    runner_host = "runner_host"
 
 
-_RANK = {Role.viewer: 0, Role.operator: 1, Role.admin: 2}
+_RANK = {Role.runner_host: -1, Role.viewer: 0, Role.operator: 1, Role.admin: 2}
 
 
 def allows(role: Role, needed: Role) -> bool:

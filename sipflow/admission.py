@@ -43,12 +43,13 @@ def runner_limit(max_running_runners: int, runner_memory_mb: int) -> int:
 
 
 def runners_of(spec: Mapping[str, Any] | None) -> int:
-    """How many runners (agents) a stored spec starts, all roles."""
+    """How many runners (agents) a stored spec starts on this machine, all roles (those on a
+    runner-host pool run elsewhere)."""
     roles = (spec or {}).get("roles") or {}
     n = 0
     for role in ("callees", "callers"):
         r = roles.get(role)
-        if isinstance(r, dict):
+        if isinstance(r, dict) and not (r.get("pool") or (spec or {}).get("pool")):
             n += int(r.get("agents", 1))
     return max(n, 1)
 

@@ -216,6 +216,25 @@ class Settings(BaseSettings):
     # Send the dashboard's cookies only over HTTPS (set behind a TLS-terminating proxy).
     cookie_secure: bool = False
 
+    # -- runner hosts (`sipflow runner-host`, docs/runner-hosts.md) ------------------------------
+    # The pool this host joins (its API key, SIPFLOW_API_KEY, must be a runner_host key of it)
+    # and its id (default: the machine's host name); its task queue is <task_queue>-host-<id>.
+    runner_host_pool: str | None = None
+    runner_host_id: str | None = None
+    # Agents it runs at once at most (0: derived from memory as max_running_runners is) and
+    # cores it reports (0: the machine's); the addresses its agents send from, as reported.
+    runner_host_max_agents: int = 0
+    runner_host_cores: int = 0
+    runner_host_addresses: list[str] = []
+    # A host heartbeats through the API every runner_host_heartbeat_s; one not heard from for
+    # runner_host_stale_s is "stale" (no new work), for runner_host_dead_s "dead".
+    runner_host_heartbeat_s: float = 5.0
+    runner_host_stale_s: float = 20.0
+    runner_host_dead_s: float = 60.0
+    # The host's own /metrics (its agents, its Temporal worker) on this port of metrics_host;
+    # 0: off.
+    runner_host_metrics_port: int = 0
+
     # -- scheduled regression tests ---------------------------------------------------------------
     # An alert is tried this many times per channel, waiting alert_backoff_s, doubling up to
     # alert_max_backoff_s, before its failure is recorded on the schedule.

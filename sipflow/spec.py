@@ -75,6 +75,9 @@ ThresholdText = Annotated[
 ]
 
 
+PoolName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+
+
 class Strict(BaseModel):
     # NaN and Infinity are no number a session can run with (and no JSON either).
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -170,6 +173,9 @@ class RoleSpec(Strict):
     network: Impairment = Impairment()
     # Audio in the calls (built-in call/answer scenarios): sipflow/media_spec.py.
     media: MediaSpec | None = None
+    # The runner-host pool this role's agents run on (docs/runner-hosts.md); not given: the
+    # session's `pool`, else the worker's own backend.
+    pool: PoolName | None = None
 
     @field_validator("scenario")
     @classmethod
@@ -299,6 +305,9 @@ class SessionSpec(Strict):
     # AWS Fargate task per runner, backends/fargate.py). Not given: the
     # worker's default (SIPFLOW_DEFAULT_BACKEND, itself "local" unless set).
     backend: Backend | None = None
+    # Runs the agents on the runner hosts of this pool (each host runs the local backend),
+    # spread by free capacity; a role's own `pool` overrides it.
+    pool: PoolName | None = None
     timeout_s: Annotated[float | None, Field(gt=0, le=Caps.TIMEOUT_S)] = None
 
     @model_validator(mode="after")
@@ -320,6 +329,8 @@ class SessionSpec(Strict):
             if any(a.password is None for a in callees.accounts):
                 raise ValueError("roles.callees.accounts: registering needs a password")
         _media_consistent(callers, callees)
+        if self.backend not in (None, "local") and self.pools():
+            raise ValueError(f"pool: runner hosts run the local backend, not {self.backend!r}")
         if self.backend == "fargate":
             for name, role in (("callees", callees), ("callers", callers)):
                 if role is None:
@@ -329,6 +340,14 @@ class SessionSpec(Strict):
                 except InvalidSize as exc:
                     raise ValueError(f"roles.{name}.resources: {exc}") from None
         return self
+
+    def role_pool(self, role: str) -> str | None:
+        """The pool a role's agents run on (None: the worker's own backend)."""
+        spec = self.roles.callees if role == "callee" else self.roles.callers
+        return (spec.pool if spec is not None else None) or self.pool
+
+    def pools(self) -> set[str]:
+        return {p for r in ("callee", "caller") if (p := self.role_pool(r)) is not None}
 
     def parsed_thresholds(self) -> list[Threshold]:
         return [parse_threshold(t) for t in self.thresholds]

@@ -60,7 +60,16 @@ def objects(database_url: str) -> dict[str, str]:
         "key_id": key_id,
         "schedule_id": _schedule_id(database_url),
         "search_id": _search_id(database_url),
+        "pool": _pool(database_url),
     }
+
+
+def _pool(database_url: str) -> str:
+    from sipflow import runner_hosts
+
+    with session_scope(database_url) as db:
+        runner_hosts.add_host(db, "team-a", "walked-pool")
+    return "walked-pool"
 
 
 def _search_id(database_url: str) -> str:

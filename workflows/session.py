@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.admission import AdmissionActivities, AdmitSession
     from activities.ingest import IngestActivities, IngestMetrics, IngestResult
     from activities.network import NetworkActivities, ProvisionNetwork
+    from activities.pools import PlaceOnPool, PoolActivities
     from activities.runners import PublishControl, RunnerActivities, StartRunners, StopRunners
     from activities.session_store import (
         FinishSession,
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from sipflow import plan
     from sipflow.messages import SWITCH_TRIPPED, ControlMessage, Role
     from sipflow.placement import Placement
+    from sipflow.pool_placement import HostShare
     from sipflow.spec import SessionSpec
     from sipflow.thresholds import evaluate
     from sipflow.workflow_types import (
@@ -81,6 +83,12 @@ LOAD_PROFILE = "load-profile"
 # A session waits `queued` until admitted (the machine carries its runners), and its ingest runs
 # on the ingest task queue (own slot budget) with its expected span (progress signal budget).
 ADMISSION = "admission-and-ingest-queue"
+# Sessions whose spec names a runner-host pool: agents are placed on the pool's hosts and each
+# host's activities go to its own task queue. Asked only by sessions with a pool.
+RUNNER_HOST_POOLS = "runner-host-pools"
+# How long a runner host's activity may wait to be picked up: a host that died does not hold
+# the session's clean-up (the host sweeps what it left when it comes back).
+HOST_PICKUP = timedelta(seconds=20)
 
 
 def is_bug(exc: Exception) -> bool:
@@ -121,6 +129,7 @@ class SessionWorkflow:
         self._reasons: list[str] = []
         self._placements: list[Placement] = []
         self._profiled = False  # a load profile drives the rate
+        self._pooled = False  # agents on runner hosts (RUNNER_HOST_POOLS)
         self._wake = False
 
     # -- messages from the ingest activity and from users ------------------------------------
@@ -199,6 +208,10 @@ class SessionWorkflow:
         self._runners = {r: "pending" for r in callee_ids + caller_ids}
         target = f"{spec.target.host}:{spec.target.port}" if spec.target else "direct"
         admitting = workflow.patched(ADMISSION)
+        self._pooled = bool(spec.pools()) and workflow.patched(RUNNER_HOST_POOLS)
+        local_ids = [
+            r for r in callee_ids + caller_ids if spec.role_pool(r.rpartition("-")[0]) is None
+        ]
         if admitting:
             self._status = self._phase = "queued"
         workflow.upsert_search_attributes(
@@ -224,8 +237,13 @@ class SessionWorkflow:
         status = "completed"
         try:
             if admitting:
-                await self._admit(len(callee_ids) + len(caller_ids))
+                await self._admit(
+                    len(local_ids) if self._pooled else len(callee_ids) + len(caller_ids)
+                )
             self._phase = "provisioning"
+            shares: dict[str, list[HostShare]] = {}
+            if self._pooled:  # every pool's hosts are chosen before anything starts
+                shares = await self._place(inp.tenant, spec, callee_ids + caller_ids)
             expected = spec.expected_duration_s()
 
             def start_ingest() -> asyncio.Task[IngestResult]:
@@ -252,17 +270,20 @@ class SessionWorkflow:
             ingest_first = workflow.patched(INGEST_BESIDE_PROVISION)
             if ingest_first:
                 ingest = start_ingest()
-            # The backend is resolved here, once; the placement carries it to every activity.
-            placement = await short_activity(
-                NetworkActivities.provision_network,
-                ProvisionNetwork(
-                    session_id=sid,
-                    runner_ids=callee_ids + caller_ids,
-                    backend=spec.backend,
-                    spec=inp.spec,
-                ),
-            )
-            self._placements = [placement]
+            if self._pooled:
+                self._placements = await self._provision_pooled(inp.spec, local_ids, shares)
+            else:
+                # The backend is resolved here, once; the placement carries it to every activity.
+                placement = await short_activity(
+                    NetworkActivities.provision_network,
+                    ProvisionNetwork(
+                        session_id=sid,
+                        runner_ids=callee_ids + caller_ids,
+                        backend=spec.backend,
+                        spec=inp.spec,
+                    ),
+                )
+                self._placements = [placement]
             if not ingest_first:
                 ingest = start_ingest()
             await workflow.wait_condition(lambda: self._ingest_ready, timeout=READY_TIMEOUT)
@@ -272,7 +293,9 @@ class SessionWorkflow:
             if callee_ids:
                 self._phase = "starting callees"
                 prestart = all(p.prestart for p in self._placements)
-                if prestart and workflow.patched(PRESTART_TOGETHER):
+                # On runner hosts the callees may be on another placement than the callers,
+                # whose addresses a host cannot know before they started: callees first.
+                if prestart and not self._pooled and workflow.patched(PRESTART_TOGETHER):
                     # Callers start (held) at the same time as the callees: a prestart
                     # placement knows where the callees will be reached before they start.
                     peers, _ = await asyncio.gather(
@@ -367,6 +390,71 @@ class SessionWorkflow:
         self._status = "running"
         workflow.upsert_search_attributes([SA_STATUS.value_set("running")])
 
+    async def _place(
+        self, tenant: str, spec: SessionSpec, runner_ids: list[str]
+    ) -> dict[str, list[HostShare]]:
+        """Pool -> which of its live hosts runs which runners (too little capacity: the
+        activity fails for good, with the numbers, and nothing was started)."""
+        shares: dict[str, list[HostShare]] = {}
+        for pool in sorted(spec.pools()):
+            ids = [r for r in runner_ids if spec.role_pool(r.rpartition("-")[0]) == pool]
+            shares[pool] = await short_activity(
+                PoolActivities.place_on_pool,
+                PlaceOnPool(session_id=self._sid, tenant=tenant, pool=pool, runner_ids=ids),
+            )
+        return shares
+
+    def _host_activity(
+        self, activity: Callable[[Any, ArgT], ResultT], arg: ArgT, task_queue: str
+    ) -> Awaitable[ResultT]:
+        """An activity of one runner host, on its own task queue."""
+        return workflow.execute_activity_method(
+            activity,
+            arg,
+            task_queue=task_queue,
+            schedule_to_start_timeout=HOST_PICKUP,
+            start_to_close_timeout=SHORT_TIMEOUT,
+            retry_policy=SHORT_RETRY,
+        )
+
+    async def _provision_pooled(
+        self, spec_json: dict[str, Any], local_ids: list[str], shares: dict[str, list[HostShare]]
+    ) -> list[Placement]:
+        """The network on every host that runs some of the runners (at once), and on the
+        worker's own backend for the roles without a pool."""
+        spec = SessionSpec.model_validate(spec_json)
+
+        async def on_host(share: HostShare) -> Placement:
+            placement = await self._host_activity(
+                NetworkActivities.provision_network,
+                ProvisionNetwork(
+                    session_id=self._sid,
+                    runner_ids=share.runner_ids,
+                    backend="local",
+                    spec=spec_json,
+                ),
+                share.task_queue,
+            )
+            return placement.model_copy(
+                update={"host": share.host_id, "task_queue": share.task_queue}
+            )
+
+        async def local() -> Placement:
+            return await short_activity(
+                NetworkActivities.provision_network,
+                ProvisionNetwork(
+                    session_id=self._sid,
+                    runner_ids=local_ids,
+                    backend=spec.backend,
+                    spec=spec_json,
+                ),
+            )
+
+        jobs = [on_host(s) for pool in sorted(shares) for s in shares[pool]]
+        if local_ids:
+            jobs.insert(0, local())
+        return list(await asyncio.gather(*jobs))
+
     def _lost(self) -> list[str]:
         return [r for r, state in self._runners.items() if state == "lost"]
 
@@ -402,16 +490,21 @@ class SessionWorkflow:
         (a runner's address is known once it started)."""
         peers = dict(peers)
         for placement in self._placements:
-            started = await short_activity(
-                RunnerActivities.start_runners,
-                StartRunners(
-                    spec=spec.model_dump(mode="json"),
-                    placement=placement,
-                    role=role,
-                    peers=peers,
-                    hold=hold,
-                ),
+            start = StartRunners(
+                spec=spec.model_dump(mode="json"),
+                placement=placement,
+                role=role,
+                peers=peers,
+                hold=hold,
             )
+            if placement.task_queue is not None:
+                if not set(placement.runner_ids) & set(plan.runner_ids(spec, role)):
+                    continue  # none of this role's runners is on that host
+                started = await self._host_activity(
+                    RunnerActivities.start_runners, start, placement.task_queue
+                )
+            else:
+                started = await short_activity(RunnerActivities.start_runners, start)
             await short_activity(
                 StoreActivities.register_runners,
                 RegisterRunners(
@@ -432,12 +525,29 @@ class SessionWorkflow:
         await short_activity(
             StoreActivities.set_session_status, SetStatus(session_id=sid, status="stopping")
         )
-        await workflow.execute_activity_method(
-            RunnerActivities.stop_runners,
-            StopRunners(session_id=sid, placements=self._placements),
-            start_to_close_timeout=timedelta(seconds=120),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
-        )
+        if self._pooled:
+            queues: dict[str | None, list[Placement]] = {}
+            for p in self._placements:
+                queues.setdefault(p.task_queue, []).append(p)
+            await asyncio.gather(
+                *(
+                    self._clean_on(
+                        "stop its runners",
+                        RunnerActivities.stop_runners,
+                        StopRunners(session_id=sid, placements=ps),
+                        ps[0],
+                        timedelta(seconds=120),
+                    )
+                    for ps in queues.values()
+                )
+            )
+        else:
+            await workflow.execute_activity_method(
+                RunnerActivities.stop_runners,
+                StopRunners(session_id=sid, placements=self._placements),
+                start_to_close_timeout=timedelta(seconds=120),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
+            )
         if ingest is not None:
             try:
                 result = await asyncio.wait_for(ingest, timeout=90)
@@ -449,6 +559,20 @@ class SessionWorkflow:
                 self._reasons.append(
                     f"metrics ingest did not finish ({exc}); silent runners: {silent}"
                 )
+        if self._pooled:
+            await asyncio.gather(
+                *(
+                    self._clean_on(
+                        "remove the session's network",
+                        NetworkActivities.teardown_network,
+                        p,
+                        p,
+                        timedelta(seconds=60),
+                    )
+                    for p in self._placements
+                )
+            )
+            return
         for placement in self._placements:
             await workflow.execute_activity_method(
                 NetworkActivities.teardown_network,
@@ -456,6 +580,32 @@ class SessionWorkflow:
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
             )
+
+    async def _clean_on(
+        self, what: str, activity: Any, arg: Any, placement: Placement, timeout: timedelta
+    ) -> None:
+        """A clean-up activity where the placement is: the worker's own queue (retried until
+        done, as before) or its host's. A host that does not pick it up within HOST_PICKUP
+        (it died) gives a reason, not a hang; it sweeps what it left when it comes back."""
+        queue = placement.task_queue
+        try:
+            await workflow.execute_activity_method(
+                activity,
+                arg,
+                task_queue=queue,
+                schedule_to_start_timeout=HOST_PICKUP if queue is not None else None,
+                start_to_close_timeout=timeout,
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(seconds=5),
+                    maximum_attempts=0 if queue is None else 5,
+                ),
+            )
+        except ActivityError as exc:
+            if queue is None:
+                raise
+            reason = f"runner host {placement.host or queue} did not {what}: {exc.cause or exc}"
+            if reason not in self._reasons:
+                self._reasons.append(reason)
 
     async def _conclude_on_bug(self, sid: str, reason: str) -> SessionResult:
         """Verdict `error` when judging itself failed: no summary, only the reason."""

@@ -156,6 +156,11 @@ def schedules_page(principal: PageDep) -> FileResponse:
     return _page("schedules.html")
 
 
+@pages.get("/dashboard/pools")
+def pools_page(principal: PageDep) -> FileResponse:
+    return _page("pools.html")
+
+
 @pages.get("/dashboard/capacity")
 def capacity_page(principal: PageDep) -> FileResponse:
     return _page("capacity.html")

@@ -31,8 +31,9 @@ from api.schemas import (
     SessionMetricsOut,
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
-from sipflow import audit, media_store, session_secrets, store, tenant_policy
+from sipflow import audit, media_store, runner_hosts, session_secrets, store, tenant_policy
 from sipflow.models import FINAL_STATUSES, SessionRow
+from sipflow.pool_placement import PoolTooSmall
 from sipflow.spec import SessionSpec
 from sipflow.workflow_types import (
     QUERY_PROGRESS,
@@ -125,6 +126,8 @@ async def create_session(
     """Passwords are write-only: stored encrypted, shown as `"***"` by every read."""
     spec = _in_tenant(spec, principal.tenant)
     await run_in_threadpool(tenant_policy.enforce, principal.tenant, spec, db, settings)
+    if spec.pools():
+        await run_in_threadpool(_pool_capacity, db, principal.tenant, spec, settings)
     sid = uuid.uuid4().hex[:12]
     spec_json = _resolved_passwords(db, keys, spec, copy_secrets_from)
     target = f"{spec.target.host}:{spec.target.port}" if spec.target else None
@@ -184,6 +187,16 @@ def _resolved_passwords(
         detail = [{"type": "value_error", "loc": list(exc.loc), "msg": exc.msg}]
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from exc
     return spec_json
+
+
+def _pool_capacity(db: DbDep, tenant: str, spec: SessionSpec, settings: SettingsDep) -> None:
+    """422 before anything starts when a pool's live hosts cannot take the session's agents
+    (the workflow checks again when it places them: hosts may go in between)."""
+    try:
+        runner_hosts.check_capacity(db, tenant, spec, settings)
+    except PoolTooSmall as exc:
+        detail = [{"type": "value_error", "loc": ["body", *exc.loc], "msg": str(exc)}]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from exc
 
 
 def _in_tenant(spec: SessionSpec, tenant: str) -> SessionSpec:

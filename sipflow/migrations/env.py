@@ -8,7 +8,8 @@ from sqlmodel import SQLModel
 import sipflow.accounts
 import sipflow.audit
 import sipflow.capacity_store
-import sipflow.models  # noqa: F401
+import sipflow.models
+import sipflow.runner_hosts  # noqa: F401
 from sipflow.db import get_engine
 
 config = context.config

@@ -97,6 +97,7 @@ export function nav(active) {
       link("/dashboard/compare", "Compare", "compare"),
       link("/dashboard/schedules", "Schedules", "schedules"),
       link("/dashboard/capacity", "Capacity", "capacity"),
+      link("/dashboard/pools", "Pools", "pools"),
       link("/dashboard/admin", "Admin", "admin"),
       el("a", { href: "/docs" }, "API docs"),
       el("span", { id: "whoami", class: "signout muted" }),
