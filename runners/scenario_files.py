@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from runners.call_options import apply
 from sipflow.runner_config import RunnerConfig
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -32,5 +33,8 @@ def prepare(cfg: RunnerConfig, name: str, work_dir: Path) -> Path:
         target.write_text(cfg.scenario_xml)
         return target
     target = work_dir / f"{name}.xml"
+    if cfg.messages is not None and name == "call":
+        target.write_text(apply(built_in_path(name).read_text(), cfg.messages))
+        return target
     shutil.copyfile(built_in_path(name), target)
     return target

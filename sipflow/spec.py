@@ -15,6 +15,7 @@ import defusedxml.ElementTree as safe_xml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sipflow.addresses import uri_host
+from sipflow.call_options import MessageOptions
 from sipflow.caps import Caps
 from sipflow.fargate_sizes import InvalidSize, task_size
 from sipflow.load_profile import LoadProfile
@@ -160,6 +161,22 @@ class Impairment(Strict):
         return bool(self.loss_pct or self.rate_kbit or self.delay_ms or self.jitter_ms)
 
 
+class OutboundProxy(Strict):
+    """Where a caller sends its requests when that is not the target (SIPp -rsa); the
+    Request-URI still names the target's domain."""
+
+    host: HostName
+    port: Annotated[int, Field(ge=1, le=65535)] = 5060
+
+
+class CallOptions(MessageOptions):
+    """Custom headers and From/To/Request-URI templates (sipflow/call_options.py) and an
+    outbound proxy, for a caller's calls."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+    outbound_proxy: OutboundProxy | None = None
+
+
 class RoleSpec(Strict):
     agents: Annotated[int, Field(ge=1, le=Caps.AGENTS)] = 1
     scenario: str | CustomScenario
@@ -211,6 +228,8 @@ class CallerSpec(RoleSpec):
         list[Annotated[str, Field(min_length=1, max_length=Caps.USER_CHARS)]],
         Field(max_length=Caps.CALL_TO),
     ] = []
+    # Headers, From/To/Request-URI templates and an outbound proxy (sipflow/call_options.py).
+    call_options: CallOptions | None = None
 
     @field_validator("scenario")
     @classmethod
@@ -226,6 +245,18 @@ class CallerSpec(RoleSpec):
             if not _USER_RE.match(user):
                 raise ValueError(f"{user!r} is not a valid SIP user part")
         return v
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> CallerSpec:
+        opts = self.call_options
+        if opts is not None and opts.shapes_messages() and self.scenario != "call":
+            # An uploaded scenario writes its own messages; only the proxy applies to it.
+            what = "a custom XML" if isinstance(self.scenario, CustomScenario) else self.scenario
+            raise ValueError(
+                "call_options: headers and from/to/request_uri apply to the built-in 'call' "
+                f"scenario, not to {what!r} (write them in the XML; outbound_proxy applies)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _bounded(self) -> CallerSpec:
