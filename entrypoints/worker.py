@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from activities.admission import AdmissionActivities, QueueWaker
 from activities.capacity import CapacityActivities
+from activities.dns_target import DnsActivities
 from activities.ingest import IngestActivities
 from activities.ingest_hub import IngestHub
 from activities.network import NetworkActivities
@@ -74,6 +75,7 @@ def build_worker(
             store.summarize_session,
             store.finish_session,
             admission.admit_session,
+            DnsActivities(settings).resolve_target,
             # Sessions started by the previous release run their ingest on this queue.
             ingest.ingest_metrics,
             schedules.count_missed_runs,

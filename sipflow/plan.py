@@ -25,10 +25,28 @@ def loopback_target_as(spec: SessionSpec, host: str) -> SessionSpec:
     namespace): a target on the loopback is `host`, the host as they reach it; its SIP domain
     stays what it was."""
     spec = _loopback_proxy_as(spec, host)
-    if spec.target is None or not is_loopback(spec.target.host):
+    if spec.target is None or not is_loopback(spec.target.address):
         return spec
     target = spec.target.model_copy(update={"host": host, "domain": spec.target.sip_domain})
     return spec.model_copy(update={"target": target})
+
+
+def with_resolved_target(spec: SessionSpec, host: str, port: int) -> SessionSpec:
+    """The spec with its dns target's host and port as resolved (the SIP domain stays)."""
+    if spec.target is None:
+        return spec
+    target = spec.target.model_copy(update={"host": host, "port": port, "dns": None})
+    return spec.model_copy(update={"target": target})
+
+
+def target_label(spec: SessionSpec) -> str:
+    """How a session's target is shown before it runs: host:port, or the domain to resolve."""
+    t = spec.target
+    if t is None:
+        return "direct"
+    if t.host is None:
+        return f"{t.domain} (dns {t.dns})"
+    return f"{t.host}:{t.port}"
 
 
 def _loopback_proxy_as(spec: SessionSpec, host: str) -> SessionSpec:
@@ -140,7 +158,7 @@ def runner_configs(
         registrar = None
         if target is not None and target.registrar:
             registrar = RegistrarConfig(
-                host=target.host,
+                host=target.address,
                 port=target.port,
                 domain=target.sip_domain,
                 expires_s=target.register_expires_s,
@@ -179,7 +197,7 @@ def runner_configs(
     for i in range(callers.agents):
         rid = runner_id("caller", i)
         if target is not None:
-            remote = host_port(target.host, target.port)
+            remote = host_port(target.address, target.port)
             call_to = users
         else:
             # Direct: caller i sends to callee (i mod n); it calls that callee's user.

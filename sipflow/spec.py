@@ -114,18 +114,40 @@ class CustomScenario(Strict):
 class Target(Strict):
     """The system under test: a proxy/registrar that callers send to and callees register at."""
 
-    host: HostName
+    # Not given with `dns`: the session resolves it and the port (the SRV record's) at its start.
+    host: HostName | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 5060
     transport: Transport = "udp"
     domain: HostName | None = None  # SIP domain; defaults to host
+    # Find host and port from the domain's DNS records (RFC 3263) when the session starts:
+    # "naptr" (NAPTR -> SRV -> A/AAAA) or "srv" (SRV _sip._<transport> -> A/AAAA).
+    dns: Literal["naptr", "srv"] | None = None
     registrar: bool = True  # callees register here before answering
     # The expiry callees ask for (REGISTER Expires); they refresh at ~80% of what is granted.
     register_expires_s: Annotated[int, Field(ge=1, le=86400)] = 3600
 
+    @model_validator(mode="after")
+    def _host_or_dns(self) -> Target:
+        if self.dns is not None:
+            if self.domain is None:
+                raise ValueError("domain: dns resolution needs the SIP domain to resolve")
+            if self.host is not None:
+                raise ValueError("host: give host or dns, not both (dns finds the host)")
+        elif self.host is None:
+            raise ValueError("host: give the target's host (or dns with its domain)")
+        return self
+
+    @property
+    def address(self) -> str:
+        """The host (resolved, for a dns target: the workflow resolves it before any use)."""
+        if self.host is None:
+            raise ValueError(f"target {self.domain} is not resolved yet")
+        return self.host
+
     @property
     def sip_domain(self) -> str:
         """The domain of request URIs: an IPv6 literal in brackets."""
-        return self.domain or uri_host(self.host)
+        return self.domain or uri_host(self.address)
 
 
 class Resources(Strict):

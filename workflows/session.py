@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.admission import AdmissionActivities, AdmitSession
+    from activities.dns_target import DnsActivities, ResolveTarget
     from activities.ingest import IngestActivities, IngestMetrics, IngestResult
     from activities.network import NetworkActivities, ProvisionNetwork
     from activities.runners import PublishControl, RunnerActivities, StartRunners, StopRunners
@@ -81,6 +82,8 @@ LOAD_PROFILE = "load-profile"
 # A session waits `queued` until admitted (the machine carries its runners), and its ingest runs
 # on the ingest task queue (own slot budget) with its expected span (progress signal budget).
 ADMISSION = "admission-and-ingest-queue"
+# A target given by domain (target.dns) is resolved before the network is provisioned.
+DNS_TARGET = "dns-target"
 
 
 def is_bug(exc: Exception) -> bool:
@@ -197,7 +200,8 @@ class SessionWorkflow:
         callee_ids, caller_ids = plan.runner_ids(spec, "callee"), plan.runner_ids(spec, "caller")
         self._profiled = callers.profile is not None and workflow.patched(LOAD_PROFILE)
         self._runners = {r: "pending" for r in callee_ids + caller_ids}
-        target = f"{spec.target.host}:{spec.target.port}" if spec.target else "direct"
+        target = plan.target_label(spec)
+        spec_json = inp.spec  # what the activities get: with a dns target, as resolved
         admitting = workflow.patched(ADMISSION)
         if admitting:
             self._status = self._phase = "queued"
@@ -225,6 +229,22 @@ class SessionWorkflow:
         try:
             if admitting:
                 await self._admit(len(callee_ids) + len(caller_ids))
+            if spec.target is not None and spec.target.dns is not None:
+                workflow.patched(DNS_TARGET)  # no session before it had a dns target
+                self._phase = "resolving target"
+                t = spec.target
+                found = await short_activity(
+                    DnsActivities.resolve_target,
+                    ResolveTarget(
+                        session_id=sid,
+                        tenant=inp.tenant,
+                        domain=t.sip_domain,
+                        transport=t.transport,
+                        mode=t.dns,
+                    ),
+                )
+                spec = plan.with_resolved_target(spec, found.host, found.port)
+                spec_json = spec.model_dump(mode="json")
             self._phase = "provisioning"
             expected = spec.expected_duration_s()
 
@@ -259,7 +279,7 @@ class SessionWorkflow:
                     session_id=sid,
                     runner_ids=callee_ids + caller_ids,
                     backend=spec.backend,
-                    spec=inp.spec,
+                    spec=spec_json,
                 ),
             )
             self._placements = [placement]

@@ -31,7 +31,7 @@ from api.schemas import (
     SessionMetricsOut,
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
-from sipflow import audit, media_store, session_secrets, store, tenant_policy
+from sipflow import audit, media_store, plan, session_secrets, store, tenant_policy
 from sipflow.models import FINAL_STATUSES, SessionRow
 from sipflow.spec import SessionSpec
 from sipflow.workflow_types import (
@@ -127,7 +127,7 @@ async def create_session(
     await run_in_threadpool(tenant_policy.enforce, principal.tenant, spec, db, settings)
     sid = uuid.uuid4().hex[:12]
     spec_json = _resolved_passwords(db, keys, spec, copy_secrets_from)
-    target = f"{spec.target.host}:{spec.target.port}" if spec.target else None
+    target = plan.target_label(spec) if spec.target else None
     session_secrets.open_session(db, keys, sid, spec.tenant, spec.name, spec_json, target)
     audit.record(
         db, principal.tenant, principal.key_id, "session.create", sid,
