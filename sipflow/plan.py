@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sipflow.addresses import host_port, is_loopback
 from sipflow.call_options import render
+from sipflow.call_script import compile_script
 from sipflow.messages import Role
 from sipflow.runner_config import AccountConfig, MessageConfig, RegistrarConfig, RunnerConfig
 from sipflow.spec import CallOptions, CustomScenario, RoleSpec, SessionSpec
@@ -188,6 +189,8 @@ def runner_configs(
 
     callers = spec.roles.callers
     scenario, xml = _scenario(callers)
+    if callers.script is not None:
+        scenario, xml = "custom", compile_script(callers.script)
     users = callers.call_to or callee_users(spec)
     n_callees = spec.roles.callees.agents if spec.roles.callees else 0
     opts = callers.call_options

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from sipflow.addresses import uri_host
 from sipflow.call_options import MessageOptions
+from sipflow.call_script import CallScript
 from sipflow.caps import Caps
 from sipflow.fargate_sizes import InvalidSize, task_size
 from sipflow.load_profile import LoadProfile
@@ -252,6 +253,8 @@ class CallerSpec(RoleSpec):
     ] = []
     # Headers, From/To/Request-URI templates and an outbound proxy (sipflow/call_options.py).
     call_options: CallOptions | None = None
+    # The call as steps (sipflow/call_script.py), compiled to the SIPp XML the callers run.
+    script: CallScript | None = None
 
     @field_validator("scenario")
     @classmethod
@@ -270,6 +273,11 @@ class CallerSpec(RoleSpec):
 
     @model_validator(mode="after")
     def _options_fit(self) -> CallerSpec:
+        if self.script is not None:
+            if "scenario" in self.model_fields_set and self.scenario != "call":
+                raise ValueError("script: a script is the callers' scenario; give one of them")
+            if self.media is not None:
+                raise ValueError("media: needs the built-in 'call' scenario, not a script")
         opts = self.call_options
         if opts is not None and opts.shapes_messages() and self.scenario != "call":
             # An uploaded scenario writes its own messages; only the proxy applies to it.

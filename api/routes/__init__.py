@@ -14,6 +14,7 @@ from api.routes import (
     policy,
     runner_files,
     schedules,
+    scripts,
     sessions,
 )
 
@@ -30,3 +31,4 @@ api_router.include_router(audit.router)
 api_router.include_router(policy.router)
 api_router.include_router(schedules.router)
 api_router.include_router(capacity.router)
+api_router.include_router(scripts.router)
