@@ -12,6 +12,10 @@ from sipflow.db import session_scope
 from sipflow.settings import Settings
 from sipflow.sip_dns import Mode, Unresolvable, resolve
 
+# Container runners get their configuration from the API, which derives it from the stored spec:
+# it would not see the address resolved here.
+LOCAL_ONLY = "a target found by DNS runs on the local backend only (for now)"
+
 
 class ResolveTarget(BaseModel):
     session_id: str
@@ -19,6 +23,7 @@ class ResolveTarget(BaseModel):
     domain: str
     transport: str
     mode: Mode
+    backend: str | None = None  # the spec's; None: the worker's default
 
 
 class ResolvedTarget(BaseModel):
@@ -39,6 +44,9 @@ class DnsActivities:
     def resolve_target(self, req: ResolveTarget) -> ResolvedTarget:
         """Unresolvable, or resolved to an address the tenant may not test: a non-retryable
         failure with the reason (the session ends `error`)."""
+        backend = req.backend or self.settings.default_backend
+        if backend != "local":
+            raise ApplicationError(LOCAL_ONLY, non_retryable=True)
         try:
             found = resolve(req.domain, req.transport, req.mode, self.servers, self.timeout_s)
         except Unresolvable as exc:

@@ -381,6 +381,9 @@ class SessionSpec(Strict):
             if any(a.password is None for a in callees.accounts):
                 raise ValueError("roles.callees.accounts: registering needs a password")
         _media_consistent(callers, callees)
+        if self.target is not None and self.target.dns and self.backend not in (None, "local"):
+            # Container runners' files come from the stored spec: the resolution is not in it.
+            raise ValueError("target.dns: a target found by DNS runs on the local backend only")
         if self.backend == "fargate":
             for name, role in (("callees", callees), ("callers", callers)):
                 if role is None:

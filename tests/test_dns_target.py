@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from entrypoints.stack import free_port
 from sipflow.sip_dns import Unresolvable, resolve
+from sipflow.spec import SessionSpec
 from tests.conftest import RunningStack, start_stack
 from tests.sut.dnsmasq import dnsmasq
 from tests.sut.kamailio import kamailio
@@ -90,3 +92,11 @@ def test_unresolvable_target_ends_the_session_with_the_reason(dns_stack: Running
     reasons = " | ".join(body["reasons"])
     assert f"target nx.{ZONE} not resolved" in reasons and "no records" in reasons, reasons
     assert body["summary"]["measured"].get("total_calls", 0) == 0
+
+
+def test_dns_target_on_a_container_backend_is_refused() -> None:
+    spec = _spec(ZONE, "srv")
+    spec["backend"] = "docker"
+    with pytest.raises(ValidationError, match="local backend only") as info:
+        SessionSpec.model_validate(spec)
+    assert info.value.errors()[0]["loc"] == ()  # model-level; the API moves it to target.dns

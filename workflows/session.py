@@ -241,6 +241,7 @@ class SessionWorkflow:
                         domain=t.sip_domain,
                         transport=t.transport,
                         mode=t.dns,
+                        backend=spec.backend,
                     ),
                 )
                 spec = plan.with_resolved_target(spec, found.host, found.port)
