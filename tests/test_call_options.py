@@ -18,6 +18,8 @@ from runners.sipp_command import SippFiles, build_command
 from sipflow.plan import loopback_target_as, message_config, runner_configs
 from sipflow.runner_config import MessageConfig, RunnerConfig
 from sipflow.spec import CallOptions, SessionSpec
+from sipflow.tenant_policy import PolicyViolation, TenantPolicy, check_spec
+from tests.conftest import RunningStack
 from tests.runner_fixtures import (
     AgentProcess,
     Mosquitto,
@@ -225,3 +227,35 @@ def test_plan_gives_callers_the_rendered_options_and_the_proxy(tmp_path: Path) -
     seen = loopback_target_as(spec, "10.0.0.1").roles.callers.call_options
     assert seen is not None and seen.outbound_proxy is not None
     assert seen.outbound_proxy.host == "10.0.0.1"
+
+
+def test_outbound_proxy_is_held_to_the_tenants_allowed_targets() -> None:
+    options = {"outbound_proxy": {"host": "198.18.0.1"}}
+    spec = SessionSpec.model_validate(_spec(options))
+    policy = TenantPolicy(allowed_networks=["127.0.0.0/8"])
+    with pytest.raises(PolicyViolation) as info:
+        check_spec(policy, spec)
+    assert info.value.loc == ("roles", "callers", "call_options", "outbound_proxy", "host")
+
+
+def test_a_session_with_call_options_passes_through_kamailio(
+    sqlite_stack: RunningStack, tmp_path: Path
+) -> None:
+    """Spec -> API -> workflow -> plan -> runner: the SUT answers only the templated INVITEs."""
+    with kamailio(free_port(), tmp_path / "kamailio", config=CONFIG) as sut:
+        host, port = sut.split(":")
+        spec = {
+            "target": {"host": host, "port": int(port), "domain": DOMAIN, "registrar": True},
+            "roles": {
+                "callees": {"accounts": [{"user": "bob", "password": "secret"}]},
+                "callers": {
+                    "rate": 10,
+                    "max_calls": 5,
+                    "accounts": [{"user": "alice"}],
+                    "call_options": OPTIONS,
+                },
+            },
+        }
+        body = sqlite_stack.run(spec, timeout=120)
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body
+    assert body["summary"]["measured"]["successful_calls"] == 5
