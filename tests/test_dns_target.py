@@ -36,6 +36,11 @@ def dns_server(tmp_path_factory: pytest.TempPathFactory, sut: int) -> Iterator[s
         f"--srv-host=_sip._udp.{ZONE},kam.{ZONE},{sut},0,1",
         f"--srv-host=_sip._tcp.{ZONE},gone.{ZONE},{sut},0,1",
         f"--host-record=kam.{ZONE},127.0.0.1",
+        # Priority first: the lower one is tried first; one without an address is skipped.
+        f"--srv-host=_sip._udp.backup.{ZONE},gone.{ZONE},{sut},0,1",
+        f"--srv-host=_sip._udp.backup.{ZONE},kam.{ZONE},{sut},5,1",
+        f"--srv-host=_sip._udp.backup.{ZONE},other.{ZONE},9,10,100",
+        f"--host-record=other.{ZONE},127.0.0.9",
     ]
     with dnsmasq("127.0.0.1", free_port(), ZONE, records, tmp_path_factory.mktemp("dns")) as s:
         yield s
@@ -73,6 +78,9 @@ def test_resolver_follows_naptr_srv_a_and_says_where_the_chain_breaks(
     found = resolve(ZONE, "udp", "naptr", [dns_server], 2)
     assert (found.host, found.port, found.transport) == ("127.0.0.1", sut, "udp")
     assert found.via == f"NAPTR {ZONE} -> SRV _sip._udp.{ZONE} -> kam.{ZONE} A 127.0.0.1"
+    for _ in range(5):  # weights never reorder priorities
+        backup = resolve(f"backup.{ZONE}", "udp", "srv", [dns_server], 2)
+        assert (backup.host, backup.port) == ("127.0.0.1", sut), backup
     with pytest.raises(Unresolvable, match=f"no A/AAAA record for gone.{ZONE}"):
         resolve(ZONE, "tcp", "srv", [dns_server], 2)
     with pytest.raises(Unresolvable, match=f"SRV _sip._udp.nx.{ZONE}: no records"):
