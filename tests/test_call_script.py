@@ -141,3 +141,22 @@ def test_script_round_trips_yaml_xml_session_through_kamailio(
     ran = (sqlite_stack.runs_dir / sid / "caller-0" / "custom.xml").read_text()
     assert ran == compiled.json()["xml"]
     assert compiled.json()["steps"] == MARK.findall(ran)
+
+
+def test_an_expected_final_failure_passes(sqlite_stack: RunningStack, sut: int) -> None:
+    """`expect 404` (Kamailio's answer for a user not registered): the 404 is ACKed and the call
+    counts as a success; SIPp runs the failure branch of the compiler too."""
+    spec = {
+        "target": {"host": "127.0.0.1", "port": sut, "domain": "sip.test", "registrar": False},
+        "roles": {
+            "callers": {
+                "rate": 10,
+                "max_calls": 3,
+                "call_to": ["nobody"],
+                "script": ["call", "expect 404"],
+            }
+        },
+    }
+    body = sqlite_stack.run(spec, timeout=120)
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body
+    assert body["summary"]["measured"]["successful_calls"] == 3
