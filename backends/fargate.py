@@ -147,9 +147,9 @@ class FargateBackend(RunnerBackend):
                 "the fargate backend needs a target: runners in Fargate tasks have no names for "
                 "each other, so callers cannot call callees directly"
             )
-        if is_loopback(spec.target.host):
+        if is_loopback(spec.target.address):
             raise PermanentBackendError(
-                f"target {spec.target.host} is a loopback address: Fargate tasks cannot reach "
+                f"target {spec.target.address} is a loopback address: Fargate tasks cannot reach "
                 "the worker's loopback; give the SUT's address in the VPC"
             )
         for role in ROLES:

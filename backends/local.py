@@ -72,14 +72,14 @@ class LocalBackend(RunnerBackend):
         if self.agents.fork_server is not None:
             self.agents.fork_server.warm()  # ready (once) by the time the runners start
         impaired = spec is not None and spec.impaired()
-        v6_target = spec is not None and spec.target is not None and is_ipv6(spec.target.host)
+        v6_target = spec is not None and spec.target is not None and is_ipv6(spec.target.address)
         if v6_target and spec is not None and spec.target is not None:
             if self.settings.local_network == "loopback":
                 raise PermanentBackendError(
                     "an IPv6 target needs the session's own namespace (runners on loopback "
                     "aliases have IPv4 addresses only): SIPFLOW_LOCAL_NETWORK=netns"
                 )
-            if is_loopback(spec.target.host):
+            if is_loopback(spec.target.address):
                 raise PermanentBackendError(
                     "an IPv6 target on the host's loopback (::1) cannot be reached from the "
                     "session's namespace (IPv6 has no route_localnet): let the SUT listen on "
@@ -156,7 +156,7 @@ class LocalBackend(RunnerBackend):
             if is_loopback(mqtt_host) or mqtt_host == "localhost":
                 mqtt_host = host_end
             spec = plan.loopback_target_as(spec, host_end)
-            if spec.target is not None and is_ipv6(spec.target.host):
+            if spec.target is not None and is_ipv6(spec.target.address):
                 # SIP over IPv6 from the namespace's ULA addresses; MQTT stays on IPv4.
                 v6 = self.namespaces.address6
                 control_ips = addresses  # SIPp's control socket is IPv4 only

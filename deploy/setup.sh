@@ -18,6 +18,8 @@ have nft || missing+=(nftables)
 have pgrep || missing+=(procps)
 # Prometheus (and promtool): the metrics tests scrape the stack with a real one.
 have prometheus || missing+=(prometheus)
+# The tests' own DNS server (a target given by domain, tests/sut/dnsmasq.py).
+have dnsmasq || missing+=(dnsmasq-base)
 # PostgreSQL's server binaries: deploy/test.sh starts a private server for the tests.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

@@ -41,6 +41,7 @@ from entrypoints.cli_capacity import capacity_app
 from entrypoints.cli_pools import pools_app
 from entrypoints.cli_retention import retention_app
 from entrypoints.cli_schedules import schedules_app
+from entrypoints.cli_script import script_app
 from entrypoints.cli_status import status
 from entrypoints.cli_tenants import tenants_app
 from entrypoints.stack import Stack, StackConfig, free_port, metrics_token_file
@@ -74,6 +75,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(capacity_app, name="capacity")
 app.add_typer(retention_app, name="retention")
 app.add_typer(pools_app, name="pools")
+app.add_typer(script_app, name="script")
 
 out = Console()
 err = Console(stderr=True)

@@ -16,6 +16,7 @@ from temporalio.worker import Interceptor, Worker
 
 from activities.admission import AdmissionActivities, QueueWaker
 from activities.capacity import CapacityActivities
+from activities.dns_target import DnsActivities
 from activities.ingest import IngestActivities
 from activities.ingest_hub import IngestHub
 from activities.metrics_interceptor import ActivityMetrics
@@ -102,6 +103,7 @@ def build_worker(
             store.finish_session,
             admission.admit_session,
             pools.place_on_pool,
+            DnsActivities(settings).resolve_target,
             # Sessions started by the previous release run their ingest on this queue.
             ingest.ingest_metrics,
             schedules.count_missed_runs,

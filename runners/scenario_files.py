@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from runners.call_options import apply
 from sipflow.runner_config import RunnerConfig
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -29,8 +30,13 @@ def prepare(cfg: RunnerConfig, name: str, work_dir: Path) -> Path:
         if not cfg.scenario_xml:
             raise ValueError('scenario "custom" needs scenario_xml')
         target = work_dir / "custom.xml"
-        target.write_text(cfg.scenario_xml)
+        # Call options reach a custom XML only when it is a compiled call script.
+        xml = apply(cfg.scenario_xml, cfg.messages) if cfg.messages else cfg.scenario_xml
+        target.write_text(xml)
         return target
     target = work_dir / f"{name}.xml"
+    if cfg.messages is not None and name == "call":
+        target.write_text(apply(built_in_path(name).read_text(), cfg.messages))
+        return target
     shutil.copyfile(built_in_path(name), target)
     return target

@@ -78,6 +78,8 @@ def build_command(
         if not cfg.remote:
             raise ValueError("a caller needs `remote`")
         argv.append(cfg.remote)
+        if cfg.outbound_proxy:  # sent there; the Request-URI still names the target
+            argv += ["-rsa", cfg.outbound_proxy]
     argv += ["-sf", str(files.scenario), "-nostdin"]
     argv += ["-t", "u1" if cfg.transport == "udp" else "t1"]
     argv += ["-i", cfg.local_ip, "-p", str(local_port)]

@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sipflow.addresses import host_port, is_loopback
+from sipflow.call_options import render
+from sipflow.call_script import compile_script
 from sipflow.messages import Role
-from sipflow.runner_config import AccountConfig, RegistrarConfig, RunnerConfig
-from sipflow.spec import CustomScenario, RoleSpec, SessionSpec
+from sipflow.runner_config import AccountConfig, MessageConfig, RegistrarConfig, RunnerConfig
+from sipflow.spec import CallOptions, CustomScenario, RoleSpec, SessionSpec
 
 SIP_PORT = 5060
 CONTROL_PORT = 8888
@@ -23,10 +25,59 @@ def loopback_target_as(spec: SessionSpec, host: str) -> SessionSpec:
     """The spec as runners that do not share the host's loopback see it (a container, a
     namespace): a target on the loopback is `host`, the host as they reach it; its SIP domain
     stays what it was."""
-    if spec.target is None or not is_loopback(spec.target.host):
+    spec = _loopback_proxy_as(spec, host)
+    if spec.target is None or not is_loopback(spec.target.address):
         return spec
     target = spec.target.model_copy(update={"host": host, "domain": spec.target.sip_domain})
     return spec.model_copy(update={"target": target})
+
+
+def with_resolved_target(spec: SessionSpec, host: str, port: int) -> SessionSpec:
+    """The spec with its dns target's host and port as resolved (the SIP domain stays)."""
+    if spec.target is None:
+        return spec
+    target = spec.target.model_copy(update={"host": host, "port": port, "dns": None})
+    return spec.model_copy(update={"target": target})
+
+
+def target_label(spec: SessionSpec) -> str:
+    """How a session's target is shown before it runs: host:port, or the domain to resolve."""
+    t = spec.target
+    if t is None:
+        return "direct"
+    if t.host is None:
+        return f"{t.domain} (dns {t.dns})"
+    return f"{t.host}:{t.port}"
+
+
+def _loopback_proxy_as(spec: SessionSpec, host: str) -> SessionSpec:
+    """An outbound proxy on the loopback, as such runners reach it."""
+    callers = spec.roles.callers
+    opts = callers.call_options
+    if opts is None or opts.outbound_proxy is None or not is_loopback(opts.outbound_proxy.host):
+        return spec
+    proxy = opts.outbound_proxy.model_copy(update={"host": host})
+    callers = callers.model_copy(
+        update={"call_options": opts.model_copy(update={"outbound_proxy": proxy})}
+    )
+    roles = spec.roles.model_copy(update={"callers": callers})
+    return spec.model_copy(update={"roles": roles})
+
+
+def message_config(opts: CallOptions | None, session_id: str) -> MessageConfig | None:
+    """The call options' templates as SIPp text, for the runners."""
+    if opts is None or not opts.shapes_messages():
+        return None
+
+    def text(t: str | None) -> str | None:
+        return None if t is None else render(t, session_id)
+
+    return MessageConfig(
+        headers=[f"{name}: {render(value, session_id)}" for name, value in opts.headers.items()],
+        from_uri=text(opts.from_uri),
+        to_uri=text(opts.to_uri),
+        request_uri=text(opts.request_uri),
+    )
 
 
 def runner_id(role: Role, index: int) -> str:
@@ -108,7 +159,7 @@ def runner_configs(
         registrar = None
         if target is not None and target.registrar:
             registrar = RegistrarConfig(
-                host=target.host,
+                host=target.address,
                 port=target.port,
                 domain=target.sip_domain,
                 expires_s=target.register_expires_s,
@@ -138,12 +189,18 @@ def runner_configs(
 
     callers = spec.roles.callers
     scenario, xml = _scenario(callers)
+    if callers.script is not None:
+        scenario, xml = "custom", compile_script(callers.script)
     users = callers.call_to or callee_users(spec)
     n_callees = spec.roles.callees.agents if spec.roles.callees else 0
+    opts = callers.call_options
+    proxy = opts.outbound_proxy if opts else None
+    outbound = host_port(proxy.host, proxy.port) if proxy else None
+    messages = message_config(opts, sid)
     for i in range(callers.agents):
         rid = runner_id("caller", i)
         if target is not None:
-            remote = host_port(target.host, target.port)
+            remote = host_port(target.address, target.port)
             call_to = users
         else:
             # Direct: caller i sends to callee (i mod n); it calls that callee's user.
@@ -164,6 +221,8 @@ def runner_configs(
                 control_port=CONTROL_PORT,
                 control_ip=(control_ips or {}).get(rid),
                 remote=remote,
+                outbound_proxy=outbound,
+                messages=messages,
                 accounts=_accounts(callers),
                 call_to=call_to,
                 domain=target.sip_domain if target else None,

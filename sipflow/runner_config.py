@@ -39,6 +39,16 @@ class MediaConfig(BaseModel):
     rtp_port: int = 7000  # not media_port + 2: SIPp binds that one for video
 
 
+class MessageConfig(BaseModel):
+    """A caller's call options as SIPp scenario text (sipflow/call_options.py renders them):
+    runners/call_options.py writes them into the INVITEs (and From/To into the whole dialog)."""
+
+    headers: list[str] = []  # "Name: value" lines
+    from_uri: str | None = None
+    to_uri: str | None = None
+    request_uri: str | None = None
+
+
 class RunnerConfig(BaseModel):
     session_id: str
     runner_id: str
@@ -58,6 +68,10 @@ class RunnerConfig(BaseModel):
     # Accounts this runner uses: a callee registers and answers as accounts[0]; a caller places
     # calls from these accounts, round robin.
     accounts: list[AccountConfig] = []
+    # Where a caller sends its requests when not to `remote` (SIPp -rsa host:port).
+    outbound_proxy: str | None = None
+    # Headers and From/To/Request-URI of a caller's calls (built-in call scenario).
+    messages: MessageConfig | None = None
     # Users a caller calls, round robin (callee accounts).
     call_to: list[str] = []
     # Domain used in request URIs when calling through a system under test.

@@ -17,6 +17,10 @@ class Settings(BaseSettings):
         env_prefix="SIPFLOW_", env_file=".env", extra="ignore", env_ignore_empty=True
     )
 
+    # DNS servers that resolve a target given by domain (target.dns), "ip" or "ip:port" (one
+    # port for all), comma-separated; empty: the system's resolver. Each query gets dns_timeout_s.
+    dns_servers: str = ""
+    dns_timeout_s: float = 5.0
     # Where the embedded stack keeps its files (SQLite, Temporal's db, runner work dirs, logs).
     data_dir: Path = Path("var")
     # SQLite file under data_dir by default; PostgreSQL: postgresql+psycopg://user@host/db

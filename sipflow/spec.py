@@ -15,6 +15,8 @@ import defusedxml.ElementTree as safe_xml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sipflow.addresses import uri_host
+from sipflow.call_options import MessageOptions
+from sipflow.call_script import CallScript
 from sipflow.caps import Caps
 from sipflow.fargate_sizes import InvalidSize, task_size
 from sipflow.load_profile import LoadProfile
@@ -116,18 +118,40 @@ class CustomScenario(Strict):
 class Target(Strict):
     """The system under test: a proxy/registrar that callers send to and callees register at."""
 
-    host: HostName
+    # Not given with `dns`: the session resolves it and the port (the SRV record's) at its start.
+    host: HostName | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 5060
     transport: Transport = "udp"
     domain: HostName | None = None  # SIP domain; defaults to host
+    # Find host and port from the domain's DNS records (RFC 3263) when the session starts:
+    # "naptr" (NAPTR -> SRV -> A/AAAA) or "srv" (SRV _sip._<transport> -> A/AAAA).
+    dns: Literal["naptr", "srv"] | None = None
     registrar: bool = True  # callees register here before answering
     # The expiry callees ask for (REGISTER Expires); they refresh at ~80% of what is granted.
     register_expires_s: Annotated[int, Field(ge=1, le=86400)] = 3600
 
+    @model_validator(mode="after")
+    def _host_or_dns(self) -> Target:
+        if self.dns is not None:
+            if self.domain is None:
+                raise ValueError("domain: dns resolution needs the SIP domain to resolve")
+            if self.host is not None:
+                raise ValueError("host: give host or dns, not both (dns finds the host)")
+        elif self.host is None:
+            raise ValueError("host: give the target's host (or dns with its domain)")
+        return self
+
+    @property
+    def address(self) -> str:
+        """The host (resolved, for a dns target: the workflow resolves it before any use)."""
+        if self.host is None:
+            raise ValueError(f"target {self.domain} is not resolved yet")
+        return self.host
+
     @property
     def sip_domain(self) -> str:
         """The domain of request URIs: an IPv6 literal in brackets."""
-        return self.domain or uri_host(self.host)
+        return self.domain or uri_host(self.address)
 
 
 class Resources(Strict):
@@ -161,6 +185,22 @@ class Impairment(Strict):
     @property
     def active(self) -> bool:
         return bool(self.loss_pct or self.rate_kbit or self.delay_ms or self.jitter_ms)
+
+
+class OutboundProxy(Strict):
+    """Where a caller sends its requests when that is not the target (SIPp -rsa); the
+    Request-URI still names the target's domain."""
+
+    host: HostName
+    port: Annotated[int, Field(ge=1, le=65535)] = 5060
+
+
+class CallOptions(MessageOptions):
+    """Custom headers and From/To/Request-URI templates (sipflow/call_options.py) and an
+    outbound proxy, for a caller's calls."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+    outbound_proxy: OutboundProxy | None = None
 
 
 class RoleSpec(Strict):
@@ -217,6 +257,10 @@ class CallerSpec(RoleSpec):
         list[Annotated[str, Field(min_length=1, max_length=Caps.USER_CHARS)]],
         Field(max_length=Caps.CALL_TO),
     ] = []
+    # Headers, From/To/Request-URI templates and an outbound proxy (sipflow/call_options.py).
+    call_options: CallOptions | None = None
+    # The call as steps (sipflow/call_script.py), compiled to the SIPp XML the callers run.
+    script: CallScript | None = None
 
     @field_validator("scenario")
     @classmethod
@@ -232,6 +276,23 @@ class CallerSpec(RoleSpec):
             if not _USER_RE.match(user):
                 raise ValueError(f"{user!r} is not a valid SIP user part")
         return v
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> CallerSpec:
+        if self.script is not None:
+            if "scenario" in self.model_fields_set and self.scenario != "call":
+                raise ValueError("script: a script is the callers' scenario; give one of them")
+            if self.media is not None:
+                raise ValueError("media: needs the built-in 'call' scenario, not a script")
+        opts = self.call_options
+        if opts is not None and opts.shapes_messages() and self.scenario != "call":
+            # An uploaded scenario writes its own messages; only the proxy applies to it.
+            what = "a custom XML" if isinstance(self.scenario, CustomScenario) else self.scenario
+            raise ValueError(
+                "call_options: headers and from/to/request_uri apply to the built-in 'call' "
+                f"scenario, not to {what!r} (write them in the XML; outbound_proxy applies)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _bounded(self) -> CallerSpec:
@@ -331,6 +392,9 @@ class SessionSpec(Strict):
         _media_consistent(callers, callees)
         if self.backend not in (None, "local") and self.pools():
             raise ValueError(f"pool: runner hosts run the local backend, not {self.backend!r}")
+        if self.target is not None and self.target.dns and self.backend not in (None, "local"):
+            # Container runners' files come from the stored spec: the resolution is not in it.
+            raise ValueError("target.dns: a target found by DNS runs on the local backend only")
         if self.backend == "fargate":
             for name, role in (("callees", callees), ("callers", callers)):
                 if role is None:

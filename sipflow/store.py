@@ -29,6 +29,16 @@ def create_session(
     return row
 
 
+def set_target(db: Session, session_id: str, target: str) -> None:
+    """The target as resolved at the session's start (a dns target)."""
+    row = db.get(SessionRow, session_id)
+    if row is None:
+        raise LookupError(session_id)
+    row.target = target[:255]
+    db.add(row)
+    db.commit()
+
+
 def set_status(db: Session, session_id: str, status: str) -> None:
     row = db.get(SessionRow, session_id)
     if row is None:

@@ -197,11 +197,13 @@ def check_rate(policy: TenantPolicy, rate: float, loc: tuple[str, ...]) -> None:
 
 def check_spec(policy: TenantPolicy, spec: SessionSpec) -> None:
     """The spec against the policy's targets and per-session quotas (no database)."""
-    if spec.target is not None:
-        reason = target_refusal(policy, spec.target.host)
-        if reason:
-            limit = "allowed_networks" if _is_ip(spec.target.host) else "allowed_hosts"
-            raise PolicyViolation("target", ("target", "host"), limit, reason)
+    # A dns target's address is checked once resolved, at session start (activities/dns_target).
+    if spec.target is not None and spec.target.host is not None:
+        _check_host(policy, spec.target.host, ("target", "host"))
+    opts = spec.roles.callers.call_options
+    if opts is not None and opts.outbound_proxy is not None:  # where the traffic really goes
+        proxy_loc = ("roles", "callers", "call_options", "outbound_proxy", "host")
+        _check_host(policy, opts.outbound_proxy.host, proxy_loc)
     q = policy.quotas
     roles = [r for r in (spec.roles.callees, spec.roles.callers) if r is not None]
     agents = sum(r.agents for r in roles)
@@ -221,6 +223,13 @@ def check_spec(policy: TenantPolicy, spec: SessionSpec) -> None:
         msg = f"{duration:g} s of traffic over the tenant's {q.duration_s:g} s"
         loc = ("roles", "callers", "duration_s")
         raise PolicyViolation("quota", loc, "duration_s", msg, q.duration_s)
+
+
+def _check_host(policy: TenantPolicy, host: str, loc: tuple[str, ...]) -> None:
+    reason = target_refusal(policy, host)
+    if reason:
+        limit = "allowed_networks" if _is_ip(host) else "allowed_hosts"
+        raise PolicyViolation("target", loc, limit, reason)
 
 
 def _is_ip(host: str) -> bool:

@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.admission import AdmissionActivities, AdmitSession
+    from activities.dns_target import DnsActivities, ResolveTarget
     from activities.ingest import IngestActivities, IngestMetrics, IngestResult
     from activities.network import NetworkActivities, ProvisionNetwork
     from activities.pools import PlaceOnPool, PoolActivities
@@ -89,6 +90,8 @@ RUNNER_HOST_POOLS = "runner-host-pools"
 # How long a runner host's activity may wait to be picked up: a host that died does not hold
 # the session's clean-up (the host sweeps what it left when it comes back).
 HOST_PICKUP = timedelta(seconds=20)
+# A target given by domain (target.dns) is resolved before the network is provisioned.
+DNS_TARGET = "dns-target"
 
 
 def is_bug(exc: Exception) -> bool:
@@ -206,7 +209,8 @@ class SessionWorkflow:
         callee_ids, caller_ids = plan.runner_ids(spec, "callee"), plan.runner_ids(spec, "caller")
         self._profiled = callers.profile is not None and workflow.patched(LOAD_PROFILE)
         self._runners = {r: "pending" for r in callee_ids + caller_ids}
-        target = f"{spec.target.host}:{spec.target.port}" if spec.target else "direct"
+        target = plan.target_label(spec)
+        spec_json = inp.spec  # what the activities get: with a dns target, as resolved
         admitting = workflow.patched(ADMISSION)
         self._pooled = bool(spec.pools()) and workflow.patched(RUNNER_HOST_POOLS)
         local_ids = [
@@ -240,6 +244,23 @@ class SessionWorkflow:
                 await self._admit(
                     len(local_ids) if self._pooled else len(callee_ids) + len(caller_ids)
                 )
+            if spec.target is not None and spec.target.dns is not None:
+                workflow.patched(DNS_TARGET)  # no session before it had a dns target
+                self._phase = "resolving target"
+                t = spec.target
+                found = await short_activity(
+                    DnsActivities.resolve_target,
+                    ResolveTarget(
+                        session_id=sid,
+                        tenant=inp.tenant,
+                        domain=t.sip_domain,
+                        transport=t.transport,
+                        mode=t.dns,
+                        backend=spec.backend,
+                    ),
+                )
+                spec = plan.with_resolved_target(spec, found.host, found.port)
+                spec_json = spec.model_dump(mode="json")
             self._phase = "provisioning"
             shares: dict[str, list[HostShare]] = {}
             if self._pooled:  # every pool's hosts are chosen before anything starts
@@ -271,7 +292,7 @@ class SessionWorkflow:
             if ingest_first:
                 ingest = start_ingest()
             if self._pooled:
-                self._placements = await self._provision_pooled(inp.spec, local_ids, shares)
+                self._placements = await self._provision_pooled(spec_json, local_ids, shares)
             else:
                 # The backend is resolved here, once; the placement carries it to every activity.
                 placement = await short_activity(
@@ -280,7 +301,7 @@ class SessionWorkflow:
                         session_id=sid,
                         runner_ids=callee_ids + caller_ids,
                         backend=spec.backend,
-                        spec=inp.spec,
+                        spec=spec_json,
                     ),
                 )
                 self._placements = [placement]

@@ -15,6 +15,7 @@ from api.routes import (
     pools,
     runner_files,
     schedules,
+    scripts,
     sessions,
 )
 
@@ -32,3 +33,4 @@ api_router.include_router(policy.router)
 api_router.include_router(schedules.router)
 api_router.include_router(capacity.router)
 api_router.include_router(pools.router)
+api_router.include_router(scripts.router)

@@ -31,7 +31,7 @@ from api.schemas import (
     SessionMetricsOut,
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
-from sipflow import audit, media_store, runner_hosts, session_secrets, store, tenant_policy
+from sipflow import audit, media_store, plan, runner_hosts, session_secrets, store, tenant_policy
 from sipflow.models import FINAL_STATUSES, SessionRow
 from sipflow.pool_placement import PoolTooSmall
 from sipflow.spec import SessionSpec
@@ -130,7 +130,7 @@ async def create_session(
         await run_in_threadpool(_pool_capacity, db, principal.tenant, spec, settings)
     sid = uuid.uuid4().hex[:12]
     spec_json = _resolved_passwords(db, keys, spec, copy_secrets_from)
-    target = f"{spec.target.host}:{spec.target.port}" if spec.target else None
+    target = plan.target_label(spec) if spec.target else None
     session_secrets.open_session(db, keys, sid, spec.tenant, spec.name, spec_json, target)
     audit.record(
         db, principal.tenant, principal.key_id, "session.create", sid,

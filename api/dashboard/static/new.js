@@ -90,6 +90,41 @@ $("#check").addEventListener("click", async () => {
   $("#result").textContent = r.ok ? "The spec is valid." : `${r.errors.length} error(s).`;
 });
 
+let scriptUrl = null;
+$("#compile").addEventListener("click", async () => {
+  const panel = $("#script-panel");
+  try {
+    const r = await check();
+    const script = r.spec && r.spec.roles && r.spec.roles.callers && r.spec.roles.callers.script;
+    if (!Array.isArray(script)) {
+      panel.hidden = true;
+      $("#result").textContent = "The spec has no roles.callers.script to compile.";
+      return;
+    }
+    const compiled = await api("/v1/scripts/compile", { method: "POST", json: { script } });
+    $("#script-xml").textContent = compiled.xml;
+    if (scriptUrl) URL.revokeObjectURL(scriptUrl);
+    scriptUrl = URL.createObjectURL(new Blob([compiled.xml], { type: "application/xml" }));
+    $("#script-download").href = scriptUrl;
+    panel.hidden = false;
+    $("#result").textContent = `Compiled ${compiled.steps.length} step(s).`;
+  } catch (e) {
+    panel.hidden = true;
+    if (e.status === 422 && Array.isArray(e.body.detail)) {
+      // loc ["body", "script", i]: the step's place in the spec.
+      const lines = (await check()).lines;
+      errors = e.body.detail.map((d) => {
+        const path = "roles.callers." + locPath(d.loc || []);
+        return { path, msg: String(d.msg).replace(/^Value error, /, ""), line: lineFor(path, lines) };
+      });
+      paint();
+      $("#result").textContent = `The script does not compile: ${errors.length} error(s).`;
+    } else {
+      $("#result").textContent = `Cannot compile: ${e.message}`;
+    }
+  }
+});
+
 $("#spec-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   $("#start").disabled = true;

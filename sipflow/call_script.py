@@ -1,0 +1,329 @@
+"""The declarative call script (issue 13 item 2): a caller's call as a YAML list of steps,
+validated step by step (an error names the step: `script[2]`) and compiled to SIPp XML.
+
+Steps compiled:
+  call              send the INVITE (with SDP); a 100 Trying may come
+  expect NNN        wait for response NNN: a 2xx is ACKed and the call is up; a final 3xx-6xx
+                    is ACKed and ends the call (the expected outcome); 18x not named in the
+                    script are accepted before an expected response
+  wait 2s | 500ms   pause
+  send_dtmf 12*#    RFC 4733 events, one per digit (SIPp plays the pcaps sip-tester ships)
+  hangup            send BYE, wait for its 200
+Refused with the reason: expect_dtmf and expect audio (SIPp judges nothing it receives in
+media), hold/resume (the built-in callee answers no re-INVITE), transfer_to (needs a third
+party). Each step's first element is preceded by `<!-- sipflow-step: NAME -->`, the mark the
+step results read (runners/scenario_steps.py).
+
+The XML is built with xml.etree (attributes escaped by it); SIPp wants the messages as CDATA,
+which etree cannot write: each message is a constant of this module (no user value in it), put
+in place of a placeholder after serialisation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_serializer,
+    model_validator,
+)
+
+MAX_STEPS = 100
+MAX_WAIT_MS = 3_600_000
+DTMF_PCAP = "/usr/share/sip-tester/dtmf_2833_{}.pcap"  # Debian's sip-tester (runner image too)
+DTMF_NAMES = {"*": "star", "#": "pound"}
+DTMF_GAP_MS = 250  # between two digits' events (each pcap lasts ~100 ms)
+
+_STEP_RE = re.compile(
+    r"^(?:(?P<call>call)|expect (?P<code>[1-6][0-9]{2})|wait (?P<wait>[0-9]+(?:\.[0-9]+)?)"
+    r"(?P<unit>ms|s)|send_dtmf (?P<digits>[0-9*#]{1,32})|(?P<hangup>hangup))$"
+)
+REFUSED = {
+    "expect_dtmf": "SIPp checks nothing it receives in media; DTMF is judged from the media "
+    "capture (issue 12), not by the script yet",
+    "expect audio": "SIPp checks nothing it receives in media; audio is judged by the "
+    "session's media analysis (roles.*.media), not by the script",
+    "hold": "the built-in callee answers no re-INVITE; use the hold flow of the flow library",
+    "resume": "the built-in callee answers no re-INVITE; use the hold flow of the flow library",
+    "transfer_to": "a transfer needs a third party; use the transfer flows of the flow library",
+}
+KNOWN = "call, expect NNN, wait 2s|500ms, send_dtmf DIGITS, hangup"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    verb: str  # call, expect, wait, send_dtmf, hangup
+    code: int = 0
+    wait_ms: int = 0
+    digits: str = ""
+
+
+def parse(text: str) -> Parsed:
+    """One step's text, or ValueError with the reason."""
+    words = " ".join(text.split())
+    m = _STEP_RE.match(words)
+    if m is None:
+        for prefix, why in REFUSED.items():
+            if words == prefix or words.startswith(prefix + " "):
+                raise ValueError(f"{prefix!r} is not supported: {why}")
+        raise ValueError(f"unknown step {text!r}; steps are: {KNOWN}")
+    if m["call"]:
+        return Parsed("call")
+    if m["code"]:
+        return Parsed("expect", code=int(m["code"]))
+    if m["wait"]:
+        ms = float(m["wait"]) * (1000 if m["unit"] == "s" else 1)
+        if not 1 <= ms <= MAX_WAIT_MS:
+            raise ValueError(f"a wait lasts between 1 ms and {MAX_WAIT_MS // 1000} s")
+        return Parsed("wait", wait_ms=round(ms))
+    if m["digits"]:
+        return Parsed("send_dtmf", digits=m["digits"])
+    return Parsed("hangup")
+
+
+# The call's state before a step: what may follow.
+_START, _CALLING, _UP, _ENDED = "not called", "calling", "answered", "ended"
+
+
+def _after(state: str, step: Parsed) -> str:
+    if step.verb == "call":
+        return _CALLING if state == _START else state  # a second call is refused, not followed
+    if step.verb == "expect" and state == _CALLING and step.code >= 200:
+        return _UP if step.code < 300 else _ENDED
+    if step.verb == "hangup":
+        return _ENDED
+    return state
+
+
+def _check_order(state: str, step: Parsed) -> None:
+    if state == _ENDED:
+        raise ValueError("the call has ended: no step may follow")
+    if step.verb == "call" and state != _START:
+        raise ValueError("one call per script: 'call' only as the first step")
+    if step.verb != "call" and state == _START:
+        raise ValueError("the script starts with 'call'")
+    if step.verb == "expect" and state != _CALLING:
+        raise ValueError(f"'expect {step.code}' comes too late: the call is already answered")
+    if step.verb == "expect" and step.code == 100:
+        raise ValueError(
+            "'expect 100' cannot be checked (a 100 is hop by hop): expect 180, 183 or a final"
+        )
+    if step.verb in ("send_dtmf", "hangup") and state != _UP:
+        raise ValueError(f"'{step.verb}' needs an answered call (expect 200 first)")
+
+
+class Step(BaseModel):
+    """One step: its text and the state of the call before it (set by Script's validator), so
+    that an out-of-order step is reported at its own index."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    state: str = _START
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, v: Any) -> Any:
+        return {"text": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _valid(self) -> Step:
+        _check_order(self.state, parse(self.text))
+        return self
+
+    @model_serializer
+    def _as_text(self) -> str:
+        return self.text
+
+    @property
+    def parsed(self) -> Parsed:
+        return parse(self.text)
+
+
+def with_states(steps: Any) -> Any:
+    """Before validation: each step text with the state the steps before it leave (steps that
+    do not parse leave it as it was; they are reported themselves)."""
+    if not isinstance(steps, list):
+        return steps
+    state, out = _START, []
+    for item in steps:
+        text = item.text if isinstance(item, Step) else item
+        if not isinstance(text, str):
+            out.append(item)
+            continue
+        out.append({"text": text, "state": state})
+        with contextlib.suppress(ValueError):
+            step = parse(text)
+            if state == _START and step.verb != "call":
+                state = _CALLING  # reported once, at this step; the rest as if it had called
+            state = _after(state, step)
+    return out
+
+
+def check_ends(steps: list[Step]) -> list[Step]:
+    if not steps:
+        raise ValueError("an empty script: start with 'call'")
+    state = _START
+    for step in steps:
+        state = _after(state, step.parsed)
+    if state != _ENDED:
+        raise ValueError("the call never ends: finish with 'hangup' (or expect a final 3xx-6xx)")
+    return steps
+
+
+CallScript = Annotated[
+    list[Step],
+    BeforeValidator(with_states),
+    Field(min_length=1, max_length=MAX_STEPS),
+    AfterValidator(check_ends),
+]
+
+
+def step_names(steps: list[Step]) -> list[str]:
+    """The steps' names in the XML marks: s<index from 1>_<verb>[_<code>]."""
+    names = []
+    for i, step in enumerate(steps, 1):
+        p = step.parsed
+        names.append(f"s{i}_{p.verb}" + (f"_{p.code}" if p.verb == "expect" else ""))
+    return names
+
+
+# -- the messages (constants: the canonical lines runners/call_options.py rewrites) -------------
+_SDP = """
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+"""
+INVITE = (
+    """
+      INVITE sip:[field3]@[field4] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[field1]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field3]@[field4]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:[field0]@[field5];transport=[transport]>
+      Max-Forwards: 70
+      Subject: sipflow
+      Content-Type: application/sdp
+      Content-Length: [len]
+"""
+    + _SDP
+)
+ACK_2XX = """
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From: <sip:[field0]@[field1]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field3]@[field4]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: [last_cseq_number] ACK
+      Contact: <sip:[field0]@[field5];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+"""
+# The ACK of a final non-2xx answer: the INVITE's Via branch, the answer's To (RFC 3261 17.1.1.3).
+ACK_FAILURE = """
+      ACK sip:[field3]@[field4] SIP/2.0
+      [last_Via:]
+      From: <sip:[field0]@[field1]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: [last_cseq_number] ACK
+      Max-Forwards: 70
+      Content-Length: 0
+"""
+BYE = """
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From: <sip:[field0]@[field1]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field3]@[field4]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: [last_cseq_number+1] BYE
+      Contact: <sip:[field0]@[field5];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+"""
+_MESSAGES = (INVITE, ACK_2XX, ACK_FAILURE, BYE)
+assert all("]]>" not in m for m in _MESSAGES)
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.root = ET.Element("scenario", name="sipflow call script")
+        self.cdata: list[str] = []
+        self._mark: str | None = None
+
+    def mark(self, name: str) -> None:
+        self._mark = name  # put before the step's first element
+
+    def add(self, tag: str, **attrs: str) -> ET.Element:
+        if self._mark is not None:
+            self.root.append(ET.Comment(f" sipflow-step: {self._mark} "))
+            self._mark = None
+        return ET.SubElement(self.root, tag, attrs)
+
+    def send(self, message: str, **attrs: str) -> None:
+        el = self.add("send", **attrs)
+        el.text = f"@@CDATA{len(self.cdata)}@@"
+        self.cdata.append(message)
+
+    def xml(self) -> str:
+        ET.indent(self.root, space="  ")
+        text = ET.tostring(self.root, encoding="unicode")
+        for i, message in enumerate(self.cdata):
+            text = text.replace(f"@@CDATA{i}@@", f"<![CDATA[\n{message}\n    ]]>", 1)
+        return '<?xml version="1.0" encoding="UTF-8" ?>\n' + text + "\n"
+
+
+def compile_script(steps: list[Step]) -> str:
+    """SIPp XML for a validated script (one call per injection row, like the built-in call)."""
+    b = _Builder()
+    for name, step in zip(step_names(steps), steps, strict=True):
+        p = step.parsed
+        b.mark(name)
+        if p.verb == "call":
+            b.send(INVITE, retrans="500")
+            b.add("recv", response="100", optional="true")
+        elif p.verb == "expect":
+            # Provisional answers the script does not name may come before the one it waits for.
+            for early in ("100", "180", "183"):
+                if early != str(p.code):
+                    b.add("recv", response=early, optional="true")
+            if p.code < 200:
+                b.add("recv", response=str(p.code))
+            elif p.code < 300:
+                b.add("recv", response=str(p.code), rrs="true")  # the dialog's route set
+                b.send(ACK_2XX)
+            else:
+                b.add("recv", response=str(p.code))
+                b.send(ACK_FAILURE)
+        elif p.verb == "wait":
+            b.add("pause", milliseconds=str(p.wait_ms))
+        elif p.verb == "send_dtmf":
+            for digit in p.digits:
+                nop = b.add("nop")
+                action = ET.SubElement(nop, "action")
+                pcap = DTMF_PCAP.format(DTMF_NAMES.get(digit, digit))
+                ET.SubElement(action, "exec", {"play_pcap_audio": pcap})
+                b.add("pause", milliseconds=str(DTMF_GAP_MS))
+        else:  # hangup
+            b.send(BYE, retrans="500")
+            b.add("recv", response="100", optional="true")
+            b.add("recv", response="200", crlf="true")
+    return b.xml()
