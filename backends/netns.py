@@ -30,6 +30,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from backends import delay_queue
 from backends.locked_table import locked_table
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ class NamespaceNetworks:
     def _remove(self, session_id: str) -> list[str]:
         removed = []
         ns, table, veth = namespace(session_id), nft_table(session_id), host_veth(session_id)
+        removed += delay_queue.stop(session_id)  # it would keep the namespace alive
         if (
             subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True).returncode
             == 0

@@ -1,0 +1,160 @@
+"""The NFQUEUE delayer: one process per impaired session, inside its network namespace, that
+holds each queued packet for delay ± jitter and then lets it through (the kernel here has no
+netem). nftables' `queue` rules on the namespace's input hook hand it the packets the runners
+receive (SIP and RTP; not the metrics stream nor SIPp's control socket).
+
+    ip netns exec NS python -m backends.delayer --queue 0:100:20 [--queue 1:50:0] \
+        --netns NS --ready FILE
+
+Each `--queue NUM:DELAY_MS:JITTER_MS` is one queue (the session's, or a role's). Only the packet's
+metadata crosses to user space (no payload copy): the verdict is a plain accept. Jitter is
+uniform in [delay - jitter, delay + jitter] per packet, as netem's default is, so packets may be
+reordered as they would be there.
+
+It exits on SIGTERM/SIGINT, and by itself once its namespace's name is gone (a sweep that removed
+the namespace after the worker that started it died): a process left inside would keep the
+namespace alive unseen. Without this process the queued packets are dropped (no `bypass`): a
+session is never silently unimpaired.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import random
+import select
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Packets held at once per queue: 100 ms at 10,000 packets/s is 1,000.
+QUEUE_MAXLEN = 65536
+SOCKET_BUFFER = 8 * 1024 * 1024
+NETNS_CHECK_S = 1.0
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    num: int
+    delay_ms: int
+    jitter_ms: int
+
+    @classmethod
+    def parse(cls, text: str) -> QueueSpec:
+        num, delay, jitter = (int(x) for x in text.split(":"))
+        if not (0 <= num < 65536 and delay >= 0 and jitter >= 0):
+            raise ValueError(f"bad queue {text!r}: NUM:DELAY_MS:JITTER_MS")
+        return cls(num, delay, jitter)
+
+    def arg(self) -> str:
+        return f"{self.num}:{self.delay_ms}:{self.jitter_ms}"
+
+
+@dataclass
+class Held:
+    """Packets waiting for their time. Without jitter deadlines only grow: a FIFO does; with
+    jitter a heap orders them (a counter breaks ties: packets do not compare)."""
+
+    spec: QueueSpec
+    fifo: deque[tuple[float, Any]] = field(default_factory=deque)
+    heap: list[tuple[float, int, Any]] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, packet: Any) -> None:
+        now = time.monotonic()
+        if not self.spec.jitter_ms:
+            self.fifo.append((now + self.spec.delay_ms / 1000, packet))
+            return
+        spread = random.uniform(-self.spec.jitter_ms, self.spec.jitter_ms)
+        due = now + max(0.0, self.spec.delay_ms + spread) / 1000
+        self.count += 1
+        heapq.heappush(self.heap, (due, self.count, packet))
+
+    def next_due(self) -> float | None:
+        if self.fifo:
+            return self.fifo[0][0]
+        return self.heap[0][0] if self.heap else None
+
+    def release(self, now: float) -> int:
+        released = 0
+        while self.fifo and self.fifo[0][0] <= now:
+            self.fifo.popleft()[1].accept()
+            released += 1
+        while self.heap and self.heap[0][0] <= now:
+            heapq.heappop(self.heap)[2].accept()
+            released += 1
+        return released
+
+
+def netns_gone(name: str | None) -> bool:
+    return name is not None and not Path(f"/run/netns/{name}").exists()
+
+
+def run(specs: list[QueueSpec], netns: str | None, ready: Path | None) -> None:
+    from netfilterqueue import COPY_META, NetfilterQueue
+
+    stopping = False
+
+    def stop(_sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    queues: list[tuple[Any, Held]] = []
+    for spec in specs:
+        held = Held(spec)
+        q = NetfilterQueue()
+        hold: Callable[[Any], None] = held.add
+        q.bind(spec.num, hold, max_len=QUEUE_MAXLEN, mode=COPY_META, sock_len=SOCKET_BUFFER)
+        queues.append((q, held))
+    fds = {q.get_fd(): q for q, _ in queues}
+    if ready is not None:  # bound: the rules that feed the queues may be loaded now
+        tmp = ready.with_suffix(".tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        tmp.rename(ready)
+    next_check = time.monotonic() + NETNS_CHECK_S
+    while not stopping:
+        now = time.monotonic()
+        dues = [d for _, h in queues if (d := h.next_due()) is not None]
+        timeout = min([max(0.0, min(dues) - now)] if dues else [NETNS_CHECK_S])
+        try:
+            readable, _, _ = select.select(list(fds), [], [], min(timeout, NETNS_CHECK_S))
+        except InterruptedError:
+            continue
+        for fd in readable:
+            fds[fd].run(block=False)
+        now = time.monotonic()
+        for _, held in queues:
+            held.release(now)
+        if now >= next_check:
+            next_check = now + NETNS_CHECK_S
+            if netns_gone(netns):
+                break
+    for q, held in queues:  # what is held goes on at once: the session is over
+        held.release(float("inf"))
+        q.unbind()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m backends.delayer")
+    ap.add_argument("--queue", action="append", type=QueueSpec.parse, required=True)
+    ap.add_argument("--netns", help="exit once this namespace's name is gone")
+    ap.add_argument("--ready", type=Path, help="written (our pid) once the queues are bound")
+    ap.add_argument("--session", help="the session it delays for (seen in ps and by teardown)")
+    args = ap.parse_args(argv)
+    try:
+        run(args.queue, args.netns, args.ready)
+    except OSError as exc:
+        print(f"delayer: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
