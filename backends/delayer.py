@@ -23,6 +23,7 @@ import argparse
 import heapq
 import os
 import random
+import resource
 import select
 import signal
 import sys
@@ -65,6 +66,8 @@ class Held:
     fifo: deque[tuple[float, Any]] = field(default_factory=deque)
     heap: list[tuple[float, int, Any]] = field(default_factory=list)
     count: int = 0
+    released: int = 0
+    late_s: float = 0.0  # the most a packet was held past its time: the delayer falling behind
 
     def add(self, packet: Any) -> None:
         now = time.monotonic()
@@ -81,15 +84,17 @@ class Held:
             return self.fifo[0][0]
         return self.heap[0][0] if self.heap else None
 
-    def release(self, now: float) -> int:
-        released = 0
+    def release(self, now: float) -> None:
         while self.fifo and self.fifo[0][0] <= now:
-            self.fifo.popleft()[1].accept()
-            released += 1
+            due, packet = self.fifo.popleft()
+            packet.accept()
+            self.released += 1
+            self.late_s = max(self.late_s, now - due)
         while self.heap and self.heap[0][0] <= now:
-            heapq.heappop(self.heap)[2].accept()
-            released += 1
-        return released
+            due, _, packet = heapq.heappop(self.heap)
+            packet.accept()
+            self.released += 1
+            self.late_s = max(self.late_s, now - due)
 
 
 def netns_gone(name: str | None) -> bool:
@@ -137,9 +142,17 @@ def run(specs: list[QueueSpec], netns: str | None, ready: Path | None) -> None:
             next_check = now + NETNS_CHECK_S
             if netns_gone(netns):
                 break
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     for q, held in queues:  # what is held goes on at once: the session is over
+        late = held.late_s
         held.release(float("inf"))
         q.unbind()
+        print(
+            f"delayer: queue {held.spec.num}: {held.released} packets, at most "
+            f"{late * 1000:.1f} ms late; CPU {usage.ru_utime + usage.ru_stime:.2f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

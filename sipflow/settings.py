@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     # Local backend: delay_ms/jitter_ms go through a user-space NFQUEUE delayer (no netem here),
     # which carries this many plain calls/s (measured: bench/delayer_rate.py); a delayed
     # session planned above it is refused before anything starts.
-    delayer_max_calls_per_s: float = Field(default=500, gt=0)
+    delayer_max_calls_per_s: float = Field(default=1000, gt=0)
     default_tenant: str = "default"
     # Where a session's runners run when its spec does not say: "local" or "docker".
     default_backend: Backend = "local"
