@@ -89,7 +89,7 @@ class LocalBackend(RunnerBackend):
             spec, self.settings.delayer_max_calls_per_s
         )
         if refused:  # before anything is made: a session is never silently unimpaired
-            raise PermanentBackendError(refused[1])
+            raise PermanentBackendError(f"{'.'.join(refused[0])}: {refused[1]}")
         if self.settings.local_network == "loopback":
             if impaired:
                 raise PermanentBackendError(

@@ -46,7 +46,7 @@ def refusal(spec: SessionSpec, max_calls_per_s: float) -> tuple[tuple[str, ...],
     rate = spec.roles.callers.peak_rate()
     audio = f" (with its audio, as much as {load:g} plain calls/s)" if load != rate else ""
     return loc, (
-        f"delay_ms: the delayer carries at most {max_calls_per_s:g} calls/s "
+        f"the delayer carries at most {max_calls_per_s:g} calls/s "
         f"(SIPFLOW_DELAYER_MAX_CALLS_PER_S, measured by bench/delayer_rate.py); this session "
         f"plans {rate:g} calls/s{audio}: lower the rate or drop the delay"
     )

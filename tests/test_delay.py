@@ -152,3 +152,20 @@ def test_queue_rules_exempt_the_metrics_and_put_roles_first() -> None:
     )
     v6 = delay_queue.rules(planned, 1883, 6)
     assert "-d fd57::64/128 -j NFQUEUE --queue-num 2" in v6 and "10.250" not in v6
+
+
+def test_cli_validate_names_the_field(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from entrypoints.cli import app
+
+    limit = Settings().delayer_max_calls_per_s
+    path = tmp_path / "fast.json"
+    path.write_text(json.dumps(spec({"delay_ms": 50}, rate=limit * 2, max_calls=int(limit) * 2)))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "network.delay_ms: the delayer carries at most" in result.stderr
+    path.write_text(json.dumps(spec({"delay_ms": 50}, rate=limit)))
+    assert CliRunner().invoke(app, ["validate", str(path)]).exit_code == 0

@@ -109,6 +109,9 @@ def test_impairment_is_refused_where_it_cannot_apply(tmp_path: Path) -> None:
     engine = docker.DockerClient(base_url="unix:///nonexistent/docker.sock", version="1.41")
     with pytest.raises(PermanentBackendError, match="docker backend does not impair"):
         DockerBackend(engine, Settings(data_dir=tmp_path)).provision("s1", ["caller-0"], impaired)
+    delayed = SessionSpec.model_validate(spec({"delay_ms": 50, "jitter_ms": 10}))
+    with pytest.raises(PermanentBackendError, match=r"delay_ms.*NET_ADMIN"):
+        DockerBackend(engine, Settings(data_dir=tmp_path)).provision("s2", ["caller-0"], delayed)
 
 
 def test_bad_impairment_names_the_field() -> None:
