@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from pathlib import Path
 from sipflow.plan import CONTROL_PORT
 from sipflow.spec import Impairment
 
+log = logging.getLogger(__name__)
 MODULE = "backends.delayer"
 SESSION_QUEUE = 0
 READY_TIMEOUT_S = 15.0
@@ -112,13 +114,13 @@ def start(
     its pid, or None when nothing is delayed (then no rules either)."""
     planned = queues(session, roles)
     if not planned:
-        stop(session_id)
+        stop(session_id, state_dir)
         return None
     argv = _argv(session_id, ns, planned)
     same = [p for p, cmd in running(session_id).items() if cmd[1 : len(argv)] == argv[1:]]
     pid = same[0] if same else None
     if pid is None:
-        stop(session_id)
+        stop(session_id, state_dir)
         pid = _spawn(state_dir, session_id, ns, argv)
     in_ns = ["ip", "netns", "exec", ns]
     for version, tool in ((4, "iptables-restore"), (6, "ip6tables-restore")):
@@ -134,8 +136,8 @@ def start(
 def _spawn(state_dir: Path, session_id: str, ns: str, argv: list[str]) -> int:
     ready = state_dir / f"delayer-{session_id}.ready"
     ready.unlink(missing_ok=True)
-    log = state_dir / f"delayer-{session_id}.log"
-    with open(log, "ab") as out:
+    log_file = _log(state_dir, session_id)
+    with open(log_file, "ab") as out:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, *argv, "--ready", str(ready)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out,
@@ -148,7 +150,7 @@ def _spawn(state_dir: Path, session_id: str, ns: str, argv: list[str]) -> int:
         if proc.poll() is not None or time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            said = log.read_text(errors="replace").strip().splitlines()[-3:]
+            said = log_file.read_text(errors="replace").strip().splitlines()[-3:]
             raise DelayError(
                 "the delayer did not start"
                 + (f": {' | '.join(said)}" if said else f" within {READY_TIMEOUT_S:g} s")
@@ -158,8 +160,17 @@ def _spawn(state_dir: Path, session_id: str, ns: str, argv: list[str]) -> int:
     return proc.pid
 
 
-def stop(session_id: str) -> list[str]:
-    """Ends the session's delayer(s): SIGTERM, then SIGKILL. Returns what it stopped."""
+def _log(state_dir: Path, session_id: str) -> Path:
+    return state_dir / f"delayer-{session_id}.log"
+
+
+def stop(session_id: str, state_dir: Path) -> list[str]:
+    """Ends the session's delayer(s): SIGTERM, then SIGKILL. Returns what it stopped. Its log,
+    made before it was started, says whether there can be one: no scan of every process for
+    the sessions that never had one."""
+    log_file = _log(state_dir, session_id)
+    if not log_file.exists():
+        return []
     pids = list(running(session_id))
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -170,4 +181,8 @@ def stop(session_id: str) -> list[str]:
     for pid in running(session_id):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):  # what it said (packets, lateness, CPU) to the worker's log
+        for line in log_file.read_text(errors="replace").splitlines()[-4:]:
+            log.info("session %s: %s", session_id, line)
+    log_file.unlink(missing_ok=True)
     return [f"delayer {pid}" for pid in pids]

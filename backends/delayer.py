@@ -8,8 +8,8 @@ receive (SIP and RTP; not the metrics stream nor SIPp's control socket).
 
 Each `--queue NUM:DELAY_MS:JITTER_MS` is one queue (the session's, or a role's). Only the packet's
 metadata crosses to user space (no payload copy): the verdict is a plain accept. Jitter is
-uniform in [delay - jitter, delay + jitter] per packet, as netem's default is, so packets may be
-reordered as they would be there.
+uniform in [delay - jitter, delay + jitter] per packet (netem's default), but packets keep their
+order (see Held).
 
 It exits on SIGTERM/SIGINT, and by itself once its namespace's name is gone (a sweep that removed
 the namespace after the worker that started it died): a process left inside would keep the
@@ -20,7 +20,6 @@ session is never silently unimpaired.
 from __future__ import annotations
 
 import argparse
-import heapq
 import os
 import random
 import resource
@@ -59,39 +58,30 @@ class QueueSpec:
 
 @dataclass
 class Held:
-    """Packets waiting for their time. Without jitter deadlines only grow: a FIFO does; with
-    jitter a heap orders them (a counter breaks ties: packets do not compare)."""
+    """Packets waiting for their time, in arrival order. With jitter a packet is never let
+    through before the one received ahead of it: reordering a dialog's ACK and BYE makes SIPp's
+    scenarios fail calls a real network would carry (so at high packet rates the delay tends to
+    delay + jitter, as netem's with a rate)."""
 
     spec: QueueSpec
     fifo: deque[tuple[float, Any]] = field(default_factory=deque)
-    heap: list[tuple[float, int, Any]] = field(default_factory=list)
-    count: int = 0
+    last_due: float = 0.0
     released: int = 0
     late_s: float = 0.0  # the most a packet was held past its time: the delayer falling behind
 
     def add(self, packet: Any) -> None:
-        now = time.monotonic()
-        if not self.spec.jitter_ms:
-            self.fifo.append((now + self.spec.delay_ms / 1000, packet))
-            return
-        spread = random.uniform(-self.spec.jitter_ms, self.spec.jitter_ms)
-        due = now + max(0.0, self.spec.delay_ms + spread) / 1000
-        self.count += 1
-        heapq.heappush(self.heap, (due, self.count, packet))
+        held_ms: float = self.spec.delay_ms
+        if self.spec.jitter_ms:
+            held_ms = max(0.0, held_ms + random.uniform(-self.spec.jitter_ms, self.spec.jitter_ms))
+        self.last_due = max(time.monotonic() + held_ms / 1000, self.last_due)
+        self.fifo.append((self.last_due, packet))
 
     def next_due(self) -> float | None:
-        if self.fifo:
-            return self.fifo[0][0]
-        return self.heap[0][0] if self.heap else None
+        return self.fifo[0][0] if self.fifo else None
 
     def release(self, now: float) -> None:
         while self.fifo and self.fifo[0][0] <= now:
             due, packet = self.fifo.popleft()
-            packet.accept()
-            self.released += 1
-            self.late_s = max(self.late_s, now - due)
-        while self.heap and self.heap[0][0] <= now:
-            due, _, packet = heapq.heappop(self.heap)
             packet.accept()
             self.released += 1
             self.late_s = max(self.late_s, now - due)

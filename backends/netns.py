@@ -178,7 +178,7 @@ class NamespaceNetworks:
     def _remove(self, session_id: str) -> list[str]:
         removed = []
         ns, table, veth = namespace(session_id), nft_table(session_id), host_veth(session_id)
-        removed += delay_queue.stop(session_id)  # it would keep the namespace alive
+        removed += delay_queue.stop(session_id, self.state_dir)  # it keeps the namespace alive
         if (
             subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True).returncode
             == 0
