@@ -48,6 +48,11 @@ def response_times_ms(rs: RunningStack, sid: str) -> list[float]:
     return times
 
 
+def iqr(values: list[float]) -> float:
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q3 - q1
+
+
 def test_delay_raises_response_time_by_the_delay(sqlite_stack: RunningStack) -> None:
     # Beside each other: an unimpaired session, one whose callers receive 100 ms late (one
     # delayed hop per INVITE -> 200 round trip) and one whose runners all do, with jitter
@@ -64,12 +69,13 @@ def test_delay_raises_response_time_by_the_delay(sqlite_stack: RunningStack) -> 
         times = response_times_ms(sqlite_stack, ids[name])
         assert len(times) == 60, (name, len(times))
         p50[name] = statistics.median(times)
-    spread = {n: statistics.pstdev(response_times_ms(sqlite_stack, ids[n])) for n in ids}
-    print(f"\nresponse time p50 (ms): {p50}; standard deviation: {spread}")
+    spread = {n: iqr(response_times_ms(sqlite_stack, ids[n])) for n in ids}
+    print(f"\nresponse time p50 (ms): {p50}; interquartile range: {spread}")
     assert 100 - 30 <= p50["callers"] - p50["clean"] <= 100 + 30, p50
     # Jitter keeps packets in order, so each hop takes 100..120 ms: 2 x 100..120, ± 30.
     assert 200 - 30 <= p50["session"] - p50["clean"] <= 2 * 120 + 30, p50
-    assert spread["session"] > 2 * spread["callers"], spread  # jitter spreads response times
+    # Jitter spreads response times (the quartiles: a stall of the loaded machine moves few).
+    assert spread["session"] >= spread["callers"] + 8, spread
     for sid in ids.values():
         assert delay_queue.running(sid) == {}, sid
         assert namespace(sid) not in namespaces()
