@@ -176,3 +176,13 @@ def test_cli_validate_names_the_field(tmp_path: Path) -> None:
     assert "network.delay_ms: the delayer carries at most" in result.stderr
     path.write_text(json.dumps(spec({"delay_ms": 50}, rate=limit)))
     assert CliRunner().invoke(app, ["validate", str(path)]).exit_code == 0
+
+
+def test_cancelled_delayed_session_leaves_no_delayer(sqlite_stack: RunningStack) -> None:
+    sid = sqlite_stack.submit(spec({"delay_ms": 50}, max_calls=None, duration_s=30))
+    sqlite_stack.wait_phase(sid, "running callers")
+    assert len(delay_queue.running(sid)) == 1
+    sqlite_stack.http.post(f"/v1/sessions/{sid}/cancel")
+    assert sqlite_stack.wait(sid)["status"] == "cancelled"
+    assert delay_queue.running(sid) == {}
+    assert namespace(sid) not in namespaces()
