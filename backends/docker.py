@@ -111,8 +111,10 @@ class DockerBackend(RunnerBackend):
         """Idempotent: the session's network, created unless it exists."""
         if spec is not None and spec.impaired():
             raise PermanentBackendError(
-                "the docker backend does not impair traffic: podman's service offers no way to "
-                "shape or drop one container network's packets (run it on the local backend)"
+                "the docker backend does not impair traffic (loss_pct, rate_kbit, delay_ms, "
+                "jitter_ms): podman's Docker-API service offers no way to drop, shape or delay "
+                "one container network's packets, and runner containers get no NET_ADMIN to do "
+                "it in their own namespace (run it on the local backend)"
             )
         name = network_name(session_id)
         try:

@@ -5,8 +5,11 @@
 - Rate: an HTB tree (token-bucket shaping, queueing rather than dropping) on every device a
   runner's packets leave by: the namespace's eth0 (to the host and beyond), its lo (runner to
   runner) and the host end of the veth (into the namespace).
-- Delay and jitter: a netem leaf under the shaped classes, where the kernel has netem. Where it
-  has not, the session is refused before anything starts: never silently unimpaired.
+- Delay and jitter: on receipt too, by the session's NFQUEUE delayer (`backends.delay_queue`):
+  this kernel has no netem. A call between two runners of a delayed session crosses it twice
+  (the request to the callee, the answer to the caller): its response time grows by twice the
+  delay. A session whose planned rate is above what the delayer carries is refused before
+  anything starts (sipflow/delay_limit.py): never silently unimpaired.
 
 Only SIP/RTP traffic is impaired: the runners' MQTT stream (the broker's port) and SIPp's
 control socket are exempt, so the metrics that judge the session are not themselves impaired.
@@ -15,9 +18,12 @@ Everything lives in the namespace or on its veth and goes with them at teardown.
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 
+from backends import delay_queue
 from sipflow.plan import CONTROL_PORT
 from sipflow.spec import Impairment
 
@@ -46,8 +52,12 @@ def loss_rules(
     )
     drops = []
     for impairment, addresses in roles.values():
-        if impairment.loss_pct and addresses:
-            drops.append(f"ip daddr {{ {', '.join(addresses)} }} {_drop(impairment.loss_pct)}")
+        if not (impairment.loss_pct and addresses):
+            continue
+        for family, version in (("ip", 4), ("ip6", 6)):
+            mine = [a for a in addresses if ipaddress.ip_address(a).version == version]
+            if mine:
+                drops.append(f"{family} daddr {{ {', '.join(mine)} }} {_drop(impairment.loss_pct)}")
     if session.loss_pct:
         drops.append(_drop(session.loss_pct))
     body = "\n    ".join(drops)
@@ -86,46 +96,37 @@ def _shaping(
         [*tc, "class", "replace", "dev", dev, "parent", "1:", "classid", f"1:{SESSION_CLASS}",
          "htb", "rate", rate, "ceil", rate],
     ]  # fmt: skip
-    if session.delay_ms:
-        cmds.append(_netem(tc, dev, SESSION_CLASS, session))
     u32 = [*tc, "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "u32"]
     for field, port in (("sport", broker_port), ("dport", broker_port), ("dport", CONTROL_PORT)):
         cmds.append(
             [*u32, "match", "ip", field, str(port), "0xffff", "flowid", f"1:{EXEMPT_CLASS}"]
         )
     for k, (impairment, addresses) in enumerate(roles.values()):
-        if not (impairment.rate_kbit or impairment.delay_ms) or not addresses:
+        addresses = [a for a in addresses if ipaddress.ip_address(a).version == 4]
+        if not impairment.rate_kbit or not addresses:
             continue
         cls = 20 + k
-        role_rate = f"{impairment.rate_kbit}kbit" if impairment.rate_kbit else rate
+        role_rate = f"{impairment.rate_kbit}kbit"
         cmds.append(
             [*tc, "class", "replace", "dev", dev, "parent", "1:", "classid", f"1:{cls}",
              "htb", "rate", role_rate, "ceil", role_rate]
         )  # fmt: skip
-        if impairment.delay_ms:
-            cmds.append(_netem(tc, dev, cls, impairment))
         for address in addresses:
             cmds.append([*u32, "match", "ip", match, f"{address}/32", "flowid", f"1:{cls}"])
     return cmds
 
 
-def _netem(tc: list[str], dev: str, cls: int, impairment: Impairment) -> list[str]:
-    argv = [*tc, "qdisc", "replace", "dev", dev, "parent", f"1:{cls}", "handle", f"{cls}:",
-            "netem", "delay", f"{impairment.delay_ms}ms"]  # fmt: skip
-    if impairment.jitter_ms:
-        argv.append(f"{impairment.jitter_ms}ms")
-    return argv
-
-
 def apply(
+    session_id: str,
     ns: str,
     host_veth: str,
     session: Impairment,
     roles: Mapping[str, tuple[Impairment, list[str]]],
     broker_port: int,
+    state_dir: Path,
 ) -> None:
-    """Impair the namespace's traffic. `roles`: role -> (its impairment, its runner addresses).
-    Idempotent: what an earlier attempt applied is replaced."""
+    """Impair the namespace's traffic. `roles`: role -> (its impairment, its runner addresses,
+    IPv4 and IPv6). Idempotent: what an earlier attempt applied is replaced."""
     subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet",
                     "sipflow-impairment"], capture_output=True)  # fmt: skip
     in_ns = ["ip", "netns", "exec", ns]
@@ -134,18 +135,14 @@ def apply(
         subprocess.run(argv, capture_output=True)
     if session.loss_pct or any(i.loss_pct for i, _ in roles.values()):
         _run(["ip", "netns", "exec", ns, "nft", "-f", "-"], loss_rules(session, roles, broker_port))
+    try:
+        delay_queue.start(state_dir, session_id, ns, session, roles, broker_port)
+    except delay_queue.DelayError as exc:
+        raise ImpairmentError(f"delay_ms/jitter_ms: {exc}") from exc
     shaped = [session, *(i for i, _ in roles.values())]
-    if not any(i.rate_kbit or i.delay_ms for i in shaped):
+    if not any(i.rate_kbit for i in shaped):
         return
     devices = [(ns, "eth0", "src"), (ns, "lo", "src"), (None, host_veth, "dst")]
     for dev_ns, dev, match in devices:
         for argv in _shaping(dev_ns, dev, session, roles, broker_port, match):
-            try:
-                _run(argv)
-            except ImpairmentError as exc:
-                if "netem" in argv and "unknown" in str(exc).lower():
-                    raise ImpairmentError(
-                        "delay_ms/jitter_ms need the kernel's netem qdisc, which this kernel "
-                        f"does not have ({exc})"
-                    ) from exc
-                raise
+            _run(argv)

@@ -22,7 +22,7 @@ from backends.base import PermanentBackendError, RunnerBackend
 from backends.loopback import LoopbackNetworks
 from backends.netns import HOST_END, NamespaceNetworks, NetnsError, host_veth, namespace
 from backends.runner_tokens import token_key, with_broker_login
-from sipflow import plan
+from sipflow import delay_limit, plan
 from sipflow.addresses import is_ipv6, is_loopback
 from sipflow.messages import ROLES, Role
 from sipflow.placement import Placement, StartedRunner
@@ -85,6 +85,11 @@ class LocalBackend(RunnerBackend):
                     "session's namespace (IPv6 has no route_localnet): let the SUT listen on "
                     "another of the host's addresses"
                 )
+        refused = spec is not None and delay_limit.refusal(
+            spec, self.settings.delayer_max_calls_per_s
+        )
+        if refused:  # before anything is made: a session is never silently unimpaired
+            raise PermanentBackendError(f"{'.'.join(refused[0])}: {refused[1]}")
         if self.settings.local_network == "loopback":
             if impaired:
                 raise PermanentBackendError(
@@ -115,10 +120,12 @@ class LocalBackend(RunnerBackend):
     def _impair(
         self, session_id: str, subnet: str, runner_ids: list[str], spec: SessionSpec
     ) -> None:
+        v6 = self.namespaces.address6
         roles = {
             role: (
                 role_spec.network,
-                [f"{subnet}.{host_number(r)}" for r in ids if r in runner_ids],
+                [f"{subnet}.{host_number(r)}" for r in ids if r in runner_ids]
+                + [v6(subnet, host_number(r)) for r in ids if r in runner_ids],
             )
             for role, role_spec, ids in (
                 ("callee", spec.roles.callees, plan.runner_ids(spec, "callee")),
@@ -128,11 +135,13 @@ class LocalBackend(RunnerBackend):
         }
         try:
             impairment.apply(
+                session_id,
                 namespace(session_id),
                 host_veth(session_id),
                 spec.network,
                 roles,
                 self.settings.mqtt_port,
+                self.namespaces.state_dir,
             )
         except impairment.ImpairmentError as exc:
             self.namespaces.teardown(session_id)  # nothing of a refused session stays

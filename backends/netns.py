@@ -30,6 +30,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from backends import delay_queue
 from backends.locked_table import locked_table
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,14 @@ class NamespaceNetworks:
         ns, veth = namespace(session_id), host_veth(session_id)
         host_end = f"{prefix}.{HOST_END}"
         Path(f"/proc/sys/net/ipv4/conf/{veth}/route_localnet").write_text("1")
+        # The host routes what its runners send elsewhere without machine-wide forwarding: the
+        # kernel asks the receiving interface, so the veth forwards (IPv6: force_forwarding,
+        # Linux 6.17+; older kernels need net.ipv6.conf.all.forwarding). Answers from another
+        # host still need forwarding on the interface they arrive by: docs/networks.md.
+        Path(f"/proc/sys/net/ipv4/conf/{veth}/forwarding").write_text("1")
+        force6 = Path(f"/proc/sys/net/ipv6/conf/{veth}/force_forwarding")
+        if force6.exists():
+            force6.write_text("1")
         _run(["ip", "link", "set", veth, "up"])
         batch = [f"addr replace {prefix}.{host}/24 dev eth0" for host in hosts]
         # nodad: a tentative address cannot be bound, and SIPp starts right away.
@@ -169,6 +178,7 @@ class NamespaceNetworks:
     def _remove(self, session_id: str) -> list[str]:
         removed = []
         ns, table, veth = namespace(session_id), nft_table(session_id), host_veth(session_id)
+        removed += delay_queue.stop(session_id, self.state_dir)  # it keeps the namespace alive
         if (
             subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True).returncode
             == 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sipflow needs on a Debian/Ubuntu machine: SIPp, Kamailio (the test SUT),
-# mosquitto, iproute2 and nftables (the local backend's session namespaces), Prometheus (the
-# metrics tests) from Debian's packages, and a virtualenv pinned by requirements.lock.
+# mosquitto, iproute2, nftables and iptables (the local backend's session namespaces and delayer),
+# Prometheus (the metrics tests) from Debian's packages, and a virtualenv pinned by
+# requirements.lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,11 @@ have kamailio || missing+=(kamailio)
 have mosquitto || missing+=(mosquitto)
 have ip || missing+=(iproute2)
 have nft || missing+=(nftables)
+# The delayer (delay_ms/jitter_ms): iptables' NFQUEUE target (this kernel lacks nftables' own
+# `queue`) and the library netfilterqueue builds against.
+have iptables || missing+=(iptables)
+[ -f /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || missing+=(libnetfilter-queue-dev)
+have gcc || missing+=(gcc)
 have pgrep || missing+=(procps)
 # Prometheus (and promtool): the metrics tests scrape the stack with a real one.
 have prometheus || missing+=(prometheus)
@@ -33,7 +39,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -c requirements.lock -e '.[dev,media]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -m pip install -q -c requirements.lock -e '.[dev,media,delay]' 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c 'import sipflow, temporalio, fastapi' # fails loudly if the install did not work
 # --- dashboard (issue 4): Chart.js from dashboard/package-lock.json, headless Chromium for the
 # browser tests (Debian's package; Playwright drives it via executable_path) --------------------

@@ -46,6 +46,7 @@ from entrypoints.cli_status import status
 from entrypoints.cli_tenants import tenants_app
 from entrypoints.stack import Stack, StackConfig, free_port, metrics_token_file
 from entrypoints.supervisor import Supervisor
+from sipflow import delay_limit
 from sipflow.accounts import Role
 from sipflow.models import FINAL_STATUSES, utcnow
 from sipflow.settings import Settings, get_settings
@@ -566,6 +567,12 @@ def validate(
 ) -> None:
     """Check a spec file without submitting it (exit 0 valid, 2 invalid)."""
     spec = _load_or_exit(spec_path)
+    settings = Settings()  # this machine's: the limits a local stack here would apply
+    if (spec.backend or settings.default_backend) == "local":
+        refused = delay_limit.refusal(spec, settings.delayer_max_calls_per_s)
+        if refused:
+            _spec_errors([f"{'.'.join(refused[0])}: {refused[1]}"], f"{spec_path}: invalid spec:")
+            raise typer.Exit(EXIT_INVALID)
     callers = spec.roles.callers
     out.print(
         f"[green]valid[/]: {escape(spec.name)} (tenant {escape(spec.tenant)}, "

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sipflow.spec import Backend
@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # Local backend: agents are forked ready-imported by a fork server (runners/fork_server.py)
     # instead of each starting Python anew (~300 ms each, on a session's start path).
     agent_fork_server: bool = True
+    # Local backend: delay_ms/jitter_ms go through a user-space NFQUEUE delayer (no netem here),
+    # which carries this many plain calls/s (measured: bench/delayer_rate.py); a delayed
+    # session planned above it is refused before anything starts.
+    delayer_max_calls_per_s: float = Field(default=1000, gt=0)
     default_tenant: str = "default"
     # Where a session's runners run when its spec does not say: "local" or "docker".
     default_backend: Backend = "local"

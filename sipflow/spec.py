@@ -173,8 +173,13 @@ class Impairment(Strict):
     rate_kbit: Annotated[
         int | None, Field(ge=8, le=10_000_000, description="shaped to this rate, each way")
     ] = None
-    delay_ms: Annotated[int | None, Field(ge=0, le=10_000, description="added delay")] = None
-    jitter_ms: Annotated[int | None, Field(ge=0, le=10_000, description="± around delay")] = None
+    delay_ms: Annotated[
+        int | None,
+        Field(ge=0, le=10_000, description="ms each packet a runner receives is held"),
+    ] = None
+    jitter_ms: Annotated[
+        int | None, Field(ge=0, le=10_000, description="± around delay_ms, uniform")
+    ] = None
 
     @model_validator(mode="after")
     def _jitter_needs_delay(self) -> Impairment:

@@ -124,33 +124,43 @@ def test_sessions_pass_while_5060_and_8888_are_held(sqlite_stack: RunningStack) 
 
 
 @contextlib.contextmanager
-def remote_host(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
-    """A namespace standing for another machine on 198.18.N.2, routed through this host:
-    yields (namespace, its address, the host end's veth)."""
+def remote_host(tmp_path: Path, ipv6: bool = False) -> Iterator[tuple[str, str, str]]:
+    """A namespace standing for another machine on 198.18.N.2 (ipv6: fd18:N::2), routed
+    through this host: yields (namespace, its address, the host end's veth). Forwarding is
+    turned on for this veth only (what the admin does for the interface facing the SUT: the
+    kernel asks the interface a packet arrives by; the session's veth forwards by itself)."""
     tag = uuid.uuid4().hex[:8]
     ns, veth = f"sftest-{tag}", f"sft{tag}"
     octet = int(tag[:2], 16)
     here, there = f"198.18.{octet}.1", f"198.18.{octet}.2"
+    here6, there6 = f"fd18:{tag[:4]}::1", f"fd18:{tag[:4]}::2"  # ULA: the tenant policy allows it
     cmds = [
         ["ip", "netns", "add", ns],
         ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
         ["ip", "addr", "add", f"{here}/24", "dev", veth],
+        ["ip", "-6", "addr", "add", f"{here6}/64", "dev", veth, "nodad"],
+        ["sysctl", "-q", "-w", f"net.ipv4.conf.{veth}.forwarding=1"],
         ["ip", "link", "set", veth, "up"],
         ["ip", "-n", ns, "addr", "add", f"{there}/24", "dev", "eth0"],
+        ["ip", "-n", ns, "-6", "addr", "add", f"{there6}/64", "dev", "eth0", "nodad"],
         ["ip", "-n", ns, "link", "set", "eth0", "up"],
         ["ip", "-n", ns, "link", "set", "lo", "up"],
         ["ip", "-n", ns, "route", "add", "default", "via", here],
+        ["ip", "-n", ns, "-6", "route", "add", "default", "via", here6],
     ]
+    if ipv6:
+        cmds.insert(5, ["sysctl", "-q", "-w", f"net.ipv6.conf.{veth}.force_forwarding=1"])
     # `ip netns exec` mounts these over /etc: the host's name resolves locally and no resolver
     # is asked (Kamailio reverse-resolves its listen address at start: 10 s of timeouts).
     etc = Path("/etc/netns") / ns
     etc.mkdir(parents=True, exist_ok=True)
-    (etc / "hosts").write_text(f"127.0.0.1 localhost\n{there} sut.remote.test\n")
+    address = there6 if ipv6 else there
+    (etc / "hosts").write_text(f"127.0.0.1 localhost\n{address} sut.remote.test\n")
     (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
     try:
         for argv in cmds:
             subprocess.run(argv, check=True, capture_output=True)
-        yield ns, there, veth
+        yield ns, address, veth
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         shutil.rmtree(etc, ignore_errors=True)
@@ -161,13 +171,6 @@ def veth_packets(veth: str) -> int:
     return int((stats / "rx_packets").read_text()) + int((stats / "tx_packets").read_text())
 
 
-@pytest.mark.skipif(
-    subprocess.run(
-        ["sysctl", "-n", "net.ipv4.ip_forward"], capture_output=True, text=True
-    ).stdout.strip()
-    != "1",
-    reason="the host does not forward IPv4 (net.ipv4.ip_forward=0)",
-)
 def test_remote_sut_registers_and_routes_calls(sqlite_stack: RunningStack, tmp_path: Path) -> None:
     """Kamailio on "another machine": callees register through it with digest auth, callers
     call them through it, it sends its INVITEs to the callees' namespace addresses."""
@@ -191,6 +194,44 @@ def test_remote_sut_registers_and_routes_calls(sqlite_stack: RunningStack, tmp_p
     assert body["summary"]["roles"]["callee"]["successful_calls"] == 40
     # REGISTER x2 + 40 x (INVITE, 100, 180?, 200, ACK, BYE, 200) each way through the SUT.
     assert crossed >= 40 * 8, crossed
+    assert leftovers(body["id"]) == []
+
+
+def ipv6_forwarding_per_interface() -> bool:
+    return Path("/proc/sys/net/ipv6/conf/all/force_forwarding").exists() or (
+        Path("/proc/sys/net/ipv6/conf/all/forwarding").read_text().strip() == "1"
+    )
+
+
+@pytest.mark.skipif(
+    not ipv6_forwarding_per_interface(),
+    reason="IPv6 forwarding is off and this kernel has no per-interface force_forwarding (6.17+)",
+)
+def test_remote_ipv6_sut_registers_and_routes_calls(
+    sqlite_stack: RunningStack, tmp_path: Path
+) -> None:
+    """Kamailio on "another machine" reached over IPv6 only (a ULA prefix inside the test's
+    namespace): callees register through it, it calls them at their ULA namespace addresses."""
+    with remote_host(tmp_path, ipv6=True) as (ns, address, veth):
+        port = free_port()
+        with kamailio(port, tmp_path / "kamailio6", ip=address, netns=ns):
+            before = veth_packets(veth)
+            spec = {
+                "name": "remote-sut-v6",
+                "target": {"host": address, "port": port, "registrar": True},
+                "roles": {
+                    "callees": {"agents": 1, "accounts": [{"user": "bob", "password": "secret"}]},
+                    "callers": {"rate": 20, "max_calls": 20, "accounts": [{"user": "alice"}]},
+                },
+                "thresholds": ["success_rate >= 100", "failed_calls == 0"],
+            }
+            body = sqlite_stack.run(spec)
+            crossed = veth_packets(veth) - before
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body["reasons"]
+    assert body["summary"]["roles"]["callee"]["successful_calls"] == 20
+    addresses = {r["address"] for r in body["runners"]}
+    assert all(a.startswith("fd57:ee1f:5ee5:") for a in addresses), addresses
+    assert crossed >= 20 * 8, crossed  # through the remote host's veth, not a shortcut
     assert leftovers(body["id"]) == []
 
 

@@ -31,9 +31,19 @@ from api.schemas import (
     SessionMetricsOut,
 )
 from api.temporal import TemporalConnector, TemporalUnavailable
-from sipflow import audit, media_store, plan, runner_hosts, session_secrets, store, tenant_policy
+from sipflow import (
+    audit,
+    delay_limit,
+    media_store,
+    plan,
+    runner_hosts,
+    session_secrets,
+    store,
+    tenant_policy,
+)
 from sipflow.models import FINAL_STATUSES, SessionRow
 from sipflow.pool_placement import PoolTooSmall
+from sipflow.settings import Settings
 from sipflow.spec import SessionSpec
 from sipflow.workflow_types import (
     QUERY_PROGRESS,
@@ -125,6 +135,7 @@ async def create_session(
 ) -> SessionCreated:
     """Passwords are write-only: stored encrypted, shown as `"***"` by every read."""
     spec = _in_tenant(spec, principal.tenant)
+    _delay_carried(spec, settings)
     await run_in_threadpool(tenant_policy.enforce, principal.tenant, spec, db, settings)
     if spec.pools():
         await run_in_threadpool(_pool_capacity, db, principal.tenant, spec, settings)
@@ -197,6 +208,19 @@ def _pool_capacity(db: DbDep, tenant: str, spec: SessionSpec, settings: Settings
     except PoolTooSmall as exc:
         detail = [{"type": "value_error", "loc": ["body", *exc.loc], "msg": str(exc)}]
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from exc
+
+
+def _delay_carried(spec: SessionSpec, settings: Settings) -> None:
+    """A delayed session on the local backend within what its delayer carries; the worker
+    checks again (schedules and capacity searches reach it without this route)."""
+    if (spec.backend or settings.default_backend) != "local":
+        return
+    refused = delay_limit.refusal(spec, settings.delayer_max_calls_per_s)
+    if refused:
+        loc, msg = refused
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("body", *loc), "msg": msg, "input": None}]
+        )
 
 
 def _in_tenant(spec: SessionSpec, tenant: str) -> SessionSpec:
