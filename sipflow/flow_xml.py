@@ -62,12 +62,10 @@ def send(
     return f"{_mark(step)}  <send{_attrs(attrs)}>\n    <![CDATA[\n\n{text}\n    ]]>\n  </send>\n"
 
 
-def recv(
-    what: str, *, step: str | None = None, actions: str = "", **attrs: str | None
-) -> str:
+def recv(what: str, *, step: str | None = None, actions: str = "", **attrs: str | None) -> str:
     """<recv response="NNN"> for digits, else <recv request="METHOD">."""
     kind = "response" if what.isdigit() else "request"
-    head = f"{_mark(step)}  <recv {kind}=\"{what}\"{_attrs(attrs)}"
+    head = f'{_mark(step)}  <recv {kind}="{what}"{_attrs(attrs)}'
     if not actions:
         return head + "/>\n"
     return f"{head}>\n    <action>{actions}</action>\n  </recv>\n"
@@ -99,7 +97,7 @@ def pause(ms: int | None = None, *, step: str | None = None) -> str:
     return f"{_mark(step)}  <pause{value}/>\n"
 
 
-# -- caller side ---------------------------------------------------------------------------------
+# -- caller side ----------------------------------------------------------------------------------
 def invite(extra: list[str] = (), *, step: str | None = None, rtd: str | None = None) -> str:  # type: ignore[assignment]
     lines = [
         "INVITE sip:[field3]@[field4] SIP/2.0",
@@ -183,7 +181,7 @@ def bye_and_ok(cseq: int, *, step: str = "hangup") -> str:
     )
 
 
-# -- callee side ---------------------------------------------------------------------------------
+# -- callee side ----------------------------------------------------------------------------------
 def response(
     code: str,
     body: str = "",
@@ -220,7 +218,12 @@ def answer_call(*, step: str = "answer", extra: list[str] = ()) -> str:  # type:
 
 
 def answer_in_dialog(
-    method: str, direction: str, version: int, *, step: str, extra: list[str] = ()  # type: ignore[assignment]
+    method: str,
+    direction: str,
+    version: int,
+    *,
+    step: str,
+    extra: list[str] = (),  # type: ignore[assignment]
 ) -> str:
     """An in-dialog INVITE (with its ACK) or UPDATE answered 200 (SDP for an INVITE)."""
     body = sdp(direction, version) if method == "INVITE" else ""

@@ -126,10 +126,10 @@ class Flow:
 
 
 def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)
 
 
-# -- ring_no_answer --------------------------------------------------------------------------------
+# -- ring_no_answer -------------------------------------------------------------------------------
 def _rna_caller(p: FlowParams) -> str:
     assert isinstance(p, RingNoAnswer)
     body = [
@@ -157,7 +157,7 @@ def _rna_callee(p: FlowParams) -> str:
     return x.scenario("sipflow ring_no_answer callee", "rings until cancelled", body)
 
 
-# -- busy / decline ----------------------------------------------------------------------------------
+# -- busy / decline -------------------------------------------------------------------------------
 def _reject_caller(step: str, code: str) -> Callable[[FlowParams], str]:
     def caller(p: FlowParams) -> str:
         body = [
@@ -184,7 +184,7 @@ def _reject_callee(step: str, status: str) -> Callable[[FlowParams], str]:
     return callee
 
 
-# -- early_media ---------------------------------------------------------------------------------------
+# -- early_media ----------------------------------------------------------------------------------
 def _em_caller(p: FlowParams) -> str:
     body = [
         x.invite(step="early_media", rtd="early_media"),
@@ -211,7 +211,7 @@ def _em_callee(p: FlowParams) -> str:
     return x.scenario("sipflow early_media callee", "183 with SDP, then 200", body)
 
 
-# -- prack (RFC 3262) --------------------------------------------------------------------------------
+# -- prack (RFC 3262) -----------------------------------------------------------------------------
 # The callee answers the INVITE after the PRACK; by then its last message is the PRACK, so the
 # INVITE's Via lines (one per hop) are kept in a variable for the 200.
 _VIA_RE = "Via:[^\\r\\n]*(\\r?\\n[Vv]ia:[^\\r\\n]*)*"
@@ -241,9 +241,7 @@ def _prack_callee(p: FlowParams) -> str:
     keep_via = f'<ereg regexp="{_VIA_RE}" search_in="msg" assign_to="invite_via"/>'
     body = [
         x.recv("INVITE", step="invite", crlf="true", actions=keep_via),
-        x.response(
-            "183 Session Progress", x.sdp(), ["Require: 100rel", "RSeq: 1"], retrans=True
-        ),
+        x.response("183 Session Progress", x.sdp(), ["Require: 100rel", "RSeq: 1"], retrans=True),
         x.recv("PRACK", step="prack"),
         x.response("200 OK", tag=False),
         x.send(
@@ -267,7 +265,7 @@ def _prack_callee(p: FlowParams) -> str:
     return x.scenario("sipflow prack callee", "reliable 183 (RSeq), 200 PRACK, 200", body)
 
 
-# -- hold_resume ----------------------------------------------------------------------------------------
+# -- hold_resume ----------------------------------------------------------------------------------
 def _hold_caller(p: FlowParams) -> str:
     assert isinstance(p, HoldResume)
     body = [
@@ -300,7 +298,7 @@ def _hold_callee(p: FlowParams) -> str:
     return x.scenario("sipflow hold_resume callee", "answers hold (recvonly), resume", body)
 
 
-# -- session_timer (RFC 4028) -------------------------------------------------------------------------
+# -- session_timer (RFC 4028) ---------------------------------------------------------------------
 def _timer_headers(p: SessionTimer) -> list[str]:
     return [f"Session-Expires: {p.session_expires_s};refresher=uac", "Supported: timer"]
 
@@ -318,9 +316,7 @@ def _st_caller(p: FlowParams) -> str:
             rtd="refresh",
         ),
         x.recv("100", optional="true"),
-        x.recv(
-            "200", rtd="refresh", actions=x.check_header("Session-Expires:", "[0-9]+", "se2")
-        ),
+        x.recv("200", rtd="refresh", actions=x.check_header("Session-Expires:", "[0-9]+", "se2")),
     ]
     if method == "INVITE":
         refresh.append(x.ack_2xx(2))
@@ -354,7 +350,7 @@ def _st_callee(p: FlowParams) -> str:
     return x.scenario("sipflow session_timer callee", f"answers the {method} refresh", body)
 
 
-# -- options_keepalive ------------------------------------------------------------------------------
+# -- options_keepalive ----------------------------------------------------------------------------
 def _options(cseq: int, *, step: str | None, rtd: str | None) -> str:
     lines = [
         "OPTIONS sip:[field4] SIP/2.0",

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from sipflow.addresses import uri_host
 from sipflow.caps import Caps
 from sipflow.fargate_sizes import InvalidSize, task_size
+from sipflow.flows import FLOWS, FlowSpec
 from sipflow.load_profile import LoadProfile
 from sipflow.media_spec import MIN_HOLD_MS, MediaSpec
 from sipflow.thresholds import Threshold, parse_threshold
@@ -206,6 +207,9 @@ class CallerSpec(RoleSpec):
     # How the rate changes over the session (ramp, steps, spike, stages); it sets `rate` (its
     # start) and `duration_s` (its length), which then need not be given.
     profile: LoadProfile | None = None
+    # A built-in call flow (sipflow/flows.py) with its parameters, instead of `scenario`; the
+    # callees run its callee side.
+    flow: FlowSpec | None = None
     # Who to call (user parts); default: the callees' accounts.
     call_to: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=Caps.USER_CHARS)]],
@@ -229,6 +233,10 @@ class CallerSpec(RoleSpec):
 
     @model_validator(mode="after")
     def _bounded(self) -> CallerSpec:
+        if self.flow is not None and "scenario" in self.model_fields_set:
+            raise ValueError("give either scenario or flow, not both")
+        if self.flow is not None and self.media is not None:
+            raise ValueError("media: not yet available with a flow (built-in call scenario only)")
         if self.profile is not None:
             self._follow_profile(self.profile)
         if self.max_calls is None and self.duration_s is None:
@@ -248,6 +256,9 @@ class CallerSpec(RoleSpec):
             msg = f"duration_s: with a profile, its stages ({length:g} s) are the length"
             raise ValueError(msg)
         self.rate, self.duration_s = start, length
+
+    def flow_name(self) -> str | None:
+        return self.flow.name if self.flow is not None else None
 
     def peak_rate(self) -> float:
         return self.profile.peak() if self.profile is not None else self.rate
@@ -272,6 +283,21 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
                 raise ValueError(f"roles.callees.media.{name}: must be the callers' {name}")
     if callers.hold_ms < MIN_HOLD_MS:
         raise ValueError(f"roles.callers.hold_ms: media needs at least {MIN_HOLD_MS} ms of call")
+
+
+def _flow_consistent(
+    name: str, has_callee: bool, callees: CalleeSpec | None, target: Target | None
+) -> None:
+    """The callers' flow picks the callees' scenario; a flow without a callee side (the SUT
+    answers) needs a target and no callees."""
+    if callees is not None and not has_callee:
+        raise ValueError(f"roles.callees: the {name!r} flow has no callee side")
+    if callees is not None and "scenario" in callees.model_fields_set:
+        raise ValueError(f"roles.callees.scenario: the {name!r} flow chooses the callees' side")
+    if callees is not None and callees.media is not None:
+        raise ValueError("roles.callees.media: not yet available with a flow")
+    if not has_callee and target is None:
+        raise ValueError(f"target: the {name!r} flow needs a target")
 
 
 class Roles(Strict):
@@ -304,7 +330,12 @@ class SessionSpec(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> SessionSpec:
         callers, callees = self.roles.callers, self.roles.callees
-        needs_callee = isinstance(callers.scenario, str) and callers.scenario == "call"
+        flow = FLOWS[callers.flow.name] if callers.flow is not None else None
+        if flow is None:
+            needs_callee = isinstance(callers.scenario, str) and callers.scenario == "call"
+        else:
+            needs_callee = flow.callee is not None
+            _flow_consistent(flow.name, flow.callee is not None, callees, self.target)
         if needs_callee and callees is None and self.target is None:
             raise ValueError("roles.callees: a 'call' session needs callees or a target")
         if needs_callee and callees is None and not callers.call_to:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sipflow import histogram, kpis
 from sipflow.messages import RegistrationCounts
 from sipflow.models import MetricInterval, RunnerRow
+from sipflow.step_results import StepSummary, step_metrics, step_table
 
 
 class RegistrationSummary(BaseModel):
@@ -52,6 +53,8 @@ class SessionMetrics(BaseModel):
     roles: dict[str, RoleSummary]
     histogram: list[int]
     intervals: int
+    # Per role and step (scenarios with step marks: sipflow/step_results.py).
+    steps: list[StepSummary] = []
 
 
 def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow]) -> SessionMetrics:
@@ -102,8 +105,14 @@ def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow])
         (iv.pdd_histogram or [] for iv in intervals if iv.role == "caller"),
         sum(iv.pdd_sum_ms or 0.0 for iv in intervals if iv.role == "caller"),
     )
+    steps = step_table(runner_list)
+    measured |= step_metrics(steps)
     return SessionMetrics(
-        measured=measured, roles=roles, histogram=caller_hist, intervals=len(intervals)
+        measured=measured,
+        roles=roles,
+        histogram=caller_hist,
+        intervals=len(intervals),
+        steps=steps,
     )
 
 
