@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from api.schemas import Links, MergedPoint, MetricPoint, PlannedRate, RunnerSeries, SessionBrief
 from sipflow import histogram
+from sipflow.flows import FLOWS
 from sipflow.models import Interval, IntervalCounts, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
 from sipflow.spec import SessionSpec
@@ -97,6 +98,18 @@ def thresholds(
     except ValidationError:
         return [], False
     return _finite_results(evaluate(spec.parsed_thresholds(), measured)), False
+
+
+def flow_name(spec: Mapping[str, Any]) -> str | None:
+    """The callers' built-in flow of a stored spec (sipflow/flows.py), if any."""
+    flow = ((spec.get("roles") or {}).get("callers") or {}).get("flow")
+    return flow.get("name") if isinstance(flow, dict) else None
+
+
+def flow_entry(spec: Mapping[str, Any]) -> dict[str, object] | None:
+    """The catalogue entry of the session's flow (steps, messages, success), if it has one."""
+    name = flow_name(spec)
+    return FLOWS[name].describe() if name in FLOWS else None
 
 
 def _finite_results(results: Iterable[ThresholdResult]) -> list[ThresholdResult]:

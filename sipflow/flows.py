@@ -190,8 +190,13 @@ def _em_caller(p: FlowParams) -> str:
         x.invite(step="early_media", rtd="early_media"),
         x.recv("100", optional="true"),
         x.recv("180", optional="true"),
-        x.recv("183", rtd="early_media", actions=x.check_body("m=audio", "early_sdp")),
-        x.recv("200", step="answer", rrs="true"),
+        x.recv(
+            "183",
+            rtd="early_media",
+            start_rtd="answer",
+            actions=x.check_body("m=audio", "early_sdp"),
+        ),
+        x.recv("200", step="answer", rrs="true", rtd="answer"),
         x.ack_2xx(1),
         x.bye_and_ok(2),
     ]
@@ -229,8 +234,13 @@ def _prack_caller(p: FlowParams) -> str:
             + x.check_header("Require:", "100rel", "rel"),
         ),
         x.in_dialog("PRACK", 2, extra=["RAck: [$rseq] 1 INVITE"], step="prack", rtd="prack"),
-        x.recv("200", rtd="prack", actions=x.check_header("CSeq:", "PRACK", "prack_ok")),
-        x.recv("200", step="answer", rrs="true"),
+        x.recv(
+            "200",
+            rtd="prack",
+            start_rtd="answer",
+            actions=x.check_header("CSeq:", "PRACK", "prack_ok"),
+        ),
+        x.recv("200", step="answer", rrs="true", rtd="answer"),
         x.ack_2xx(1),
         x.bye_and_ok(3),
     ]

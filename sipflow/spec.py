@@ -233,7 +233,8 @@ class CallerSpec(RoleSpec):
 
     @model_validator(mode="after")
     def _bounded(self) -> CallerSpec:
-        if self.flow is not None and "scenario" in self.model_fields_set:
+        # (A stored spec comes back with every default written out: compare, not fields_set.)
+        if self.flow is not None and self.scenario != "call":
             raise ValueError("give either scenario or flow, not both")
         if self.flow is not None and self.media is not None:
             raise ValueError("media: not yet available with a flow (built-in call scenario only)")
@@ -292,7 +293,7 @@ def _flow_consistent(
     answers) needs a target and no callees."""
     if callees is not None and not has_callee:
         raise ValueError(f"roles.callees: the {name!r} flow has no callee side")
-    if callees is not None and "scenario" in callees.model_fields_set:
+    if callees is not None and callees.scenario != "answer":
         raise ValueError(f"roles.callees.scenario: the {name!r} flow chooses the callees' side")
     if callees is not None and callees.media is not None:
         raise ValueError("roles.callees.media: not yet available with a flow")

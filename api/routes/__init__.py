@@ -9,6 +9,7 @@ from api.routes import (
     capacity,
     codec,
     exports,
+    flows,
     health,
     keys,
     policy,
@@ -30,3 +31,4 @@ api_router.include_router(audit.router)
 api_router.include_router(policy.router)
 api_router.include_router(schedules.router)
 api_router.include_router(capacity.router)
+api_router.include_router(flows.router)
