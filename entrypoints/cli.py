@@ -38,6 +38,7 @@ from entrypoints import junit_file, shutdown
 from entrypoints.admin_key import cli_key
 from entrypoints.cli_audit import audit_app
 from entrypoints.cli_capacity import capacity_app
+from entrypoints.cli_flows import flows_app
 from entrypoints.cli_retention import retention_app
 from entrypoints.cli_schedules import schedules_app
 from entrypoints.cli_status import status
@@ -72,6 +73,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(capacity_app, name="capacity")
 app.add_typer(retention_app, name="retention")
+app.add_typer(flows_app, name="flows")
 
 out = Console()
 err = Console(stderr=True)
