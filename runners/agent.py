@@ -224,7 +224,11 @@ class Agent:
                 work / "main-injection.csv", injection.injection_rows(cfg, "main")
             )
         media = media_session.start(cfg, name, scenario)  # media: None without audio
-        marks = scenario_steps.steps_of(scenario.read_text())
+        try:
+            marks = scenario_steps.steps_of(scenario.read_text())
+        except Exception:  # SIPp judges the scenario; its steps are a report, never a stop
+            log.exception("cannot read the scenario's step marks")
+            marks = []
         files = SippFiles(
             scenario,
             inj,
