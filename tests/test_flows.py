@@ -184,7 +184,8 @@ def test_flows_cli() -> None:
     assert "session_timer" in listed.output
     shown = runner.invoke(app, ["flows", "show", "busy"])
     assert shown.exit_code == 0 and "486 Busy Here" in shown.output
-    xml = runner.invoke(app, ["flows", "show", "ring_no_answer", "-p", "cancel_after_s=2", "--xml", "caller"])  # fmt: skip
+    argv = ["flows", "show", "ring_no_answer", "-p", "cancel_after_s=2", "--xml", "caller"]
+    xml = runner.invoke(app, argv)
     assert xml.exit_code == 0 and 'milliseconds="2000"' in xml.output
     bad = runner.invoke(app, ["flows", "show", "ring_no_answer", "-p", "cancel_after_s=x"])
     assert bad.exit_code == 2 and "flow.cancel_after_s" in bad.output
