@@ -190,3 +190,22 @@ def test_flows_cli() -> None:
     bad = runner.invoke(app, ["flows", "show", "ring_no_answer", "-p", "cancel_after_s=x"])
     assert bad.exit_code == 2 and "flow.cancel_after_s" in bad.output
     assert runner.invoke(app, ["flows", "show", "nope"]).exit_code == 2
+
+
+def test_examples_run_every_flow() -> None:
+    """examples/flows/<flow>.yaml: one valid spec per flow, running that flow."""
+    import yaml
+
+    folder = Path(__file__).resolve().parent.parent / "examples" / "flows"
+    assert {p.stem for p in folder.glob("*.yaml")} == set(FLOWS)
+    for path in folder.glob("*.yaml"):
+        s = SessionSpec.model_validate(yaml.safe_load(path.read_text()))
+        assert s.roles.callers.flow is not None and s.roles.callers.flow.name == path.stem
+
+
+def test_docs_list_every_flow_and_step() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "flows.md").read_text()
+    for name, flow in FLOWS.items():
+        assert f"### `{name}`" in docs
+        assert all(f"`{s}`" in docs for s in flow.steps), name
+        assert all(m in docs for m in flow.messages), name
