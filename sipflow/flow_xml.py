@@ -181,6 +181,16 @@ def bye_and_ok(cseq: int, *, step: str = "hangup") -> str:
     )
 
 
+# A callee waits this long (beyond the flow's own pause) for the caller's next request of the
+# dialog: when the caller's call failed before it (e.g. a proxy refused the request), the callee's
+# call then fails in the same step (a timeout) instead of staying open until the session stops.
+CALLEE_WAIT_MS = 10_000
+
+
+def callee_wait(after_ms: int = 0) -> str:
+    return str(after_ms + CALLEE_WAIT_MS)
+
+
 # -- callee side ----------------------------------------------------------------------------------
 def response(
     code: str,
@@ -224,12 +234,14 @@ def answer_in_dialog(
     *,
     step: str,
     extra: list[str] = (),  # type: ignore[assignment]
+    after_ms: int = 0,
 ) -> str:
-    """An in-dialog INVITE (with its ACK) or UPDATE answered 200 (SDP for an INVITE)."""
+    """An in-dialog INVITE (with its ACK) or UPDATE answered 200 (SDP for an INVITE); waited
+    for at most after_ms + CALLEE_WAIT_MS (callee_wait)."""
     body = sdp(direction, version) if method == "INVITE" else ""
     # Timed (request -> ACK) for an INVITE only: an UPDATE's step ends with the callee's 200.
     timed = step if method == "INVITE" else None
-    out = recv(method, step=step, start_rtd=timed) + response(
+    out = recv(method, step=step, start_rtd=timed, timeout=callee_wait(after_ms)) + response(
         "200 OK", body, extra, tag=False, retrans=method == "INVITE"
     )
     if method == "INVITE":

@@ -146,10 +146,11 @@ def _rna_caller(p: FlowParams) -> str:
 
 
 def _rna_callee(p: FlowParams) -> str:
+    assert isinstance(p, RingNoAnswer)
     body = [
         x.recv("INVITE", step="ring", crlf="true"),
         x.response("180 Ringing"),
-        x.recv("CANCEL", step="cancel"),
+        x.recv("CANCEL", step="cancel", timeout=x.callee_wait(_ms(p.cancel_after_s))),
         x.response("200 OK"),
         x.response("487 Request Terminated", cseq="CSeq: [last_cseq_number] INVITE"),
         x.recv("ACK", crlf="true"),
@@ -252,7 +253,7 @@ def _prack_callee(p: FlowParams) -> str:
     body = [
         x.recv("INVITE", step="invite", crlf="true", actions=keep_via),
         x.response("183 Session Progress", x.sdp(), ["Require: 100rel", "RSeq: 1"], retrans=True),
-        x.recv("PRACK", step="prack"),
+        x.recv("PRACK", step="prack", timeout=x.callee_wait()),
         x.response("200 OK", tag=False),
         x.send(
             [
@@ -299,10 +300,11 @@ def _hold_caller(p: FlowParams) -> str:
 
 
 def _hold_callee(p: FlowParams) -> str:
+    assert isinstance(p, HoldResume)
     body = [
         x.answer_call(step="invite"),
         x.answer_in_dialog("INVITE", "recvonly", 2, step="hold"),
-        x.answer_in_dialog("INVITE", "sendrecv", 3, step="resume"),
+        x.answer_in_dialog("INVITE", "sendrecv", 3, step="resume", after_ms=_ms(p.hold_s)),
         x.hangup_uas(),
     ]
     return x.scenario("sipflow hold_resume callee", "answers hold (recvonly), resume", body)
@@ -354,7 +356,14 @@ def _st_callee(p: FlowParams) -> str:
     headers = [f"Session-Expires: {p.session_expires_s};refresher=uac", "Require: timer"]
     body = [
         x.answer_call(step="invite", extra=headers),
-        x.answer_in_dialog(method, "sendrecv", 2, step="refresh", extra=headers),
+        x.answer_in_dialog(
+            method,
+            "sendrecv",
+            2,
+            step="refresh",
+            extra=headers,
+            after_ms=_ms(p.session_expires_s / 2),
+        ),
         x.hangup_uas(),
     ]
     return x.scenario("sipflow session_timer callee", f"answers the {method} refresh", body)
