@@ -126,6 +126,11 @@ def test_broken_step_fails_alone(
         assert (caller[s]["passed"], caller[s]["failed"]) == (CALLS, 0), caller
     for s in after:
         assert (caller[s]["passed"], caller[s]["failed"]) == (0, 0), caller
+    # The callee never got the refused request: its call fails in the same step (it waits a
+    # bounded time), not in a later one, and not by being killed at the end.
+    callee = steps_of(body, "callee")
+    assert callee[step]["failed_by"] == {"timeout": CALLS}, callee
+    assert not any("did not stop" in r for r in body["reasons"]), body["reasons"]
     # No step but the broken one failed, on either side.
     failed = {s["step"] for s in body["steps"] if s["failed"]}
     assert failed == {step}, body["steps"]
