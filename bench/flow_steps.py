@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from entrypoints.stack import free_port
 from runners.scenario_steps import counts_file, parse_counts, step_results, steps_of
@@ -21,7 +22,7 @@ from sipflow.flows import FLOWS, default_params
 from sipflow.flows import render as render_flow
 
 # Short parameters, so a run takes seconds.
-SHORT = {
+SHORT: dict[str, dict[str, Any]] = {
     "ring_no_answer": {"cancel_after_s": 0.2},
     "early_media": {"early_media_s": 0.1},
     "hold_resume": {"hold_s": 0.1},

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from sipflow.regression import parse_change
 from sipflow.spec import SessionSpec, Strict, Text
-from sipflow.thresholds import METRICS
+from sipflow.thresholds import METRICS, STEP_METRIC
 
 MASK = "***"
 _CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
@@ -74,8 +74,10 @@ def _time_zone(name: str) -> str:
 
 
 def _metric(name: str) -> str:
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+    # Steps of a flow (step_failed_hold, step_time_ms_prack, ...) too: sipflow/step_results.py.
+    if name not in METRICS and not STEP_METRIC.match(name):
+        known = ", ".join([*METRICS, "step_failed_STEP", "step_passed_STEP", "step_time_ms_STEP"])
+        raise ValueError(f"unknown metric {name!r}; known: {known}")
     return name
 
 

@@ -209,3 +209,23 @@ def test_docs_list_every_flow_and_step() -> None:
         assert f"### `{name}`" in docs
         assert all(f"`{s}`" in docs for s in flow.steps), name
         assert all(m in docs for m in flow.messages), name
+
+
+def test_regression_rules_take_step_metrics() -> None:
+    from sipflow.regression import judge, median_baseline
+    from sipflow.schedule_spec import ScheduleSpec
+
+    body = {
+        "name": "nightly-hold",
+        "session": spec({"name": "hold_resume"}),
+        "schedule": {"every_s": [3600]},
+        "rules": {"step_time_ms_hold": "+50%", "step_failed_hold": "+0"},
+    }
+    s = ScheduleSpec.model_validate(body)
+    assert set(s.rules) == {"step_time_ms_hold", "step_failed_hold"}
+    with pytest.raises(ValidationError, match="unknown metric 'step_hold'"):
+        ScheduleSpec.model_validate({**body, "rules": {"step_hold": "+1"}})
+    runs = [{"step_time_ms_hold": 10.0, "step_failed_hold": 0.0}] * 3
+    base = median_baseline(runs, list(s.rules))
+    late = judge("pass", {"step_time_ms_hold": 16.0, "step_failed_hold": 0.0}, s.rules, base)
+    assert [r.metric for r in late] == ["step_time_ms_hold"]
