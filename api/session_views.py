@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from api.schemas import Links, MergedPoint, MetricPoint, PlannedRate, RunnerSeries, SessionBrief
 from sipflow import histogram
-from sipflow.flows import FLOWS
+from sipflow.flows import FLOWS, final_code_of
 from sipflow.models import Interval, IntervalCounts, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
 from sipflow.spec import SessionSpec
@@ -134,7 +134,7 @@ def outcome(
     media: Mapping[str, float | None] | None = None,
 ) -> Outcome:
     """media: the session's audio metrics (sipflow.media_store.measured), if any."""
-    metrics = summarize(intervals, runners)
+    metrics = summarize(intervals, runners, final_code_of(row.spec))
     metrics.measured.update(media or {})
     results, final = thresholds(row, metrics.measured)
     return Outcome(

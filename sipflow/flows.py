@@ -8,9 +8,9 @@ roles' scenarios; their `sipflow-step` marks give the per-step results.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -99,6 +99,9 @@ class Flow:
     success: str
     caller: Callable[[FlowParams], str]
     callee: Callable[[FlowParams], str] | None  # None: no callee side (the SUT answers)
+    # The final answer to the INVITE of a successful call (the KPIs' code_NNN, ASR): 200, or the
+    # flow's expected rejection; None: the flow places no call (OPTIONS).
+    final_code: int | None = 200
 
     def describe(self) -> dict[str, object]:
         """The catalogue entry the API and CLI show."""
@@ -421,6 +424,7 @@ FLOWS: dict[str, Flow] = {
             "the INVITE ends with 487 after the CANCEL",
             _rna_caller,
             _rna_callee,
+            final_code=487,
         ),
         Flow(
             "busy",
@@ -431,6 +435,7 @@ FLOWS: dict[str, Flow] = {
             "the INVITE ends with 486 Busy Here",
             _reject_caller("busy", "486"),
             _reject_callee("busy", "486 Busy Here"),
+            final_code=486,
         ),
         Flow(
             "decline",
@@ -441,6 +446,7 @@ FLOWS: dict[str, Flow] = {
             "the INVITE ends with 603 Decline",
             _reject_caller("decline", "603"),
             _reject_callee("decline", "603 Decline"),
+            final_code=603,
         ),
         Flow(
             "early_media",
@@ -528,6 +534,7 @@ FLOWS: dict[str, Flow] = {
             "every OPTIONS is answered 200 by the target",
             _ka_caller,
             None,
+            final_code=None,
         ),
     )
 }
@@ -550,3 +557,11 @@ def default_params(name: str) -> FlowParams:
     if name not in FLOWS:
         raise KeyError(name)
     return FLOWS[name].params(name=name)  # type: ignore[call-arg]
+
+
+def final_code_of(spec: Mapping[str, Any] | None) -> int | None:
+    """The final INVITE answer of a successful call of a stored session spec: its callers'
+    flow's (final_code), else 200."""
+    flow = (((spec or {}).get("roles") or {}).get("callers") or {}).get("flow")
+    name = flow.get("name") if isinstance(flow, dict) else None
+    return FLOWS[name].final_code if name in FLOWS else 200

@@ -23,7 +23,13 @@ def test_flow_picker_and_steps_table(sqlite_stack: RunningStack, page: Any) -> N
             "callees": {"agents": 1},
             "callers": {"rate": 10, "max_calls": 4, "flow": {"name": "busy"}},
         },
-        "thresholds": ["success_rate >= 100", "step_failed_busy == 0", "step_passed_busy == 4"],
+        "thresholds": [
+            "success_rate >= 100",
+            "step_failed_busy == 0",
+            "step_passed_busy == 4",
+            "code_486 == 4",
+            "code_200 == 0",
+        ],
     }
     sid = sqlite_stack.submit(spec)
     sign_in(page, api, str(sqlite_stack.stack.api_key))

@@ -103,6 +103,10 @@ def test_flow_passes_through_kamailio(sessions: dict[str, dict[str, Any]], name:
         assert (caller[step]["passed"], caller[step]["failed"]) == (CALLS, 0), caller[step]
         assert body["measured"][f"step_failed_{step}"] == 0
         assert body["measured"][f"step_passed_{step}"] == CALLS
+    # The KPIs count the flow's expected final answer (486 for busy, 200 for hold_resume).
+    if flow.final_code is not None:
+        assert body["measured"][f"code_{flow.final_code}"] == CALLS
+        assert body["measured"]["asr"] == (100 if flow.final_code == 200 else 0)
     # Every step times its request -> final answer, one sample per call.
     assert all(caller[s]["time_count"] == CALLS for s in flow.steps), caller
     if flow.callee is not None:
