@@ -518,6 +518,7 @@ def _print_detail(d: dict[str, Any], with_runners: bool = False) -> None:
             escape(states),
         )
     out.print(roles)
+    _print_steps(d)
 
     if with_runners and d.get("runners"):
         rt = Table(title="Runners", title_justify="left")
@@ -544,6 +545,28 @@ def _print_detail(d: dict[str, Any], with_runners: bool = False) -> None:
         for cause, n in sorted(causes.items(), key=lambda kv: -kv[1]):
             out.print(f"  - {escape(cause)}: {n} calls")
     out.print(f"Temporal: {d['links']['temporal_ui']}")
+
+
+def _print_steps(d: dict[str, Any]) -> None:
+    """The per-step results of a flow (or any scenario with step marks)."""
+    if not d.get("steps"):
+        return
+    title = f"Steps of flow {d['flow']}" if d.get("flow") else "Steps"
+    st = Table(title=escape(title), title_justify="left")
+    for col in ("role", "step", "passed", "failed", "failed by", "mean ms", "max ms"):
+        st.add_column(col, justify="left" if col in ("role", "step", "failed by") else "right")
+    for s in d["steps"]:
+        by = ", ".join(f"{k} {v}" for k, v in sorted((s.get("failed_by") or {}).items()))
+        st.add_row(
+            escape(s["role"]),
+            escape(s["step"]),
+            str(s["passed"]),
+            str(s["failed"]),
+            escape(by),
+            _fmt(s.get("time_mean_ms")),
+            _fmt(s.get("time_max_ms")),
+        )
+    out.print(st)
 
 
 # -- sipflow validate / sessions -----------------------------------------------------------------

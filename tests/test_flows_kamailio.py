@@ -141,3 +141,22 @@ def test_broken_step_fails_alone(
     assert body["measured"][f"step_failed_{step}"] >= CALLS
     reasons = " | ".join(body["reasons"])
     assert f"step {step}: unexpected" in reasons, reasons
+
+
+def test_cli_shows_the_failed_step(
+    sqlite_stack: RunningStack, sessions: dict[str, dict[str, Any]]
+) -> None:
+    from typer.testing import CliRunner
+
+    from entrypoints.cli import app
+
+    sid = sessions["broken-hold_resume"]["id"]
+    env = {"SIPFLOW_API_KEY": str(sqlite_stack.stack.api_key)}
+    argv = ["sessions", "show", sid, "--api", sqlite_stack.stack.api_url]
+    show = CliRunner().invoke(app, argv, env=env)
+    assert show.exit_code == 0, show.output
+    assert "Steps of flow hold_resume" in show.stdout
+    hold_row = next(
+        line for line in show.stdout.splitlines() if " hold " in line and "caller" in line
+    )
+    assert "unexpected 3" in hold_row, show.stdout
