@@ -24,7 +24,7 @@ def flows_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout")] = False,
 ) -> None:
     """Each flow: its parameters (with defaults), steps and what counts as success."""
-    items = [f.describe() for f in FLOWS.values()]
+    items: list[dict[str, Any]] = [f.describe() for f in FLOWS.values()]
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
@@ -32,11 +32,11 @@ def flows_list(
     for col in ("flow", "parameters", "steps", "success"):
         table.add_column(col, overflow="fold")
     for f in items:
-        params = ", ".join(f"{p['name']}={p['default']}" for p in f["parameters"])  # type: ignore[attr-defined]
+        params = ", ".join(f"{p['name']}={p['default']}" for p in f["parameters"])
         table.add_row(
             escape(str(f["name"])),
             escape(params or "-"),
-            escape(" > ".join(f["steps"])),  # type: ignore[arg-type]
+            escape(" > ".join(f["steps"])),
             escape(str(f["success"])),
         )
     out.print(table)
@@ -83,14 +83,14 @@ def flows_show(
             raise typer.Exit(2)
         typer.echo(render(params, xml), nl=False)
         return
-    entry = flow.describe()
+    entry: dict[str, Any] = flow.describe()
     if as_json:
         typer.echo(json.dumps(entry, indent=2))
         return
     out.print(f"[bold]{escape(name)}[/bold]: {escape(flow.title)}")
     out.print(f"success: {escape(flow.success)}")
     out.print("steps: " + escape(" > ".join(flow.steps)))
-    for p in entry["parameters"]:  # type: ignore[attr-defined]
+    for p in entry["parameters"]:
         out.print(f"  {escape(p['name'])} (default {p['default']}): {escape(p['description'])}")
     out.print("messages:")
     for m in flow.messages:

@@ -10,6 +10,8 @@ route set of the answer marked `rrs`, so they work directly and through a proxy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 HEADER = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
 FOOTER = (
     '  <ResponseTimeRepartition value="10, 20, 30, 40, 50, 100, 150, 200"/>\n'
@@ -98,7 +100,7 @@ def pause(ms: int | None = None, *, step: str | None = None) -> str:
 
 
 # -- caller side ----------------------------------------------------------------------------------
-def invite(extra: list[str] = (), *, step: str | None = None, rtd: str | None = None) -> str:  # type: ignore[assignment]
+def invite(extra: Sequence[str] = (), *, step: str | None = None, rtd: str | None = None) -> str:
     lines = [
         "INVITE sip:[field3]@[field4] SIP/2.0",
         "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
@@ -118,7 +120,7 @@ def in_dialog(
     method: str,
     cseq: int,
     body: str = "",
-    extra: list[str] = (),  # type: ignore[assignment]
+    extra: Sequence[str] = (),
     *,
     step: str | None = None,
     rtd: str | None = None,
@@ -195,7 +197,7 @@ def callee_wait(after_ms: int = 0) -> str:
 def response(
     code: str,
     body: str = "",
-    extra: list[str] = (),  # type: ignore[assignment]
+    extra: Sequence[str] = (),
     *,
     tag: bool = True,
     cseq: str = "[last_CSeq:]",
@@ -218,7 +220,7 @@ def response(
     return send(lines, body, step=step, retrans=retrans, **attrs)
 
 
-def answer_call(*, step: str = "answer", extra: list[str] = ()) -> str:  # type: ignore[assignment]
+def answer_call(*, step: str = "answer", extra: Sequence[str] = ()) -> str:
     """INVITE -> 200 with SDP -> ACK (the callee's plain answer)."""
     return (
         recv("INVITE", step=step, crlf="true", start_rtd=step)
@@ -233,7 +235,7 @@ def answer_in_dialog(
     version: int,
     *,
     step: str,
-    extra: list[str] = (),  # type: ignore[assignment]
+    extra: Sequence[str] = (),
     after_ms: int = 0,
 ) -> str:
     """An in-dialog INVITE (with its ACK) or UPDATE answered 200 (SDP for an INVITE); waited
