@@ -20,12 +20,20 @@ from sipflow import flow_xml as x
 class FlowParams(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    def call_extra_s(self) -> float:
+        """How much longer than a basic call one call of the flow takes (its pauses): the
+        session's expected duration, hence its timeouts and deadlines, grows by it."""
+        return 0.0
+
 
 class RingNoAnswer(FlowParams):
     name: Literal["ring_no_answer"]
     cancel_after_s: Annotated[
         float, Field(gt=0, le=300, description="the caller cancels this long after the 180")
     ] = 3.0
+
+    def call_extra_s(self) -> float:
+        return self.cancel_after_s
 
 
 class Busy(FlowParams):
@@ -42,6 +50,9 @@ class EarlyMedia(FlowParams):
         float, Field(ge=0, le=300, description="time between the 183 and the 200")
     ] = 0.5
 
+    def call_extra_s(self) -> float:
+        return self.early_media_s
+
 
 class Prack(FlowParams):
     name: Literal["prack"]
@@ -50,6 +61,9 @@ class Prack(FlowParams):
 class HoldResume(FlowParams):
     name: Literal["hold_resume"]
     hold_s: Annotated[float, Field(ge=0, le=3600, description="time on hold")] = 1.0
+
+    def call_extra_s(self) -> float:
+        return self.hold_s
 
 
 class SessionTimer(FlowParams):
@@ -67,11 +81,17 @@ class SessionTimer(FlowParams):
         Literal["reinvite", "update"], Field(description="refresh by re-INVITE or UPDATE")
     ] = "reinvite"
 
+    def call_extra_s(self) -> float:
+        return self.session_expires_s / 2
+
 
 class OptionsKeepalive(FlowParams):
     name: Literal["options_keepalive"]
     pings: Annotated[int, Field(ge=2, le=100, description="OPTIONS per call")] = 3
     interval_s: Annotated[float, Field(ge=0, le=3600, description="between pings")] = 1.0
+
+    def call_extra_s(self) -> float:
+        return (self.pings - 1) * self.interval_s
 
 
 FlowSpec = Annotated[

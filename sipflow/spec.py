@@ -373,8 +373,10 @@ class SessionSpec(Strict):
     def expected_duration_s(self) -> float:
         """How long the callers should take, for the workflow's completion timeout."""
         c = self.roles.callers
+        # A call's own length: the hold time, and a flow's pauses (a flow's call lasts longer).
+        call_s = c.hold_ms / 1000.0 + (c.flow.call_extra_s() if c.flow is not None else 0.0)
         if c.profile is not None:  # its length; max_calls may end it sooner, not later
-            return (c.duration_s or 0.0) + c.hold_ms / 1000.0
+            return (c.duration_s or 0.0) + call_s
         by_calls = (c.max_calls / c.rate) if c.max_calls else 0.0
         base = min(filter(None, [by_calls, c.duration_s])) if c.duration_s else by_calls
-        return base + c.hold_ms / 1000.0
+        return base + call_s

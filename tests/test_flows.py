@@ -229,3 +229,12 @@ def test_regression_rules_take_step_metrics() -> None:
     base = median_baseline(runs, list(s.rules))
     late = judge("pass", {"step_time_ms_hold": 16.0, "step_failed_hold": 0.0}, s.rules, base)
     assert [r.metric for r in late] == ["step_time_ms_hold"]
+
+
+def test_a_flows_pauses_lengthen_the_expected_duration() -> None:
+    """Deadlines and timeouts follow from it: a 90 s session timer's calls last 45 s more."""
+    plain = SessionSpec.model_validate(spec({"name": "busy"}, rate=1))
+    timer = SessionSpec.model_validate(
+        spec({"name": "session_timer", "session_expires_s": 90}, rate=1)
+    )
+    assert timer.expected_duration_s() == pytest.approx(plain.expected_duration_s() + 45)
