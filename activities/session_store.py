@@ -11,6 +11,7 @@ from temporalio import activity
 from sipflow import media_store, session_secrets, store
 from sipflow.crypto import keyring
 from sipflow.db import session_scope
+from sipflow.flows import final_code_of
 from sipflow.settings import Settings
 from sipflow.summary import SessionMetrics, failure_reasons, summarize
 
@@ -83,7 +84,9 @@ class StoreActivities:
     def summarize_session(self, session_id: str) -> SessionSummary:
         with session_scope(self.url) as db:
             runners = store.runners(db, session_id)
-            metrics = summarize(store.intervals(db, session_id), runners)
+            row = store.get_session(db, session_id)
+            code = final_code_of(row.spec if row is not None else None)  # a flow's success
+            metrics = summarize(store.intervals(db, session_id), runners, code)
             metrics.measured.update(media_store.measured(db, session_id))  # audio, if any
             return SessionSummary(metrics=metrics, reasons=failure_reasons(metrics, runners))
 

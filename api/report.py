@@ -49,6 +49,8 @@ def build_report(db: Session, row: SessionRow, temporal_ui: str) -> dict[str, An
         "thresholds_final": shown.thresholds_final,
         "reasons": shown.reasons,
         "roles": {k: v.model_dump(mode="json") for k, v in shown.metrics.roles.items()},
+        "flow": views.flow_entry(row.spec),
+        "steps": [s.model_dump(mode="json") for s in shown.metrics.steps],
         "runners": [
             {
                 **RunnerOut.model_validate(r, from_attributes=True).model_dump(mode="json"),

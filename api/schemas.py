@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sipflow.messages import RegistrationCounts
 from sipflow.models import IntervalCounts, IntervalPoint
 from sipflow.spec import Caps
+from sipflow.step_results import StepSummary
 from sipflow.summary import RoleSummary
 from sipflow.thresholds import ThresholdResult
 from sipflow.workflow_types import Progress
@@ -131,6 +132,12 @@ class SessionDetail(SessionBrief):
         default=None, description="what the workflow stored when it finished"
     )
     reasons: list[str] = Field(description="plain-language failure reasons")
+    flow: str | None = Field(default=None, description="the callers' built-in flow, if any")
+    steps: list[StepSummary] = Field(
+        default_factory=list,
+        description="per role and step of a scenario with step marks (a flow): calls through "
+        "it, calls failed in it, its mean and max time",
+    )
     runners: list[RunnerOut]
     progress: Progress | None = Field(
         default=None, description="the workflow's live `progress` query, while it runs"

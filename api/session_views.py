@@ -29,6 +29,7 @@ from api.schemas import (
     SessionBrief,
 )
 from sipflow import histogram
+from sipflow.flows import FLOWS, final_code_of
 from sipflow.models import Interval, IntervalCounts, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
 from sipflow.spec import SessionSpec
@@ -108,6 +109,18 @@ def thresholds(
     return _finite_results(evaluate(spec.parsed_thresholds(), measured)), False
 
 
+def flow_name(spec: Mapping[str, Any]) -> str | None:
+    """The callers' built-in flow of a stored spec (sipflow/flows.py), if any."""
+    flow = ((spec.get("roles") or {}).get("callers") or {}).get("flow")
+    return flow.get("name") if isinstance(flow, dict) else None
+
+
+def flow_entry(spec: Mapping[str, Any]) -> dict[str, object] | None:
+    """The catalogue entry of the session's flow (steps, messages, success), if it has one."""
+    name = flow_name(spec)
+    return FLOWS[name].describe() if name in FLOWS else None
+
+
 def _finite_results(results: Iterable[ThresholdResult]) -> list[ThresholdResult]:
     return [r.model_copy(update={"measured": finite(r.measured)}) for r in results]
 
@@ -130,7 +143,7 @@ def outcome(
     media: Mapping[str, float | None] | None = None,
 ) -> Outcome:
     """media: the session's audio metrics (sipflow.media_store.measured), if any."""
-    metrics = summarize(intervals, runners)
+    metrics = summarize(intervals, runners, final_code_of(row.spec))
     metrics.measured.update(media or {})
     results, final = thresholds(row, metrics.measured)
     return Outcome(

@@ -38,6 +38,7 @@ from entrypoints import junit_file, shutdown
 from entrypoints.admin_key import cli_key
 from entrypoints.cli_audit import audit_app
 from entrypoints.cli_capacity import capacity_app
+from entrypoints.cli_flows import flows_app
 from entrypoints.cli_pools import pools_app
 from entrypoints.cli_retention import retention_app
 from entrypoints.cli_schedules import schedules_app
@@ -77,6 +78,7 @@ app.add_typer(capacity_app, name="capacity")
 app.add_typer(retention_app, name="retention")
 app.add_typer(pools_app, name="pools")
 app.add_typer(script_app, name="script")
+app.add_typer(flows_app, name="flows")
 
 out = Console()
 err = Console(stderr=True)
@@ -532,6 +534,7 @@ def _print_detail(d: dict[str, Any], with_runners: bool = False) -> None:
             escape(states),
         )
     out.print(roles)
+    _print_steps(d)
 
     if with_runners and d.get("runners"):
         rt = Table(title="Runners", title_justify="left")
@@ -558,6 +561,28 @@ def _print_detail(d: dict[str, Any], with_runners: bool = False) -> None:
         for cause, n in sorted(causes.items(), key=lambda kv: -kv[1]):
             out.print(f"  - {escape(cause)}: {n} calls")
     out.print(f"Temporal: {d['links']['temporal_ui']}")
+
+
+def _print_steps(d: dict[str, Any]) -> None:
+    """The per-step results of a flow (or any scenario with step marks)."""
+    if not d.get("steps"):
+        return
+    title = f"Steps of flow {d['flow']}" if d.get("flow") else "Steps"
+    st = Table(title=escape(title), title_justify="left")
+    for col in ("role", "step", "passed", "failed", "failed by", "mean ms", "max ms"):
+        st.add_column(col, justify="left" if col in ("role", "step", "failed by") else "right")
+    for s in d["steps"]:
+        by = ", ".join(f"{k} {v}" for k, v in sorted((s.get("failed_by") or {}).items()))
+        st.add_row(
+            escape(s["role"]),
+            escape(s["step"]),
+            str(s["passed"]),
+            str(s["failed"]),
+            escape(by),
+            _fmt(s.get("time_mean_ms")),
+            _fmt(s.get("time_max_ms")),
+        )
+    out.print(st)
 
 
 # -- sipflow validate / sessions -----------------------------------------------------------------

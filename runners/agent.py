@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from runners import injection, media_session, scenario_files
+from runners import injection, media_session, scenario_files, scenario_steps
 from runners.image import HEARTBEAT_PATH
 from runners.mqtt_link import MqttLink
 from runners.registration import Attempt, Kind, Registration, SippRegister
@@ -43,6 +43,7 @@ from sipflow.messages import (
     RegistrationCounts,
     RunnerState,
     RunnerStateName,
+    StepCounts,
     control_topic,
     runner_client_id,
     runner_topic,
@@ -71,6 +72,7 @@ class RunResult:
     summary: Counters
     failure_reasons: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    steps: list[StepCounts] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -222,9 +224,19 @@ class Agent:
                 work / "main-injection.csv", injection.injection_rows(cfg, "main")
             )
         media = media_session.start(cfg, name, scenario)  # media: None without audio
-        files = SippFiles(scenario, inj, work / "main-stat.csv", work / "main-errors.log")
-        if media is not None:
-            files = SippFiles(files.scenario, inj, files.stat, files.errors, media.log_file)
+        try:
+            marks = scenario_steps.steps_of(scenario.read_text())
+        except Exception:  # SIPp judges the scenario; its steps are a report, never a stop
+            log.exception("cannot read the scenario's step marks")
+            marks = []
+        files = SippFiles(
+            scenario,
+            inj,
+            work / "main-stat.csv",
+            work / "main-errors.log",
+            media.log_file if media is not None else None,
+            counts=bool(marks),
+        )
         for stale in (files.stat, files.errors):
             stale.unlink(missing_ok=True)
         proc = SippProcess(
@@ -233,6 +245,7 @@ class Agent:
         pid = proc.start()
         stream = self.stream
         stream.attach(files.stat, rtt_file(scenario, pid))
+        stream.step_names = frozenset(m.name for m in marks)
         try:
             error = self._supervise(proc)
         except BaseException:
@@ -246,7 +259,30 @@ class Agent:
             open_calls = stream.last_row.current_calls if stream.last_row else 0
             how = "SIGKILL" if proc.killed else "SIGTERM"
             error = f"SIPp did not stop on SIGUSR1, stopped with {how}: {open_calls} calls open"
-        return RunResult(proc.returncode, stream.summary, reasons, error)
+        steps = self._steps(marks, Path(scenario_steps.counts_file(str(scenario), pid)))
+        for st in steps:  # a failed call's reason names its step
+            for kind, n in st.failed_by.items():
+                reasons[f"step {st.step}: {kind}"] = n
+        return RunResult(proc.returncode, stream.summary, reasons, error, steps)
+
+    def _steps(self, marks: list[scenario_steps.StepMark], counts: Path) -> list[StepCounts]:
+        if not marks:
+            return []
+        text = counts.read_text() if counts.exists() else ""
+        results = scenario_steps.step_results(marks, scenario_steps.parse_counts(text))
+        times = self.stream.step_times
+        return [
+            StepCounts(
+                step=r.step,
+                passed=r.passed,
+                failed=r.failed,
+                failed_by=r.failed_by,
+                time_count=int(times.get(r.step, [0, 0, 0])[0]),
+                time_sum_ms=times.get(r.step, [0, 0, 0])[1],
+                time_max_ms=times.get(r.step, [0, 0, 0])[2],
+            )
+            for r in results
+        ]
 
     def _supervise(self, proc: SippProcess) -> str | None:
         cfg = self.cfg
@@ -321,6 +357,7 @@ class Agent:
             failure_reasons=result.failure_reasons,
             error=result.error,
             registration=registration,
+            steps=result.steps,
         )
         self.link.publish_durable("done", self._topic("done"), done)
         detail = None if result.ok else (result.error or _reasons_text(result))

@@ -25,6 +25,8 @@ class SippFiles:
     stat: Path
     errors: Path
     log: Path | None = None  # the scenario's <log> actions (-trace_logs)
+    # -trace_counts: the per-message counters the step results come from (scenario_steps.py)
+    counts: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ def build_command(
         argv += ["-inf", str(files.injection)]
     if files.log is not None:
         argv += ["-trace_logs", "-log_file", str(files.log)]
+    if files.counts:
+        argv += ["-trace_counts"]
     if register is not None:
         argv += ["-key", "expires", str(register.expires_s)]
         argv += ["-m", "1", "-recv_timeout", str(register.timeout_ms)]

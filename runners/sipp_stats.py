@@ -6,7 +6,8 @@ trailing `;`. Time columns hold `date<TAB>time<TAB>epoch`; durations are `HH:MM:
 of all rows add up to the cumulative (C) values of the last row (checked on real runs).
 
 Rtt file: `Date_ms;response_time_ms;rtd_no`, one line per sample with -rtt_freq 1; Date_ms is
-milliseconds since SIPp started, response_time_ms an integer.
+milliseconds since SIPp started, response_time_ms an integer, rtd_no the rtd's name as the
+scenario gives it ("1", "2", or a word such as a flow step's name).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def parse_stat_text(text: str) -> list[StatRow]:
 class RttSample:
     date_ms: float  # since SIPp started
     response_ms: float
-    rtd: int
+    rtd: str
 
 
 def parse_rtt_line(line: str) -> RttSample | None:
@@ -139,7 +140,7 @@ def parse_rtt_line(line: str) -> RttSample | None:
     fields = split_fields(line)
     if len(fields) < 3 or not fields[0] or not fields[0][0].isdigit():
         return None
-    return RttSample(float(fields[0]), float(fields[1]), int(fields[2]))
+    return RttSample(float(fields[0]), float(fields[1]), fields[2].strip())
 
 
 def parse_rtt_text(text: str) -> list[RttSample]:

@@ -16,9 +16,9 @@ from runners.tail import LineTail
 from sipflow import histogram
 from sipflow.messages import Counters, Role, StatsMessage
 
-RTD = 1  # first INVITE -> 200: the response (setup) time
-PDD_RTD = 2  # first INVITE -> first 18x: the post-dial delay (call.xml)
-DURATION_RTD = 3  # the INVITE's 200 -> our BYE: an answered call's duration (call.xml)
+RTD = "1"  # first INVITE -> 200: the response (setup) time
+PDD_RTD = "2"  # first INVITE -> first 18x: the post-dial delay (call.xml)
+DURATION_RTD = "3"  # the INVITE's 200 -> our BYE: an answered call's duration (call.xml)
 
 
 class StatsStream:
@@ -33,6 +33,9 @@ class StatsStream:
         self._parser = StatParser()
         self._pending: list[RttSample] = []
         self.samples_total = 0
+        # rtds named after a scenario's steps: name -> [count, sum ms, max ms]
+        self.step_names: frozenset[str] = frozenset()
+        self.step_times: dict[str, list[float]] = {}
 
     def attach(self, stat_path: Path, rtt_path: Path) -> None:
         self._stat_tail = LineTail(stat_path)
@@ -52,6 +55,11 @@ class StatsStream:
             sample = parse_rtt_line(line)
             if sample is not None and sample.rtd in (RTD, PDD_RTD, DURATION_RTD):
                 self._pending.append(sample)
+            elif sample is not None and sample.rtd in self.step_names:
+                t = self.step_times.setdefault(sample.rtd, [0, 0.0, 0.0])
+                t[0] += 1
+                t[1] += sample.response_ms
+                t[2] = max(t[2], sample.response_ms)
 
     def poll(self, final: bool = False) -> list[StatsMessage]:
         """Messages for the rows written since the last poll. final: SIPp has exited."""

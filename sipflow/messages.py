@@ -113,6 +113,20 @@ class RegistrationCounts(BaseModel):
     error: str | None = None
 
 
+class StepCounts(BaseModel):
+    """One step of a scenario with `sipflow-step` marks (runners/scenario_steps.py), over the
+    whole run: calls through it, calls failed in it (by kind: timeout, unexpected), and the
+    samples of the rtd named after it (its request -> final response time)."""
+
+    step: str
+    passed: int = 0
+    failed: int = 0
+    failed_by: dict[str, int] = Field(default_factory=dict)
+    time_count: int = 0
+    time_sum_ms: float = 0.0
+    time_max_ms: float = 0.0
+
+
 class DoneMessage(BaseModel):
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
     session_id: str
@@ -127,6 +141,8 @@ class DoneMessage(BaseModel):
     error: str | None = None
     # A callee that registers: its REGISTER tries and their outcomes.
     registration: RegistrationCounts | None = None
+    # A scenario with step marks: its steps, in scenario order.
+    steps: list[StepCounts] = Field(default_factory=list)
 
     model_config = {"populate_by_name": True}
 

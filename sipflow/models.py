@@ -65,6 +65,9 @@ class RunnerRow(SQLModel, table=True):
     failure_reasons: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
     # A callee's REGISTER tries (sipflow.messages.RegistrationCounts), from its done message.
     registration: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # Per-step counts of a scenario with step marks (sipflow.messages.StepCounts), from its done
+    # message.
+    steps: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class IntervalCounts(SQLModel):

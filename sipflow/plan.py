@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from sipflow import flows
 from sipflow.addresses import host_port, is_loopback
 from sipflow.call_options import render
 from sipflow.call_script import compile_script
@@ -96,7 +97,11 @@ def split(total: int, parts: int, index: int) -> int:
     return total // parts + (1 if index < total % parts else 0)
 
 
-def _scenario(role: RoleSpec) -> tuple[str, str | None]:
+def _scenario(role: RoleSpec, spec: SessionSpec) -> tuple[str, str | None]:
+    """A flow's side (rendered XML) runs as a custom scenario: its step marks travel with it."""
+    flow = spec.roles.callers.flow
+    if flow is not None:
+        return "custom", flows.render(flow, "caller" if role is spec.roles.callers else "callee")
     if isinstance(role.scenario, CustomScenario):
         return "custom", role.scenario.xml
     return role.scenario, None
@@ -155,7 +160,7 @@ def runner_configs(
         if callees is None:
             return []
         accounts = _accounts(callees)
-        scenario, xml = _scenario(callees)
+        scenario, xml = _scenario(callees, spec)
         registrar = None
         if target is not None and target.registrar:
             registrar = RegistrarConfig(
@@ -188,7 +193,7 @@ def runner_configs(
         return configs
 
     callers = spec.roles.callers
-    scenario, xml = _scenario(callers)
+    scenario, xml = _scenario(callers, spec)
     if callers.script is not None:
         scenario, xml = "custom", compile_script(callers.script)
     users = callers.call_to or callee_users(spec)

@@ -19,6 +19,7 @@ from sipflow.call_options import MessageOptions
 from sipflow.call_script import CallScript
 from sipflow.caps import Caps
 from sipflow.fargate_sizes import InvalidSize, task_size
+from sipflow.flows import FLOWS, FlowSpec
 from sipflow.load_profile import LoadProfile
 from sipflow.media_spec import MIN_HOLD_MS, MediaSpec
 from sipflow.thresholds import Threshold, parse_threshold
@@ -257,6 +258,9 @@ class CallerSpec(RoleSpec):
     # How the rate changes over the session (ramp, steps, spike, stages); it sets `rate` (its
     # start) and `duration_s` (its length), which then need not be given.
     profile: LoadProfile | None = None
+    # A built-in call flow (sipflow/flows.py) with its parameters, instead of `scenario`; the
+    # callees run its callee side.
+    flow: FlowSpec | None = None
     # Who to call (user parts); default: the callees' accounts.
     call_to: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=Caps.USER_CHARS)]],
@@ -301,6 +305,11 @@ class CallerSpec(RoleSpec):
 
     @model_validator(mode="after")
     def _bounded(self) -> CallerSpec:
+        # (A stored spec comes back with every default written out: compare, not fields_set.)
+        if self.flow is not None and self.scenario != "call":
+            raise ValueError("give either scenario or flow, not both")
+        if self.flow is not None and self.media is not None:
+            raise ValueError("media: not yet available with a flow (built-in call scenario only)")
         if self.profile is not None:
             self._follow_profile(self.profile)
         if self.max_calls is None and self.duration_s is None:
@@ -320,6 +329,9 @@ class CallerSpec(RoleSpec):
             msg = f"duration_s: with a profile, its stages ({length:g} s) are the length"
             raise ValueError(msg)
         self.rate, self.duration_s = start, length
+
+    def flow_name(self) -> str | None:
+        return self.flow.name if self.flow is not None else None
 
     def peak_rate(self) -> float:
         return self.profile.peak() if self.profile is not None else self.rate
@@ -344,6 +356,21 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
                 raise ValueError(f"roles.callees.media.{name}: must be the callers' {name}")
     if callers.hold_ms < MIN_HOLD_MS:
         raise ValueError(f"roles.callers.hold_ms: media needs at least {MIN_HOLD_MS} ms of call")
+
+
+def _flow_consistent(
+    name: str, has_callee: bool, callees: CalleeSpec | None, target: Target | None
+) -> None:
+    """The callers' flow picks the callees' scenario; a flow without a callee side (the SUT
+    answers) needs a target and no callees."""
+    if callees is not None and not has_callee:
+        raise ValueError(f"roles.callees: the {name!r} flow has no callee side")
+    if callees is not None and callees.scenario != "answer":
+        raise ValueError(f"roles.callees.scenario: the {name!r} flow chooses the callees' side")
+    if callees is not None and callees.media is not None:
+        raise ValueError("roles.callees.media: not yet available with a flow")
+    if not has_callee and target is None:
+        raise ValueError(f"target: the {name!r} flow needs a target")
 
 
 class Roles(Strict):
@@ -379,7 +406,12 @@ class SessionSpec(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> SessionSpec:
         callers, callees = self.roles.callers, self.roles.callees
-        needs_callee = isinstance(callers.scenario, str) and callers.scenario == "call"
+        flow = FLOWS[callers.flow.name] if callers.flow is not None else None
+        if flow is None:
+            needs_callee = isinstance(callers.scenario, str) and callers.scenario == "call"
+        else:
+            needs_callee = flow.callee is not None
+            _flow_consistent(flow.name, flow.callee is not None, callees, self.target)
         if needs_callee and callees is None and self.target is None:
             raise ValueError("roles.callees: a 'call' session needs callees or a target")
         if needs_callee and callees is None and not callers.call_to:
@@ -429,8 +461,10 @@ class SessionSpec(Strict):
     def expected_duration_s(self) -> float:
         """How long the callers should take, for the workflow's completion timeout."""
         c = self.roles.callers
+        # A call's own length: the hold time, and a flow's pauses (a flow's call lasts longer).
+        call_s = c.hold_ms / 1000.0 + (c.flow.call_extra_s() if c.flow is not None else 0.0)
         if c.profile is not None:  # its length; max_calls may end it sooner, not later
-            return (c.duration_s or 0.0) + c.hold_ms / 1000.0
+            return (c.duration_s or 0.0) + call_s
         by_calls = (c.max_calls / c.rate) if c.max_calls else 0.0
         base = min(filter(None, [by_calls, c.duration_s])) if c.duration_s else by_calls
-        return base + c.hold_ms / 1000.0
+        return base + call_s

@@ -124,6 +124,8 @@ def store_done(db: Session, msg: DoneMessage) -> None:
     row.failure_reasons = msg.failure_reasons
     if msg.registration is not None:
         row.registration = msg.registration.model_dump(mode="json")
+    if msg.steps:
+        row.steps = [s.model_dump(mode="json") for s in msg.steps]
     if row.state not in _FINAL or row.state == "lost":
         row.state = "done" if msg.ok else "failed"
     if msg.error:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sipflow import histogram, kpis
 from sipflow.messages import RegistrationCounts
 from sipflow.models import MetricInterval, RunnerRow
+from sipflow.step_results import StepSummary, step_metrics, step_table
 
 
 class RegistrationSummary(BaseModel):
@@ -54,12 +55,20 @@ class SessionMetrics(BaseModel):
     intervals: int
     # Answered calls' durations of the callers on sipflow.histogram.DURATION_BOUNDS_MS.
     duration_histogram: list[int] = Field(default_factory=list)
+    # Per role and step (scenarios with step marks: sipflow/step_results.py).
+    steps: list[StepSummary] = []
 
 
 DURATION_BUCKETS = len(histogram.DURATION_BOUNDS_MS) + 1
 
 
-def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow]) -> SessionMetrics:
+def summarize(
+    intervals: Sequence[MetricInterval],
+    runners: Iterable[RunnerRow],
+    final_code: int | None = 200,
+) -> SessionMetrics:
+    """final_code: what the callers' successful calls ended on (a flow's, sipflow.flows
+    .final_code_of): 200 answered; 486, 603, 487 a flow's expected rejection; None no call."""
     roles: dict[str, RoleSummary] = {}
     runner_list = list(runners)
     for r in runner_list:
@@ -100,15 +109,21 @@ def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow])
         "lost_runners": float(sum(1 for r in runner_list if r.state == "lost")),
     }
     callers_reasons = (r.failure_reasons or {} for r in runner_list if r.role == "caller")
+    codes = dict(kpis.invite_codes(callers_reasons))
+    answered = callers.successful_calls if final_code == 200 else 0
+    if final_code is not None and final_code != 200 and callers.successful_calls:
+        codes[final_code] = codes.get(final_code, 0) + callers.successful_calls
     measured |= kpis.telecom_kpis(
         callers.calls_created,
-        callers.successful_calls,
-        kpis.invite_codes(callers_reasons),
+        answered,
+        codes,
         (iv.pdd_histogram or [] for iv in intervals if iv.role == "caller"),
         sum(iv.pdd_sum_ms or 0.0 for iv in intervals if iv.role == "caller"),
         (iv.duration_histogram or [] for iv in intervals if iv.role == "caller"),
         sum(iv.duration_sum_ms or 0.0 for iv in intervals if iv.role == "caller"),
     )
+    steps = step_table(runner_list)
+    measured |= step_metrics(steps)
     return SessionMetrics(
         measured=measured,
         roles=roles,
@@ -122,6 +137,7 @@ def summarize(intervals: Sequence[MetricInterval], runners: Iterable[RunnerRow])
             ),
             histogram.DURATION_BOUNDS_MS,
         ),
+        steps=steps,
     )
 
 

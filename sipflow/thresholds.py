@@ -44,6 +44,9 @@ METRICS: dict[str, str] = {
 }
 # Besides METRICS: code_NNN, the callers' calls that ended on final response NNN (e.g. code_503).
 CODE_METRIC = re.compile(r"^code_([1-6][0-9]{2})$")
+# And the steps of a scenario with step marks (sipflow/step_results.py): step_failed_hold,
+# step_passed_prack, step_time_ms_refresh. A step the session did not have has no value (fails).
+STEP_METRIC = re.compile(r"^step_(passed|failed|time_ms)_([a-z0-9_]+)$")
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -76,8 +79,8 @@ def parse_threshold(text: str) -> Threshold:
     if not m:
         raise ValueError(f"{text!r} is not '<metric> <op> <number>' (ops: {' '.join(OPS)})")
     metric, op, value = m.groups()
-    if metric not in METRICS and not CODE_METRIC.match(metric):
-        known = ", ".join([*METRICS, "code_NNN"])
+    if metric not in METRICS and not CODE_METRIC.match(metric) and not STEP_METRIC.match(metric):
+        known = ", ".join([*METRICS, "code_NNN", "step_failed_STEP", "step_passed_STEP"])
         raise ValueError(f"unknown metric {metric!r}; known: {known}")
     return Threshold(metric=metric, op=op, value=float(value))
 

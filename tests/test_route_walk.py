@@ -34,8 +34,10 @@ PUBLIC = {
 PREFLIGHTS = {("OPTIONS", "/v1/codec/encode"), ("OPTIONS", "/v1/codec/decode")}
 # Runner files take a per-runner token (backends/runner_tokens.py), never an API key.
 RUNNER_TOKEN = re.compile(r"^/v1/runner/")
-# Writes any signed-in role may do.
-ANY_ROLE_WRITES = {("POST", "/dashboard/signout")}
+# Writes any signed-in role may do (POST /v1/flows/xml renders a flow's XML, stores nothing).
+ANY_ROLE_WRITES = {("POST", "/dashboard/signout"), ("POST", "/v1/flows/xml")}
+# Objects every tenant shares (still behind a key): path parameter -> a value to walk with.
+SHARED = {"/v1/flows/{name}": ("name", "busy")}
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 SID, RID = "a0a0a0a0a0a0", "caller-0"
 
@@ -61,6 +63,7 @@ def objects(database_url: str) -> dict[str, str]:
         "schedule_id": _schedule_id(database_url),
         "search_id": _search_id(database_url),
         "pool": _pool(database_url),
+        **dict(SHARED.values()),
     }
 
 
@@ -146,7 +149,7 @@ def test_every_route_needs_the_right_key(api_client: TestClient, database_url: s
         else:
             expect(f"{name} without a key", r.status_code == 401, r)
             expect(f"{name} WWW-Authenticate", "www-authenticate" in r.headers, r)
-        if "{" in path:
+        if "{" in path and path not in SHARED:
             r = call(other_tenant, method, url)
             expect(f"{name} as team-b", r.status_code == 404, r)
         elif method == "GET":  # a list: team-a's objects are not in team-b's answer

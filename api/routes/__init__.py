@@ -9,6 +9,7 @@ from api.routes import (
     capacity,
     codec,
     exports,
+    flows,
     health,
     keys,
     policy,
@@ -34,3 +35,4 @@ api_router.include_router(schedules.router)
 api_router.include_router(capacity.router)
 api_router.include_router(pools.router)
 api_router.include_router(scripts.router)
+api_router.include_router(flows.router)

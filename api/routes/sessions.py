@@ -304,6 +304,8 @@ async def get_session(
         thresholds_final=shown.thresholds_final,
         summary=row.summary,
         reasons=shown.reasons,
+        flow=views.flow_name(row.spec),
+        steps=shown.metrics.steps,
         runners=[RunnerOut.model_validate(r, from_attributes=True) for r in runner_rows],
         progress=progress,
         planned_rate=views.planned_rate(row.spec),

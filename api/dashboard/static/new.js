@@ -171,6 +171,38 @@ text.addEventListener("keydown", (e) => {
   }
 });
 
+// -- the flow picker: the built-in flows (GET /v1/flows) and a spec that runs one ----------------
+let flows = [];
+function flowSpec(f) {
+  const params = f.parameters.map((p) => `      ${p.name}: ${p.default}`).join("\n");
+  const callees = f.callee_side
+    ? "  callees:\n    accounts:\n      - {user: bob, password: secret}\n" : "";
+  return `name: ${f.name}\ntarget:\n  host: 127.0.0.1\n  port: 5060\nroles:\n${callees}` +
+    `  callers:\n    rate: 1\n    max_calls: 10\n    flow:\n      name: ${f.name}\n` +
+    (params ? params + "\n" : "") +
+    `thresholds:\n  - success_rate >= 100\n  - step_failed_${f.steps[f.steps.length - 1]} == 0\n`;
+}
+function showFlow() {
+  const f = flows.find((x) => x.name === $("#flow-name").value);
+  if (!f) return;
+  $("#flow-about").textContent = `${f.title}. Steps: ${f.steps.join(" → ")}. Success: ${f.success}.`;
+  $("#flow-params tbody").replaceChildren(...f.parameters.map((p) => el("tr", { "data-param": p.name },
+    el("td", { class: "mono" }, p.name), el("td", { class: "mono" }, String(p.default)), el("td", {}, p.description))));
+}
+$("#flow-name").addEventListener("change", showFlow);
+$("#flow-use").addEventListener("click", () => {
+  const f = flows.find((x) => x.name === $("#flow-name").value);
+  if (!f) return;
+  text.value = flowSpec(f);
+  paint();
+  check().catch(() => {});
+});
+api("/v1/flows").then((list) => {
+  flows = list;
+  $("#flow-name").replaceChildren(...list.map((f) => el("option", { value: f.name }, f.name)));
+  showFlow();
+}).catch(() => { $("#flows").hidden = true; });
+
 const from = new URLSearchParams(location.search).get("from");
 (async () => {
   if (from) {

@@ -222,6 +222,7 @@ async function loadDetail() {
   $("#reasons").replaceChildren(reasons.length || causes.length
     ? el("ul", {}, ...reasons, ...causes)
     : el("span", { class: "muted" }, final ? "None." : "None so far."));
+  renderSteps(d);
   renderRunners();
   renderDurations(d);
   if (final) loadCalls();
@@ -311,6 +312,24 @@ async function loadMediaPanel() {
 }
 
 // A registering callee's REGISTER tries (per runner), or its role's (summed over runners).
+// -- per-step results of a flow (or any scenario with step marks) -----------------------------
+async function renderSteps(d) {
+  $("#steps").hidden = !d.steps.length;
+  if (!d.steps.length) return;
+  $("#steps-table tbody").replaceChildren(...d.steps.map((s) =>
+    el("tr", { "data-step": s.step, "data-role": s.role, "data-failed": String(s.failed) },
+      el("td", {}, s.role), el("td", { class: "mono" }, s.step),
+      el("td", { class: "num" }, fmtNum(s.passed)), el("td", { class: "num" }, fmtNum(s.failed)),
+      el("td", {}, Object.entries(s.failed_by).map(([k, n]) => `${k} ×${n}`).join(", ")),
+      el("td", { class: "num" }, fmtNum(s.time_mean_ms, 1)), el("td", { class: "num" }, fmtNum(s.time_max_ms, 1)))));
+  if (!d.flow || $("#steps-ladder").dataset.flow === d.flow) return;
+  // The flow's ladder: the messages one call exchanges, from the catalogue.
+  const f = await api(`/v1/flows/${d.flow}`);
+  $("#steps-flow").textContent = `flow ${f.name}: success = ${f.success}`;
+  $("#steps-ladder").dataset.flow = d.flow;
+  $("#steps-ladder").replaceChildren(...f.messages.map((m) => el("li", {}, m)));
+}
+
 function registrationText(g) {
   const failures = Object.entries(g.failures || {}).map(([k, v]) => `${k} ×${v}`).join(", ");
   const parts = [];

@@ -1,0 +1,60 @@
+"""The flows in the dashboard: the new-session page lists the built-in flows with their
+parameters and writes a spec that runs one; a flow session's report shows its Steps table and
+the flow's ladder (a real session: callers and callees run the busy flow directly)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import RunningStack
+from tests.dashboard_fixtures import (  # noqa: F401
+    browser_fixture,
+    page_fixture,
+    screenshot,
+    sign_in,
+)
+
+
+def test_flow_picker_and_steps_table(sqlite_stack: RunningStack, page: Any) -> None:
+    api = sqlite_stack.stack.api_url
+    spec = {
+        "name": "flow-busy-direct",
+        "roles": {
+            "callees": {"agents": 1},
+            "callers": {"rate": 10, "max_calls": 4, "flow": {"name": "busy"}},
+        },
+        "thresholds": [
+            "success_rate >= 100",
+            "step_failed_busy == 0",
+            "step_passed_busy == 4",
+            "code_486 == 4",
+            "code_200 == 0",
+        ],
+    }
+    sid = sqlite_stack.submit(spec)
+    sign_in(page, api, str(sqlite_stack.stack.api_key))
+
+    page.goto(f"{api}/dashboard/new")
+    page.wait_for_selector("#flow-name option[value=hold_resume]", state="attached")
+    page.click("#flows summary")
+    page.select_option("#flow-name", "hold_resume")
+    page.wait_for_selector("#flow-params tr[data-param=hold_s]")
+    assert "invite → hold → resume → hangup" in page.inner_text("#flow-about")
+    page.click("#flow-use")
+    value = page.input_value("#spec")
+    assert "name: hold_resume" in value and "hold_s: 1" in value
+    page.click("#check")
+    page.wait_for_function("document.querySelector('#result').textContent.length > 0")
+    assert page.locator(".editor .field-error").count() == 0, page.inner_text("#errors")
+    screenshot(page, "dashboard-new-flows.png")
+
+    body = sqlite_stack.wait(sid, 120)
+    assert body["verdict"] == "pass", body["reasons"]
+    page.goto(f"{api}/dashboard/sessions/{sid}")
+    row = page.locator("#steps-table tr[data-step=busy][data-role=caller]")
+    row.wait_for()
+    cells = row.locator("td").all_inner_texts()
+    assert cells[:4] == ["caller", "busy", "4", "0"], cells
+    page.wait_for_selector("#steps-ladder li >> text=callee -> 486 Busy Here")
+    assert "486" in page.inner_text("#steps-flow")
+    screenshot(page, "dashboard-report-steps.png")
