@@ -120,7 +120,7 @@ def test_pdd_of_a_sut_that_holds_ringing_300_ms_and_acd_of_calls_held_2500_ms(
     m = body["summary"]["measured"]
     assert body["verdict"] == "pass", body["reasons"]
     # Call duration = the caller's 200 OK -> its BYE: the hold, as SIPp lived it.
-    assert 2.45 <= m["acd_s"] <= 2.7, m
+    assert 2.45 <= m["acd_s"] <= 3.0, m  # the hold, plus a loaded machine's lateness
     assert (m["duration_p50_s"], m["duration_p95_s"]) == (3.0, 3.0)  # the bucket 2-3 s
     assert body["call_durations"] == [{"le_s": 3.0, "calls": 10}], body["call_durations"]
     assert 270 <= m["pdd_mean_ms"] <= 330, m
