@@ -182,7 +182,10 @@ class ScheduleSpec(Strict):
         try:
             plan = CapacityPlan.model_validate(data["capacity"])
         except ValidationError:
-            return data  # the plan's own validation names what is wrong
+            # The plan's own validation names what is wrong; the session is not blamed for the
+            # rate and length the plan would have set.
+            filled = {"rate": 1.0, "duration_s": 1.0} | callers
+            return {**data, "session": {**session, "roles": {**roles, "callers": filled}}}
         peak = {
             "rate": plan.ceiling,
             "duration_s": plan.warmup + plan.window,
