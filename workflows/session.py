@@ -81,6 +81,9 @@ LOAD_PROFILE = "load-profile"
 # A session waits `queued` until admitted (the machine carries its runners), and its ingest runs
 # on the ingest task queue (own slot budget) with its expected span (progress signal budget).
 ADMISSION = "admission-and-ingest-queue"
+# The summary's reasons (a runner failed or was lost, or made no call) count for the verdict;
+# before, they were only listed, and a failed runner passed when no threshold saw it.
+VERDICT_COUNTS_ALL_REASONS = "verdict-counts-all-reasons"
 
 
 def is_bug(exc: Exception) -> bool:
@@ -491,14 +494,15 @@ class SessionWorkflow:
         summary = await short_activity(StoreActivities.summarize_session, sid)
         results = evaluate(spec.parsed_thresholds(), summary.metrics.measured)
         failed_thresholds = [r.threshold for r in results if not r.passed]
+        reasons = self._reasons + [f"threshold not met: {t}" for t in failed_thresholds]
+        reasons += [r for r in summary.reasons if r not in reasons]
+        judged = reasons if workflow.patched(VERDICT_COUNTS_ALL_REASONS) else self._reasons
         if status == "error":
             verdict = "error"
-        elif self._reasons or failed_thresholds or summary.metrics.measured.get("lost_runners"):
+        elif judged or failed_thresholds or summary.metrics.measured.get("lost_runners"):
             verdict = "fail"
         else:
             verdict = "pass"
-        reasons = self._reasons + [f"threshold not met: {t}" for t in failed_thresholds]
-        reasons += [r for r in summary.reasons if r not in reasons]
         self._reasons, self._status, self._verdict = reasons, status, verdict
         stored_summary = {
             "measured": summary.metrics.measured,

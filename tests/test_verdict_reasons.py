@@ -1,0 +1,45 @@
+"""A runner that failed fails its session, whatever the thresholds look at (patch
+`verdict-counts-all-reasons`): before, the summary's reasons were listed but not judged, so a
+caller whose every call was refused passed when no threshold was about success."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from entrypoints.stack import free_port
+from tests.conftest import RunningStack
+from tests.sut.kamailio import kamailio
+
+
+@pytest.fixture(scope="module")
+def sut(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    with kamailio(port, tmp_path_factory.mktemp("kamailio-refuses")):
+        yield "127.0.0.1", port
+
+
+def refused_spec(host: str, port: int) -> dict[str, Any]:
+    # Nobody registered "nobody": Kamailio answers every INVITE 404.
+    return {
+        "name": "refused",
+        "target": {"host": host, "port": port, "domain": host, "registrar": True},
+        "roles": {
+            "callers": {"rate": 10, "max_calls": 5, "call_to": ["nobody"]},
+        },
+        "thresholds": ["retransmissions >= 0"],  # holds whatever happens: not about success
+    }
+
+
+def test_failed_runner_fails_the_session_whatever_the_thresholds(
+    sqlite_stack: RunningStack, sut: tuple[str, int]
+) -> None:
+    body = sqlite_stack.run(refused_spec(*sut), timeout=120)
+    assert body["status"] == "completed", body
+    assert all(t["passed"] for t in body["summary"]["thresholds"]), body["summary"]
+    caller = next(r for r in body["runners"] if r["runner_id"] == "caller-0")
+    assert caller["state"] == "failed", caller
+    assert any(r.startswith("runner caller-0 failed") for r in body["reasons"]), body["reasons"]
+    assert body["verdict"] == "fail", body
