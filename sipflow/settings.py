@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     # After a runner's `done`, how long the intervals it says it sent are waited for before the
     # session is judged (late ones arriving within it are stored exactly once).
     ingest_missing_grace_s: float = 20.0
+    # A runner's Last Will ("lost") counts only when the runner stays away this long (seconds):
+    # a clean broker shutdown or restart publishes every connected runner's will, and the
+    # runners then reconnect and republish their state (the workflow waits as long, LOST_GRACE).
+    ingest_lost_grace_s: float = 15.0
     # Progress totals reach the workflow as a signal at most this often (seconds) ...
     ingest_progress_every_s: float = 10.0
     # ... and at most history_event_budget / 4 times over a session's expected span (a signal
