@@ -2,11 +2,12 @@
 
 The worker's one subscriber (activities/ingest_hub.py) stores every session's intervals exactly
 once and signals runner events; this activity watches what was stored for its session until
-every runner said `done` (or stayed `lost` for `ingest_lost_grace_s`) and every interval up to its `last_seq` is stored, or
-the grace for late intervals (`ingest_missing_grace_s`) passed. Meanwhile it sends the workflow
-its progress totals, at most every `ingest_progress_every_s` and at most
-`history_event_budget / 4` times over the session's expected span (bounded history). It runs
-on the task queue `<task_queue>-ingest`, whose slot budget (`ingest_slots`) is its own.
+every runner said `done` (or stayed `lost` for `ingest_lost_grace_s`) and every interval up to
+its `last_seq` is stored, or the grace for late intervals (`ingest_missing_grace_s`) passed.
+Meanwhile it sends the workflow its progress totals, at most every `ingest_progress_every_s`
+and at most `history_event_budget / 4` times over the session's expected span (bounded
+history). It runs on the task queue `<task_queue>-ingest`, whose slot budget (`ingest_slots`)
+is its own.
 """
 
 from __future__ import annotations

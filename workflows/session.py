@@ -21,7 +21,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.admission import AdmissionActivities, AdmitSession
     from activities.ingest import IngestActivities, IngestMetrics, IngestResult
     from activities.network import NetworkActivities, ProvisionNetwork
-    from activities.runners import PublishControl, RunnerActivities, StartRunners, StopRunners
+    from activities.runners import (
+        PublishControl,
+        RecoverIntervals,
+        RunnerActivities,
+        StartRunners,
+        StopRunners,
+    )
     from activities.session_store import (
         FinishSession,
         OpenSession,
@@ -84,6 +90,9 @@ ADMISSION = "admission-and-ingest-queue"
 # The summary's reasons (a runner failed or was lost, or made no call) count for the verdict;
 # before, they were only listed, and a failed runner passed when no threshold saw it.
 VERDICT_COUNTS_ALL_REASONS = "verdict-counts-all-reasons"
+# At clean-up, runners that did not finish (their agent died) get what their SIPp wrote to its
+# statistics file published again by the backend (a new activity).
+RECOVER_LOST_INTERVALS = "recover-lost-intervals"
 
 
 def is_bug(exc: Exception) -> bool:
@@ -452,6 +461,7 @@ class SessionWorkflow:
                 self._reasons.append(
                     f"metrics ingest did not finish ({exc}); silent runners: {silent}"
                 )
+        await self._recover(sid)
         for placement in self._placements:
             await workflow.execute_activity_method(
                 NetworkActivities.teardown_network,
@@ -459,6 +469,31 @@ class SessionWorkflow:
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
             )
+
+    async def _recover(self, sid: str) -> None:
+        """Runners that started but never finished (a killed agent): their SIPp's statistics
+        rows are published again from its file (stored once per seq), before judging."""
+        unfinished = [
+            r for r, s in sorted(self._runners.items()) if s not in ("done", "failed", "pending")
+        ]
+        if not unfinished or not self._placements or not workflow.patched(RECOVER_LOST_INTERVALS):
+            return
+        try:
+            recovered = await workflow.execute_activity_method(
+                RunnerActivities.recover_intervals,
+                RecoverIntervals(
+                    session_id=sid, runner_ids=unfinished, placements=self._placements
+                ),
+                start_to_close_timeout=timedelta(seconds=180),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=3),
+            )
+        except ActivityError as exc:
+            self._reasons.append(f"recovering intervals of {unfinished} failed: {exc.cause or exc}")
+            return
+        for rid, n in sorted(recovered.items()):
+            if n > 0:
+                self._reasons.append(f"{rid}: {n} stats intervals recovered from SIPp's file")
 
     async def _conclude_on_bug(self, sid: str, reason: str) -> SessionResult:
         """Verdict `error` when judging itself failed: no summary, only the reason."""
