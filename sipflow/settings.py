@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     task_queue: str = "sipflow"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    # The embedded broker (`sipflow up`) saves its state every this many seconds; 0: after every
+    # change, which caps it at ~250 messages/s (bench/ingest_lag.py). A kill -9 loses at most
+    # what it queued for a backed-up ingest in the last interval (what the ingest was sent is
+    # acknowledged only after its commit; agents spool until the broker acknowledges).
+    broker_autosave_s: int = 5
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_url: str = "http://127.0.0.1:8000"
