@@ -3,10 +3,11 @@
 Starts a mosquitto configured as the embedded stack's (persistence saved every
 SIPFLOW_BROKER_AUTOSAVE_S, or --autosave-s; max_inflight_messages 100; anonymous here, so that
 the simulated runners need no logins), a fresh SQLite database (or --database-url), and one
-IngestHub in this process. Publisher processes simulate `--runners` runners sending one stats interval per second each (QoS 1, as
-agents do), spread over the second, for `--seconds`. The lag of a message is the time its
-batch was committed minus the time in the message (set when it was published). Prints the
-p50/p95/p99/max lag, messages published, stored, and lost (published but never stored).
+IngestHub in this process. Publisher processes simulate `--runners` runners sending one stats
+interval per second each (QoS 1, as agents do), spread over the second, for `--seconds`. The
+lag of a message is the time its batch was committed minus the time in the message (set when
+it was published). Prints the p50/p95/p99/max lag, messages published, stored, and lost
+(published but never stored).
 
     .venv/bin/python -m bench.ingest_lag [--runners 1000] [--seconds 30] [--autosave-s 5]
 """
