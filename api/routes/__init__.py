@@ -12,6 +12,7 @@ from api.routes import (
     health,
     keys,
     policy,
+    retention,
     runner_files,
     schedules,
     sessions,
@@ -30,3 +31,4 @@ api_router.include_router(audit.router)
 api_router.include_router(policy.router)
 api_router.include_router(schedules.router)
 api_router.include_router(capacity.router)
+api_router.include_router(retention.router)
