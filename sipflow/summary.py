@@ -118,6 +118,11 @@ def failure_reasons(metrics: SessionMetrics, runners: Iterable[RunnerRow]) -> li
             reasons.append(f"runner {r.runner_id} failed" + (f": {why}" if why else ""))
             if r.detail and not why:
                 reasons[-1] += f": {r.detail}"
+        elif (
+            r.role == "caller" and r.state == "done" and not (r.summary or {}).get("calls_created")
+        ):
+            # SIPp stopped cleanly before its first call: no failure, but nothing was tested.
+            reasons.append(f"runner {r.runner_id} placed no call")
     return reasons
 
 

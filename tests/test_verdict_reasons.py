@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from entrypoints.stack import free_port
+from sipflow.models import RunnerRow
+from sipflow.summary import SessionMetrics, failure_reasons
 from tests.conftest import RunningStack
 from tests.sut.kamailio import kamailio
 
@@ -43,3 +45,18 @@ def test_failed_runner_fails_the_session_whatever_the_thresholds(
     assert caller["state"] == "failed", caller
     assert any(r.startswith("runner caller-0 failed") for r in body["reasons"]), body["reasons"]
     assert body["verdict"] == "fail", body
+
+
+def test_a_caller_that_placed_no_call_is_a_reason() -> None:
+    # SIPp stopped cleanly before its first call: exit 0, no failed call, but nothing tested.
+    def caller(created: int) -> RunnerRow:
+        summary = {"calls_created": created, "successful_calls": created}
+        return RunnerRow(
+            session_id="s", runner_id=f"caller-{created}", role="caller", state="done",
+            ok=True, exit_code=0, summary=summary,
+        )  # fmt: skip
+
+    callee = RunnerRow(session_id="s", runner_id="callee-0", role="callee", state="done", ok=True)
+    metrics = SessionMetrics(measured={}, roles={}, histogram=[], intervals=0)
+    reasons = failure_reasons(metrics, [caller(0), caller(3), callee])
+    assert reasons == ["runner caller-0 placed no call"]
