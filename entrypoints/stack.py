@@ -6,6 +6,7 @@ processes the same way. Each child gets its own process group and log file under
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,8 @@ from backends.runner_tokens import token_key
 from entrypoints.admin_key import ensure_admin_key
 from sipflow.settings import Settings
 from sipflow.workflow_types import SEARCH_ATTRIBUTES
+
+log = logging.getLogger(__name__)
 
 
 def free_port() -> int:
@@ -253,13 +256,31 @@ class Stack:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
+    def save_broker(self, timeout: float = 10.0) -> bool:
+        """Makes mosquitto write its persistence file now (SIGUSR1); True once it did."""
+        proc = self.procs.get("mosquitto")
+        db = self.data_dir / "mosquitto" / "mosquitto.db"
+        if proc is None or proc.poll() is not None:
+            return False
+        before = db.stat().st_mtime_ns if db.exists() else 0
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if db.exists() and db.stat().st_mtime_ns != before:
+                return True
+            time.sleep(0.05)
+        return False
+
     def stop(self, keep_runners: bool = False) -> None:
         """keep_runners: sessions are left running (`sipflow up --keep-sessions`). mosquitto
         then gets SIGKILL, not SIGTERM: stopping cleanly it would publish the Last Will ("lost")
         of every runner still connected, although those runners are alive and come back at the
-        next start; it saves after every change, so nothing acknowledged is lost."""
+        next start. It saves only every SIPFLOW_BROKER_AUTOSAVE_S, so it is told to save first:
+        what it queued for the stopped worker's ingest is in that file."""
         for name in ("api", "worker", "mosquitto", "temporal"):
             if keep_runners and name == "mosquitto" and name in self.procs:
+                if not self.save_broker():
+                    log.warning("mosquitto did not save before being killed")
                 self.kill_process(name)
             else:
                 self.stop_process(name)
