@@ -12,7 +12,7 @@ from sipflow import media_store, session_secrets, store
 from sipflow.crypto import keyring
 from sipflow.db import session_scope
 from sipflow.settings import Settings
-from sipflow.summary import SessionMetrics, failure_reasons, summarize
+from sipflow.summary import SessionMetrics, failure_reasons, runner_faults, summarize
 
 
 class OpenSession(BaseModel):
@@ -38,6 +38,10 @@ class SetStatus(BaseModel):
 class SessionSummary(BaseModel):
     metrics: SessionMetrics
     reasons: list[str]
+    # Of the reasons, those that fail the session whatever the thresholds, and those (runners
+    # failed by failed calls) that do unless a threshold judges call outcomes.
+    faults: list[str] = []
+    call_failures: list[str] = []
 
 
 class FinishSession(BaseModel):
@@ -85,7 +89,13 @@ class StoreActivities:
             runners = store.runners(db, session_id)
             metrics = summarize(store.intervals(db, session_id), runners)
             metrics.measured.update(media_store.measured(db, session_id))  # audio, if any
-            return SessionSummary(metrics=metrics, reasons=failure_reasons(metrics, runners))
+            faults, call_failures = runner_faults(runners)
+            return SessionSummary(
+                metrics=metrics,
+                reasons=failure_reasons(metrics, runners),
+                faults=faults,
+                call_failures=call_failures,
+            )
 
     @activity.defn
     def finish_session(self, req: FinishSession) -> None:

@@ -1,6 +1,7 @@
-"""A runner that failed fails its session, whatever the thresholds look at (patch
-`verdict-counts-all-reasons`): before, the summary's reasons were listed but not judged, so a
-caller whose every call was refused passed when no threshold was about success."""
+"""A runner that failed fails its session (patch `verdict-counts-all-reasons`): before, the
+summary's reasons were listed but not judged, so a caller whose every call was refused passed
+when no threshold was about success. Failed calls are left to thresholds that judge call
+outcomes (success_rate >= 0 tolerates them all); a runner's own failure never is."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from entrypoints.stack import free_port
 from sipflow.models import RunnerRow
-from sipflow.summary import SessionMetrics, failure_reasons
+from sipflow.summary import SessionMetrics, failure_reasons, runner_faults
 from tests.conftest import RunningStack
 from tests.sut.kamailio import kamailio
 
@@ -35,7 +36,7 @@ def refused_spec(host: str, port: int) -> dict[str, Any]:
     }
 
 
-def test_failed_runner_fails_the_session_whatever_the_thresholds(
+def test_refused_calls_fail_the_session_unless_thresholds_judge_them(
     sqlite_stack: RunningStack, sut: tuple[str, int]
 ) -> None:
     body = sqlite_stack.run(refused_spec(*sut), timeout=120)
@@ -45,6 +46,12 @@ def test_failed_runner_fails_the_session_whatever_the_thresholds(
     assert caller["state"] == "failed", caller
     assert any(r.startswith("runner caller-0 failed") for r in body["reasons"]), body["reasons"]
     assert body["verdict"] == "fail", body
+
+    tolerant = refused_spec(*sut)
+    tolerant["thresholds"] = ["success_rate >= 0"]  # the user judges call outcomes: any
+    body = sqlite_stack.run(tolerant, timeout=120)
+    assert any(r.startswith("runner caller-0 failed") for r in body["reasons"]), body["reasons"]
+    assert body["verdict"] == "pass", body
 
 
 def test_a_caller_that_placed_no_call_is_a_reason() -> None:
@@ -60,3 +67,20 @@ def test_a_caller_that_placed_no_call_is_a_reason() -> None:
     metrics = SessionMetrics(measured={}, roles={}, histogram=[], intervals=0)
     reasons = failure_reasons(metrics, [caller(0), caller(3), callee])
     assert reasons == ["runner caller-0 placed no call"]
+
+    refused = RunnerRow(
+        session_id="s", runner_id="caller-9", role="caller", state="failed", ok=False,
+        exit_code=1, summary={"calls_created": 5, "failed_calls": 5},
+    )  # fmt: skip
+    crashed = RunnerRow(
+        session_id="s", runner_id="caller-8", role="caller", state="failed", ok=False,
+        exit_code=None, detail="no `go` within 60s of ready: no call placed",
+    )  # fmt: skip
+    lost = RunnerRow(session_id="s", runner_id="callee-1", role="callee", state="lost")
+    always, by_calls = runner_faults([refused, crashed, lost, caller(0)])
+    assert by_calls == ["runner caller-9 failed"]
+    assert always == [
+        "runner caller-8 failed: no `go` within 60s of ready: no call placed",
+        "runner callee-1 lost (its agent vanished)",
+        "runner caller-0 placed no call",
+    ]

@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from sipflow.messages import SWITCH_TRIPPED, ControlMessage, Role
     from sipflow.placement import Placement
     from sipflow.spec import SessionSpec
-    from sipflow.thresholds import evaluate
+    from sipflow.thresholds import evaluate, judges_call_outcomes
     from sipflow.workflow_types import (
         QUERY_PROGRESS,
         SA_STATUS,
@@ -87,8 +87,9 @@ LOAD_PROFILE = "load-profile"
 # A session waits `queued` until admitted (the machine carries its runners), and its ingest runs
 # on the ingest task queue (own slot budget) with its expected span (progress signal budget).
 ADMISSION = "admission-and-ingest-queue"
-# The summary's reasons (a runner failed or was lost, or made no call) count for the verdict;
-# before, they were only listed, and a failed runner passed when no threshold saw it.
+# The summary's runner reasons count for the verdict (a runner lost, failed for its own reason,
+# or that placed no call; failed calls too unless a threshold judges call outcomes); before,
+# they were only listed, and a failed runner passed when no threshold saw it.
 VERDICT_COUNTS_ALL_REASONS = "verdict-counts-all-reasons"
 # At clean-up, runners that did not finish (their agent died) get what their SIPp wrote to its
 # statistics file published again by the backend (a new activity).
@@ -531,7 +532,11 @@ class SessionWorkflow:
         failed_thresholds = [r.threshold for r in results if not r.passed]
         reasons = self._reasons + [f"threshold not met: {t}" for t in failed_thresholds]
         reasons += [r for r in summary.reasons if r not in reasons]
-        judged = reasons if workflow.patched(VERDICT_COUNTS_ALL_REASONS) else self._reasons
+        judged = self._reasons
+        if workflow.patched(VERDICT_COUNTS_ALL_REASONS):
+            judged = judged + summary.faults
+            if not judges_call_outcomes(spec.parsed_thresholds()):
+                judged += summary.call_failures
         if status == "error":
             verdict = "error"
         elif judged or failed_thresholds or summary.metrics.measured.get("lost_runners"):
