@@ -38,10 +38,9 @@ class SetStatus(BaseModel):
 class SessionSummary(BaseModel):
     metrics: SessionMetrics
     reasons: list[str]
-    # Of the reasons, those that fail the session whatever the thresholds, and those (runners
-    # failed by failed calls) that do unless a threshold judges call outcomes.
+    # Of the reasons, the runners' own failures: they fail the session whatever the thresholds
+    # (runners failed by failed calls are left to the thresholds).
     faults: list[str] = []
-    call_failures: list[str] = []
 
 
 class FinishSession(BaseModel):
@@ -89,12 +88,10 @@ class StoreActivities:
             runners = store.runners(db, session_id)
             metrics = summarize(store.intervals(db, session_id), runners)
             metrics.measured.update(media_store.measured(db, session_id))  # audio, if any
-            faults, call_failures = runner_faults(runners)
             return SessionSummary(
                 metrics=metrics,
                 reasons=failure_reasons(metrics, runners),
-                faults=faults,
-                call_failures=call_failures,
+                faults=runner_faults(runners),
             )
 
     @activity.defn

@@ -114,15 +114,11 @@ def failed_by_calls(r: RunnerRow) -> bool:
     return (r.state == "failed" or r.ok is False) and r.exit_code == 1 and failed_calls > 0
 
 
-def runner_faults(runners: Iterable[RunnerRow]) -> tuple[list[str], list[str]]:
-    """The runner reasons that fail a session: (always: lost, failed for another reason than
-    failed calls, or a caller that placed no call; only when no threshold judges call outcomes:
-    failed calls)."""
-    always: list[str] = []
-    by_calls: list[str] = []
-    for r, reason in _runner_reasons(runners):
-        (by_calls if failed_by_calls(r) else always).append(reason)
-    return always, by_calls
+def runner_faults(runners: Iterable[RunnerRow]) -> list[str]:
+    """The runner reasons that fail a session whatever its thresholds: lost, failed for another
+    reason than failed calls (those are the thresholds' to judge), a caller that placed no
+    call."""
+    return [reason for r, reason in _runner_reasons(runners) if not failed_by_calls(r)]
 
 
 def failure_reasons(metrics: SessionMetrics, runners: Iterable[RunnerRow]) -> list[str]:

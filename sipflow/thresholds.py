@@ -41,13 +41,6 @@ METRICS: dict[str, str] = {
 }
 # Besides METRICS: code_NNN, the callers' calls that ended on final response NNN (e.g. code_503).
 CODE_METRIC = re.compile(r"^code_([1-6][0-9]{2})$")
-# Metrics that judge how calls ended: with one of them in the thresholds, a runner that failed
-# because calls failed is judged by them (e.g. success_rate >= 99 tolerates 1 %).
-OUTCOME_METRICS = frozenset({"success_rate", "successful_calls", "failed_calls", "asr", "ner"})
-
-
-def judges_call_outcomes(thresholds: list[Threshold]) -> bool:
-    return any(t.metric in OUTCOME_METRICS or CODE_METRIC.match(t.metric) for t in thresholds)
 
 
 OPS: dict[str, Callable[[float, float], bool]] = {

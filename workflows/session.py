@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from sipflow.messages import SWITCH_TRIPPED, ControlMessage, Role
     from sipflow.placement import Placement
     from sipflow.spec import SessionSpec
-    from sipflow.thresholds import evaluate, judges_call_outcomes
+    from sipflow.thresholds import evaluate
     from sipflow.workflow_types import (
         QUERY_PROGRESS,
         SA_STATUS,
@@ -87,9 +87,9 @@ LOAD_PROFILE = "load-profile"
 # A session waits `queued` until admitted (the machine carries its runners), and its ingest runs
 # on the ingest task queue (own slot budget) with its expected span (progress signal budget).
 ADMISSION = "admission-and-ingest-queue"
-# The summary's runner reasons count for the verdict (a runner lost, failed for its own reason,
-# or that placed no call; failed calls too unless a threshold judges call outcomes); before,
-# they were only listed, and a failed runner passed when no threshold saw it.
+# A runner's own failure (lost, SIPp not run or killed, no `go`, no call placed) fails the
+# session; before, it was only listed, and such a session passed when no threshold saw it.
+# Failed calls stay the thresholds' (and schedules' rules') to judge.
 VERDICT_COUNTS_ALL_REASONS = "verdict-counts-all-reasons"
 # At clean-up, runners that did not finish (their agent died) get what their SIPp wrote to its
 # statistics file published again by the backend (a new activity).
@@ -535,8 +535,6 @@ class SessionWorkflow:
         judged = self._reasons
         if workflow.patched(VERDICT_COUNTS_ALL_REASONS):
             judged = judged + summary.faults
-            if not judges_call_outcomes(spec.parsed_thresholds()):
-                judged += summary.call_failures
         if status == "error":
             verdict = "error"
         elif judged or failed_thresholds or summary.metrics.measured.get("lost_runners"):
