@@ -2,11 +2,12 @@
 
 The worker's one subscriber (activities/ingest_hub.py) stores every session's intervals exactly
 once and signals runner events; this activity watches what was stored for its session until
-every runner said `done` (or was `lost`) and every interval up to its `last_seq` is stored, or
-the grace for late intervals (`ingest_missing_grace_s`) passed. Meanwhile it sends the workflow
-its progress totals, at most every `ingest_progress_every_s` and at most
-`history_event_budget / 4` times over the session's expected span (bounded history). It runs
-on the task queue `<task_queue>-ingest`, whose slot budget (`ingest_slots`) is its own.
+every runner said `done` (or stayed `lost` for `ingest_lost_grace_s`) and every interval up to
+its `last_seq` is stored, or the grace for late intervals (`ingest_missing_grace_s`) passed.
+Meanwhile it sends the workflow its progress totals, at most every `ingest_progress_every_s`
+and at most `history_event_budget / 4` times over the session's expected span (bounded
+history). It runs on the task queue `<task_queue>-ingest`, whose slot budget (`ingest_slots`)
+is its own.
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ def progress_every(settings: Settings, expected_s: float | None) -> float:
 class _Tracker:
     """What the activity knows about each runner of the session (read from the database)."""
 
-    def __init__(self, runner_ids: list[str], grace_s: float) -> None:
+    def __init__(self, runner_ids: list[str], grace_s: float, lost_grace_s: float = 0.0) -> None:
         self.runner_ids = runner_ids
         self.grace_s = grace_s
+        self.lost_grace_s = lost_grace_s
+        self.lost_since: dict[str, float] = {}
         self.stored = {r: 0 for r in runner_ids}
         self.last_seq: dict[str, int] = {}
         self.finished: dict[str, str] = {}
@@ -80,8 +83,13 @@ class _Tracker:
                 self.last_seq[r] = last
                 self.done_at.setdefault(r, now)
             elif state == "lost":
-                self.finished[r] = "lost"
+                # A Last Will is final only when the runner stays away: a broker that stops
+                # cleanly publishes every runner's will, and they come back after its restart.
+                since = self.lost_since.setdefault(r, now)
+                if now - since >= self.lost_grace_s:
+                    self.finished[r] = "lost"
             else:
+                self.lost_since.pop(r, None)
                 self.finished.pop(r, None)  # a "lost" agent is back
 
     def complete(self, now: float, never_started: set[str]) -> bool:
@@ -123,7 +131,8 @@ class IngestActivities:
     async def ingest_metrics(self, req: IngestMetrics) -> IngestResult:
         sid = req.session_id
         handle = self.client.get_workflow_handle(workflow_id(sid))
-        tracker = _Tracker(req.runner_ids, self.settings.ingest_missing_grace_s)
+        s = self.settings
+        tracker = _Tracker(req.runner_ids, s.ingest_missing_grace_s, s.ingest_lost_grace_s)
         every = progress_every(self.settings, req.expected_s)
         self.hub.watch(sid)  # keepalives to the session's runners while this runs
         try:

@@ -16,11 +16,15 @@ from backends import broker_auth
 from backends.base import PermanentBackendError
 from backends.registry import Backends
 from backends.runner_tokens import CONTROL_USER, broker_password, token_key
-from sipflow import plan
+from sipflow import plan, store
+from sipflow.db import session_scope
 from sipflow.messages import ControlMessage, Role, control_topic
 from sipflow.placement import Placement, StartedRunner
 from sipflow.settings import Settings
 from sipflow.spec import SessionSpec
+
+# How long recovered intervals are waited for in the database (the ingest hub stores them).
+RECOVER_STORE_WAIT_S = 30.0
 
 
 class StartRunners(BaseModel):
@@ -39,6 +43,12 @@ class StopRunners(BaseModel):
     runner_ids: list[str] | None = None  # None: all of the session
     # None: sent by the previous release, which did not pass placements.
     placements: list[Placement] | None = None
+
+
+class RecoverIntervals(BaseModel):
+    session_id: str
+    runner_ids: list[str]  # stopped runners whose agent did not finish (lost)
+    placements: list[Placement]
 
 
 class PublishControl(BaseModel):
@@ -83,6 +93,32 @@ class RunnerActivities:
             running += backend.running(placement)
             backend.stop(placement, req.runner_ids, grace_s=20)
         return running
+
+    @activity.defn
+    def recover_intervals(self, req: RecoverIntervals) -> dict[str, int]:
+        """After stop: what lost runners' SIPp wrote that their agent never published, sent
+        again from the statistics files by the backend that holds them (the ingest stores each
+        seq once); waits until it is stored. Returns runner -> intervals this added."""
+        url = self.settings.resolved_database_url
+        with session_scope(url) as db:
+            before = store.stored_seqs(db, req.session_id)
+        rows: dict[str, int] = {}
+        for placement in req.placements:
+            placed = [
+                r for r in req.runner_ids if not placement.runner_ids or r in placement.runner_ids
+            ]
+            rows |= self.backends.get(placement.backend).recover_intervals(placement, placed)
+        deadline = time.monotonic() + RECOVER_STORE_WAIT_S
+        while True:
+            activity.heartbeat()
+            with session_scope(url) as db:
+                stored = store.stored_seqs(db, req.session_id)
+            if all(stored.get(r, 0) >= n for r, n in rows.items()):
+                break
+            if time.monotonic() > deadline:  # the reasons then say what is missing
+                break
+            time.sleep(0.2)
+        return {r: stored.get(r, 0) - before.get(r, 0) for r in rows}
 
     @activity.defn
     def publish_control(self, req: PublishControl) -> None:

@@ -13,7 +13,7 @@ from sipflow.crypto import keyring
 from sipflow.db import session_scope
 from sipflow.flows import final_code_of
 from sipflow.settings import Settings
-from sipflow.summary import SessionMetrics, failure_reasons, summarize
+from sipflow.summary import SessionMetrics, failure_reasons, runner_faults, summarize
 
 
 class OpenSession(BaseModel):
@@ -39,6 +39,9 @@ class SetStatus(BaseModel):
 class SessionSummary(BaseModel):
     metrics: SessionMetrics
     reasons: list[str]
+    # Of the reasons, the runners' own failures: they fail the session whatever the thresholds
+    # (runners failed by failed calls are left to the thresholds).
+    faults: list[str] = []
 
 
 class FinishSession(BaseModel):
@@ -88,7 +91,11 @@ class StoreActivities:
             code = final_code_of(row.spec if row is not None else None)  # a flow's success
             metrics = summarize(store.intervals(db, session_id), runners, code)
             metrics.measured.update(media_store.measured(db, session_id))  # audio, if any
-            return SessionSummary(metrics=metrics, reasons=failure_reasons(metrics, runners))
+            return SessionSummary(
+                metrics=metrics,
+                reasons=failure_reasons(metrics, runners),
+                faults=runner_faults(runners),
+            )
 
     @activity.defn
     def finish_session(self, req: FinishSession) -> None:

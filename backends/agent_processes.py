@@ -219,6 +219,30 @@ class AgentProcesses:
                     os.kill(orphan, signal.SIGKILL)
         self._reap(pids.values())
 
+    def recover_intervals(
+        self, session_id: str, runner_ids: list[str], netns: str | None = None
+    ) -> dict[str, int]:
+        """For stopped runners whose agent died: publish what their SIPp wrote to its statistics
+        file (runners/recover.py, in the runner's namespace, with its broker login); runner ->
+        rows published. Before remove_secrets (it needs runner.json)."""
+        published: dict[str, int] = {}
+        for rid in runner_ids:
+            work = self.runs_dir / session_id / rid
+            config = work / "runner.json"
+            if not config.exists() or not (work / "main-stat.csv").exists():
+                continue
+            prefix = ["ip", "netns", "exec", netns] if netns else []
+            argv = [*prefix, sys.executable, "-m", "runners.recover", "--config", str(config)]
+            with open(work / "recover.log", "ab") as logf:
+                done = subprocess.run(
+                    argv, stdout=subprocess.PIPE, stderr=logf, cwd=work, timeout=60, check=False
+                )
+            try:
+                published[rid] = int(json.loads(done.stdout)["published"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("recovering %s/%s failed (exit %s)", session_id, rid, done.returncode)
+        return published
+
     def remove_secrets(self, session_id: str) -> list[Path]:
         """Remove the session's files that hold passwords (each runner's config and SIPp
         injection files), so its kept runs folder holds no secret. Call once its agents are

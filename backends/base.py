@@ -67,6 +67,12 @@ class RunnerBackend(ABC):
         """SIGTERM (an agent stops SIPp and reports `done`), kill after `grace_s`; wait until
         they are gone. runner_ids None: all of the session's runners."""
 
+    def recover_intervals(self, placement: Placement, runner_ids: list[str]) -> dict[str, int]:
+        """Stopped runners whose agent died: publish the statistics rows their SIPp wrote that
+        the agent may not have sent (same seqs: stored once); runner -> rows published. Only a
+        backend that can read the runners' work directories does (default: none)."""
+        return {}
+
     @abstractmethod
     def teardown(self, placement: Placement) -> list[str]:
         """Remove everything the session has here; what was removed (names, addresses)."""

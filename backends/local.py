@@ -209,6 +209,10 @@ class LocalBackend(RunnerBackend):
     ) -> None:
         self.agents.stop(placement.session_id, runner_ids, grace_s)
 
+    def recover_intervals(self, placement: Placement, runner_ids: list[str]) -> dict[str, int]:
+        # Namespaced runners reach the broker through their veth: recover from inside too.
+        return self.agents.recover_intervals(placement.session_id, runner_ids, placement.name)
+
     def teardown(self, placement: Placement) -> list[str]:
         # Both kinds: a bare placement (the sweeper's) does not say which one the session got.
         sid = placement.session_id

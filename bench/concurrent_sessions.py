@@ -106,6 +106,12 @@ def run(sessions: int, calls: int, max_running: int, timeout: float) -> None:
                     print(f"  {sid}: reasons {b.get('reasons')}")
                     for r in runners:
                         print(f"    {r.get('runner_id')}: {r.get('state')} {r.get('detail')}")
+                        work = stack.data_dir / "runs" / sid / str(r.get("runner_id"))
+                        for name in ("agent.log", "main-errors.log"):  # why, from the runner
+                            log_file = work / name
+                            if log_file.exists():
+                                for line in log_file.read_text(errors="replace").splitlines()[-12:]:
+                                    print(f"      {name}: {line}")
         print(
             f"max running at once: {peak['running']} sessions (limit: "
             f"{max_running or 'none'} sessions, {limit} runners); max queued: {peak['queued']}"

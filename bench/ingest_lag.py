@@ -1,14 +1,15 @@
 """MQTT publish -> stored lag of the worker's shared ingest (activities/ingest_hub.py).
 
-Starts a mosquitto configured as the embedded stack's (persistence, autosave on every change,
-max_inflight_messages 100; anonymous here, so that the simulated runners need no logins), a
-fresh SQLite database (or --database-url), and one IngestHub in this process. Publisher
-processes simulate `--runners` runners sending one stats interval per second each (QoS 1, as
-agents do), spread over the second, for `--seconds`. The lag of a message is the time its
-batch was committed minus the time in the message (set when it was published). Prints the
-p50/p95/p99/max lag, messages published, stored, and lost (published but never stored).
+Starts a mosquitto configured as the embedded stack's (persistence saved every
+SIPFLOW_BROKER_AUTOSAVE_S, or --autosave-s; max_inflight_messages 100; anonymous here, so that
+the simulated runners need no logins), a fresh SQLite database (or --database-url), and one
+IngestHub in this process. Publisher processes simulate `--runners` runners sending one stats
+interval per second each (QoS 1, as agents do), spread over the second, for `--seconds`. The
+lag of a message is the time its batch was committed minus the time in the message (set when
+it was published). Prints the p50/p95/p99/max lag, messages published, stored, and lost
+(published but never stored).
 
-    .venv/bin/python -m bench.ingest_lag [--runners 1000] [--seconds 30]
+    .venv/bin/python -m bench.ingest_lag [--runners 1000] [--seconds 30] [--autosave-s 5]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import paho.mqtt.client as mqtt
 from temporalio.client import Client
 
 from activities.ingest_hub import IngestHub, _Batch
-from entrypoints.stack import free_port, mosquitto_binary, wait_for_port
+from entrypoints.stack import free_port, mosquitto_binary, persistence_lines, wait_for_port
 from sipflow import store
 from sipflow.db import migrate, session_scope
 from sipflow.messages import Counters, StatsMessage, runner_topic
@@ -90,15 +91,14 @@ class TimedHub(IngestHub):
 
 
 async def run(
-    runners: int, seconds: int, processes: int, database_url: str | None, autosave: bool
+    runners: int, seconds: int, processes: int, database_url: str | None, autosave_s: int
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="sipflow-lag-") as tmp:
         port = free_port()
         conf = Path(tmp) / "mosquitto.conf"
         conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {tmp}/\n"
-            + ("autosave_on_changes true\nautosave_interval 1\n" if autosave else "")
+            f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+            + (persistence_lines(Path(tmp), autosave_s) if autosave_s >= 0 else "")
             + "max_queued_messages 1000000\nmax_inflight_messages 100\n"
             + ("user root\n" if os.geteuid() == 0 else "")
         )
@@ -155,7 +155,7 @@ async def run(
     q = statistics.quantiles(lags, n=100) if len(lags) > 1 else [0.0] * 99
     print(
         f"runners {runners} x 1 interval/s for {seconds} s, {processes} publisher processes, "
-        f"broker autosave on every change: {autosave}, database: {url.split(':')[0]}"
+        f"broker autosave: {describe(autosave_s)}, database: {url.split(':')[0]}"
     )
     print(f"published (acknowledged by the broker) {published}, expected {expected}")
     print(f"stored {stored}, lost {expected - stored}")
@@ -165,6 +165,12 @@ async def run(
     )
 
 
+def describe(autosave_s: int) -> str:
+    if autosave_s < 0:
+        return "none (persistence without autosave)"
+    return "after every change" if autosave_s == 0 else f"every {autosave_s} s"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runners", type=int, default=1000)
@@ -172,12 +178,14 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=4)
     ap.add_argument("--database-url", default=None)
     ap.add_argument(
-        "--no-autosave",
-        action="store_true",
-        help="broker without the stack's save-after-every-change (autosave_on_changes)",
+        "--autosave-s",
+        type=int,
+        default=Settings().broker_autosave_s,
+        help="the broker's save interval as SIPFLOW_BROKER_AUTOSAVE_S (0: after every change; "
+        "-1: no persistence at all)",
     )
     a = ap.parse_args()
-    asyncio.run(run(a.runners, a.seconds, a.processes, a.database_url, not a.no_autosave))
+    asyncio.run(run(a.runners, a.seconds, a.processes, a.database_url, a.autosave_s))
 
 
 if __name__ == "__main__":

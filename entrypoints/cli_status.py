@@ -1,5 +1,6 @@
 """`sipflow status`: the processes of the stack `sipflow up` runs on a data directory, with how
-often each was restarted (written by entrypoints/supervisor.py)."""
+often each was restarted (written by entrypoints/supervisor.py), its sessions queued and
+running, and its disk."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from rich.table import Table
 
 from entrypoints.cli_retention import human
 from entrypoints.supervisor import read_status
-from sipflow import retention
+from sipflow import admission, retention
+from sipflow.db import session_scope
 from sipflow.settings import get_settings
 
 out = Console()
@@ -55,9 +57,10 @@ def status(
     for p in procs.values():
         p["running"] = up and not p.get("waiting") and _alive(p.get("pid"))
     disk = _disk(root)
+    sessions = _sessions(root)
     if as_json:
         doc = {"up": up, "pid": body.get("pid"), "processes": procs, "disk": disk}
-        typer.echo(json.dumps(doc | {"metrics": body.get("metrics") or {}}))
+        typer.echo(json.dumps(doc | {"metrics": body.get("metrics") or {}, "sessions": sessions}))
         raise typer.Exit(0 if up else 1)
     table = Table(title=f"sipflow up (pid {body.get('pid')}): {'running' if up else 'not running'}")
     for col in ("process", "pid", "state", "restarts", "last exit", "started"):
@@ -81,6 +84,13 @@ def status(
     if metrics:
         urls = ", ".join(f"{name} {url}" for name, url in metrics.items())
         out.print(f"metrics (Prometheus): {urls}")
+    if sessions is None:
+        out.print("sessions: the database is not reachable")
+    else:
+        out.print(
+            f"sessions: {sessions['running']} running, {sessions['queued']} queued "
+            f"(waiting for runners to fit), {sessions['stopping']} stopping"
+        )
     runs = "-" if disk["runs_bytes"] is None else human(disk["runs_bytes"])
     out.print(
         f"disk: {human(disk['fs_free_bytes'])} free of {human(disk['fs_total_bytes'])} "
@@ -89,6 +99,16 @@ def status(
         "`sipflow retention show` for more"
     )
     raise typer.Exit(0 if up else 1)
+
+
+def _sessions(root: Path) -> dict[str, int] | None:
+    """Sessions per non-final status in the stack's database; None when it cannot be read."""
+    url = get_settings().model_copy(update={"data_dir": root}).resolved_database_url
+    try:
+        with session_scope(url) as db:
+            return admission.counts(db)
+    except Exception:  # no database yet, or it is down: status still shows the processes
+        return None
 
 
 def _disk(root: Path) -> dict[str, Any]:

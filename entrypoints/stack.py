@@ -6,6 +6,7 @@ processes the same way. Each child gets its own process group and log file under
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ from entrypoints.admin_key import ensure_admin_key
 from sipflow.metrics_token import metrics_token, token_file
 from sipflow.settings import Settings
 from sipflow.workflow_types import SEARCH_ATTRIBUTES
+
+log = logging.getLogger(__name__)
 
 
 def free_port() -> int:
@@ -65,6 +68,16 @@ def mosquitto_binary() -> str:
     if not found:
         raise FileNotFoundError("mosquitto is missing: apt-get install mosquitto")
     return found
+
+
+def persistence_lines(directory: Path, autosave_s: int) -> str:
+    """mosquitto.conf lines: persistent sessions and queued QoS 1 messages survive a restart.
+    Saved every `autosave_s` seconds (0: after every change: nothing acknowledged is lost to a
+    kill -9, but each save rewrites the whole file: ~250 msg/s at most)."""
+    lines = f"persistence true\npersistence_location {directory}/\n"
+    if autosave_s <= 0:
+        return lines + "autosave_on_changes true\nautosave_interval 1\n"
+    return lines + f"autosave_on_changes false\nautosave_interval {autosave_s}\n"
 
 
 @dataclass
@@ -211,12 +224,8 @@ class Stack:
         conf.write_text(
             f"listener {self.config.mqtt_port} {self.config.bind_address}\n"
             + broker_auth.mosquitto_conf_lines(dynsec)
-            + "persistence true\n"
-            f"persistence_location {conf_dir}/\n"
-            # Save after every change: a broker killed with -9 keeps what it acknowledged.
-            "autosave_on_changes true\n"
-            "autosave_interval 1\n"
-            "max_queued_messages 1000000\n"
+            + persistence_lines(conf_dir, self.settings.broker_autosave_s)
+            + "max_queued_messages 1000000\n"
             "max_inflight_messages 100\n" + ("user root\n" if os.geteuid() == 0 else "")
             # As root, mosquitto would switch to user `mosquitto`, which cannot write here.
         )
@@ -268,13 +277,31 @@ class Stack:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
+    def save_broker(self, timeout: float = 10.0) -> bool:
+        """Makes mosquitto write its persistence file now (SIGUSR1); True once it did."""
+        proc = self.procs.get("mosquitto")
+        db = self.data_dir / "mosquitto" / "mosquitto.db"
+        if proc is None or proc.poll() is not None:
+            return False
+        before = db.stat().st_mtime_ns if db.exists() else 0
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if db.exists() and db.stat().st_mtime_ns != before:
+                return True
+            time.sleep(0.05)
+        return False
+
     def stop(self, keep_runners: bool = False) -> None:
         """keep_runners: sessions are left running (`sipflow up --keep-sessions`). mosquitto
         then gets SIGKILL, not SIGTERM: stopping cleanly it would publish the Last Will ("lost")
         of every runner still connected, although those runners are alive and come back at the
-        next start; it saves after every change, so nothing acknowledged is lost."""
+        next start. It saves only every SIPFLOW_BROKER_AUTOSAVE_S, so it is told to save first:
+        what it queued for the stopped worker's ingest is in that file."""
         for name in ("api", "worker", "mosquitto", "temporal"):
             if keep_runners and name == "mosquitto" and name in self.procs:
+                if not self.save_broker():
+                    log.warning("mosquitto did not save before being killed")
                 self.kill_process(name)
             else:
                 self.stop_process(name)

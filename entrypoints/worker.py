@@ -95,6 +95,7 @@ def build_worker(
             network.teardown_network,
             runners.start_runners,
             runners.stop_runners,
+            runners.recover_intervals,
             runners.publish_control,
             store.open_session,
             store.register_runners,

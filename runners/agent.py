@@ -194,23 +194,32 @@ class Agent:
                 ip = self.cfg.control_ip or self.cfg.local_ip
                 send_control(ip, self.cfg.control_port, f"cset rate {ctl.rate:g}")
 
-    def _wait_for_go(self) -> bool:
-        """A caller started ahead of time: ready, and no call until `go`. False: stopped (a
-        stop control, a signal, or max_runtime_s passed) before it came."""
+    def _wait_for_go(self) -> str | None:
+        """A caller started ahead of time: ready, and no call until `go`. Returns why no call
+        will be placed (a stop control, a signal, the wait's bound), None once `go` came.
+
+        A held caller sends nothing, so it waits as long as its dead man's switch allows (the
+        session's deadline; the control plane's silence ends it sooner), max_runtime_s without
+        one: an overloaded worker sent `go` 70 s after `ready` (bench.concurrent_sessions), and
+        a wait bounded by max_runtime_s (66 s there) ended such callers with no call."""
         self.set_state("ready", "waiting for go")
-        deadline = time.monotonic() + self.cfg.max_runtime_s
+        cfg = self.cfg
+        limit = cfg.deadline_s if cfg.deadline_s is not None else cfg.max_runtime_s
+        deadline = time.monotonic() + limit
         while not self.stop_event.is_set() and time.monotonic() < deadline:
             try:
                 ctl: ControlMessage = self.link.controls.get(timeout=POLL_S)
             except queue.Empty:
                 continue
             if ctl.type == "go":
-                return True
+                return None
             if ctl.type == "stop":
-                return False
+                return "stopped before `go`: no call placed"
             if ctl.type == "rate" and ctl.rate is not None:  # SIPp takes it at its start
                 self.cfg = self.cfg.model_copy(update={"rate": ctl.rate})
-        return False
+        if self.stop_event.is_set():
+            return self.switch_reason or "stopped before `go`: no call placed"
+        return f"no `go` within {limit:g}s of ready: no call placed"
 
     # -- the main SIPp run (the register tries: runners/registration.py) -----------------------
     def _run_sipp(self) -> RunResult:
@@ -437,8 +446,10 @@ class Agent:
                 if not first.ok:
                     registered = False
                     result = self._registration_failed(first)
-            released = not cfg.wait_for_go or self._wait_for_go()
-            if registered and released and not self.stop_event.is_set():
+            held = self._wait_for_go() if cfg.wait_for_go and registered else None
+            if held is not None:
+                result = RunResult(None, self.stream.summary, error=held)
+            elif registered and not self.stop_event.is_set():
                 result = self._run_main()
         except Exception as e:  # report, never die silently
             log.exception("runner failed")

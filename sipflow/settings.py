@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     task_queue: str = "sipflow"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    # The embedded broker (`sipflow up`) saves its state every this many seconds; 0: after every
+    # change, which caps it at ~250 messages/s (bench/ingest_lag.py). A kill -9 loses at most
+    # what it queued for a backed-up ingest in the last interval (what the ingest was sent is
+    # acknowledged only after its commit; agents spool until the broker acknowledges).
+    broker_autosave_s: int = 5
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_url: str = "http://127.0.0.1:8000"
@@ -163,6 +168,10 @@ class Settings(BaseSettings):
     # After a runner's `done`, how long the intervals it says it sent are waited for before the
     # session is judged (late ones arriving within it are stored exactly once).
     ingest_missing_grace_s: float = 20.0
+    # A runner's Last Will ("lost") counts only when the runner stays away this long (seconds):
+    # a clean broker shutdown or restart publishes every connected runner's will, and the
+    # runners then reconnect and republish their state (the workflow waits as long, LOST_GRACE).
+    ingest_lost_grace_s: float = 15.0
     # Progress totals reach the workflow as a signal at most this often (seconds) ...
     ingest_progress_every_s: float = 10.0
     # ... and at most history_event_budget / 4 times over a session's expected span (a signal

@@ -141,18 +141,42 @@ def summarize(
     )
 
 
+def failed_by_calls(r: RunnerRow) -> bool:
+    """A runner that failed only because calls failed (SIPp exit 1, failed calls counted): what
+    thresholds on call outcomes judge. Any other failure is the runner's own."""
+    failed_calls = int((r.summary or {}).get("failed_calls") or 0)
+    return (r.state == "failed" or r.ok is False) and r.exit_code == 1 and failed_calls > 0
+
+
+def runner_faults(runners: Iterable[RunnerRow]) -> list[str]:
+    """The runner reasons that fail a session whatever its thresholds: lost, failed for another
+    reason than failed calls (those are the thresholds' to judge), a caller that placed no
+    call."""
+    return [reason for r, reason in _runner_reasons(runners) if not failed_by_calls(r)]
+
+
 def failure_reasons(metrics: SessionMetrics, runners: Iterable[RunnerRow]) -> list[str]:
     """Plain-language reasons a session failed, beyond which thresholds it missed."""
-    reasons: list[str] = []
+    return [reason for _, reason in _runner_reasons(runners)]
+
+
+def _runner_reasons(runners: Iterable[RunnerRow]) -> list[tuple[RunnerRow, str]]:
+    out: list[tuple[RunnerRow, str]] = []
     for r in runners:
         if r.state == "lost":
-            reasons.append(f"runner {r.runner_id} lost (its agent vanished)")
+            out.append((r, f"runner {r.runner_id} lost (its agent vanished)"))
         elif r.state == "failed" or r.ok is False:
             why = ", ".join(f"{k} x{v}" for k, v in (r.failure_reasons or {}).items())
-            reasons.append(f"runner {r.runner_id} failed" + (f": {why}" if why else ""))
+            reason = f"runner {r.runner_id} failed" + (f": {why}" if why else "")
             if r.detail and not why:
-                reasons[-1] += f": {r.detail}"
-    return reasons
+                reason += f": {r.detail}"
+            out.append((r, reason))
+        elif (
+            r.role == "caller" and r.state == "done" and not (r.summary or {}).get("calls_created")
+        ):
+            # SIPp stopped cleanly before its first call: no failure, but nothing was tested.
+            out.append((r, f"runner {r.runner_id} placed no call"))
+    return out
 
 
 def as_jsonable(metrics: SessionMetrics) -> dict[str, Any]:

@@ -48,6 +48,7 @@ CODE_METRIC = re.compile(r"^code_([1-6][0-9]{2})$")
 # step_passed_prack, step_time_ms_refresh. A step the session did not have has no value (fails).
 STEP_METRIC = re.compile(r"^step_(passed|failed|time_ms)_([a-z0-9_]+)$")
 
+
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,

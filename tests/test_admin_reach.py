@@ -108,6 +108,11 @@ def test_admin_page_keys_policy_audit(dash_stack: DashStack, page: Any) -> None:
     page.wait_for_selector("#policy-source >> text=the tenant's own")
     page.wait_for_selector("#audit tr:has-text('policy.set')")
     page.wait_for_selector(f"#audit tr:has-text('key.revoke'):has-text('{key_id}')")
+    # Storage and retention of the machine: disk free, a dry run from the page.
+    page.wait_for_selector("#ret-free >> text=%")
+    assert "sessions" in page.inner_text("#ret-runs")
+    page.click("#retention-dry")
+    page.wait_for_selector("#retention-msg >> text=Would purge")
     screenshot(page, "dashboard-admin.png")
 
     # A viewer reaches the page but none of its data.

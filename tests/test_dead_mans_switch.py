@@ -135,3 +135,32 @@ def test_runners_of_a_killed_worker_stop_within_the_switch(switch_stack: Running
     assert body["verdict"] == "fail", json.dumps(body)[:3000]
     assert any("no word from the control plane" in r for r in body["reasons"]), body["reasons"]
     no_leftovers(rs, sid)
+
+
+def test_held_caller_waits_for_a_late_go_within_its_switch(
+    mosquitto: Mosquitto, collector_factory: Any, agents: StartAgent
+) -> None:
+    # An overloaded worker sent `go` after the caller's max_runtime_s; the caller waited no
+    # longer and ended with no call ("pass with 0 calls"). It now waits within its switch.
+    session = _session()
+    col = collector_factory(session)
+    callee_ip = loopback_ip()
+    agents(_callee(session, mosquitto.port, callee_ip))
+    wait_for(lambda: "ready" in col.states("callee1"), 15, "callee ready")
+    cfg = _caller(session, mosquitto.port, loopback_ip(), f"{callee_ip}:5060", rate=10)
+    cfg |= {"max_calls": 5, "wait_for_go": True, "max_runtime_s": 3, "deadline_s": 60}
+    caller = agents(cfg)
+    wait_for(lambda: "ready" in col.states("caller1"), 15, "caller ready")
+    time.sleep(5)  # past max_runtime_s
+    assert caller.proc.poll() is None, caller.log()
+    mqtt_publish.single(
+        control_topic(session),
+        '{"schema":1,"type":"go"}',
+        qos=1,
+        hostname="127.0.0.1",
+        port=mosquitto.port,
+        auth=mosquitto.auth(CONTROL_USER),  # type: ignore[arg-type]
+    )
+    assert caller.wait(30) == 0, caller.log()
+    done = col.done("caller1")
+    assert done["ok"] and done["summary"]["successful_calls"] == 5, done

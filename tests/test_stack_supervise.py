@@ -60,6 +60,7 @@ def test_up_restarts_a_killed_worker_and_the_session_passes(tmp_path: Path) -> N
         )
         rs.wait_phase(sid, "running callers", timeout=60)
         time.sleep(3)
+        assert status(data)["sessions"] == {"queued": 0, "running": 1, "stopping": 0}
         worker = status(data)["processes"]["worker"]["pid"]
         os.kill(worker, signal.SIGKILL)
         wait_for(lambda: restarted(data, "worker", 1), 30, "worker started again", step=0.5)
@@ -69,6 +70,7 @@ def test_up_restarts_a_killed_worker_and_the_session_passes(tmp_path: Path) -> N
         body = rs.wait(sid, timeout=120)
         assert (body["status"], body["verdict"]) == ("completed", "pass"), body
         assert body["summary"]["measured"]["successful_calls"] == 200
+        assert status(data)["sessions"]["running"] == 0
         stored_vs_sipp(rs, sid, body)
         no_leftovers(rs, sid)
 

@@ -23,7 +23,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.ingest import IngestActivities, IngestMetrics, IngestResult
     from activities.network import NetworkActivities, ProvisionNetwork
     from activities.pools import PlaceOnPool, PoolActivities
-    from activities.runners import PublishControl, RunnerActivities, StartRunners, StopRunners
+    from activities.runners import (
+        PublishControl,
+        RecoverIntervals,
+        RunnerActivities,
+        StartRunners,
+        StopRunners,
+    )
     from activities.session_store import (
         FinishSession,
         OpenSession,
@@ -92,6 +98,13 @@ RUNNER_HOST_POOLS = "runner-host-pools"
 HOST_PICKUP = timedelta(seconds=20)
 # A target given by domain (target.dns) is resolved before the network is provisioned.
 DNS_TARGET = "dns-target"
+# A runner's own failure (lost, SIPp not run or killed, no `go`, no call placed) fails the
+# session; before, it was only listed, and such a session passed when no threshold saw it.
+# Failed calls stay the thresholds' (and schedules' rules') to judge.
+VERDICT_COUNTS_ALL_REASONS = "verdict-counts-all-reasons"
+# At clean-up, runners that did not finish (their agent died) get what their SIPp wrote to its
+# statistics file published again by the backend (a new activity).
+RECOVER_LOST_INTERVALS = "recover-lost-intervals"
 
 
 def is_bug(exc: Exception) -> bool:
@@ -580,7 +593,7 @@ class SessionWorkflow:
                 self._reasons.append(
                     f"metrics ingest did not finish ({exc}); silent runners: {silent}"
                 )
-        if self._pooled:
+        if self._pooled:  # a host's runners' files are on the host: no recovery here
             await asyncio.gather(
                 *(
                     self._clean_on(
@@ -594,6 +607,7 @@ class SessionWorkflow:
                 )
             )
             return
+        await self._recover(sid)
         for placement in self._placements:
             await workflow.execute_activity_method(
                 NetworkActivities.teardown_network,
@@ -627,6 +641,31 @@ class SessionWorkflow:
             reason = f"runner host {placement.host or queue} did not {what}: {exc.cause or exc}"
             if reason not in self._reasons:
                 self._reasons.append(reason)
+
+    async def _recover(self, sid: str) -> None:
+        """Runners that started but never finished (a killed agent): their SIPp's statistics
+        rows are published again from its file (stored once per seq), before judging."""
+        unfinished = [
+            r for r, s in sorted(self._runners.items()) if s not in ("done", "failed", "pending")
+        ]
+        if not unfinished or not self._placements or not workflow.patched(RECOVER_LOST_INTERVALS):
+            return
+        try:
+            recovered = await workflow.execute_activity_method(
+                RunnerActivities.recover_intervals,
+                RecoverIntervals(
+                    session_id=sid, runner_ids=unfinished, placements=self._placements
+                ),
+                start_to_close_timeout=timedelta(seconds=180),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=3),
+            )
+        except ActivityError as exc:
+            self._reasons.append(f"recovering intervals of {unfinished} failed: {exc.cause or exc}")
+            return
+        for rid, n in sorted(recovered.items()):
+            if n > 0:
+                self._reasons.append(f"{rid}: {n} stats intervals recovered from SIPp's file")
 
     async def _conclude_on_bug(self, sid: str, reason: str) -> SessionResult:
         """Verdict `error` when judging itself failed: no summary, only the reason."""
@@ -662,14 +701,17 @@ class SessionWorkflow:
         summary = await short_activity(StoreActivities.summarize_session, sid)
         results = evaluate(spec.parsed_thresholds(), summary.metrics.measured)
         failed_thresholds = [r.threshold for r in results if not r.passed]
+        reasons = self._reasons + [f"threshold not met: {t}" for t in failed_thresholds]
+        reasons += [r for r in summary.reasons if r not in reasons]
+        judged = self._reasons
+        if workflow.patched(VERDICT_COUNTS_ALL_REASONS):
+            judged = judged + summary.faults
         if status == "error":
             verdict = "error"
-        elif self._reasons or failed_thresholds or summary.metrics.measured.get("lost_runners"):
+        elif judged or failed_thresholds or summary.metrics.measured.get("lost_runners"):
             verdict = "fail"
         else:
             verdict = "pass"
-        reasons = self._reasons + [f"threshold not met: {t}" for t in failed_thresholds]
-        reasons += [r for r in summary.reasons if r not in reasons]
         self._reasons, self._status, self._verdict = reasons, status, verdict
         stored_summary = {
             "measured": summary.metrics.measured,

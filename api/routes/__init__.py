@@ -14,6 +14,7 @@ from api.routes import (
     keys,
     policy,
     pools,
+    retention,
     runner_files,
     schedules,
     scripts,
@@ -36,3 +37,4 @@ api_router.include_router(capacity.router)
 api_router.include_router(pools.router)
 api_router.include_router(scripts.router)
 api_router.include_router(flows.router)
+api_router.include_router(retention.router)

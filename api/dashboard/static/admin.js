@@ -112,9 +112,50 @@ async function loadAudit() {
 }
 $("#action").addEventListener("change", () => loadAudit().catch((e) => failed("Cannot load the audit log", e)));
 
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return i ? `${n.toFixed(1)} ${units[i]}` : `${n} B`;
+}
+
+function purged(p) {
+  return `${p.folders_removed} runs folders (${bytes(p.bytes_freed)}), per-interval rows of ${p.sessions_rows_purged} sessions`;
+}
+
+async function loadRetention() {
+  const r = await api("/v1/retention");
+  const u = r.usage;
+  $("#ret-free").replaceChildren(
+    `${bytes(u.fs_free_bytes)} of ${bytes(u.fs_total_bytes)} (${(100 * u.free_fraction).toFixed(1)} %) `,
+    u.low ? el("span", { class: "badge fail" }, "LOW") : "",
+  );
+  $("#ret-runs").textContent = `${bytes(u.runs_bytes)} in ${u.runs_sessions} sessions`;
+  const p = r.policy;
+  $("#ret-policy").textContent = `runs folders kept ${p.runs_days} days and at most ${bytes(p.runs_max_bytes)}; per-interval rows kept ${p.rows_days} days`;
+  $("#ret-would").textContent = purged(r.would_purge);
+  $("#ret-last").textContent = r.last_pass
+    ? `${fmtTime(new Date(r.last_pass.at * 1000).toISOString())}: ${purged(r.last_pass)}, ${r.last_pass.rows_deleted} rows deleted`
+    : "none yet";
+}
+
+async function runRetention(dryRun) {
+  if (!dryRun && !confirm("Purge old sessions' runs folders and rows now, as the hourly pass would?")) return;
+  const msg = $("#retention-msg");
+  try {
+    const p = await api("/v1/retention/run", { method: "POST", json: { dry_run: dryRun } });
+    msg.textContent = `${dryRun ? "Would purge" : "Purged"}: ${purged(p)}.`;
+  } catch (e) {
+    msg.textContent = `Not run: ${e.message}`;
+  }
+  await loadRetention().catch((e) => failed("Cannot load retention", e));
+}
+$("#retention-dry").addEventListener("click", () => runRetention(true));
+$("#retention-run").addEventListener("click", () => runRetention(false));
+
 async function refresh() {
   try {
-    await Promise.all([loadKeys(), loadPolicy(), loadAudit()]);
+    await Promise.all([loadKeys(), loadPolicy(), loadAudit(), loadRetention()]);
     document.body.dataset.loaded = String(Date.now());
   } catch (e) {
     failed("Cannot load", e);
