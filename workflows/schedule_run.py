@@ -147,14 +147,7 @@ class ScheduledRunWorkflow:
             result_type=SessionResult,
             # Cancelling the launcher (overlap "cancel other") lets the session clean up.
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(SA_TENANT, inp.tenant),
-                    SearchAttributePair(SA_STATUS, "pending"),
-                    SearchAttributePair(SA_TARGET, inp.target or "direct"),
-                    SearchAttributePair(SA_SCHEDULE, inp.schedule_id),
-                ]
-            ),
+            search_attributes=_child_attributes(inp),
         )
         return CANCELLED if result.status == CANCELLED else result.verdict
 
@@ -175,14 +168,7 @@ class ScheduledRunWorkflow:
             task_queue=workflow.info().task_queue,
             result_type=SearchResult,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(SA_TENANT, inp.tenant),
-                    SearchAttributePair(SA_STATUS, "pending"),
-                    SearchAttributePair(SA_TARGET, inp.target or "direct"),
-                    SearchAttributePair(SA_SCHEDULE, inp.schedule_id),
-                ]
-            ),
+            search_attributes=_child_attributes(inp),
         )
         if result.stop is None:  # cancelled before it ended
             return CANCELLED
@@ -244,3 +230,16 @@ class ScheduledRunWorkflow:
         for outcome in await asyncio.gather(*sends, return_exceptions=True):
             if isinstance(outcome, BaseException) and not isinstance(outcome, ActivityError):
                 raise outcome
+
+
+def _child_attributes(inp: ScheduledRun) -> TypedSearchAttributes:
+    """A run's child (session or capacity search) as the Web UI lists it: by tenant, target
+    and schedule."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SA_TENANT, inp.tenant),
+            SearchAttributePair(SA_STATUS, "pending"),
+            SearchAttributePair(SA_TARGET, inp.target or "direct"),
+            SearchAttributePair(SA_SCHEDULE, inp.schedule_id),
+        ]
+    )
