@@ -221,6 +221,9 @@ def test_openapi_documents_401_and_403(api_client: TestClient) -> None:
         if path == "/v1/health" or path.startswith("/v1/runner/"):
             continue
         for method, op in ops.items():
+            if path == "/metrics":  # the scrape token, no roles: refused is 401, never 403
+                assert "401" in op["responses"] and op.get("security"), (method, path)
+                continue
             assert {"401", "403"} <= set(op["responses"]), (method, path)
             if "{session_id}" in path or "{key_id}" in path:
                 assert "404" in op["responses"], (method, path)
