@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -95,7 +96,8 @@ def sign_in(page: Any, base_url: str, key: str) -> None:
     page.goto(f"{base_url}/dashboard/signin")
     page.fill("input[name=key]", key)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{base_url}/dashboard/")
+    # The sessions list puts its query in the URL (replaceState), maybe before "load" fires.
+    page.wait_for_url(re.compile(re.escape(f"{base_url}/dashboard/") + r"(\?.*)?$"))
 
 
 def screenshot(page: Any, name: str) -> Path:
