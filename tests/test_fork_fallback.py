@@ -61,7 +61,12 @@ def test_session_passes_when_the_fork_server_fails(sqlite_stack: RunningStack) -
     wait_for(pid_file, timeout=30)
     fallback = int(pid_file.read_text())
     started = cmdline(fallback)
-    assert b"runners.agent" in started and b"runners.fork_server" not in started, started
+    if b"runners.fork_server" in started:
+        # The request went to a new fork server the worker started after the kill (a race of
+        # the 0.3 s above): never the dead one.
+        assert parent(fallback) != server, (fallback, server)
+    else:
+        assert b"runners.agent" in started, started
     for sid in (first, second):
         body = sqlite_stack.wait(sid)
         assert (body["status"], body["verdict"]) == ("completed", "pass"), (sid, body["reasons"])
