@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -42,20 +43,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def processes_using(work_dir: Path) -> list[int]:
-    """Pids whose command line names a file under work_dir."""
-    needle = (str(work_dir) + "/").encode()
-    found = []
+def command_lines() -> Iterator[tuple[int, bytes]]:
+    """(pid, raw NUL-separated command line) of every process still there when read."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes()
+            yield int(proc.name), (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if needle in cmdline and int(proc.name) != os.getpid():
-            found.append(int(proc.name))
-    return found
+
+
+def processes_using(work_dir: Path) -> list[int]:
+    """Pids whose command line names a file under work_dir."""
+    needle = (str(work_dir) + "/").encode()
+    return [pid for pid, cmdline in command_lines() if needle in cmdline and pid != os.getpid()]
 
 
 class ForkServer:

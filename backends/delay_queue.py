@@ -29,6 +29,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from backends.agent_processes import command_lines
 from sipflow.plan import CONTROL_PORT
 from sipflow.spec import Impairment
 
@@ -89,17 +90,12 @@ def _argv(session_id: str, ns: str, planned: list[tuple[int, Impairment, list[st
 def running(session_id: str) -> dict[int, list[str]]:
     """pid -> command line of this session's delayer(s)."""
     needle = f"\0--session\0{session_id}\0".encode()
-    found: dict[int, list[str]] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline and f"\0{MODULE}\0".encode() in cmdline:
-            found[int(proc.name)] = cmdline.decode(errors="replace").rstrip("\0").split("\0")
-    return found
+    module = f"\0{MODULE}\0".encode()
+    return {
+        pid: cmdline.decode(errors="replace").rstrip("\0").split("\0")
+        for pid, cmdline in command_lines()
+        if needle in cmdline and module in cmdline
+    }
 
 
 def start(
