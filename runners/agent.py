@@ -29,6 +29,7 @@ from types import FrameType
 from runners import injection, media_session, scenario_files, scenario_steps
 from runners.image import HEARTBEAT_PATH
 from runners.mqtt_link import MqttLink
+from runners.rate_plan import RatePlan
 from runners.registration import Attempt, Kind, Registration, SippRegister
 from runners.sipp_command import SippFiles, build_command, rtt_file
 from runners.sipp_errors import parse_error_file
@@ -109,6 +110,7 @@ class Agent:
             spool=Spool(cfg.work_dir / "spool", cfg.spool_max_messages),
         )
         self._next_pump = 0.0
+        self.rate_plan = RatePlan()  # a load profile's rate changes (callers)
 
     # -- MQTT ---------------------------------------------------------------------------------
     def _topic(self, kind: str) -> str:
@@ -190,9 +192,20 @@ class Agent:
             elif ctl.type == "stop":
                 self._stop(proc, "stop requested")
             elif ctl.type == "rate" and ctl.rate is not None and self.cfg.role == "caller":
-                log.info("rate -> %g calls/s", ctl.rate)
-                ip = self.cfg.control_ip or self.cfg.local_ip
-                send_control(ip, self.cfg.control_port, f"cset rate {ctl.rate:g}")
+                self._set_rate(ctl.rate)
+            elif ctl.type == "plan" and ctl.plan and self.cfg.role == "caller":
+                log.info("load plan: %d rate changes", len(ctl.plan))
+                self.rate_plan.load(ctl.plan)
+
+    def _set_rate(self, rate: float) -> None:
+        log.info("rate -> %g calls/s", rate)
+        ip = self.cfg.control_ip or self.cfg.local_ip
+        send_control(ip, self.cfg.control_port, f"cset rate {rate:g}")
+
+    def _follow_plan(self, proc: SippProcess) -> None:
+        rate = self.rate_plan.due(time.monotonic() - proc.started_at)
+        if rate is not None and proc.stop_requested_at is None:
+            self._set_rate(rate)
 
     def _wait_for_go(self) -> str | None:
         """A caller started ahead of time: ready, and no call until `go`. Returns why no call
@@ -217,6 +230,8 @@ class Agent:
                 return "stopped before `go`: no call placed"
             if ctl.type == "rate" and ctl.rate is not None:  # SIPp takes it at its start
                 self.cfg = self.cfg.model_copy(update={"rate": ctl.rate})
+            if ctl.type == "plan" and ctl.plan:  # timed from SIPp's start
+                self.rate_plan.load(ctl.plan)
         if self.stop_event.is_set():
             return self.switch_reason or "stopped before `go`: no call placed"
         return f"no `go` within {limit:g}s of ready: no call placed"
@@ -311,6 +326,7 @@ class Agent:
                     error = f"SIPp not listening on {cfg.local_ip}:{cfg.local_port}"
                     self._stop(proc, error)
             self._handle_controls(proc)
+            self._follow_plan(proc)
             if self.stop_event.is_set():
                 self._stop(proc, self.switch_reason or "agent signalled")
             if self.drain_since is not None and self._drained():
@@ -332,7 +348,10 @@ class Agent:
                 time.sleep(POLL_S)
             else:
                 # Poll fast until SIPp listens: the callers wait for this callee.
-                self.stop_event.wait(POLL_S if ready else READY_POLL_S)
+                poll = POLL_S if ready else READY_POLL_S
+                self.stop_event.wait(
+                    self.rate_plan.wait_s(time.monotonic() - proc.started_at, poll)
+                )
 
     def _drained(self) -> bool:
         assert self.drain_since is not None

@@ -147,13 +147,23 @@ class DoneMessage(BaseModel):
     model_config = {"populate_by_name": True}
 
 
+class RatePoint(BaseModel):
+    """One change of a caller runner's rate in a load profile's plan."""
+
+    at_s: float  # since the runner's SIPp started placing calls
+    rate: float  # calls/s for this runner
+
+
 class ControlMessage(BaseModel):
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
     # rate: set callers' rate; stop: end the session's runners; go: release callers that were
     # started ahead and wait for it (RunnerConfig.wait_for_go); keepalive: the control plane is
-    # there (RunnerConfig.silence_s).
-    type: Literal["rate", "stop", "go", "keepalive"]
+    # there (RunnerConfig.silence_s); plan: a load profile's rate changes, which the caller
+    # carries out on its own clock (a command per step through the workflow came late under
+    # load).
+    type: Literal["rate", "stop", "go", "keepalive", "plan"]
     rate: float | None = None  # calls/s for each caller runner of the session
+    plan: list[RatePoint] | None = None
 
     model_config = {"populate_by_name": True}
 

@@ -12,7 +12,9 @@ from pydantic import TypeAdapter, ValidationError
 from temporalio.client import Client
 
 from sipflow import tenant_policy
+from runners.rate_plan import RatePlan
 from sipflow.load_profile import MIN_RATE, LoadProfile
+from sipflow.messages import RatePoint
 from sipflow.payload_codec import data_converter
 from sipflow.settings import Settings
 from sipflow.spec import SessionSpec
@@ -162,6 +164,16 @@ async def _stage_marks(rs: RunningStack, sid: str) -> list[dict[str, Any]]:
 def _planned_per_second(plan: list[dict[str, Any]], seconds: int) -> list[float]:
     """The rate in effect during each whole second of the plan (its steps start on seconds)."""
     return [next(p["rate"] for p in reversed(plan) if p["at_s"] <= t) for t in range(seconds)]
+
+
+def test_the_agent_sets_each_rate_of_its_plan_once_when_it_comes_due() -> None:
+    plan = RatePlan()
+    plan.load([RatePoint(at_s=2.0, rate=30), RatePoint(at_s=1.0, rate=20)])  # any order
+    assert plan.due(0.5) is None and plan.wait_s(0.5, 0.2) == 0.2
+    assert plan.wait_s(0.9, 0.2) == pytest.approx(0.1)  # wakes for the next point
+    assert plan.due(1.0) == 20 and plan.due(1.5) is None
+    assert plan.due(5.0) == 30  # late: the last point due wins, nothing repeated
+    assert plan.due(6.0) is None and plan.wait_s(6.0, 0.2) == 0.2
 
 
 def test_profiled_session_follows_its_plan(sqlite_stack: RunningStack) -> None:

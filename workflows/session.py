@@ -38,7 +38,8 @@ with workflow.unsafe.imports_passed_through():
         StoreActivities,
     )
     from sipflow import plan
-    from sipflow.messages import SWITCH_TRIPPED, ControlMessage, Role
+    from sipflow.load_profile import RateCommand
+    from sipflow.messages import SWITCH_TRIPPED, ControlMessage, RatePoint, Role
     from sipflow.placement import Placement
     from sipflow.pool_placement import HostShare
     from sipflow.spec import SessionSpec
@@ -98,6 +99,10 @@ RUNNER_HOST_POOLS = "runner-host-pools"
 HOST_PICKUP = timedelta(seconds=20)
 # A target given by domain (target.dns) is resolved before the network is provisioned.
 DNS_TARGET = "dns-target"
+# A load profile's rate changes go to the callers once, as a plan they carry out on their own
+# clock (the workflow sent one command per staircase step, which came late under load); the
+# workflow still marks each stage.
+AGENT_FOLLOWS_PROFILE = "agent-follows-profile"
 # A runner's own failure (lost, SIPp not run or killed, no `go`, no call placed) fails the
 # session; before, it was only listed, and such a session passed when no threshold saw it.
 # Failed calls stay the thresholds' (and schedules' rules') to judge.
@@ -195,6 +200,21 @@ class SessionWorkflow:
         await short_activity(
             RunnerActivities.publish_control, PublishControl(session_id=self._sid, message=msg)
         )
+        self._rate = rate
+
+    async def _send_plan(self, commands: list[RateCommand]) -> None:
+        per_agent = [
+            RatePoint(at_s=c.at_s, rate=c.rate / self._caller_agents)
+            for c in commands
+            if c.rate is not None and c.at_s > 0  # at 0: the rate the callers started with
+        ]
+        msg = ControlMessage(type="plan", plan=per_agent)
+        await short_activity(
+            RunnerActivities.publish_control, PublishControl(session_id=self._sid, message=msg)
+        )
+
+    async def _note_rate(self, rate: float) -> None:
+        """The rate the callers' plan has them at now (for the session's status)."""
         self._rate = rate
 
     @set_rate.validator
@@ -368,7 +388,11 @@ class SessionWorkflow:
             profile = spec.roles.callers.profile
             if profile is not None and self._profiled:
                 stages = len(profile.stages())
-                driver = asyncio.create_task(follow(profile.commands(), self._send_rate, stages))
+                send = self._send_rate
+                if workflow.patched(AGENT_FOLLOWS_PROFILE):
+                    await self._send_plan(profile.commands())
+                    send = self._note_rate
+                driver = asyncio.create_task(follow(profile.commands(), send, stages))
                 try:
                     await self._await_callers(caller_ids, timedelta(seconds=expected * 2 + 120))
                 finally:
