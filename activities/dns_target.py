@@ -12,10 +12,6 @@ from sipflow.db import session_scope
 from sipflow.settings import Settings
 from sipflow.sip_dns import Mode, Unresolvable, resolve
 
-# Container runners get their configuration from the API, which derives it from the stored spec:
-# it would not see the address resolved here.
-LOCAL_ONLY = "a target found by DNS runs on the local backend only (for now)"
-
 
 class ResolveTarget(BaseModel):
     session_id: str
@@ -44,9 +40,6 @@ class DnsActivities:
     def resolve_target(self, req: ResolveTarget) -> ResolvedTarget:
         """Unresolvable, or resolved to an address the tenant may not test: a non-retryable
         failure with the reason (the session ends `error`)."""
-        backend = req.backend or self.settings.default_backend
-        if backend != "local":
-            raise ApplicationError(LOCAL_ONLY, non_retryable=True)
         try:
             found = resolve(req.domain, req.transport, req.mode, self.servers, self.timeout_s)
         except Unresolvable as exc:
@@ -62,8 +55,10 @@ class DnsActivities:
                 f"{req.domain} resolved ({found.via}): {refusal}", non_retryable=True
             )
         shown = f"{req.domain} -> {found.host}:{found.port}/{found.transport} ({found.via})"
-        with session_scope(self.url) as db:
-            store.set_target(db, req.session_id, shown)
-        return ResolvedTarget(
+        resolved = ResolvedTarget(
             host=found.host, port=found.port, transport=found.transport, via=found.via
         )
+        with session_scope(self.url) as db:
+            # Stored as found: container runners' configs are derived from it by the API.
+            store.set_target(db, req.session_id, shown, resolved.model_dump())
+        return resolved

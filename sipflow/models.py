@@ -39,6 +39,9 @@ class SessionRow(SQLModel, table=True):
     status: str = Field(index=True, max_length=16, default="pending")
     verdict: str | None = Field(default=None, index=True, max_length=8)  # pass | fail | error
     target: str | None = Field(default=None, max_length=255)
+    # A dns target as resolved at the start ({host, port, transport, via}): container runners'
+    # configs are derived from the stored spec, which keeps the domain.
+    resolved_target: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     reasons: list[str] | None = Field(default=None, sa_column=Column(JSON))

@@ -429,9 +429,6 @@ class SessionSpec(Strict):
         _media_consistent(callers, callees)
         if self.backend not in (None, "local") and self.pools():
             raise ValueError(f"pool: runner hosts run the local backend, not {self.backend!r}")
-        if self.target is not None and self.target.dns and self.backend not in (None, "local"):
-            # Container runners' files come from the stored spec: the resolution is not in it.
-            raise ValueError("target.dns: a target found by DNS runs on the local backend only")
         if self.backend == "fargate":
             for name, role in (("callees", callees), ("callers", callers)):
                 if role is None:

@@ -29,12 +29,15 @@ def create_session(
     return row
 
 
-def set_target(db: Session, session_id: str, target: str) -> None:
-    """The target as resolved at the session's start (a dns target)."""
+def set_target(
+    db: Session, session_id: str, target: str, resolved: dict[str, Any] | None = None
+) -> None:
+    """The target as resolved at the session's start (a dns target): shown, and as found."""
     row = db.get(SessionRow, session_id)
     if row is None:
         raise LookupError(session_id)
     row.target = target[:255]
+    row.resolved_target = resolved
     db.add(row)
     db.commit()
 

@@ -95,6 +95,29 @@ def test_runner_gets_its_files(files: tuple[TestClient, Settings]) -> None:
     assert registrar["registrar"]["host"] == "sipflow-host"
 
 
+def test_a_dns_target_reaches_container_runners_as_resolved(
+    files: tuple[TestClient, Settings], database_url: str
+) -> None:
+    """The stored spec keeps the domain; the runner's config has where it was resolved to."""
+    client, settings = files
+    spec = dict(SPEC, target={"domain": "sip.test", "dns": "srv", "registrar": True})
+    with session_scope(database_url) as db:
+        store.create_session(db, "s-dns", "default", "dns", spec, "sip.test (dns srv)")
+        store.set_status(db, "s-dns", "running")
+    h = auth(settings, "s-dns", "caller-0")
+    early = client.get(url("s-dns", "caller-0", "config"), headers=h)
+    assert early.status_code == 409 and "not resolved" in early.text, early.text
+    resolved = {"host": "198.18.0.7", "port": 5071, "transport": "udp", "via": "SRV"}
+    with session_scope(database_url) as db:
+        store.set_target(db, "s-dns", "sip.test -> 198.18.0.7:5071/udp (SRV)", resolved)
+    cfg = client.get(url("s-dns", "caller-0", "config"), headers=h).json()
+    assert cfg["remote"] == "198.18.0.7:5071" and cfg["domain"] == "sip.test", cfg
+    callee = client.get(
+        url("s-dns", "callee-0", "config"), headers=auth(settings, "s-dns", "callee-0")
+    )
+    assert callee.json()["registrar"]["host"] == "198.18.0.7", callee.text
+
+
 def test_wrong_or_missing_token_is_401(files: tuple[TestClient, Settings]) -> None:
     client, settings = files
     other_runner = auth(settings, "s-running", "caller-0")

@@ -11,8 +11,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 from temporalio.client import Client
 
-from sipflow import tenant_policy
 from runners.rate_plan import RatePlan
+from sipflow import tenant_policy
 from sipflow.load_profile import MIN_RATE, LoadProfile
 from sipflow.messages import RatePoint
 from sipflow.payload_codec import data_converter

@@ -20,7 +20,7 @@ from api.deps import DbDep, KeysDep, SettingsDep
 from backends.container_plan import container_runner_config
 from backends.runner_tokens import token_key, token_matches
 from runners import scenario_files
-from sipflow import session_secrets, store
+from sipflow import plan, session_secrets, store
 from sipflow.runner_config import AccountConfig, RunnerConfig
 from sipflow.spec import SessionSpec
 
@@ -30,6 +30,7 @@ router = APIRouter(
     responses={
         401: {"description": "no runner token, or not this runner's"},
         403: {"description": "the session does not run"},
+        409: {"description": "the session's dns target is not resolved yet"},
     },
 )
 bearer = HTTPBearer(auto_error=False, description="the runner token")
@@ -61,6 +62,13 @@ def authorized_config(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the session does not run")
     # The stored spec says "***": the runner gets the passwords from the secret store.
     spec = SessionSpec.model_validate(session_secrets.filled(db, keys, row))
+    if spec.target is not None and spec.target.dns is not None:
+        found = row.resolved_target  # as the session's start resolved it
+        if found is None:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, "the session's target is not resolved yet"
+            )
+        spec = plan.with_resolved_target(spec, found["host"], int(found["port"]))
     cfg = container_runner_config(spec, session_id, runner_id, settings)
     if cfg is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the session does not run")
