@@ -10,6 +10,8 @@ host's loopback is reached through the host alias.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from backends.runner_tokens import token_key, with_broker_login
 from runners.image import CONTAINER_RUNS_DIR
 from sipflow import plan
@@ -20,8 +22,14 @@ from sipflow.spec import SessionSpec
 
 
 def container_runner_configs(
-    spec: SessionSpec, session_id: str, role: Role, settings: Settings
+    spec: SessionSpec,
+    session_id: str,
+    role: Role,
+    settings: Settings,
+    peers: Mapping[str, str] | None = None,
 ) -> list[RunnerConfig]:
+    """`peers`: runners reached at an address of their own, not by name (Fargate tasks: their
+    private addresses, stored as they started)."""
     mqtt_host, mqtt_port = settings.container_mqtt
     by_name = {rid: rid for r in ROLES for rid in plan.runner_ids(spec, r)}
     configs = plan.runner_configs(
@@ -29,7 +37,7 @@ def container_runner_configs(
         session_id,
         role,
         addresses=by_name,
-        peers=by_name,
+        peers={**by_name, **(peers or {})},
         mqtt_host=mqtt_host,
         mqtt_port=mqtt_port,
         runs_dir=CONTAINER_RUNS_DIR,
@@ -43,10 +51,14 @@ def container_runner_configs(
 
 
 def container_runner_config(
-    spec: SessionSpec, session_id: str, runner_id: str, settings: Settings
+    spec: SessionSpec,
+    session_id: str,
+    runner_id: str,
+    settings: Settings,
+    peers: Mapping[str, str] | None = None,
 ) -> RunnerConfig | None:
     for role in ROLES:
-        for cfg in container_runner_configs(spec, session_id, role, settings):
+        for cfg in container_runner_configs(spec, session_id, role, settings, peers):
             if cfg.runner_id == runner_id:
                 return cfg
     return None

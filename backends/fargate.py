@@ -17,9 +17,10 @@ AWS's throttling is retried by botocore (backends/fargate_aws.py); a RunTask ans
 ends the session with AWS's reason. Teardown stops the tasks, deregisters the session's task
 definitions and deletes its secret; the sweeper does the same for sessions that no longer run.
 
-Runners on Fargate call through a target (a SUT): they have no names for each other, so a
-session without a target, one aimed at this host's loopback, or an impaired one is refused
-before anything is made.
+Runners on Fargate have no names for each other: without a target, callers call callees at
+their tasks' private addresses (stored as the callees started; the API puts them in the callers'
+configs). A session aimed at this host's loopback, or an impaired one, is refused before
+anything is made.
 """
 
 from __future__ import annotations
@@ -142,12 +143,7 @@ class FargateBackend(RunnerBackend):
             raise PermanentBackendError(
                 "the fargate backend does not impair traffic (run it on the local backend)"
             )
-        if spec.target is None:
-            raise PermanentBackendError(
-                "the fargate backend needs a target: runners in Fargate tasks have no names for "
-                "each other, so callers cannot call callees directly"
-            )
-        if is_loopback(spec.target.address):
+        if spec.target is not None and is_loopback(spec.target.address):
             raise PermanentBackendError(
                 f"target {spec.target.address} is a loopback address: Fargate tasks cannot reach "
                 "the worker's loopback; give the SUT's address in the VPC"

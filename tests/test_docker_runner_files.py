@@ -95,6 +95,33 @@ def test_runner_gets_its_files(files: tuple[TestClient, Settings]) -> None:
     assert registrar["registrar"]["host"] == "sipflow-host"
 
 
+def test_fargate_callers_call_callees_at_their_tasks_addresses(
+    files: tuple[TestClient, Settings], database_url: str
+) -> None:
+    """No target: Fargate tasks have no names for each other, the callees' stored addresses."""
+    client, settings = files
+    spec = {k: v for k, v in SPEC.items() if k != "target"} | {"backend": "fargate"}
+    with session_scope(database_url) as db:
+        store.create_session(db, "s-fg", "default", "fargate", spec, None)
+        store.set_status(db, "s-fg", "running")
+    h = auth(settings, "s-fg", "caller-0")
+    early = client.get(url("s-fg", "caller-0", "config"), headers=h)
+    assert early.status_code == 409 and "callees have not started" in early.text, early.text
+    with session_scope(database_url) as db:
+        store.upsert_runner(db, "s-fg", "callee-0", "callee", "10.0.3.21")
+    cfg = client.get(url("s-fg", "caller-0", "config"), headers=h).json()
+    assert cfg["remote"].startswith("10.0.3.21:"), cfg
+    # A docker session's callers still reach callees by name on the session network.
+    with session_scope(database_url) as db:
+        store.create_session(db, "s-dk", "default", "docker", spec | {"backend": "docker"}, None)
+        store.set_status(db, "s-dk", "running")
+        store.upsert_runner(db, "s-dk", "callee-0", "callee", "10.0.3.22")
+    docker_cfg = client.get(
+        url("s-dk", "caller-0", "config"), headers=auth(settings, "s-dk", "caller-0")
+    ).json()
+    assert docker_cfg["remote"].startswith("callee-0:"), docker_cfg
+
+
 def test_a_dns_target_reaches_container_runners_as_resolved(
     files: tuple[TestClient, Settings], database_url: str
 ) -> None:

@@ -312,10 +312,6 @@ def test_waiting_for_running_is_bounded(moto: Moto, network: Network, settings: 
 @pytest.mark.parametrize(
     ("over", "reason"),
     [
-        (
-            {"target": None, "roles": {"callees": {}, "callers": {"rate": 1, "max_calls": 1}}},
-            "needs a target",
-        ),
         ({"target": {"host": "127.0.0.1"}}, "loopback"),
         ({"network": {"loss_pct": 1}}, "does not impair"),
     ],

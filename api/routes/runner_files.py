@@ -30,7 +30,7 @@ router = APIRouter(
     responses={
         401: {"description": "no runner token, or not this runner's"},
         403: {"description": "the session does not run"},
-        409: {"description": "the session's dns target is not resolved yet"},
+        409: {"description": "the dns target is not resolved, or (Fargate) callees not started"},
     },
 )
 bearer = HTTPBearer(auto_error=False, description="the runner token")
@@ -69,7 +69,13 @@ def authorized_config(
                 status.HTTP_409_CONFLICT, "the session's target is not resolved yet"
             )
         spec = plan.with_resolved_target(spec, found["host"], int(found["port"]))
-    cfg = container_runner_config(spec, session_id, runner_id, settings)
+    # Fargate tasks have no names for each other: callers reach callees at the addresses their
+    # tasks got, stored when they started (before any caller starts).
+    fargate = (spec.backend or settings.default_backend) == "fargate"
+    peers = {r.runner_id: r.address for r in store.runners(db, session_id) if r.address}
+    if fargate and spec.target is None and set(plan.runner_ids(spec, "callee")) - set(peers):
+        raise HTTPException(status.HTTP_409_CONFLICT, "the session's callees have not started")
+    cfg = container_runner_config(spec, session_id, runner_id, settings, peers if fargate else None)
     if cfg is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the session does not run")
     return cfg
