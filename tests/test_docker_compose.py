@@ -20,8 +20,6 @@ ENV_EXAMPLE = ROOT / ".env.example"
 SERVICES = {
     "postgresql",
     "temporal",
-    "temporal-ui",
-    "mosquitto-setup",
     "mosquitto",
     "api",
     "worker",
