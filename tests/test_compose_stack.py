@@ -331,8 +331,15 @@ def test_compose_runner_host_runs_a_pool_session(compose_stack: Compose) -> None
             break
         assert time.monotonic() < deadline, (hosts, c.logs())
         time.sleep(2)
-    check_session(c, http, {**session_spec(), "pool": "edge", "name": "compose-pool"})
-    # The agents ran on the host (its session namespaces), not in runner containers.
+    body = check_session(c, http, {**session_spec(), "pool": "edge", "name": "compose-pool"})
+    # The agents ran on the host, in a session namespace of its container (addresses from
+    # SIPFLOW_NETNS_POOL), not in runner containers; they reached the broker through the
+    # container's masquerade.
+    addresses = {r["runner_id"]: r["address"] for r in body["runners"]}
+    assert all(str(a).startswith("10.250.") for a in addresses.values()), addresses
+    created = c.podman("events", "--stream=false", "--since", "10m", "--filter",
+                       f"label={SESSION_LABEL}={body['id']}", "--format", "{{.Name}}")  # fmt: skip
+    assert not created.split(), created
     (host,) = http.get("/v1/pools/edge/hosts").json()["items"]
     assert host["state"] == "live" and host["running_agents"] == 0, host
 
