@@ -95,6 +95,8 @@ class Compose:
             "SIPFLOW_RUNNER_IMAGE": runner_image,
             "DOCKER_SOCKET": podman_url.removeprefix("unix://"),
             "DOCKER_SOCKET_GID": "0",
+            # other stacks' runner containers share this engine (other tests, CI jobs)
+            "WORKER_SWEEP_INTERVAL_S": "0",
         }
         self.values = values
         lines = []
