@@ -107,6 +107,7 @@ class Compose:
         self.env_file.write_text("\n".join(lines) + "\n")
         self.api = f"http://127.0.0.1:{self.api_port}"
         self.admin_key: str | None = None
+        self.session_ids: list[str] = []
         # variables given to podman-compose beside the .env file (they win over it)
         self.extra_env: dict[str, str] = {}
 
@@ -176,19 +177,24 @@ class Compose:
             time.sleep(2)
 
     def leftovers(self) -> dict[str, list[str]]:
+        """The project's containers, networks and volumes, and its sessions' containers and
+        networks (by name: other stacks may share the engine)."""
         label = f"label=io.podman.compose.project={self.project}"
+        mine = (self.project, *(f"sipflow-{sid}" for sid in self.session_ids))
+        sessions = self.podman("ps", "-a", "--filter", f"label={SESSION_LABEL}",
+                               "--format", "{{.Names}}").split()  # fmt: skip
         return {
             "containers": self.podman("ps", "-a", "--filter", label, "--format", "{{.Names}}")
             .split(),
-            "session containers": self.podman(
-                "ps", "-a", "--filter", f"label={SESSION_LABEL}", "--format", "{{.Names}}"
-            ).split(),
+            "session containers": [n for n in sessions if n.startswith(mine)],
             "networks": [
                 n for n in self.podman("network", "ls", "--format", "{{.Name}}").split()
-                if n.startswith(self.project) or n.startswith("sipflow-")
+                if n.startswith(mine)
             ],
-            "volumes": self.podman("volume", "ls", "--filter", label, "--format", "{{.Name}}")
-            .split(),
+            "volumes": [
+                v for v in self.podman("volume", "ls", "--format", "{{.Name}}").split()
+                if v.startswith(self.project)
+            ],
         }  # fmt: skip
 
     def exec_api(self, *argv: str) -> str:
@@ -268,6 +274,7 @@ def check_session(c: Compose, http: httpx.Client, spec: dict[str, Any]) -> dict[
     r = http.post("/v1/sessions", json=spec)
     assert r.status_code == 201, r.text
     sid = str(r.json()["id"])
+    c.session_ids.append(sid)
     body = wait_session(http, sid)
     assert (body["status"], body["verdict"]) == ("completed", "pass"), (body, c.logs())
     measured = body["summary"]["measured"]
@@ -348,6 +355,9 @@ def test_compose_runner_host_runs_a_pool_session(compose_stack: Compose) -> None
 
 def test_compose_down_leaves_nothing(compose_stack: Compose) -> None:
     c = compose_stack
+    before = c.leftovers()
+    assert len(before["containers"]) == 6 and len(before["volumes"]) == 5, before
+    assert any(n.startswith(c.project) for n in before["networks"]), before
     c.run("--profile", "runner-host", "down", "-v", "-t", "5", timeout=300)
     assert c.leftovers() == {
         "containers": [],
