@@ -276,7 +276,7 @@ def test_forged_messages_into_a_running_session_are_refused_and_not_stored(
 
 def test_compose_broker_config_refuses_anonymous(tmp_path: Path) -> None:
     """deploy/mosquitto/mosquitto.conf with the file `sipflow broker-config` writes (as the
-    compose file's mosquitto-setup service does), on this host's mosquitto."""
+    compose file's mosquitto service does before the broker), on this host's mosquitto."""
     secret = "compose-" + uuid.uuid4().hex
     dynsec = tmp_path / "dynamic-security.json"
     env = {**os.environ, "SIPFLOW_RUNNER_TOKEN_SECRET": secret, "PYTHONPATH": str(REPO)}

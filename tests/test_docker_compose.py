@@ -20,8 +20,6 @@ ENV_EXAMPLE = ROOT / ".env.example"
 SERVICES = {
     "postgresql",
     "temporal",
-    "temporal-ui",
-    "mosquitto-setup",
     "mosquitto",
     "api",
     "worker",
@@ -140,6 +138,13 @@ def test_compose_file_is_valid() -> None:
         assert settings.container_mqtt == ("sipflow-host", 1883)
     worker = services["worker"]
     assert any(str(v).endswith(":/var/run/docker.sock") for v in worker["volumes"])
+    # Every service runs the one sipflow image (built offline: deploy/build_app_image.sh), so the
+    # file needs no registry; they differ by command (deploy/app/sipflow-service).
+    service_script = (DEPLOY / "app" / "sipflow-service").read_text()
+    for name, svc in services.items():
+        assert svc["image"] == env["SIPFLOW_IMAGE"] == "sipflow:latest", name
+        (command,) = svc["command"]
+        assert f"\n  {command})" in service_script, (name, command)
 
 
 def test_runner_image_pins_match_the_lock() -> None:
