@@ -439,7 +439,9 @@ class Agent:
             result = RunResult(None, Counters())
             registered = True
             if cfg.start_jitter_ms:  # parties out of step (tests): the barriers absorb it
-                self.stop_event.wait(random.uniform(0, cfg.start_jitter_ms) / 1000)
+                delay_ms = random.uniform(0, cfg.start_jitter_ms)
+                log.info("start delayed %.0f ms (start jitter)", delay_ms)
+                self.stop_event.wait(delay_ms / 1000)
             if cfg.role == "callee" and cfg.registrar is not None:
                 self.registration = Registration(
                     cfg, SippRegister(cfg, self.sipp_bin), on_retry=self._on_register_retry

@@ -471,6 +471,8 @@ class SessionSpec(Strict):
         else:
             needs_callee = flow.callee is not None
             _flow_consistent(flow.name, flow.callee is not None, callees, self.target)
+        if self.roles.parties or (callers.flow is not None and callers.flow.party()):
+            _parties_consistent(self)
         if needs_callee and callees is None and self.target is None:
             raise ValueError("roles.callees: a 'call' session needs callees or a target")
         if needs_callee and callees is None and not callers.call_to:
@@ -486,8 +488,6 @@ class SessionSpec(Strict):
             if any(a.password is None for a in callees.accounts):
                 raise ValueError("roles.callees.accounts: registering needs a password")
         _media_consistent(callers, callees)
-        if self.roles.parties or (callers.flow is not None and callers.flow.party()):
-            _parties_consistent(self)
         if self.backend not in (None, "local") and self.pools():
             raise ValueError(f"pool: runner hosts run the local backend, not {self.backend!r}")
         if self.target is not None and self.target.dns and self.backend not in (None, "local"):
