@@ -100,6 +100,7 @@ FlowSpec = Annotated[
         SessionTimer,
         OptionsKeepalive,
         xfer.BlindTransfer,
+        xfer.AttendedTransfer,
     ],
     Field(discriminator="name"),
 ]
@@ -573,6 +574,21 @@ FLOWS: dict[str, Flow] = {
             party=xfer.blind_target,
             callee_steps=("invite", "transfer", "call_target", "notify", "hangup", "target_hangup"),
             party_steps=("target_answer", "target_hangup"),
+        ),
+        Flow(
+            "attended_transfer",
+            "Attended transfer (REFER with Replaces) to a named party",
+            xfer.AttendedTransfer,
+            ("invite", "consult", "transfer", "notify", "replaced", "hangup"),
+            xfer.ATTENDED_MESSAGES,
+            "the consultation call is answered, the REFER (Refer-To with Replaces) accepted, the "
+            "target ends the replaced call and answers the transferee's INVITE (Replaces and "
+            "Referred-By passed), the NOTIFYs report 100 then 200, every call is ended",
+            xfer.attended_transferor,
+            xfer.attended_transferee,
+            party=xfer.attended_target,
+            callee_steps=("invite", "transfer", "call_target", "notify", "hangup", "target_hangup"),
+            party_steps=("consult_answer", "target_answer", "target_hangup"),
         ),
     )
 }

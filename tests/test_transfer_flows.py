@@ -30,10 +30,10 @@ JITTER_MS = 1000
 BLIND = FLOWS["blind_transfer"]
 
 
-def transfer_spec(sut: str, n: str) -> dict[str, Any]:
+def transfer_spec(sut: str, n: str, flow: str = "blind_transfer") -> dict[str, Any]:
     host, port = sut.rsplit(":", 1)
     return {
-        "name": f"blind-transfer-{n}",
+        "name": f"{flow}-{n}",
         "target": {"host": host, "port": int(port), "domain": host, "registrar": True},
         "roles": {
             "callers": {
@@ -41,7 +41,7 @@ def transfer_spec(sut: str, n: str) -> dict[str, Any]:
                 "max_calls": CALLS,
                 "hold_ms": 100,
                 "accounts": [{"user": f"alice{n}"}],
-                "flow": {"name": "blind_transfer", "transfer_to": "carol", "talk_s": 0.2},
+                "flow": {"name": flow, "transfer_to": "carol", "talk_s": 0.2},
             },
             "callees": {"accounts": [{"user": f"bob{n}", "password": "secret"}]},
             "parties": {"carol": {"accounts": [{"user": f"carol{n}", "password": "secret"}]}},
@@ -72,6 +72,10 @@ def sessions(
             "pass-1": jittered_stack.submit(transfer_spec(sut, "1")),
             "pass-2": jittered_stack.submit(transfer_spec(sut, "2")),
             "broken": jittered_stack.submit(transfer_spec(broken, "3")),
+            "attended": jittered_stack.submit(transfer_spec(sut, "4", "attended_transfer")),
+            "attended-broken": jittered_stack.submit(
+                transfer_spec(broken, "5", "attended_transfer")
+            ),
         }
         yield {key: jittered_stack.wait(sid, 180) for key, sid in ids.items()}
 
@@ -143,6 +147,41 @@ def test_refer_refused_fails_the_transfer_step_alone(sessions: dict[str, dict[st
     assert body["measured"]["step_failed_transfer"] >= CALLS
     reasons = " | ".join(body["reasons"])
     assert "step transfer: unexpected" in reasons, reasons
+
+
+def test_attended_transfer_passes(sessions: dict[str, dict[str, Any]]) -> None:
+    """Consultation call, REFER with Replaces, the target ends the replaced call (its BYE comes
+    before the final NOTIFY by cause: it is sent before the target answers the transferee)."""
+    body = sessions["attended"]
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body["reasons"]
+    attended = FLOWS["attended_transfer"]
+    caller = role_steps(body, "caller")
+    assert list(caller) == list(attended.steps)
+    assert all((s["passed"], s["failed"]) == (CALLS, 0) for s in caller.values()), caller
+    callee = role_steps(body, "callee")
+    assert list(callee) == [*attended.callee_steps, "consult_answer", "target_answer"], callee
+    for step, s in callee.items():
+        expected = 2 * CALLS if step == "target_hangup" else CALLS
+        assert (s["passed"], s["failed"]) == (expected, 0), (step, s)
+
+
+def test_attended_refer_refused_fails_at_the_transfer(
+    sessions: dict[str, dict[str, Any]],
+) -> None:
+    """The REFER refused: the transferor's `transfer` step fails (403), the transferee's wait
+    for the REFER fails the same step; the target, whose consultation call passed, then waits
+    in vain for the transferee's INVITE (its `target_answer` times out: a consequence, named)."""
+    body = sessions["attended-broken"]
+    assert body["verdict"] == "fail", body
+    caller = role_steps(body, "caller")
+    assert [caller[s]["passed"] for s in ("invite", "consult")] == [CALLS, CALLS], caller
+    assert caller["transfer"]["failed_by"] == {"unexpected": CALLS}, caller
+    callee = role_steps(body, "callee")
+    assert callee["transfer"]["failed_by"] == {"timeout": CALLS}, callee
+    assert callee["consult_answer"]["passed"] == CALLS, callee
+    failed = {s["step"] for s in body["steps"] if s["failed"]}
+    assert failed == {"transfer", "target_answer"}, body["steps"]
+    assert "step transfer: unexpected" in " | ".join(body["reasons"])
 
 
 def _spec(**roles: Any) -> dict[str, Any]:
