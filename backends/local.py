@@ -188,6 +188,7 @@ class LocalBackend(RunnerBackend):
             silence_s=self.settings.runner_silence_s,
             spool_max_messages=self.settings.agent_spool_max_messages,
             spool_linger_s=self.settings.agent_spool_linger_s,
+            start_jitter_ms=self.settings.runner_start_jitter_ms,
         )
         placed = placement.runner_ids or everyone
         key = token_key(self.settings)

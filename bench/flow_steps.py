@@ -33,6 +33,8 @@ IP = "127.0.0.1"
 
 
 def run(name: str, calls: int, rate: float, work: Path) -> str:
+    if FLOWS[name].party is not None:  # a transfer: three parties and a registrar proxy
+        return f"{name:18s} (three parties through a registrar: python -m bench.transfer_flows)"
     params = default_params(name).model_copy(update=SHORT.get(name, {}))
     caller = work / "caller.xml"
     caller.write_text(render_flow(params, "caller"))

@@ -66,8 +66,11 @@ def flows_show(
         list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE, e.g. cancel_after_s=3")
     ] = None,
     xml: Annotated[
-        Literal["caller", "callee"] | None,
-        typer.Option(help="Print this side's SIPp XML (with the parameters) instead"),
+        Literal["caller", "callee", "party"] | None,
+        typer.Option(
+            help="Print this side's SIPp XML (with the parameters) instead; party: the named "
+            "party's (a transfer target's)"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The entry as JSON")] = False,
 ) -> None:
@@ -81,6 +84,9 @@ def flows_show(
         if xml == "callee" and flow.callee is None:
             err.print(f"the {name} flow has no callee side (the target answers)")
             raise typer.Exit(2)
+        if xml == "party" and flow.party is None:
+            err.print(f"the {name} flow has no named party's side")
+            raise typer.Exit(2)
         typer.echo(render(params, xml), nl=False)
         return
     entry: dict[str, Any] = flow.describe()
@@ -90,6 +96,10 @@ def flows_show(
     out.print(f"[bold]{escape(name)}[/bold]: {escape(flow.title)}")
     out.print(f"success: {escape(flow.success)}")
     out.print("steps: " + escape(" > ".join(flow.steps)))
+    if flow.callee_steps:
+        out.print("callee steps: " + escape(" > ".join(flow.callee_steps)))
+    if flow.party is not None:
+        out.print("named party's steps: " + escape(" > ".join(flow.party_steps)))
     for p in entry["parameters"]:
         out.print(f"  {escape(p['name'])} (default {p['default']}): {escape(p['description'])}")
     out.print("messages:")

@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import queue
+import random
 import signal
 import sys
 import threading
@@ -456,6 +457,10 @@ class Agent:
             cfg.work_dir.mkdir(parents=True, exist_ok=True)
             result = RunResult(None, Counters())
             registered = True
+            if cfg.start_jitter_ms:  # parties out of step (tests): the barriers absorb it
+                delay_ms = random.uniform(0, cfg.start_jitter_ms)
+                log.info("start delayed %.0f ms (start jitter)", delay_ms)
+                self.stop_event.wait(delay_ms / 1000)
             if cfg.role == "callee" and cfg.registrar is not None:
                 self.registration = Registration(
                     cfg, SippRegister(cfg, self.sipp_bin), on_retry=self._on_register_retry

@@ -12,18 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from sipflow import flow_xml as x
+from sipflow import transfer_flows as xfer
+from sipflow.flow_params import FlowParams
 
-
-class FlowParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    def call_extra_s(self) -> float:
-        """How much longer than a basic call one call of the flow takes (its pauses): the
-        session's expected duration, hence its timeouts and deadlines, grows by it."""
-        return 0.0
+__all__ = ["FLOWS", "Flow", "FlowParams", "FlowSpec"]
 
 
 class RingNoAnswer(FlowParams):
@@ -104,6 +99,8 @@ FlowSpec = Annotated[
         HoldResume,
         SessionTimer,
         OptionsKeepalive,
+        xfer.BlindTransfer,
+        xfer.AttendedTransfer,
     ],
     Field(discriminator="name"),
 ]
@@ -122,6 +119,11 @@ class Flow:
     # The final answer to the INVITE of a successful call (the KPIs' code_NNN, ASR): 200, or the
     # flow's expected rejection; None: the flow places no call (OPTIONS).
     final_code: int | None = 200
+    # A third side, run by the named party (roles.parties) the parameters name (the transfer
+    # target); its own steps (callee-side runners).
+    party: Callable[[FlowParams], str] | None = None
+    party_steps: tuple[str, ...] = ()
+    callee_steps: tuple[str, ...] = ()  # when the callee side's steps are not `steps`
 
     def describe(self) -> dict[str, object]:
         """The catalogue entry the API and CLI show."""
@@ -145,6 +147,9 @@ class Flow:
             "messages": list(self.messages),
             "success": self.success,
             "callee_side": self.callee is not None,
+            "party_side": self.party is not None,
+            "callee_steps": list(self.callee_steps or (self.steps if self.callee else ())),
+            "party_steps": list(self.party_steps),
         }
 
 
@@ -556,6 +561,35 @@ FLOWS: dict[str, Flow] = {
             None,
             final_code=None,
         ),
+        Flow(
+            "blind_transfer",
+            "Blind transfer (REFER) to a named party",
+            xfer.BlindTransfer,
+            ("invite", "transfer", "notify", "hangup"),
+            xfer.BLIND_MESSAGES,
+            "the REFER is accepted (202), the NOTIFYs report 100 then 200 (the target answered "
+            "the transferee, Referred-By passed), every call is ended",
+            xfer.blind_transferor,
+            xfer.blind_transferee,
+            party=xfer.blind_target,
+            callee_steps=("invite", "transfer", "call_target", "notify", "hangup", "target_hangup"),
+            party_steps=("target_answer", "target_hangup"),
+        ),
+        Flow(
+            "attended_transfer",
+            "Attended transfer (REFER with Replaces) to a named party",
+            xfer.AttendedTransfer,
+            ("invite", "consult", "transfer", "notify", "replaced", "hangup"),
+            xfer.ATTENDED_MESSAGES,
+            "the consultation call is answered, the REFER (Refer-To with Replaces) accepted, the "
+            "target ends the replaced call and answers the transferee's INVITE (Replaces and "
+            "Referred-By passed), the NOTIFYs report 100 then 200, every call is ended",
+            xfer.attended_transferor,
+            xfer.attended_transferee,
+            party=xfer.attended_target,
+            callee_steps=("invite", "transfer", "call_target", "notify", "hangup", "target_hangup"),
+            party_steps=("consult_answer", "target_answer", "target_hangup"),
+        ),
     )
 }
 
@@ -564,10 +598,11 @@ def flow_of(params: FlowParams) -> Flow:
     return FLOWS[params.name]  # type: ignore[attr-defined]
 
 
-def render(params: FlowParams, side: Literal["caller", "callee"]) -> str:
-    """The SIPp XML of one side of the flow with these parameters."""
+def render(params: FlowParams, side: Literal["caller", "callee", "party"]) -> str:
+    """The SIPp XML of one side of the flow with these parameters ("party": the named party's,
+    e.g. a transfer target)."""
     flow = flow_of(params)
-    make = flow.caller if side == "caller" else flow.callee
+    make = {"caller": flow.caller, "callee": flow.callee, "party": flow.party}[side]
     if make is None:
         raise ValueError(f"flow {flow.name!r} has no {side} side")
     return make(params)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from sipflow import flows
 from sipflow.addresses import host_port, is_loopback
 from sipflow.call_options import render
 from sipflow.call_script import compile_script
+from sipflow.flow_params import FlowParams
 from sipflow.messages import Role
 from sipflow.runner_config import AccountConfig, MessageConfig, RegistrarConfig, RunnerConfig
 from sipflow.spec import CallOptions, CustomScenario, RoleSpec, SessionSpec
@@ -88,8 +90,20 @@ def runner_id(role: Role, index: int) -> str:
 def runner_ids(spec: SessionSpec, role: Role) -> list[str]:
     if role == "callee":
         callees = spec.roles.callees
-        return [runner_id("callee", i) for i in range(callees.agents)] if callees else []
+        n = (callees.agents if callees else 0) + sum(p.agents for p in spec.roles.parties.values())
+        return [runner_id("callee", i) for i in range(n)]
     return [runner_id("caller", i) for i in range(spec.roles.callers.agents)]
+
+
+def party_runners(spec: SessionSpec) -> dict[str, str]:
+    """Runner id -> the named party it runs: a party's runners are callee-side runners (they
+    register and answer), numbered after the callees' (callee-N), in the parties' order."""
+    first = spec.roles.callees.agents if spec.roles.callees else 0
+    out: dict[str, str] = {}
+    for name, party in spec.roles.parties.items():
+        for _ in range(party.agents):
+            out[runner_id("callee", first + len(out))] = name
+    return out
 
 
 def split(total: int, parts: int, index: int) -> int:
@@ -101,10 +115,22 @@ def _scenario(role: RoleSpec, spec: SessionSpec) -> tuple[str, str | None]:
     """A flow's side (rendered XML) runs as a custom scenario: its step marks travel with it."""
     flow = spec.roles.callers.flow
     if flow is not None:
-        return "custom", flows.render(flow, "caller" if role is spec.roles.callers else "callee")
+        if role is spec.roles.callers:
+            return "custom", flows.render(_with_party_user(flow, spec), "caller")
+        side: Literal["callee", "party"] = "callee" if role is spec.roles.callees else "party"
+        return "custom", flows.render(flow, side)
     if isinstance(role.scenario, CustomScenario):
         return "custom", role.scenario.xml
     return role.scenario, None
+
+
+def _with_party_user(flow: FlowParams, spec: SessionSpec) -> FlowParams:
+    """The callers' flow with the SIP user of the party it names (its first account's)."""
+    name = flow.party()
+    party = spec.roles.parties.get(name) if name is not None else None
+    if party is None or not party.accounts:
+        return flow
+    return flow.with_party_user(party.accounts[0].user)
 
 
 def _accounts(role: RoleSpec) -> list[AccountConfig]:
@@ -136,6 +162,7 @@ def runner_configs(
     silence_s: float = 0,
     spool_max_messages: int = 20000,
     spool_linger_s: float = 300,
+    start_jitter_ms: int = 0,
 ) -> list[RunnerConfig]:
     """The configs of the session's runners of `role`.
 
@@ -154,13 +181,12 @@ def runner_configs(
         silence_s=silence_s or None,
         spool_max_messages=spool_max_messages,
         spool_linger_s=spool_linger_s,
+        start_jitter_ms=start_jitter_ms,
     )
     if role == "callee":
         callees = spec.roles.callees
         if callees is None:
             return []
-        accounts = _accounts(callees)
-        scenario, xml = _scenario(callees, spec)
         registrar = None
         if target is not None and target.registrar:
             registrar = RegistrarConfig(
@@ -169,8 +195,15 @@ def runner_configs(
                 domain=target.sip_domain,
                 expires_s=target.register_expires_s,
             )
-        for i in range(callees.agents):
-            rid = runner_id("callee", i)
+        # The callees, then the named parties (callee-side runners numbered after them).
+        sides: list[tuple[str, RoleSpec, int]] = [
+            (runner_id("callee", i), callees, i) for i in range(callees.agents)
+        ]
+        for rid, name in party_runners(spec).items():
+            sides.append((rid, spec.roles.parties[name], 0))
+        for rid, role_spec, i in sides:
+            accounts = _accounts(role_spec)
+            scenario, xml = _scenario(role_spec, spec)
             configs.append(
                 RunnerConfig(
                     **common,  # type: ignore[arg-type]
@@ -178,7 +211,7 @@ def runner_configs(
                     role="callee",
                     scenario=scenario,
                     scenario_xml=xml,
-                    transport=callees.transport,
+                    transport=role_spec.transport,
                     local_ip=addresses[rid],
                     local_port=SIP_PORT,
                     control_port=CONTROL_PORT,
@@ -187,7 +220,7 @@ def runner_configs(
                     domain=target.sip_domain if target else None,
                     registrar=registrar,
                     work_dir=runs_dir / sid / rid,
-                    media=callees.media.runner_config() if callees.media else None,
+                    media=role_spec.media.runner_config() if role_spec.media else None,
                 )
             )
         return configs

@@ -108,6 +108,10 @@ class RunnerConfig(BaseModel):
     # A caller started beside its callees (so its start-up overlaps theirs) reports `ready` and
     # places no call until a `go` control message (or ends on stop / after max_runtime_s).
     wait_for_go: bool = False
+    # The agent waits a random time up to this (uniform) before it registers or starts SIPp:
+    # parties of a session start out of step, which the session's barriers (callees ready,
+    # then `go` on the control topic) must absorb (tests; SIPFLOW_RUNNER_START_JITTER_MS).
+    start_jitter_ms: int = Field(default=0, ge=0, le=60_000)
     # A callee's registration, like a phone's: a REGISTER that gets a 5xx, a 408 or no answer is
     # tried again, up to register_attempts tries in all, waiting register_backoff_s before the
     # second try and register_backoff_factor times longer before each further one. One try gives

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # 0: that part of the switch is off.
     runner_deadline_margin_s: float = 600
     runner_silence_s: float = 120
+    # Each runner agent waits a random 0..N ms before it registers or starts SIPp (0: off), so a
+    # test can start a session's parties out of step (RunnerConfig.start_jitter_ms).
+    runner_start_jitter_ms: int = Field(default=0, ge=0, le=60_000)
     # Runner agents' on-disk spool of unacknowledged MQTT messages (RunnerConfig.spool_*):
     # at most agent_spool_max_messages (one per stats interval, ~1-2 kB each: 20,000 is ~5.5
     # hours of broker outage at 1 interval/s, ~40 MB); a finished agent waits up to

@@ -244,6 +244,25 @@ class CalleeSpec(RoleSpec):
         return v
 
 
+class PartySpec(RoleSpec):
+    """A named party (roles.parties): a role a flow refers to by its name, e.g. the target of a
+    transfer (`flow: {name: blind_transfer, transfer_to: carol}`). It registers its account at
+    the target and runs the side the flow gives it (sipflow/transfer_flows.py)."""
+
+    scenario: str | CustomScenario = "answer"
+
+    @field_validator("scenario")
+    @classmethod
+    def _party_scenario(cls, v: str | CustomScenario) -> str | CustomScenario:
+        if v != "answer":
+            raise ValueError("a named party runs the side its flow gives it (leave scenario out)")
+        return v
+
+
+PartyKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+MAX_PARTIES = 8
+
+
 class CallerSpec(RoleSpec):
     scenario: str | CustomScenario = "call"
     rate: Annotated[
@@ -376,6 +395,46 @@ def _flow_consistent(
 class Roles(Strict):
     callees: CalleeSpec | None = None
     callers: CallerSpec
+    # Named parties beyond callers and callees (a transfer target, ...), by name; a flow names
+    # them (docs/flows.md "Named parties"). `callers` and `callees` stay the first two parties.
+    parties: Annotated[dict[PartyKey, PartySpec], Field(max_length=MAX_PARTIES)] = {}
+
+
+def _parties_consistent(spec: SessionSpec) -> None:
+    """Every named party is one a flow names, registers at the target, runs locally."""
+    roles, callers = spec.roles, spec.roles.callers
+    flow_params = callers.flow
+    named = flow_params.party() if flow_params is not None else None
+    if named is not None:
+        name = flow_params.name if flow_params is not None else ""
+        if named not in roles.parties:
+            have = ", ".join(roles.parties) or "none"
+            raise ValueError(
+                f"roles.callers.flow: the {name!r} flow names party {named!r}, "
+                f"not in roles.parties (there: {have})"
+            )
+        if roles.callees is None:
+            raise ValueError(f"roles.callees: the {name!r} flow needs callees (the transferee)")
+        if spec.target is None or not spec.target.registrar:
+            raise ValueError(
+                f"target: the {name!r} flow needs a target registrar (the parties register there)"
+            )
+    for party, p in roles.parties.items():
+        where = f"roles.parties.{party}"
+        if party != named:
+            raise ValueError(f"{where}: no flow of this session names this party")
+        if p.agents != 1:
+            raise ValueError(f"{where}.agents: a named party is one agent (one registered user)")
+        if not p.accounts or p.accounts[0].password is None:
+            raise ValueError(f"{where}.accounts: give the party's account with its password")
+        if p.media is not None:
+            raise ValueError(f"{where}.media: not yet available for a named party")
+        if p.network.active:
+            raise ValueError(f"{where}.network: not yet for a named party (the session's applies)")
+        if p.pool is not None or spec.pool is not None:
+            raise ValueError(f"{where}.pool: named parties run on the worker's own backend")
+        if spec.backend not in (None, "local"):
+            raise ValueError(f"{where}: named parties run on the local backend only")
 
 
 class SessionSpec(Strict):
@@ -412,6 +471,8 @@ class SessionSpec(Strict):
         else:
             needs_callee = flow.callee is not None
             _flow_consistent(flow.name, flow.callee is not None, callees, self.target)
+        if self.roles.parties or (callers.flow is not None and callers.flow.party()):
+            _parties_consistent(self)
         if needs_callee and callees is None and self.target is None:
             raise ValueError("roles.callees: a 'call' session needs callees or a target")
         if needs_callee and callees is None and not callers.call_to:

@@ -206,7 +206,7 @@ def check_spec(policy: TenantPolicy, spec: SessionSpec) -> None:
         _check_host(policy, opts.outbound_proxy.host, proxy_loc)
     q = policy.quotas
     roles = [r for r in (spec.roles.callees, spec.roles.callers) if r is not None]
-    agents = sum(r.agents for r in roles)
+    agents = sum(r.agents for r in roles) + sum(p.agents for p in spec.roles.parties.values())
     if q.agents is not None and agents > q.agents:
         msg = f"{agents} agents over the tenant's {q.agents}"
         raise PolicyViolation("quota", ("roles",), "agents", msg, q.agents)

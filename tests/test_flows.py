@@ -147,10 +147,14 @@ def test_step_thresholds() -> None:
 def test_every_flow_renders_valid_scenarios() -> None:
     for name, flow in FLOWS.items():
         params = default_params(name)
-        sides = ["caller", "callee"] if flow.callee is not None else ["caller"]
-        for side in sides:
+        sides = {"caller": flow.steps}
+        if flow.callee is not None:
+            sides["callee"] = flow.callee_steps or flow.steps
+        if flow.party is not None:
+            sides["party"] = flow.party_steps
+        for side, steps in sides.items():
             xml = render(params, side)  # type: ignore[arg-type]
-            assert [m.name for m in steps_of(xml)] == list(flow.steps), (name, side)
+            assert [m.name for m in steps_of(xml)] == list(steps), (name, side)
             # Every rtd started is stopped (SIPp refuses the scenario otherwise).
             started = set(re.findall(r'start_rtd="([a-z0-9_]+)"', xml))
             assert started <= set(re.findall(r' rtd="([a-z0-9_]+)"', xml)), (name, side)

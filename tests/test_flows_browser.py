@@ -58,3 +58,26 @@ def test_flow_picker_and_steps_table(sqlite_stack: RunningStack, page: Any) -> N
     page.wait_for_selector("#steps-ladder li >> text=callee -> 486 Busy Here")
     assert "486" in page.inner_text("#steps-flow")
     screenshot(page, "dashboard-report-steps.png")
+
+
+def test_flow_picker_writes_a_transfer_spec_with_its_party(
+    sqlite_stack: RunningStack, page: Any
+) -> None:
+    """A flow with a named party (blind_transfer): the picker writes `roles.parties` with the
+    party its `transfer_to` names, and the spec checks clean."""
+    api = sqlite_stack.stack.api_url
+    sign_in(page, api, str(sqlite_stack.stack.api_key))
+    page.goto(f"{api}/dashboard/new")
+    page.wait_for_selector("#flow-name option[value=blind_transfer]", state="attached")
+    page.click("#flows summary")
+    page.select_option("#flow-name", "blind_transfer")
+    page.wait_for_selector("#flow-params tr[data-param=transfer_to]")
+    about = page.inner_text("#flow-about")
+    assert "invite → transfer → notify → hangup" in about
+    assert "target_answer → target_hangup" in about
+    page.click("#flow-use")
+    value = page.input_value("#spec")
+    assert "transfer_to: target" in value and "parties:\n    target:" in value, value
+    page.click("#check")
+    page.wait_for_function("document.querySelector('#result').textContent.length > 0")
+    assert page.locator(".editor .field-error").count() == 0, page.inner_text("#errors")

@@ -33,12 +33,19 @@ class FlowInfo(BaseModel):
     messages: list[str] = Field(description="the ladder of one call")
     success: str = Field(description="the outcome that counts as a successful call")
     callee_side: bool = Field(description="false: the target answers (no callees)")
+    party_side: bool = Field(
+        default=False,
+        description="true: a named party (roles.parties, e.g. a transfer target) runs a third side",
+    )
+    callee_steps: list[str] = Field(default=[], description="the callee side's steps")
+    party_steps: list[str] = Field(default=[], description="the named party's steps")
 
 
 class FlowXml(BaseModel):
     flow: dict[str, Any] = Field(description="the flow with every parameter")
     caller: str
     callee: str | None
+    party: str | None = Field(default=None, description="the named party's side, if any")
 
 
 @router.get("", response_model=list[FlowInfo], summary="The built-in call flows")
@@ -75,9 +82,10 @@ def flow_xml(body: dict[str, Any], principal: PrincipalDep) -> FlowXml:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         ) from None
-    has_callee = FLOWS[params.name].callee is not None
+    flow = FLOWS[params.name]
     return FlowXml(
         flow=params.model_dump(),
         caller=render(params, "caller"),
-        callee=render(params, "callee") if has_callee else None,
+        callee=render(params, "callee") if flow.callee is not None else None,
+        party=render(params, "party") if flow.party is not None else None,
     )

@@ -177,15 +177,23 @@ function flowSpec(f) {
   const params = f.parameters.map((p) => `      ${p.name}: ${p.default}`).join("\n");
   const callees = f.callee_side
     ? "  callees:\n    accounts:\n      - {user: bob, password: secret}\n" : "";
+  // A flow with a named party (a transfer target): the party its parameter names, with an account.
+  const partyParam = f.party_side ? f.parameters.find((p) => p.name === "transfer_to") : null;
+  const parties = f.party_side
+    ? `  parties:\n    ${(partyParam && partyParam.default) || "target"}:\n      accounts:\n` +
+      "        - {user: carol, password: secret}\n" : "";
   return `name: ${f.name}\ntarget:\n  host: 127.0.0.1\n  port: 5060\nroles:\n${callees}` +
     `  callers:\n    rate: 1\n    max_calls: 10\n    flow:\n      name: ${f.name}\n` +
-    (params ? params + "\n" : "") +
+    (params ? params + "\n" : "") + parties +
     `thresholds:\n  - success_rate >= 100\n  - step_failed_${f.steps[f.steps.length - 1]} == 0\n`;
 }
 function showFlow() {
   const f = flows.find((x) => x.name === $("#flow-name").value);
   if (!f) return;
-  $("#flow-about").textContent = `${f.title}. Steps: ${f.steps.join(" → ")}. Success: ${f.success}.`;
+  const party = f.party_side && f.party_steps
+    ? ` Named party (roles.parties) steps: ${f.party_steps.join(" → ")}.` : "";
+  $("#flow-about").textContent =
+    `${f.title}. Steps: ${f.steps.join(" → ")}. Success: ${f.success}.${party}`;
   $("#flow-params tbody").replaceChildren(...f.parameters.map((p) => el("tr", { "data-param": p.name },
     el("td", { class: "mono" }, p.name), el("td", { class: "mono" }, String(p.default)), el("td", {}, p.description))));
 }
