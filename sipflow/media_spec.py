@@ -28,8 +28,17 @@ class MediaSpec(BaseModel):
     sample_pct: Annotated[
         float, Field(gt=0, le=100, description="% of the calls whose audio is analysed")
     ] = 100
+    relay: bool = Field(
+        default=False,
+        description="the system under test relays the media (e.g. Kamailio + rtpengine): "
+        "streams are tied to their calls by the SDP of the relayed leg, not by the sender",
+    )
 
     def runner_config(self) -> MediaConfig:
         return MediaConfig(
-            codec=self.codec, analyse=self.analyse, mos=self.mos, sample_pct=self.sample_pct
+            codec=self.codec,
+            analyse=self.analyse,
+            mos=self.mos,
+            sample_pct=self.sample_pct,
+            relay=self.relay,
         )

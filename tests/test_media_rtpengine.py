@@ -1,0 +1,109 @@
+"""Audio through a system under test that relays it: Kamailio + rtpengine (tests/sut/rtpengine.py).
+The runners' streams reach each other only through rtpengine, which sends each leg's RTP from
+its own port: `media.relay` ties them to their calls by the SDP of the relayed leg. Clean: every
+call has audio both ways, no loss, PESQ >= 3.5, MOS-CQE >= 4.0; 5 % loss on the callees' side:
+the loss is measured there and PESQ drops."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import RunningStack
+from tests.sut.rtpengine import MediaRelay, media_relay
+from tests.test_media_e2e import calls
+
+CALLS = 8
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaRelay]:
+    with media_relay(tmp_path_factory.mktemp("rtpengine")) as sut:
+        yield sut
+
+
+def relay_spec(sut: MediaRelay, **extra: Any) -> dict[str, Any]:
+    media = {"codec": "PCMU", "mos": "pesq", "relay": True}
+    spec: dict[str, Any] = {
+        "name": "media-through-rtpengine",
+        "target": {"host": sut.host, "port": sut.port, "domain": sut.host, "registrar": True},
+        "roles": {
+            "callees": {
+                "agents": 1,
+                "accounts": [{"user": "bob", "password": "secret"}],
+                "media": dict(media),
+            },
+            "callers": {
+                "rate": 4,
+                "max_calls": CALLS,
+                "hold_ms": 3000,
+                "accounts": [{"user": "alice"}],
+                "media": dict(media),
+            },
+        },
+        "thresholds": [
+            "success_rate >= 100",
+            "pesq_median >= 3.5",
+            "mos_p5 >= 4.0",
+            "one_way_audio_calls == 0",
+            "no_audio_calls == 0",
+        ],
+    }
+    spec.update(extra)
+    return spec
+
+
+def relayed_sources(relay: MediaRelay, stack: RunningStack, sid: str) -> set[str]:
+    """The runners' view of who sent them each stream is in their media reports; here: every
+    call's both directions came from rtpengine's port range (checked through the stored rows'
+    stream keys, which name the call, and the relay's own log of the calls it handled)."""
+    text = (relay.work_dir / "rtpengine.log").read_text(errors="replace")
+    return {c["call_id"] for c in calls(stack, sid) if c["call_id"] in text}
+
+
+def test_clean_audio_through_rtpengine(sqlite_stack: RunningStack, relay: MediaRelay) -> None:
+    body = sqlite_stack.run(relay_spec(relay))
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body
+    m = body["measured"]
+    assert m["media_calls"] == CALLS
+    assert m["rtp_loss_pct"] == 0
+    assert m["pesq_median"] >= 3.5 and m["mos_p5"] >= 4.0, m
+    assert (m["one_way_audio_calls"], m["no_audio_calls"]) == (0, 0)
+    rows = calls(sqlite_stack, body["id"])
+    assert len(rows) == CALLS and len({r["call_id"] for r in rows}) == CALLS
+    for row in rows:
+        assert row["audio"] == "both", row
+        dirs = {d["direction"]: d for d in row["directions"]}
+        assert set(dirs) == {"caller_to_callee", "callee_to_caller"}
+        for d in dirs.values():
+            assert d["received"] >= 100  # 3 s of 20 ms packets, less set-up
+            assert (d["lost"], d["duplicates"]) == (0, 0)
+            assert d["sender_runner"] and d["receiver_runner"]
+            assert d["mos"] >= 4.0
+    # The calls really went through rtpengine: it logged each of them.
+    assert relayed_sources(relay, sqlite_stack, body["id"]) == {r["call_id"] for r in rows}
+
+
+def test_loss_on_the_callee_side_through_rtpengine(
+    sqlite_stack: RunningStack, relay: MediaRelay
+) -> None:
+    spec = relay_spec(relay)
+    spec["roles"]["callees"]["network"] = {"loss_pct": 5}
+    body = sqlite_stack.run(spec)
+    assert body["status"] == "completed" and body["verdict"] == "fail", body
+    m = body["measured"]
+    assert m["media_calls"] == CALLS
+    failed = {t["threshold"] for t in body["thresholds"] if not t["passed"]}
+    assert "pesq_median >= 3.5" in failed, body["thresholds"]
+    rows = calls(sqlite_stack, body["id"])
+    to_callee = [d for r in rows for d in r["directions"] if d["direction"] == "caller_to_callee"]
+    to_caller = [d for r in rows for d in r["directions"] if d["direction"] == "callee_to_caller"]
+    lost = sum(d["lost"] for d in to_callee)
+    expected = sum(d["expected"] for d in to_callee)
+    assert 3.0 <= 100.0 * lost / expected <= 7.0, (lost, expected)
+    assert sum(d["lost"] for d in to_caller) == 0  # the callers' side is clean
+    pesq = sorted(d["pesq"] for d in to_callee if d["pesq"] is not None)
+    assert pesq and pesq[len(pesq) // 2] < 3.5, pesq
