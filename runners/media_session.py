@@ -17,6 +17,7 @@ from runners import media_pesq
 from runners.media_audio import PAYLOAD_TYPE, reference_file, speech_like
 from runners.media_emodel import mos_cqe, r_factor
 from runners.media_rtp import RtpReceiver, StreamStats, sampled
+from sipflow.media_upload import decode_data, g711, linear_samples
 from sipflow.messages import MEDIA_PART_ITEMS, MediaReport, MediaSent, MediaStream
 from sipflow.runner_config import MediaConfig, RunnerConfig
 
@@ -78,7 +79,7 @@ def started_streams(log_file: Path) -> list[tuple[str, int, str]]:
     in start order."""
     if not log_file.exists():
         return []
-    out = []
+    out: list[tuple[str, int, str]] = []
     for line in log_file.read_text(errors="replace").splitlines():
         parts = line.split()
         if len(parts) not in (2, 3) or parts[0] != LOG_TAG:
@@ -122,11 +123,15 @@ def relayed_calls(streams: list[StreamStats], log_file: Path) -> dict[tuple[str,
     return out
 
 
-def stream_result(s: StreamStats, codec: str, call_id: str | None = None) -> MediaStream:
+def stream_result(
+    s: StreamStats, codec: str, call_id: str | None = None, reference: list[int] | None = None
+) -> MediaStream:
+    """reference: the linear samples the peer streams (None: the built-in audio)."""
     r = r_factor(codec, s.loss_pct, s.jitter_ms)
     pesq = None
     if s.payloads is not None:
-        pesq = media_pesq.score(s.payloads, s.max_ext, speech_like(), codec)
+        ref = reference if reference is not None else speech_like()
+        pesq = media_pesq.score(s.payloads, s.max_ext, ref, codec)
     return MediaStream(
         src=s.src,
         ssrc=s.ssrc,
@@ -153,7 +158,14 @@ class MediaSession:
         self.cfg, self.media = cfg, media
         self.log_file = scenario.with_name("media.log")
         self.log_file.unlink(missing_ok=True)
-        audio = reference_file(cfg.work_dir, media.codec)
+        self.reference: list[int] | None = None  # None: the built-in audio
+        if media.audio_format is not None and media.audio_data is not None:
+            # Uploaded: both ends stream the same clip (the spec checks it), in the codec.
+            self.reference = linear_samples(media.audio_format, decode_data(media.audio_data))
+            audio = cfg.work_dir / f"uploaded.{'ulaw' if media.codec == 'PCMU' else 'alaw'}"
+            audio.write_bytes(g711(self.reference, media.codec))
+        else:
+            audio = reference_file(cfg.work_dir, media.codec)
         scenario.write_text(media_variant(scenario.read_text(), media, audio))
         self.receiver: RtpReceiver | None = None
         if media.analyse:
@@ -189,9 +201,9 @@ class MediaSession:
                 if call_id is not None and not in_sample(call_id, s.src, s.ssrc, self.media):
                     not_sampled += 1
                     continue
-                received.append(stream_result(s, self.media.codec, call_id))
+                received.append(stream_result(s, self.media.codec, call_id, self.reference))
         else:
-            received = [stream_result(s, self.media.codec) for s in streams]
+            received = [stream_result(s, self.media.codec, None, self.reference) for s in streams]
         parts = []
         n = max(1, -(-max(len(sent), len(received)) // MEDIA_PART_ITEMS))
         for i in range(n):

@@ -40,6 +40,9 @@ class MediaConfig(BaseModel):
     # The SUT relays the media (rtpengine): streams are tied to calls by the SDP of the relayed
     # leg (each runner logs the address its peer's SDP names: the relay sends from it).
     relay: bool = False
+    # Uploaded reference audio (sipflow/media_upload.py), base64; None: the built-in audio.
+    audio_format: Literal["wav", "ulaw", "alaw"] | None = None
+    audio_data: str | None = Field(default=None, repr=False)
 
 
 class MessageConfig(BaseModel):

@@ -7,7 +7,6 @@ the loss is measured there and PESQ drops."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
