@@ -57,13 +57,14 @@ def spec(rate: float, calls: int, hold_ms: int, analyse: bool, mos: str) -> dict
 
 
 class AgentCpu(threading.Thread):
-    """Polls the session's agents' CPU (self + waited children, i.e. SIPp) until they exit."""
+    """Polls the CPU of the session's agents and their children (SIPp) while they run."""
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__(daemon=True)
         self.run_dir, self.done = run_dir, threading.Event()
         self.cpu_s: dict[str, float] = {}
         self.injections: dict[str, bytes] = {}  # the agent removes it when SIPp is done
+        self.seen: dict[tuple[str, int], float] = {}
 
     def run(self) -> None:
         while not self.done.is_set():
@@ -74,12 +75,37 @@ class AgentCpu(threading.Thread):
             for pid_file in self.run_dir.glob("*/agent.pid"):
                 try:
                     pid = int(pid_file.read_text().split()[0])
-                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 except (OSError, ValueError, IndexError):
                     continue
-                ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-                self.cpu_s[pid_file.parent.name] = ticks / TICK
+                # The agent's own CPU and its children's (SIPp), each read while it lives: a
+                # child's CPU reaches the agent's cutime only when reaped, maybe after our
+                # last look.
+                for proc in [pid, *_children(pid)]:
+                    ticks = _ticks(proc)
+                    if ticks is not None:
+                        self.seen[(pid_file.parent.name, proc)] = ticks / TICK
+                by_runner: dict[str, float] = {}
+                for (runner, _proc), cpu in self.seen.items():
+                    by_runner[runner] = by_runner.get(runner, 0.0) + cpu
+                self.cpu_s = by_runner
             time.sleep(0.2)
+
+
+def _ticks(pid: int) -> int | None:
+    """utime + stime of a process (its own, not its children's)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
 
 
 def run_session(stack: Any, http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
