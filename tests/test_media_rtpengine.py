@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import RunningStack
 from tests.sut.rtpengine import MediaRelay, media_relay
-from tests.test_media_e2e import calls
+from tests.test_media_e2e import _block_rtp_to_callers, calls
 
 CALLS = 8
 
@@ -150,3 +150,23 @@ def test_uploaded_audio_through_rtpengine(
         sent = (sqlite_stack.runs_dir / body["id"] / runner / "uploaded.ulaw").read_bytes()
         assert sent[:4] != b"RIFF" and len(sent) % 160 == 0
         assert abs(len(sent) - (len(clip) - 44) // 2) < 160
+
+
+def test_one_way_through_rtpengine_fails_the_verdict(
+    sqlite_stack: RunningStack, relay: MediaRelay
+) -> None:
+    """A firewall that lets the relay's RTP reach the callees only: every call one-way (the
+    callers' streams are known from their SDP even though nothing of them arrives)."""
+    spec = relay_spec(relay)
+    spec["roles"]["callers"]["max_calls"] = 4
+    spec["thresholds"] = ["one_way_audio_calls == 0"]
+    sid = sqlite_stack.submit(spec)
+    _block_rtp_to_callers(sid, 7000)
+    body = sqlite_stack.wait(sid)
+    assert (body["status"], body["verdict"]) == ("completed", "fail"), body
+    m = body["measured"]
+    assert (m["one_way_audio_calls"], m["no_audio_calls"], m["media_calls"]) == (4, 0, 4), m
+    for row in calls(sqlite_stack, sid):
+        got = {d["direction"]: d["audio"] for d in row["directions"]}
+        assert row["audio"] == "one_way"
+        assert got == {"caller_to_callee": True, "callee_to_caller": False}, row
