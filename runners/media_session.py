@@ -6,6 +6,11 @@ How a stream is tied to its call: SIPp gives the streams of one process the SSRC
 `sipflow-media <Call-ID>` in one action, so the n-th line of the log is the call of SSRC
 0xCA110000 + n. The sender reports (Call-ID, its media address, SSRC); the receiver reports the
 stream it got from that address with that SSRC; the store joins the two.
+
+Through a media relay (`media.relay`), the source is the relay: each runner also logs the address
+its peer's SDP named for the call (the relay's port for that leg, which it sends the leg's RTP
+from), names the call of each stream it receives by that address, and both ends report the
+stream by (Call-ID, direction).
 """
 
 from __future__ import annotations

@@ -50,8 +50,9 @@ Audio = Annotated[
 
 
 class MediaSpec(BaseModel):
-    """Audio both ways in every call: the callers' and callees' SIPp stream the built-in reference
-    audio (a deterministic speech-like signal, G.711) for the call's hold time; each runner
+    """Audio both ways in every call: the callers' and callees' SIPp stream the reference audio
+    (built-in: a deterministic speech-like signal; or an uploaded clip), G.711, for the call's
+    hold time, directly or through a relay (`relay: true`); each runner
     analyses what it receives (loss, duplicates, reordering, RFC 3550 jitter, E-model MOS;
     with `mos: pesq` also PESQ-NB against the reference, for up to 50 streams per runner, where
     the runner has the `pesq` package: else its pesq metrics stay empty)."""
