@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sipflow needs on a Debian/Ubuntu machine: SIPp, Kamailio (the test SUT),
 # mosquitto, iproute2, nftables and iptables (the local backend's session namespaces and delayer),
-# Prometheus (the metrics tests) from Debian's packages, and a virtualenv pinned by
+# Prometheus (the metrics tests), rtpengine, sox, espeak-ng and tcpdump (media) from Debian's
+# packages, and a virtualenv pinned by
 # requirements.lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,4 +71,23 @@ if [ ${#ctr_missing[@]} -gt 0 ]; then
     "${ctr_missing[@]}" uidmap slirp4netns iptables >/dev/null
 fi
 # --- end containers ------------------------------------------------------------------------------
+# --- media (issue 12): rtpengine (userspace, --table=-1: the tests' Kamailio + rtpengine SUT,
+# tests/sut/rtpengine.py, starts its own on its own ports), sox + espeak-ng (reference speech made
+# offline), tcpdump (captures), nftables (loss on the input path: installed above) -------------
+media_missing=()
+have rtpengine || media_missing+=(rtpengine-daemon)
+have sox || media_missing+=(sox)
+have espeak-ng || media_missing+=(espeak-ng)
+have tcpdump || media_missing+=(tcpdump)
+if [ ${#media_missing[@]} -gt 0 ]; then
+  echo "setup: installing ${media_missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${media_missing[@]}" >/dev/null
+  # The packaged service is not what the tests use (and would hold rtpengine's default ports).
+  if [[ " ${media_missing[*]} " == *" rtpengine-daemon "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now rtpengine-daemon.service >/dev/null 2>&1 || true
+  fi
+fi
+# --- end media -----------------------------------------------------------------------------------
 echo "setup: ready (.venv/bin/sipflow)"

@@ -6,6 +6,11 @@ How a stream is tied to its call: SIPp gives the streams of one process the SSRC
 `sipflow-media <Call-ID>` in one action, so the n-th line of the log is the call of SSRC
 0xCA110000 + n. The sender reports (Call-ID, its media address, SSRC); the receiver reports the
 stream it got from that address with that SSRC; the store joins the two.
+
+Through a media relay (`media.relay`), the source is the relay: each runner also logs the address
+its peer's SDP named for the call (the relay's port for that leg, which it sends the leg's RTP
+from), names the call of each stream it receives by that address, and both ends report the
+stream by (Call-ID, direction).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from runners import media_pesq
 from runners.media_audio import PAYLOAD_TYPE, reference_file, speech_like
 from runners.media_emodel import mos_cqe, r_factor
 from runners.media_rtp import RtpReceiver, StreamStats, sampled
+from sipflow.media_upload import decode_data, g711, linear_samples
 from sipflow.messages import MEDIA_PART_ITEMS, MediaReport, MediaSent, MediaStream
 from sipflow.runner_config import MediaConfig, RunnerConfig
 
@@ -26,6 +32,17 @@ LOG_TAG = "sipflow-media"
 SDP_PLAIN = "m=audio [media_port] RTP/AVP 0\n      a=rtpmap:0 PCMU/8000"
 CALLER_ANSWERED = '<action><assign assign_to="answered" value="1"/></action>'
 CALLEE_ACK = '<recv request="ACK" optional="true" rtd="true" crlf="true"/>'
+CALLEE_INVITE = '<recv request="INVITE" crlf="true"/>'
+# Through a relay: the address the peer's SDP names (the relay's port for this call's leg, which
+# the relay also sends this leg's RTP from), taken from the 200 (caller) or the INVITE (callee).
+PEER_SDP = (
+    '<ereg regexp="c=IN IP4 ([0-9.]+)" search_in="msg" check_it="false"'
+    ' assign_to="sfm_c,sfm_ip"/>'
+    '<ereg regexp="m=audio ([0-9]+)" search_in="msg" check_it="false"'
+    ' assign_to="sfm_m,sfm_port"/>'
+    # SIPp refuses a variable used once: the whole matches are scratch, used here.
+    '<assignstr assign_to="sfm_c" value="[$sfm_m]"/>'
+)
 
 
 def sipp_args(cfg: RunnerConfig) -> list[str]:
@@ -41,42 +58,85 @@ def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
     and logs its Call-ID in the same action."""
     pt = PAYLOAD_TYPE[media.codec]
     sdp = f"m=audio {media.rtp_port} RTP/AVP {pt}\n      a=rtpmap:{pt} {media.codec}/8000"
-    stream = f'<exec rtp_stream="{audio},-1,{pt}"/><log message="{LOG_TAG} [call_id]"/>'
+    peer = " [$sfm_ip]:[$sfm_port]" if media.relay else ""
+    stream = f'<exec rtp_stream="{audio},-1,{pt}"/><log message="{LOG_TAG} [call_id]{peer}"/>'
     if SDP_PLAIN not in xml:
         raise ValueError("the scenario has no SDP sipflow knows how to give media")
     out = xml.replace(SDP_PLAIN, sdp)
     if CALLER_ANSWERED in out:
-        answered = CALLER_ANSWERED.replace("</action>", f"{stream}</action>")
+        ereg = PEER_SDP if media.relay else ""
+        answered = CALLER_ANSWERED.replace("</action>", f"{ereg}{stream}</action>")
         out = out.replace(CALLER_ANSWERED, answered)
     elif CALLEE_ACK in out:
         out = out.replace(CALLEE_ACK, CALLEE_ACK[:-2] + f"><action>{stream}</action></recv>")
+        if media.relay:
+            if CALLEE_INVITE not in out:
+                raise ValueError("the scenario has no INVITE whose SDP sipflow can read")
+            invite = CALLEE_INVITE[:-2] + f"><action>{PEER_SDP}</action></recv>"
+            out = out.replace(CALLEE_INVITE, invite)
     else:
         raise ValueError("the scenario has no point where sipflow can start the audio")
     return out
 
 
-def sent_streams(log_file: Path, src: str, sample_pct: float) -> list[tuple[str, int]]:
-    """(Call-ID, SSRC) of the streams SIPp started, from its log, in the sample."""
+def started_streams(log_file: Path) -> list[tuple[str, int, str]]:
+    """(Call-ID, SSRC, the peer's SDP address or "") of every stream SIPp started, from its log,
+    in start order."""
     if not log_file.exists():
         return []
-    out = []
-    n = 0
+    out: list[tuple[str, int, str]] = []
     for line in log_file.read_text(errors="replace").splitlines():
         parts = line.split()
-        if len(parts) != 2 or parts[0] != LOG_TAG:
+        if len(parts) not in (2, 3) or parts[0] != LOG_TAG:
             continue
-        ssrc = (SSRC_BASE + n) & 0xFFFFFFFF
-        n += 1
-        if sampled(src, ssrc, sample_pct):
-            out.append((parts[1], ssrc))
+        ssrc = (SSRC_BASE + len(out)) & 0xFFFFFFFF
+        out.append((parts[1], ssrc, parts[2] if len(parts) == 3 else ""))
     return out
 
 
-def stream_result(s: StreamStats, codec: str) -> MediaStream:
+def in_sample(call_id: str, src: str, ssrc: int, media: MediaConfig) -> bool:
+    """Whether a stream is analysed. Directly between runners both ends hash (sender address,
+    SSRC); through a relay the receiver sees the relay's address, so both hash the Call-ID."""
+    if media.relay:
+        return sampled(call_id, 0, media.sample_pct)
+    return sampled(src, ssrc, media.sample_pct)
+
+
+def sent_streams(log_file: Path, src: str, media: MediaConfig) -> list[tuple[str, int]]:
+    """(Call-ID, SSRC) of the streams SIPp started, from its log, in the sample."""
+    return [
+        (call_id, ssrc)
+        for call_id, ssrc, _peer in started_streams(log_file)
+        if in_sample(call_id, src, ssrc, media)
+    ]
+
+
+def relayed_calls(streams: list[StreamStats], log_file: Path) -> dict[tuple[str, int], str]:
+    """Through a relay: the call of each received stream, by its source: the address the peer's
+    SDP named for that call (the relay sends a leg's RTP from the port it offered for it). A
+    relay may reuse a port for a later call: the calls logged with one address are paired with
+    that address's streams in order of arrival."""
+    calls_at: dict[str, list[str]] = {}
+    for call_id, _ssrc, peer in started_streams(log_file):
+        if peer:
+            calls_at.setdefault(peer, []).append(call_id)
+    out: dict[tuple[str, int], str] = {}
+    for s in sorted(streams, key=lambda s: s.first_time):
+        waiting = calls_at.get(s.src)
+        if waiting:
+            out[(s.src, s.ssrc)] = waiting.pop(0)
+    return out
+
+
+def stream_result(
+    s: StreamStats, codec: str, call_id: str | None = None, reference: list[int] | None = None
+) -> MediaStream:
+    """reference: the linear samples the peer streams (None: the built-in audio)."""
     r = r_factor(codec, s.loss_pct, s.jitter_ms)
     pesq = None
     if s.payloads is not None:
-        pesq = media_pesq.score(s.payloads, s.max_ext, speech_like(), codec)
+        ref = reference if reference is not None else speech_like()
+        pesq = media_pesq.score(s.payloads, s.max_ext, ref, codec)
     return MediaStream(
         src=s.src,
         ssrc=s.ssrc,
@@ -92,6 +152,7 @@ def stream_result(s: StreamStats, codec: str) -> MediaStream:
         pesq=pesq,
         first_time=s.first_time,
         last_time=s.last_time,
+        call_id=call_id,
     )
 
 
@@ -102,7 +163,14 @@ class MediaSession:
         self.cfg, self.media = cfg, media
         self.log_file = scenario.with_name("media.log")
         self.log_file.unlink(missing_ok=True)
-        audio = reference_file(cfg.work_dir, media.codec)
+        self.reference: list[int] | None = None  # None: the built-in audio
+        if media.audio_format is not None and media.audio_data is not None:
+            # Uploaded: both ends stream the same clip (the spec checks it), in the codec.
+            self.reference = linear_samples(media.audio_format, decode_data(media.audio_data))
+            audio = cfg.work_dir / f"uploaded.{'ulaw' if media.codec == 'PCMU' else 'alaw'}"
+            audio.write_bytes(g711(self.reference, media.codec))
+        else:
+            audio = reference_file(cfg.work_dir, media.codec)
         scenario.write_text(media_variant(scenario.read_text(), media, audio))
         self.receiver: RtpReceiver | None = None
         if media.analyse:
@@ -110,7 +178,9 @@ class MediaSession:
             if keep and not media_pesq.available():
                 log.warning("mos: pesq asked, but the pesq package is not installed: no PESQ")
                 keep = 0
-            self.receiver = RtpReceiver(cfg.local_ip, media.rtp_port, media.sample_pct, keep)
+            # Through a relay the sample is chosen by Call-ID once the log names the calls.
+            pct = 100.0 if media.relay else media.sample_pct
+            self.receiver = RtpReceiver(cfg.local_ip, media.rtp_port, pct, keep)
             self.receiver.start()
 
     @property
@@ -124,9 +194,21 @@ class MediaSession:
         self.receiver.stop()
         sent = [
             MediaSent(call_id=c, src=self.src, ssrc=ssrc)
-            for c, ssrc in sent_streams(self.log_file, self.src, self.media.sample_pct)
+            for c, ssrc in sent_streams(self.log_file, self.src, self.media)
         ]
-        received = [stream_result(s, self.media.codec) for s in self.receiver.streams.values()]
+        streams = list(self.receiver.streams.values())
+        not_sampled = len(self.receiver.not_sampled)
+        if self.media.relay:
+            calls = relayed_calls(streams, self.log_file)
+            received = []
+            for s in streams:
+                call_id = calls.get((s.src, s.ssrc))
+                if call_id is not None and not in_sample(call_id, s.src, s.ssrc, self.media):
+                    not_sampled += 1
+                    continue
+                received.append(stream_result(s, self.media.codec, call_id, self.reference))
+        else:
+            received = [stream_result(s, self.media.codec, None, self.reference) for s in streams]
         parts = []
         n = max(1, -(-max(len(sent), len(received)) // MEDIA_PART_ITEMS))
         for i in range(n):
@@ -141,7 +223,8 @@ class MediaSession:
                     sample_pct=self.media.sample_pct,
                     sent=sent[lo:hi],
                     received=received[lo:hi],
-                    not_sampled=len(self.receiver.not_sampled) if i == 0 else 0,
+                    not_sampled=not_sampled if i == 0 else 0,
+                    relay=self.media.relay,
                 )
             )
         log.info("media: %d streams sent, %d received and analysed", len(sent), len(received))

@@ -2,19 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 
+from sipflow.media_upload import MAX_DATA_CHARS, AudioFormat, decode_data, linear_samples
 from sipflow.runner_config import MediaConfig
 
 # Media needs audio long enough to judge: the callers' hold_ms is the call's audio duration.
 MIN_HOLD_MS = 1000
 
 
+class UploadedAudio(BaseModel):
+    """Reference audio of your own (sipflow/media_upload.py): base64 of a WAV (16-bit PCM,
+    8000 Hz, mono) or of headerless G.711 bytes, 1 to 10 s; looped for the call's hold time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: AudioFormat
+    data: Annotated[str, Field(min_length=1, max_length=MAX_DATA_CHARS, repr=False)]
+
+    @field_validator("data")
+    @classmethod
+    def _valid_audio(cls, v: str, info: ValidationInfo) -> str:
+        fmt = info.data.get("format")
+        if fmt is not None:
+            linear_samples(fmt, decode_data(v))
+        return v
+
+
+def _audio_kind(v: Any) -> str:
+    return "builtin" if isinstance(v, str) else "upload"
+
+
+Audio = Annotated[
+    Annotated[Literal["builtin"], Tag("builtin")] | Annotated[UploadedAudio, Tag("upload")],
+    Discriminator(_audio_kind),
+]
+
+
 class MediaSpec(BaseModel):
-    """Audio both ways in every call: the callers' and callees' SIPp stream the built-in reference
-    audio (a deterministic speech-like signal, G.711) for the call's hold time; each runner
+    """Audio both ways in every call: the callers' and callees' SIPp stream the reference audio
+    (built-in: a deterministic speech-like signal; or an uploaded clip), G.711, for the call's
+    hold time, directly or through a relay (`relay: true`); each runner
     analyses what it receives (loss, duplicates, reordering, RFC 3550 jitter, E-model MOS;
     with `mos: pesq` also PESQ-NB against the reference, for up to 50 streams per runner, where
     the runner has the `pesq` package: else its pesq metrics stay empty)."""
@@ -22,14 +60,25 @@ class MediaSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     codec: Literal["PCMU", "PCMA"] = "PCMU"
-    audio: Literal["builtin"] = "builtin"
+    audio: Audio = "builtin"
     analyse: bool = True
     mos: Literal["emodel", "pesq"] = "emodel"
     sample_pct: Annotated[
         float, Field(gt=0, le=100, description="% of the calls whose audio is analysed")
     ] = 100
+    relay: bool = Field(
+        default=False,
+        description="the system under test relays the media (e.g. Kamailio + rtpengine): "
+        "streams are tied to their calls by the SDP of the relayed leg, not by the sender",
+    )
 
     def runner_config(self) -> MediaConfig:
         return MediaConfig(
-            codec=self.codec, analyse=self.analyse, mos=self.mos, sample_pct=self.sample_pct
+            codec=self.codec,
+            analyse=self.analyse,
+            mos=self.mos,
+            sample_pct=self.sample_pct,
+            relay=self.relay,
+            audio_format=None if isinstance(self.audio, str) else self.audio.format,
+            audio_data=None if isinstance(self.audio, str) else self.audio.data,
         )

@@ -19,10 +19,17 @@ from sipflow.models import CallMediaRow
 
 Audio = Literal["both", "one_way", "none"]
 DIRECTION = {"caller": "caller_to_callee", "callee": "callee_to_caller"}
+# What a runner of this role receives (the other role's direction).
+RECEIVES = {"caller": "callee_to_caller", "callee": "caller_to_callee"}
 
 
 def stream_key(src: str, ssrc: int) -> str:
     return f"{src}/{ssrc}"
+
+
+def call_key(call_id: str, direction: str) -> str:
+    """Through a relay both ends name a stream by its call and direction."""
+    return f"call:{call_id}/{direction}"
 
 
 def _upsert(db: Session, values: dict[str, Any], update: Sequence[str]) -> None:
@@ -57,11 +64,14 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
     """Idempotent (a redelivered report writes the same values); returns the rows written."""
     sid = msg.session_id
     for s in msg.sent:
+        direction = DIRECTION[msg.role]
         _upsert(
             db,
             {
                 "session_id": sid,
-                "stream_key": stream_key(s.src, s.ssrc),
+                "stream_key": call_key(s.call_id, direction)
+                if msg.relay
+                else stream_key(s.src, s.ssrc),
                 "call_id": s.call_id,
                 "direction": DIRECTION[msg.role],
                 "sender_runner": msg.runner_id,
@@ -70,11 +80,20 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
             SENDER_COLUMNS,
         )
     for r in msg.received:
+        relayed: dict[str, Any] = {}
+        if msg.relay and r.call_id is not None:  # named by the receiver: its call and direction
+            relayed = {"call_id": r.call_id, "direction": RECEIVES[msg.role]}
+        key = (
+            call_key(r.call_id, RECEIVES[msg.role])
+            if relayed and r.call_id is not None
+            else stream_key(r.src, r.ssrc)
+        )
         _upsert(
             db,
             {
                 "session_id": sid,
-                "stream_key": stream_key(r.src, r.ssrc),
+                "stream_key": key,
+                **relayed,
                 "receiver_runner": msg.runner_id,
                 "received": r.received,
                 "expected": r.expected,
@@ -89,7 +108,7 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
                 "first_time": r.first_time,
                 "last_time": r.last_time,
             },
-            RECEIVER_COLUMNS,
+            RECEIVER_COLUMNS + tuple(relayed),
         )
     db.commit()
     return len(msg.sent) + len(msg.received)

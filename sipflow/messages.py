@@ -194,6 +194,8 @@ class MediaStream(BaseModel):
     pesq: float | None = None  # PESQ-NB MOS-LQO, when asked and available
     first_time: float
     last_time: float
+    # Through a relay (MediaReport.relay): the call, from the SDP naming the stream's source.
+    call_id: str | None = None
 
 
 class MediaReport(BaseModel):
@@ -210,6 +212,9 @@ class MediaReport(BaseModel):
     sent: list[MediaSent] = Field(default_factory=list)
     received: list[MediaStream] = Field(default_factory=list)
     not_sampled: int = 0  # streams received but left out of the sample
+    # The media went through a relay: sent and received streams are keyed by (Call-ID,
+    # direction), the receiver naming each stream's call (MediaStream.call_id).
+    relay: bool = False
 
     model_config = {"populate_by_name": True}
 

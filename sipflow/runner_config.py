@@ -37,6 +37,12 @@ class MediaConfig(BaseModel):
     sample_pct: float = Field(default=100.0, gt=0, le=100)
     media_port: int = 6000
     rtp_port: int = 7000  # not media_port + 2: SIPp binds that one for video
+    # The SUT relays the media (rtpengine): streams are tied to calls by the SDP of the relayed
+    # leg (each runner logs the address its peer's SDP names: the relay sends from it).
+    relay: bool = False
+    # Uploaded reference audio (sipflow/media_upload.py), base64; None: the built-in audio.
+    audio_format: Literal["wav", "ulaw", "alaw"] | None = None
+    audio_data: str | None = Field(default=None, repr=False)
 
 
 class MessageConfig(BaseModel):

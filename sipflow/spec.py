@@ -370,7 +370,7 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
         raise ValueError("roles.callees.media: callers have media, give callees media too")
     if callees is not None and callees.media is not None:
         # Both ends must pick the same streams to analyse, or a direction looks silent.
-        for name in ("codec", "analyse", "sample_pct"):
+        for name in ("codec", "analyse", "sample_pct", "relay", "audio"):
             if getattr(callees.media, name) != getattr(callers.media, name):
                 raise ValueError(f"roles.callees.media.{name}: must be the callers' {name}")
     if callers.hold_ms < MIN_HOLD_MS:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from sipflow.media_upload import inline_audio_files
 from sipflow.spec import SessionSpec
 
 
@@ -69,6 +70,9 @@ def load_spec_data(path: Path) -> dict[str, Any]:
         raise SpecFileError([f"{path}: not valid {_kind(path)}: {exc}"]) from exc
     if not isinstance(data, dict):
         raise SpecFileError([f"{path}: the spec must be a mapping, not {type(data).__name__}"])
+    errors = inline_audio_files(data, path.parent)  # media.audio: {file: clip.wav}
+    if errors:
+        raise SpecFileError(errors)
     return data
 
 

@@ -121,9 +121,9 @@ def test_media_variant_of_the_built_ins(tmp_path: Path) -> None:
 def test_sent_streams_follow_the_log_order(tmp_path: Path) -> None:
     log = tmp_path / "media.log"
     log.write_text("sipflow-media a@x\nnoise\nsipflow-media b@x\nsipflow-media c@x\n")
-    got = sent_streams(log, "10.0.0.100:6000", 100)
+    got = sent_streams(log, "10.0.0.100:6000", MediaConfig())
     assert got == [("a@x", SSRC_BASE), ("b@x", SSRC_BASE + 1), ("c@x", SSRC_BASE + 2)]
-    assert sent_streams(tmp_path / "none.log", "x", 100) == []
+    assert sent_streams(tmp_path / "none.log", "x", MediaConfig()) == []
 
 
 # -- the spec ----------------------------------------------------------------------------------
