@@ -257,7 +257,12 @@ def list_sessions(
     if tenant not in (None, principal.tenant):  # another tenant's sessions are not there
         return SessionList(total=0, limit=limit, offset=offset, items=[])
     if since is not None:
-        since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
+        try:
+            since = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
+        except OverflowError:  # outside datetime's range in UTC: before or after every session
+            if since.year > 1:
+                return SessionList(total=0, limit=limit, offset=offset, items=[])
+            since = None
     rows, total = store.list_sessions(
         db,
         tenant=principal.tenant,
