@@ -15,6 +15,8 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
+from runners.media_dtmf import DTMF_PT, NOOP_PT, EventStream
+
 CLOCK_HZ = 8000  # G.711
 MAX_STREAMS = 200_000  # bound on memory: streams beyond it are counted, not analysed
 SEQ_MOD = 1 << 16
@@ -125,6 +127,8 @@ class RtpReceiver:
         self.not_sampled: set[tuple[str, int]] = set()
         self.overflow = 0  # packets of streams beyond MAX_STREAMS
         self.invalid = 0  # datagrams that are no RTP
+        # DTMF (telephone-events, runners/media_dtmf.py): every stream, not only the sample.
+        self.dtmf: dict[tuple[str, int], EventStream] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtp-receiver", daemon=True)
 
@@ -152,6 +156,9 @@ class RtpReceiver:
             return
         _b0, b1, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
         key = (src, ssrc)
+        if b1 & 0x7F in (DTMF_PT, NOOP_PT):
+            self._event(key, ts, data)
+            return
         stream = self.streams.get(key)
         if stream is None:
             if key in self.not_sampled:
@@ -166,3 +173,15 @@ class RtpReceiver:
             if len(self.streams) <= self.keep_payloads:
                 stream.payloads = {}
         stream.add(seq, ts, arrival, data[_payload_offset(data) :])
+
+    def _event(self, key: tuple[str, int], ts: int, data: bytes) -> None:
+        events = self.dtmf.get(key)
+        if events is None:
+            if len(self.dtmf) >= MAX_STREAMS:
+                self.overflow += 1
+                return
+            events = self.dtmf[key] = EventStream(*key)
+        if data[1] & 0x7F == DTMF_PT:
+            events.add(ts, data[_payload_offset(data) :])
+        else:
+            events.packets += 1

@@ -13,11 +13,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from runners import media_pesq
+from runners import media_dtmf, media_pesq
 from runners.media_audio import PAYLOAD_TYPE, reference_file, speech_like
 from runners.media_emodel import mos_cqe, r_factor
 from runners.media_rtp import RtpReceiver, StreamStats, sampled
-from sipflow.messages import MEDIA_PART_ITEMS, MediaReport, MediaSent, MediaStream
+from sipflow.messages import (
+    MEDIA_PART_ITEMS,
+    DtmfReceived,
+    DtmfSent,
+    MediaReport,
+    MediaSent,
+    MediaStream,
+)
 from sipflow.runner_config import MediaConfig, RunnerConfig
 
 log = logging.getLogger(__name__)
@@ -40,8 +47,15 @@ def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
     RTP receiver's port, and each call streams the reference audio (looped until the call ends)
     and logs its Call-ID in the same action."""
     pt = PAYLOAD_TYPE[media.codec]
-    sdp = f"m=audio {media.rtp_port} RTP/AVP {pt}\n      a=rtpmap:{pt} {media.codec}/8000"
+    # [media_port+N] names the receiver's port and makes it SIPp's source port for play_dtmf.
+    port = f"[media_port+{media.rtp_port - media.media_port}]"
+    sdp = (
+        f"m=audio {port} RTP/AVP {pt} {media_dtmf.DTMF_PT}\n"
+        f"      a=rtpmap:{pt} {media.codec}/8000\n      {media_dtmf.SDP_LINES}"
+    )
     stream = f'<exec rtp_stream="{audio},-1,{pt}"/><log message="{LOG_TAG} [call_id]"/>'
+    if media.dtmf is not None:
+        stream += media_dtmf.play_action(media.dtmf.digits, media.dtmf.duration_ms)
     if SDP_PLAIN not in xml:
         raise ValueError("the scenario has no SDP sipflow knows how to give media")
     out = xml.replace(SDP_PLAIN, sdp)
@@ -117,6 +131,11 @@ class MediaSession:
     def src(self) -> str:
         return f"{self.cfg.local_ip}:{self.media.media_port}"
 
+    @property
+    def dtmf_src(self) -> str:
+        """play_dtmf's packets leave from the port the SDP names: the receiver's."""
+        return f"{self.cfg.local_ip}:{self.media.rtp_port}"
+
     def finish(self) -> list[MediaReport]:
         """Stops the receiver; the report, in parts (none when nothing is analysed)."""
         if self.receiver is None:
@@ -127,8 +146,17 @@ class MediaSession:
             for c, ssrc in sent_streams(self.log_file, self.src, self.media.sample_pct)
         ]
         received = [stream_result(s, self.media.codec) for s in self.receiver.streams.values()]
+        dtmf_sent = [
+            DtmfSent(call_id=c, src=self.dtmf_src, ssrc=ssrc, digits=d)
+            for c, ssrc, d in media_dtmf.sent_events(self.log_file)
+        ]
+        dtmf_received = [
+            DtmfReceived(src=e.src, ssrc=e.ssrc, digits=e.digits, packets=e.packets, ended=e.ended)
+            for e in self.receiver.dtmf.values()
+        ]
         parts = []
-        n = max(1, -(-max(len(sent), len(received)) // MEDIA_PART_ITEMS))
+        most = max(len(sent), len(received), len(dtmf_sent), len(dtmf_received))
+        n = max(1, -(-most // MEDIA_PART_ITEMS))
         for i in range(n):
             lo, hi = i * MEDIA_PART_ITEMS, (i + 1) * MEDIA_PART_ITEMS
             parts.append(
@@ -142,9 +170,15 @@ class MediaSession:
                     sent=sent[lo:hi],
                     received=received[lo:hi],
                     not_sampled=len(self.receiver.not_sampled) if i == 0 else 0,
+                    dtmf_sent=dtmf_sent[lo:hi],
+                    dtmf_received=dtmf_received[lo:hi],
                 )
             )
         log.info("media: %d streams sent, %d received and analysed", len(sent), len(received))
+        if dtmf_sent or dtmf_received:
+            log.info(
+                "dtmf: %d plays sent, %d event streams received", len(dtmf_sent), len(dtmf_received)
+            )
         return parts
 
 

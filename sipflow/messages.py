@@ -186,6 +186,26 @@ class MediaStream(BaseModel):
     last_time: float
 
 
+class DtmfSent(BaseModel):
+    """DTMF this runner sent in one call (SIPp's play_dtmf, RFC 4733 events): its stream's source
+    and SSRC (runners/media_dtmf.py), which is what the receiving runner reports it by."""
+
+    call_id: str
+    src: str  # "ip:port"
+    ssrc: int
+    digits: str
+
+
+class DtmfReceived(BaseModel):
+    """The telephone-events of one stream this runner received: the digits, in order."""
+
+    src: str
+    ssrc: int
+    digits: str
+    packets: int = 0
+    ended: int = 0  # events whose end packet arrived
+
+
 class MediaReport(BaseModel):
     """Topic kind `media`: a runner's streams, sent and received, published before its done
     message (in parts of at most MEDIA_PART_ITEMS entries each, numbered from 1)."""
@@ -200,6 +220,8 @@ class MediaReport(BaseModel):
     sent: list[MediaSent] = Field(default_factory=list)
     received: list[MediaStream] = Field(default_factory=list)
     not_sampled: int = 0  # streams received but left out of the sample
+    dtmf_sent: list[DtmfSent] = Field(default_factory=list)
+    dtmf_received: list[DtmfReceived] = Field(default_factory=list)
 
     model_config = {"populate_by_name": True}
 
