@@ -16,6 +16,8 @@ from sipflow.runner_config import (
 
 # Media needs audio long enough to judge: the callers' hold_ms is the call's audio duration.
 MIN_HOLD_MS = 1000
+# After the last DTMF digit, before the BYE (the far end's receiver must see the end packets).
+DTMF_MARGIN_MS = 300
 
 
 class DtmfSpec(BaseModel):

@@ -91,8 +91,33 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
             },
             RECEIVER_COLUMNS,
         )
+    store_dtmf(db, msg)
     db.commit()
-    return len(msg.sent) + len(msg.received)
+    return len(msg.sent) + len(msg.received) + len(msg.dtmf_sent) + len(msg.dtmf_received)
+
+
+def store_dtmf(db: Session, msg: MediaReport) -> None:
+    """DTMF rows: the sender names the call and the digits it played, the receiver the digits it
+    detected in the stream of that source and SSRC (joined like the audio)."""
+    sid = msg.session_id
+    for s in msg.dtmf_sent:
+        values = {
+            "session_id": sid,
+            "stream_key": stream_key(s.src, s.ssrc),
+            "call_id": s.call_id,
+            "direction": DIRECTION[msg.role],
+            "sender_runner": msg.runner_id,
+            "dtmf_sent": s.digits,
+        }
+        _upsert(db, values, ("call_id", "direction", "sender_runner", "dtmf_sent"))
+    for r in msg.dtmf_received:
+        values = {
+            "session_id": sid,
+            "stream_key": stream_key(r.src, r.ssrc),
+            "receiver_runner": msg.runner_id,
+            "dtmf_received": r.digits,
+        }
+        _upsert(db, values, ("receiver_runner", "dtmf_received"))
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -113,11 +138,22 @@ class DirectionOut(BaseModel):
     pesq: float | None
 
 
+class DtmfOut(BaseModel):
+    """One DTMF play of a call: the digits sent and those the far end detected (None: the far
+    end's report has not come, or it detected no stream from that sender)."""
+
+    direction: str | None
+    sent: str | None
+    received: str | None
+    match: bool
+
+
 class CallOut(BaseModel):
     call_id: str
     audio: Audio
     mos: float | None  # the worse direction's
     directions: list[DirectionOut]
+    dtmf: list[DtmfOut] = []
 
 
 class CallPage(BaseModel):
@@ -132,7 +168,19 @@ def has_audio(row: CallMediaRow) -> bool:
     return bool(row.received)
 
 
+def is_dtmf(row: CallMediaRow) -> bool:
+    return row.dtmf_sent is not None or row.dtmf_received is not None
+
+
+def dtmf_of(row: CallMediaRow) -> DtmfOut:
+    sent, got = row.dtmf_sent, row.dtmf_received
+    return DtmfOut(direction=row.direction, sent=sent, received=got, match=sent == got)
+
+
 def call_of(call_id: str, rows: Sequence[CallMediaRow]) -> CallOut:
+    """A call from its rows: audio directions, and its DTMF plays."""
+    dtmf = [dtmf_of(r) for r in rows if is_dtmf(r)]
+    rows = [r for r in rows if not is_dtmf(r)]
     dirs = [
         DirectionOut(audio=has_audio(r), **r.model_dump(include=set(DirectionOut.model_fields)))
         for r in sorted(rows, key=lambda r: r.direction or "")
@@ -143,15 +191,38 @@ def call_of(call_id: str, rows: Sequence[CallMediaRow]) -> CallOut:
         audio = "one_way"
     scores = [d.mos for d in dirs if d.mos is not None]
     worst = min(scores) if scores else None
-    return CallOut(call_id=call_id, audio=audio, mos=worst, directions=dirs)
+    return CallOut(call_id=call_id, audio=audio, mos=worst, directions=dirs, dtmf=dtmf)
 
 
 def analysed_rows(db: Session, session_id: str) -> Sequence[CallMediaRow]:
+    """The audio rows (not DTMF) tied to a call."""
     return db.exec(
         select(CallMediaRow)
-        .where(CallMediaRow.session_id == session_id, col(CallMediaRow.call_id).is_not(None))
+        .where(
+            CallMediaRow.session_id == session_id,
+            col(CallMediaRow.call_id).is_not(None),
+            col(CallMediaRow.dtmf_sent).is_(None),
+            col(CallMediaRow.dtmf_received).is_(None),
+        )
         .order_by(col(CallMediaRow.id))
     ).all()
+
+
+def dtmf_calls(db: Session, session_id: str) -> list[CallOut]:
+    """The calls that sent DTMF, with their plays only (no audio directions)."""
+    rows = db.exec(
+        select(CallMediaRow)
+        .where(
+            CallMediaRow.session_id == session_id,
+            col(CallMediaRow.call_id).is_not(None),
+            col(CallMediaRow.dtmf_sent).is_not(None),
+        )
+        .order_by(col(CallMediaRow.id))
+    ).all()
+    by_call: dict[str, list[CallMediaRow]] = {}
+    for r in rows:
+        by_call.setdefault(r.call_id or "", []).append(r)
+    return [call_of(c, rs) for c, rs in by_call.items()]
 
 
 def calls_page(db: Session, session_id: str, limit: int, offset: int) -> CallPage:
@@ -195,7 +266,7 @@ def measured(db: Session, session_id: str) -> dict[str, float | None]:
     a threshold on them then fails for want of a value)."""
     rows = analysed_rows(db, session_id)
     if not rows:
-        return {}
+        return dtmf_measured(dtmf_calls(db, session_id))
     by_call: dict[str, list[CallMediaRow]] = {}
     for r in rows:
         by_call.setdefault(r.call_id or "", []).append(r)
@@ -216,4 +287,14 @@ def measured(db: Session, session_id: str) -> dict[str, float | None]:
         "pesq_p5": percentile(pesq, 5),
         "one_way_audio_calls": float(sum(c.audio == "one_way" for c in calls)),
         "no_audio_calls": float(sum(c.audio == "none" for c in calls)),
+        **dtmf_measured(dtmf_calls(db, session_id)),
     }
+
+
+def dtmf_measured(calls: Sequence[CallOut]) -> dict[str, float | None]:
+    """dtmf_calls: calls that sent DTMF; dtmf_mismatch_calls: those of them where some play's
+    digits did not arrive as sent (none is asked when no call sent DTMF: no value)."""
+    if not calls:
+        return {}
+    bad = sum(any(not d.match for d in c.dtmf if d.sent is not None) for c in calls)
+    return {"dtmf_calls": float(len(calls)), "dtmf_mismatch_calls": float(bad)}

@@ -242,3 +242,7 @@ class CallMediaRow(SQLModel, table=True):
     pesq: float | None = None
     first_time: float | None = None
     last_time: float | None = None
+    # A DTMF row (RFC 4733 events of one play, runners/media_dtmf.py) rather than audio: the
+    # digits the sender played and those the receiver detected ("" for none; NULL unknown).
+    dtmf_sent: str | None = Field(default=None, max_length=64)
+    dtmf_received: str | None = Field(default=None, max_length=64)

@@ -21,7 +21,7 @@ from sipflow.caps import Caps
 from sipflow.fargate_sizes import InvalidSize, task_size
 from sipflow.flows import FLOWS, FlowSpec
 from sipflow.load_profile import LoadProfile
-from sipflow.media_spec import MIN_HOLD_MS, MediaSpec
+from sipflow.media_spec import DTMF_MARGIN_MS, MIN_HOLD_MS, MediaSpec
 from sipflow.thresholds import Threshold, parse_threshold
 
 BUILTIN_SCENARIOS = ("options", "register", "call", "answer")
@@ -356,6 +356,18 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
                 raise ValueError(f"roles.callees.media.{name}: must be the callers' {name}")
     if callers.hold_ms < MIN_HOLD_MS:
         raise ValueError(f"roles.callers.hold_ms: media needs at least {MIN_HOLD_MS} ms of call")
+    _dtmf_fits(callers, callees)
+
+
+def _dtmf_fits(callers: CallerSpec, callees: CalleeSpec | None) -> None:
+    """The call lasts until every DTMF play has ended (SIPp cuts a play at the BYE)."""
+    for path, role in (("callers", callers), ("callees", callees)):
+        dtmf = role.media.dtmf if role is not None and role.media is not None else None
+        if dtmf is not None and callers.hold_ms < dtmf.play_ms() + DTMF_MARGIN_MS:
+            raise ValueError(
+                f"roles.callers.hold_ms: the {path}' DTMF {dtmf.digits!r} plays for "
+                f"{dtmf.play_ms()} ms; hold at least {dtmf.play_ms() + DTMF_MARGIN_MS} ms"
+            )
 
 
 def _flow_consistent(

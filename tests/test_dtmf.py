@@ -7,6 +7,10 @@ from __future__ import annotations
 import struct
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
 
 from entrypoints.stack import free_port
 from runners.media_audio import reference_file
@@ -14,7 +18,11 @@ from runners.media_dtmf import DTMF_PT, NOOP_PT, SSRC_BASE, EventStream, play_ms
 from runners.media_rtp import RtpReceiver
 from runners.media_session import media_variant
 from runners.scenario_files import built_in_path
+from sipflow import media_store, store
+from sipflow.db import session_scope
+from sipflow.messages import DtmfReceived, DtmfSent, MediaReport
 from sipflow.runner_config import DtmfConfig, MediaConfig
+from sipflow.spec import SessionSpec
 from tests.runner_fixtures import loopback_ip
 
 
@@ -128,3 +136,97 @@ def test_sipp_pair_sends_and_detects_dtmf_both_ways(tmp_path: Path) -> None:
         # the audio streams are untouched by the events: one per call, none lost
         audio = receivers[receiver].streams
         assert len(audio) == calls and all(s.lost == 0 for s in audio.values())
+
+
+# -- the store ---------------------------------------------------------------------------------
+def dtmf_reports() -> list[MediaReport]:
+    """Caller-0 played 123 in c0, c1, c2; the callee detected 123, 12 (the 3 lost) and nothing
+    for c2; a stream from a sender that never reported (no call) is left out."""
+    a = "10.250.1.100:7000"
+    caller = MediaReport(
+        session_id="d1",
+        runner_id="caller-0",
+        role="caller",
+        dtmf_sent=[
+            DtmfSent(call_id=f"c{i}", src=a, ssrc=SSRC_BASE + i, digits="123") for i in range(3)
+        ],
+    )
+    callee = MediaReport(
+        session_id="d1",
+        runner_id="callee-0",
+        role="callee",
+        dtmf_received=[
+            DtmfReceived(src=a, ssrc=SSRC_BASE, digits="123", packets=30, ended=3),
+            DtmfReceived(src=a, ssrc=SSRC_BASE + 1, digits="12", packets=20, ended=2),
+            DtmfReceived(src="10.9.9.9:7000", ssrc=1, digits="9"),
+        ],
+    )
+    return [caller, callee]
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_store_joins_dtmf_sent_and_detected(database_url: str, order: tuple[int, int]) -> None:
+    with session_scope(database_url) as db:
+        store.create_session(db, "d1", "default", "d", {}, None)
+        msgs = dtmf_reports()
+        for i in (*order, *order):  # and each redelivered once
+            media_store.store_media_report(db, msgs[i])
+        # DTMF alone is no audio: the DTMF metrics only, no audio directions
+        assert media_store.measured(db, "d1") == {"dtmf_calls": 3, "dtmf_mismatch_calls": 2}
+        calls = {c.call_id: c for c in media_store.dtmf_calls(db, "d1")}
+        assert sorted(calls) == ["c0", "c1", "c2"]
+        got = {
+            c: [(d.direction, d.sent, d.received, d.match) for d in calls[c].dtmf] for c in calls
+        }
+        assert got == {
+            "c0": [("caller_to_callee", "123", "123", True)],
+            "c1": [("caller_to_callee", "123", "12", False)],
+            "c2": [("caller_to_callee", "123", None, False)],
+        }
+        assert media_store.dtmf_measured(list(calls.values())) == {
+            "dtmf_calls": 3.0,
+            "dtmf_mismatch_calls": 2.0,
+        }
+        page = media_store.calls_page(db, "d1", limit=10, offset=0)
+        assert [(c.call_id, c.directions, len(c.dtmf)) for c in page.items] == [
+            ("c0", [], 1),
+            ("c1", [], 1),
+            ("c2", [], 1),
+        ]
+
+
+# -- the spec ----------------------------------------------------------------------------------
+def test_media_dtmf_in_the_spec() -> None:
+    def spec(callers: dict[str, Any], callees: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "roles": {
+                "callees": {"media": callees or {}},
+                "callers": {"max_calls": 5, "hold_ms": 2000, "media": callers},
+            },
+            "thresholds": ["dtmf_mismatch_calls == 0", "dtmf_calls >= 5"],
+        }
+
+    ok = SessionSpec.model_validate(spec({"dtmf": {"digits": "12*#", "duration_ms": 80}}))
+    media = ok.roles.callers.media
+    assert media is not None and media.runner_config().dtmf == DtmfConfig(
+        digits="12*#", duration_ms=80
+    )
+    assert "roles.callers.media.dtmf.digits" in messages(spec({"dtmf": {"digits": "12x"}}))[0]
+    assert "roles.callers.media.dtmf.digits" in messages(spec({"dtmf": {"digits": ""}}))[0]
+    too_short = messages(spec({"dtmf": {"digits": "1", "duration_ms": 20}}))[0]
+    assert "roles.callers.media.dtmf.duration_ms" in too_short
+    no_analysis = spec({"analyse": False, "dtmf": {"digits": "1"}}, {"analyse": False})
+    assert "dtmf: needs analyse: true" in messages(no_analysis)[0]
+    # 400 + 2 x 200 x 5 = 2400 ms of play + 300: more than the 2000 ms hold (either end's)
+    long = messages(spec({}, {"dtmf": {"digits": "1234", "duration_ms": 200}}))
+    assert "roles.callers.hold_ms: the callees' DTMF" in long[0] and "2700 ms" in long[0], long
+
+
+def messages(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        SessionSpec.model_validate(data)
+    out = []
+    for e in info.value.errors():
+        # a model-level message names its own field path first (api/errors.py does the same)
+        out.append(".".join(map(str, e["loc"])) + ": " + e["msg"] if e["loc"] else e["msg"])
+    return out

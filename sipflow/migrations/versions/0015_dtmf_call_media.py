@@ -1,0 +1,27 @@
+"""call_media.dtmf_sent / dtmf_received: DTMF (RFC 4733 events) per call, sent and detected
+
+Revision ID: 0015_dtmf_call_media
+Revises: 0014
+Create Date: 2026-12-07 02:30:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0015_dtmf_call_media"
+down_revision: str | None = "0014"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("call_media", sa.Column("dtmf_sent", sa.String(length=64), nullable=True))
+    op.add_column("call_media", sa.Column("dtmf_received", sa.String(length=64), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("call_media") as batch:
+        batch.drop_column("dtmf_received")
+        batch.drop_column("dtmf_sent")
