@@ -45,11 +45,26 @@ def sent_events(log_file: Path) -> list[tuple[str, int, str]]:
     """(Call-ID, SSRC, digits) of every play_dtmf SIPp ran, from its log."""
     if not log_file.exists():
         return []
-    out = []
+    out: list[tuple[str, int, str]] = []
     for line in log_file.read_text(errors="replace").splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[0] == LOG_TAG:
             out.append((parts[1], (SSRC_BASE + len(out)) & 0xFFFFFFFF, parts[2]))
+    return out
+
+
+EXPECT_TAG = "sipflow-expect"  # sipflow/call_script.py EXPECT_LOG
+
+
+def expectations(log_file: Path) -> list[tuple[str, str, str]]:
+    """(Call-ID, step, what) of a call script's expect_dtmf / expect audio steps, from the log."""
+    if not log_file.exists():
+        return []
+    out: list[tuple[str, str, str]] = []
+    for line in log_file.read_text(errors="replace").splitlines():
+        parts = line.split(maxsplit=3)
+        if len(parts) == 4 and parts[0] == EXPECT_TAG:
+            out.append((parts[1], parts[2], parts[3].strip()))
     return out
 
 

@@ -11,6 +11,7 @@ stream it got from that address with that SSRC; the store joins the two.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from runners import media_dtmf, media_pesq
@@ -21,6 +22,7 @@ from sipflow.messages import (
     MEDIA_PART_ITEMS,
     DtmfReceived,
     DtmfSent,
+    Expectation,
     MediaReport,
     MediaSent,
     MediaStream,
@@ -33,6 +35,14 @@ LOG_TAG = "sipflow-media"
 SDP_PLAIN = "m=audio [media_port] RTP/AVP 0\n      a=rtpmap:0 PCMU/8000"
 CALLER_ANSWERED = '<action><assign assign_to="answered" value="1"/></action>'
 CALLEE_ACK = '<recv request="ACK" optional="true" rtd="true" crlf="true"/>'
+# A compiled call script (sipflow/call_script.py): its SDP offers telephone-event too, and its
+# `expect 2xx` is a bare <recv> (the audio starts there, as the built-in call's 200 does).
+SCRIPT_NAME = '<scenario name="sipflow call script">'
+SDP_SCRIPT = (
+    "m=audio [media_port] RTP/AVP 0 96\n      a=rtpmap:0 PCMU/8000\n"
+    "      a=rtpmap:96 telephone-event/8000\n      a=fmtp:96 0-15"
+)
+SCRIPT_ANSWERED = re.compile(r'<recv response="(2[0-9][0-9])" rrs="true"\s*/>')
 
 
 def sipp_args(cfg: RunnerConfig) -> list[str]:
@@ -56,12 +66,19 @@ def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
     stream = f'<exec rtp_stream="{audio},-1,{pt}"/><log message="{LOG_TAG} [call_id]"/>'
     if media.dtmf is not None:
         stream += media_dtmf.play_action(media.dtmf.digits, media.dtmf.duration_ms)
-    if SDP_PLAIN not in xml:
+    if SDP_SCRIPT in xml:
+        out = xml.replace(SDP_SCRIPT, sdp)
+    elif SDP_PLAIN in xml:
+        out = xml.replace(SDP_PLAIN, sdp)
+    else:
         raise ValueError("the scenario has no SDP sipflow knows how to give media")
-    out = xml.replace(SDP_PLAIN, sdp)
     if CALLER_ANSWERED in out:
         answered = CALLER_ANSWERED.replace("</action>", f"{stream}</action>")
         out = out.replace(CALLER_ANSWERED, answered)
+    elif SCRIPT_ANSWERED.search(out):
+        out = SCRIPT_ANSWERED.sub(
+            lambda m: f'<recv response="{m[1]}" rrs="true"><action>{stream}</action></recv>', out
+        )
     elif CALLEE_ACK in out:
         out = out.replace(CALLEE_ACK, CALLEE_ACK[:-2] + f"><action>{stream}</action></recv>")
     else:
@@ -154,8 +171,12 @@ class MediaSession:
             DtmfReceived(src=e.src, ssrc=e.ssrc, digits=e.digits, packets=e.packets, ended=e.ended)
             for e in self.receiver.dtmf.values()
         ]
+        expected = [
+            Expectation(call_id=c, step=step, what=what)
+            for c, step, what in media_dtmf.expectations(self.log_file)
+        ]
         parts = []
-        most = max(len(sent), len(received), len(dtmf_sent), len(dtmf_received))
+        most = max(len(sent), len(received), len(dtmf_sent), len(dtmf_received), len(expected))
         n = max(1, -(-most // MEDIA_PART_ITEMS))
         for i in range(n):
             lo, hi = i * MEDIA_PART_ITEMS, (i + 1) * MEDIA_PART_ITEMS
@@ -172,6 +193,7 @@ class MediaSession:
                     not_sampled=len(self.receiver.not_sampled) if i == 0 else 0,
                     dtmf_sent=dtmf_sent[lo:hi],
                     dtmf_received=dtmf_received[lo:hi],
+                    expected=expected[lo:hi],
                 )
             )
         log.info("media: %d streams sent, %d received and analysed", len(sent), len(received))
@@ -184,6 +206,10 @@ class MediaSession:
 
 def start(cfg: RunnerConfig, name: str, scenario: Path) -> MediaSession | None:
     """The media of this run, or None (no media asked, or not a built-in call/answer)."""
-    if cfg.media is None or name not in ("call", "answer"):
+    if cfg.media is None:
+        return None
+    if name not in ("call", "answer") and not (
+        name == "custom" and SCRIPT_NAME in (cfg.scenario_xml or "")
+    ):
         return None
     return MediaSession(cfg, cfg.media, scenario)

@@ -4,18 +4,20 @@ one_way_audio_calls, no_audio_calls, media_calls)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from sipflow.messages import MediaReport
 from sipflow.models import CallMediaRow
+from sipflow.step_results import StepSummary
 
 Audio = Literal["both", "one_way", "none"]
 DIRECTION = {"caller": "caller_to_callee", "callee": "callee_to_caller"}
@@ -92,8 +94,32 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
             RECEIVER_COLUMNS,
         )
     store_dtmf(db, msg)
+    store_expectations(db, msg)
     db.commit()
-    return len(msg.sent) + len(msg.received) + len(msg.dtmf_sent) + len(msg.dtmf_received)
+    extra = len(msg.dtmf_sent) + len(msg.dtmf_received) + len(msg.expected)
+    return len(msg.sent) + len(msg.received) + extra
+
+
+# What a runner expects arrives from the far end: its direction.
+INBOUND = {"caller": "callee_to_caller", "callee": "caller_to_callee"}
+
+
+def store_expectations(db: Session, msg: MediaReport) -> None:
+    """A call script's expect_dtmf / expect audio, one row per call and step."""
+    for e in msg.expected:
+        digest = hashlib.sha1(e.call_id.encode()).hexdigest()[:20]
+        values = {
+            "session_id": msg.session_id,
+            "stream_key": f"expect/{digest}/{e.step}"[:96],
+            "call_id": e.call_id,
+            "direction": INBOUND[msg.role],
+            "receiver_runner": msg.runner_id,
+            "expect_step": e.step,
+            "expect_what": e.what[:80],
+        }
+        _upsert(
+            db, values, ("call_id", "direction", "receiver_runner", "expect_step", "expect_what")
+        )
 
 
 def store_dtmf(db: Session, msg: MediaReport) -> None:
@@ -148,12 +174,23 @@ class DtmfOut(BaseModel):
     match: bool
 
 
+class ExpectOut(BaseModel):
+    """A call script's expectation in this call (expect_dtmf, expect audio) and its judgement."""
+
+    step: str
+    expected: str  # "dtmf 12#" | "audio"
+    passed: bool
+    reason: str | None  # why it failed, for this call
+    kind: str | None  # the failure's kind, as the step table counts it
+
+
 class CallOut(BaseModel):
     call_id: str
     audio: Audio
     mos: float | None  # the worse direction's
     directions: list[DirectionOut]
     dtmf: list[DtmfOut] = []
+    expectations: list[ExpectOut] = []
 
 
 class CallPage(BaseModel):
@@ -172,6 +209,38 @@ def is_dtmf(row: CallMediaRow) -> bool:
     return row.dtmf_sent is not None or row.dtmf_received is not None
 
 
+def is_audio(row: CallMediaRow) -> bool:
+    return not is_dtmf(row) and row.expect_step is None
+
+
+def judge(expect: CallMediaRow, rows: Sequence[CallMediaRow]) -> ExpectOut:
+    """An expectation against the call's other rows: `dtmf D` passes when the far end's plays,
+    as detected here, are D; `audio` when both directions of the call had audio."""
+    what = expect.expect_what or ""
+    reason = kind = None
+    if what.startswith("dtmf "):
+        want = what[5:]
+        plays = [r for r in rows if r.dtmf_sent is not None and r.direction == expect.direction]
+        got = "".join(r.dtmf_received or "" for r in plays)
+        if got != want:
+            kind = "dtmf mismatch" if got else "no dtmf"
+            reason = f"expected DTMF {want}, received {got or 'none'}"
+    else:
+        audio = [r for r in rows if is_audio(r)]
+        heard = {r.direction for r in audio if has_audio(r)}
+        if len(heard) < 2:
+            missing = sorted({"caller_to_callee", "callee_to_caller"} - heard)
+            kind = "no audio" if not heard else "one-way audio"
+            reason = "no audio " + " nor ".join(m.replace("_", " ") for m in missing)
+    return ExpectOut(
+        step=expect.expect_step or "",
+        expected=what,
+        passed=reason is None,
+        reason=reason,
+        kind=kind,
+    )
+
+
 def dtmf_of(row: CallMediaRow) -> DtmfOut:
     sent, got = row.dtmf_sent, row.dtmf_received
     return DtmfOut(direction=row.direction, sent=sent, received=got, match=sent == got)
@@ -180,7 +249,8 @@ def dtmf_of(row: CallMediaRow) -> DtmfOut:
 def call_of(call_id: str, rows: Sequence[CallMediaRow]) -> CallOut:
     """A call from its rows: audio directions, and its DTMF plays."""
     dtmf = [dtmf_of(r) for r in rows if is_dtmf(r)]
-    rows = [r for r in rows if not is_dtmf(r)]
+    expectations = [judge(r, rows) for r in rows if r.expect_step is not None]
+    rows = [r for r in rows if is_audio(r)]
     dirs = [
         DirectionOut(audio=has_audio(r), **r.model_dump(include=set(DirectionOut.model_fields)))
         for r in sorted(rows, key=lambda r: r.direction or "")
@@ -191,7 +261,14 @@ def call_of(call_id: str, rows: Sequence[CallMediaRow]) -> CallOut:
         audio = "one_way"
     scores = [d.mos for d in dirs if d.mos is not None]
     worst = min(scores) if scores else None
-    return CallOut(call_id=call_id, audio=audio, mos=worst, directions=dirs, dtmf=dtmf)
+    return CallOut(
+        call_id=call_id,
+        audio=audio,
+        mos=worst,
+        directions=dirs,
+        dtmf=dtmf,
+        expectations=expectations,
+    )
 
 
 def analysed_rows(db: Session, session_id: str) -> Sequence[CallMediaRow]:
@@ -203,26 +280,42 @@ def analysed_rows(db: Session, session_id: str) -> Sequence[CallMediaRow]:
             col(CallMediaRow.call_id).is_not(None),
             col(CallMediaRow.dtmf_sent).is_(None),
             col(CallMediaRow.dtmf_received).is_(None),
+            col(CallMediaRow.expect_step).is_(None),
         )
         .order_by(col(CallMediaRow.id))
     ).all()
 
 
 def dtmf_calls(db: Session, session_id: str) -> list[CallOut]:
-    """The calls that sent DTMF, with their plays only (no audio directions)."""
+    """The calls that sent DTMF or expect something of the media, with all their rows."""
+    ids = select(CallMediaRow.call_id).where(
+        CallMediaRow.session_id == session_id,
+        or_(col(CallMediaRow.dtmf_sent).is_not(None), col(CallMediaRow.expect_step).is_not(None)),
+    )
     rows = db.exec(
         select(CallMediaRow)
-        .where(
-            CallMediaRow.session_id == session_id,
-            col(CallMediaRow.call_id).is_not(None),
-            col(CallMediaRow.dtmf_sent).is_not(None),
-        )
+        .where(CallMediaRow.session_id == session_id, col(CallMediaRow.call_id).in_(ids))
         .order_by(col(CallMediaRow.id))
     ).all()
     by_call: dict[str, list[CallMediaRow]] = {}
     for r in rows:
         by_call.setdefault(r.call_id or "", []).append(r)
     return [call_of(c, rs) for c, rs in by_call.items()]
+
+
+def judge_steps(db: Session, session_id: str, steps: list[StepSummary]) -> None:
+    """The call script's media steps judged per call: a call that failed one counts as failed
+    in that step (with its kind in failed_by), not passed, in the callers' step table."""
+    table = {(row.role, row.step): row for row in steps}
+    for call in dtmf_calls(db, session_id):
+        for e in call.expectations:
+            row = table.get(("caller", e.step))
+            if row is None or e.passed:
+                continue
+            row.passed = max(0, row.passed - 1)
+            row.failed += 1
+            kind = e.kind or "failed"
+            row.failed_by[kind] = row.failed_by.get(kind, 0) + 1
 
 
 def calls_page(db: Session, session_id: str, limit: int, offset: int) -> CallPage:
@@ -292,9 +385,19 @@ def measured(db: Session, session_id: str) -> dict[str, float | None]:
 
 
 def dtmf_measured(calls: Sequence[CallOut]) -> dict[str, float | None]:
-    """dtmf_calls: calls that sent DTMF; dtmf_mismatch_calls: those of them where some play's
-    digits did not arrive as sent (none is asked when no call sent DTMF: no value)."""
+    """dtmf_calls: calls that sent or expected DTMF; dtmf_mismatch_calls: those of them where a
+    play's digits did not arrive as sent, or an expect_dtmf was not met (no value when no call
+    had DTMF)."""
+    calls = [c for c in calls if c.dtmf or any(_dtmf(e) for e in c.expectations)]
     if not calls:
         return {}
-    bad = sum(any(not d.match for d in c.dtmf if d.sent is not None) for c in calls)
+    bad = sum(
+        any(not d.match for d in c.dtmf if d.sent is not None)
+        or any(_dtmf(e) and not e.passed for e in c.expectations)
+        for c in calls
+    )
     return {"dtmf_calls": float(len(calls)), "dtmf_mismatch_calls": float(bad)}
+
+
+def _dtmf(e: ExpectOut) -> bool:
+    return e.expected.startswith("dtmf ")

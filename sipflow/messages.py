@@ -206,6 +206,15 @@ class DtmfReceived(BaseModel):
     ended: int = 0  # events whose end packet arrived
 
 
+class Expectation(BaseModel):
+    """A call script's step SIPp cannot check (expect_dtmf, expect audio), met in one call:
+    judged from the media analysis once every report is in (sipflow/media_store.py)."""
+
+    call_id: str
+    step: str  # s4_expect_dtmf
+    what: str  # "dtmf 12#" | "audio"
+
+
 class MediaReport(BaseModel):
     """Topic kind `media`: a runner's streams, sent and received, published before its done
     message (in parts of at most MEDIA_PART_ITEMS entries each, numbered from 1)."""
@@ -222,6 +231,7 @@ class MediaReport(BaseModel):
     not_sampled: int = 0  # streams received but left out of the sample
     dtmf_sent: list[DtmfSent] = Field(default_factory=list)
     dtmf_received: list[DtmfReceived] = Field(default_factory=list)
+    expected: list[Expectation] = Field(default_factory=list)
 
     model_config = {"populate_by_name": True}
 

@@ -246,3 +246,7 @@ class CallMediaRow(SQLModel, table=True):
     # digits the sender played and those the receiver detected ("" for none; NULL unknown).
     dtmf_sent: str | None = Field(default=None, max_length=64)
     dtmf_received: str | None = Field(default=None, max_length=64)
+    # An expectation of a call script (`expect_dtmf 12`, `expect audio`) for this call, judged
+    # from the call's other rows (stream_key "expect/<call>/<step>").
+    expect_step: str | None = Field(default=None, max_length=64)
+    expect_what: str | None = Field(default=None, max_length=80)  # "dtmf 12" | "audio"

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from sipflow.addresses import uri_host
 from sipflow.call_options import MessageOptions
-from sipflow.call_script import CallScript
+from sipflow.call_script import CallScript, Step, media_steps
 from sipflow.caps import Caps
 from sipflow.fargate_sizes import InvalidSize, task_size
 from sipflow.flows import FLOWS, FlowSpec
@@ -288,11 +288,12 @@ class CallerSpec(RoleSpec):
 
     @model_validator(mode="after")
     def _options_fit(self) -> CallerSpec:
+        if self.script is not None and (
+            "scenario" in self.model_fields_set and self.scenario != "call"
+        ):
+            raise ValueError("script: a script is the callers' scenario; give one of them")
         if self.script is not None:
-            if "scenario" in self.model_fields_set and self.scenario != "call":
-                raise ValueError("script: a script is the callers' scenario; give one of them")
-            if self.media is not None:
-                raise ValueError("media: needs the built-in 'call' scenario, not a script")
+            _script_media(self.script, self.media)
         opts = self.call_options
         if opts is not None and opts.shapes_messages() and self.scenario != "call":
             # An uploaded scenario writes its own messages; only the proxy applies to it.
@@ -337,6 +338,18 @@ class CallerSpec(RoleSpec):
         return self.profile.peak() if self.profile is not None else self.rate
 
 
+def _script_media(script: list[Step], media: MediaSpec | None) -> None:
+    """expect_dtmf / expect audio are judged from the callers' media analysis."""
+    judged = media_steps(script)
+    if judged and (media is None or not media.analyse):
+        raise ValueError(
+            f"media: {judged[0]!r} is judged from the media analysis: give the callers (and "
+            "callees) media with analyse: true"
+        )
+    if media is not None and media.sample_pct < 100 and "expect audio" in judged:
+        raise ValueError("media.sample_pct: 'expect audio' judges every call: keep 100")
+
+
 def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
     """Media runs on the built-in call/answer scenarios, on both ends of a call, with a hold."""
     for path, role, builtin in (("callers", callers, "call"), ("callees", callees, "answer")):
@@ -354,6 +367,8 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
         for name in ("codec", "analyse", "sample_pct"):
             if getattr(callees.media, name) != getattr(callers.media, name):
                 raise ValueError(f"roles.callees.media.{name}: must be the callers' {name}")
+    if callers.script is not None:
+        return  # a script's own waits make the call's length
     if callers.hold_ms < MIN_HOLD_MS:
         raise ValueError(f"roles.callers.hold_ms: media needs at least {MIN_HOLD_MS} ms of call")
     _dtmf_fits(callers, callees)

@@ -1,4 +1,4 @@
-"""call_media.dtmf_sent / dtmf_received: DTMF (RFC 4733 events) per call, sent and detected
+"""call_media: DTMF (RFC 4733 events) per call, sent and detected; call scripts' expectations
 
 Revision ID: 0015_dtmf_call_media
 Revises: 0014
@@ -19,9 +19,13 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.add_column("call_media", sa.Column("dtmf_sent", sa.String(length=64), nullable=True))
     op.add_column("call_media", sa.Column("dtmf_received", sa.String(length=64), nullable=True))
+    op.add_column("call_media", sa.Column("expect_step", sa.String(length=64), nullable=True))
+    op.add_column("call_media", sa.Column("expect_what", sa.String(length=80), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("call_media") as batch:
+        batch.drop_column("expect_what")
+        batch.drop_column("expect_step")
         batch.drop_column("dtmf_received")
         batch.drop_column("dtmf_sent")
