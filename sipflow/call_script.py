@@ -128,7 +128,8 @@ def _check_order(state: str, step: Parsed) -> None:
             "'expect 100' cannot be checked (a 100 is hop by hop): expect 180, 183 or a final"
         )
     if step.verb in ("send_dtmf", "hangup", *MEDIA_VERBS) and state != _UP:
-        raise ValueError(f"'{step.verb}' needs an answered call (expect 200 first)")
+        shown = "expect audio" if step.verb == "expect_audio" else step.verb
+        raise ValueError(f"'{shown}' needs an answered call (expect 200 first)")
 
 
 class Step(BaseModel):
