@@ -304,18 +304,23 @@ def dtmf_calls(db: Session, session_id: str) -> list[CallOut]:
 
 
 def judge_steps(db: Session, session_id: str, steps: list[StepSummary]) -> None:
-    """The call script's media steps judged per call: a call that failed one counts as failed
-    in that step (with its kind in failed_by), not passed, in the callers' step table."""
+    """The call script's media steps judged per call, in the callers' step table: passed the
+    calls that met the step (SIPp counts none: the step is a <nop>), failed those that did not
+    (with their kind in failed_by)."""
     table = {(row.role, row.step): row for row in steps}
+    passed: dict[str, int] = {}
     for call in dtmf_calls(db, session_id):
         for e in call.expectations:
             row = table.get(("caller", e.step))
-            if row is None or e.passed:
+            if row is None:
                 continue
-            row.passed = max(0, row.passed - 1)
-            row.failed += 1
-            kind = e.kind or "failed"
-            row.failed_by[kind] = row.failed_by.get(kind, 0) + 1
+            passed[e.step] = passed.get(e.step, 0) + e.passed
+            if not e.passed:
+                row.failed += 1
+                kind = e.kind or "failed"
+                row.failed_by[kind] = row.failed_by.get(kind, 0) + 1
+    for step, n in passed.items():
+        table["caller", step].passed = n
 
 
 def calls_page(db: Session, session_id: str, limit: int, offset: int) -> CallPage:
