@@ -13,6 +13,11 @@ import pytest
 
 from entrypoints.stack import free_port
 from tests.conftest import RunningStack
+from tests.dashboard_fixtures import (  # noqa: F401
+    browser_fixture,
+    page_fixture,
+    sign_in,
+)
 from tests.sut.kamailio import kamailio
 from tests.test_media_e2e import _block_rtp_to_callers, calls
 
@@ -93,7 +98,7 @@ def test_digits_sent_are_detected_in_every_call_both_ways(
 
 
 def test_a_wrong_expect_dtmf_fails_that_step_with_its_reason(
-    sqlite_stack: RunningStack, sut: tuple[str, int]
+    sqlite_stack: RunningStack, sut: tuple[str, int], page: Any
 ) -> None:
     sid = sqlite_stack.submit(dtmf_spec(*sut, expect="777"))
     body = sqlite_stack.wait(sid, timeout=150)
@@ -110,6 +115,20 @@ def test_a_wrong_expect_dtmf_fails_that_step_with_its_reason(
         assert dtmf["reason"] == "expected DTMF 777, received 9*0"
         assert audio["passed"] is True
         assert all(d["sent"] == d["received"] for d in row["dtmf"])  # what was sent arrived
+    # The report's calls table: each direction's digits as detected, and the failed check.
+    api = sqlite_stack.stack.api_url
+    sign_in(page, api, str(sqlite_stack.stack.api_key))
+    page.goto(f"{api}/dashboard/sessions/{sid}")
+    page.wait_for_selector("#media:not([hidden]) #calls tbody tr")
+    rows = page.eval_on_selector_all(
+        "#calls tbody tr",
+        "rows => rows.map(r => [r.cells[9].dataset.dtmf, r.cells[9].dataset.dtmfOk,"
+        " r.cells[10].textContent])",
+    )
+    assert sorted(r[0] for r in rows) == ["1234#"] * CALLS + ["9*0"] * CALLS, rows
+    assert {r[1] for r in rows} == {"true"}
+    checks = [r[2] for r in rows if r[2]]
+    assert checks == ["s5_expect_dtmf: expected DTMF 777, received 9*0"] * CALLS, rows
 
 
 def test_no_audio_towards_the_callers_fails_expect_audio(
