@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from entrypoints.cli import app
 from entrypoints.stack import free_port
 from tests.conftest import RunningStack
 from tests.dashboard_fixtures import (  # noqa: F401
@@ -95,6 +97,13 @@ def test_digits_sent_are_detected_in_every_call_both_ways(
     caller = steps(sqlite_stack, sid)
     assert caller["s5_expect_dtmf"]["passed"] == CALLS
     assert caller["s5_expect_dtmf"]["failed"] == 0
+    # The CLI's calls table shows the digits and the checks.
+    env = {"SIPFLOW_API_KEY": str(sqlite_stack.stack.api_key), "COLUMNS": "250"}
+    argv = ["sessions", "calls", sid, "--api", sqlite_stack.stack.api_url]
+    shown = CliRunner().invoke(app, argv, env=env)
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.count("1234#") == CALLS and shown.stdout.count("9*0") == CALLS
+    assert shown.stdout.count("2 passed") == CALLS, shown.stdout
 
 
 def test_a_wrong_expect_dtmf_fails_that_step_with_its_reason(
