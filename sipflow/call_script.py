@@ -11,8 +11,11 @@ Steps compiled:
                     100 ms per digit, a new SSRC per play, logged with the Call-ID so the far
                     end's detection is tied to the call: runners/media_dtmf.py)
   hangup            send BYE, wait for its 200
-Refused with the reason: expect_dtmf and expect audio (SIPp judges nothing it receives in
-media), hold/resume (the built-in callee answers no re-INVITE), transfer_to (needs a third
+  expect_dtmf 9*0   the far end's DTMF in this call, and
+  expect audio      audio both ways: SIPp judges nothing it receives in media, so these log
+                    the expectation with the Call-ID and sipflow/media_store.py judges it from
+                    the media analysis (they need roles.callers.media)
+Refused with the reason: hold/resume (the built-in callee answers no re-INVITE), transfer_to (needs a third
 party). Each step's first element is preceded by `<!-- sipflow-step: NAME -->`, the mark the
 step results read (runners/scenario_steps.py).
 
