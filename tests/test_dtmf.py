@@ -14,11 +14,20 @@ from pydantic import ValidationError
 
 from entrypoints.stack import free_port
 from runners.media_audio import reference_file
-from runners.media_dtmf import DTMF_PT, NOOP_PT, SSRC_BASE, EventStream, play_ms, sent_events
+from runners.media_dtmf import (
+    DTMF_PT,
+    NOOP_PT,
+    SSRC_BASE,
+    EventStream,
+    expectations,
+    play_ms,
+    sent_events,
+)
 from runners.media_rtp import RtpReceiver
 from runners.media_session import media_variant
 from runners.scenario_files import built_in_path
 from sipflow import media_store, store
+from sipflow.call_script import compile_script, media_steps
 from sipflow.db import session_scope
 from sipflow.messages import DtmfReceived, DtmfSent, MediaReport
 from sipflow.runner_config import DtmfConfig, MediaConfig
@@ -230,3 +239,53 @@ def messages(data: dict[str, Any]) -> list[str]:
         # a model-level message names its own field path first (api/errors.py does the same)
         out.append(".".join(map(str, e["loc"])) + ": " + e["msg"] if e["loc"] else e["msg"])
     return out
+
+
+# -- the call script's media steps -------------------------------------------------------------
+def test_script_steps_compile_to_plays_and_logged_expectations(tmp_path: Path) -> None:
+    steps = ["call", "expect 200", "send_dtmf 12#", "expect_dtmf 9*0", "expect audio", "hangup"]
+    script = SessionSpec.model_validate(
+        {
+            "roles": {
+                "callees": {"media": {}},
+                "callers": {"max_calls": 1, "media": {}, "script": steps},
+            }
+        }
+    ).roles.callers.script
+    assert script is not None and media_steps(script) == ["expect_dtmf 9*0", "expect audio"]
+    xml = compile_script(script)
+    assert '<exec play_dtmf="12#,100" />' in xml
+    assert '<log message="sipflow-dtmf [call_id] 12#" />' in xml
+    assert f'<pause milliseconds="{play_ms("12#", 100)}" />' in xml
+    assert '<log message="sipflow-expect [call_id] s4_expect_dtmf dtmf 9*0" />' in xml
+    assert '<log message="sipflow-expect [call_id] s5_expect_audio audio" />' in xml
+    # With media: the receiver's port in the SDP (telephone-event kept), audio from the 200.
+    audio = tmp_path / "reference.ulaw"
+    out = media_variant(xml, MediaConfig(), audio)
+    assert "m=audio [media_port+1000] RTP/AVP 0 96" in out and "[media_port] " not in out
+    assert out.count("telephone-event/8000") == 1
+    assert f'<recv response="200" rrs="true"><action><exec rtp_stream="{audio},-1,0"/>' in out
+    log = tmp_path / "media.log"
+    log.write_text(
+        "sipflow-expect c1@x s4_expect_dtmf dtmf 9*0\nsipflow-expect c1@x s5_expect_audio audio\n"
+    )
+    assert expectations(log) == [
+        ("c1@x", "s4_expect_dtmf", "dtmf 9*0"),
+        ("c1@x", "s5_expect_audio", "audio"),
+    ]
+
+
+def test_script_media_steps_need_media() -> None:
+    def spec(media: dict[str, Any] | None, step: str) -> dict[str, Any]:
+        callers: dict[str, Any] = {"max_calls": 1, "script": ["call", "expect 200", step, "hangup"]}
+        roles: dict[str, Any] = {"callers": callers, "callees": {}}
+        if media is not None:
+            callers["media"], roles["callees"]["media"] = media, dict(media)
+        return {"roles": roles}
+
+    assert messages(spec(None, "expect_dtmf 1"))[0].startswith(
+        "roles.callers: Value error, media: 'expect_dtmf 1' is judged from the media analysis"
+    )
+    half = messages(spec({"sample_pct": 50}, "expect audio"))
+    assert "media.sample_pct: 'expect audio' judges every call" in half[0]
+    SessionSpec.model_validate(spec({"sample_pct": 50}, "expect_dtmf 1"))  # DTMF: every stream
