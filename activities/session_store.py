@@ -93,7 +93,8 @@ class StoreActivities:
             metrics = summarize(store.intervals(db, session_id), runners, code)
             metrics.measured.update(media_store.measured(db, session_id))  # audio, if any
             if metrics.steps:  # a call script's expect_dtmf / expect audio: judged from media
-                media_store.judge_steps(db, session_id, metrics.steps)
+                spec = row.spec if row is not None else None
+                media_store.judge_steps(db, session_id, metrics.steps, spec)
                 metrics.measured.update(step_metrics(metrics.steps))
             return SessionSummary(
                 metrics=metrics,

@@ -36,7 +36,7 @@ def build_report(db: Session, row: SessionRow, temporal_ui: str) -> dict[str, An
     ivs = store.intervals(db, sid)
     runner_rows = store.runners(db, sid)
     media = media_store.measured(db, sid)
-    judge = partial(media_store.judge_steps, db, sid)
+    judge = partial(media_store.judge_steps, db, sid, spec=row.spec)
     shown = views.outcome(row, ivs, runner_rows, media, judge)
     return {
         "report_version": 1,

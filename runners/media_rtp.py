@@ -21,6 +21,7 @@ CLOCK_HZ = 8000  # G.711
 MAX_STREAMS = 200_000  # bound on memory: streams beyond it are counted, not analysed
 SEQ_MOD = 1 << 16
 RTP_HEADER = struct.Struct("!BBHII")
+PAUSED_S = 0.2  # a longer silence is a paused stream (hold), not jitter
 
 
 def sampled(src: str, ssrc: int, sample_pct: float) -> bool:
@@ -42,6 +43,9 @@ class StreamStats:
     duplicates: int = 0
     reordered: int = 0
     jitter_ts: float = 0.0  # RFC 3550 A.8, in timestamp units
+    # The longest silence between two packets (a paused stream: hold) and when it ended.
+    max_gap_s: float = 0.0
+    gap_end: float = 0.0
     max_ext: int = -1
     base_ext: int = -1
     cycles: int = 0
@@ -51,6 +55,9 @@ class StreamStats:
     _transit: float | None = field(default=None, repr=False)
 
     def add(self, seq: int, timestamp: int, arrival: float, payload: bytes = b"") -> None:
+        gap = arrival - self.last_time if self.last_time else 0.0
+        if gap > self.max_gap_s:
+            self.max_gap_s, self.gap_end = gap, arrival
         self.last_time = arrival
         if self.max_ext < 0:
             ext = seq
@@ -80,7 +87,8 @@ class StreamStats:
         transit = arrival * CLOCK_HZ - timestamp
         if self._transit is not None:
             d = abs(transit - self._transit)
-            if d < CLOCK_HZ * 60:  # a timestamp jump (a new loop of the file) is no jitter
+            # a timestamp jump (a new loop of the file) or a paused stream is no jitter
+            if d < CLOCK_HZ * 60 and gap < PAUSED_S:
                 self.jitter_ts += (d - self.jitter_ts) / 16.0
         self._transit = transit
 

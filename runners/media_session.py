@@ -14,7 +14,7 @@ import logging
 import re
 from pathlib import Path
 
-from runners import media_dtmf, media_pesq
+from runners import media_dtmf, media_hold, media_pesq
 from runners.media_audio import PAYLOAD_TYPE, reference_file, speech_like
 from runners.media_emodel import mos_cqe, r_factor
 from runners.media_rtp import RtpReceiver, StreamStats, sampled
@@ -72,6 +72,8 @@ def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
         out = xml.replace(SDP_PLAIN, sdp)
     else:
         raise ValueError("the scenario has no SDP sipflow knows how to give media")
+    if media_hold.is_hold_flow(out):
+        return media_hold.hold_variant(media_hold.start_points(out, stream))
     if CALLER_ANSWERED in out:
         answered = CALLER_ANSWERED.replace("</action>", f"{stream}</action>")
         out = out.replace(CALLER_ANSWERED, answered)
@@ -123,6 +125,8 @@ def stream_result(s: StreamStats, codec: str) -> MediaStream:
         pesq=pesq,
         first_time=s.first_time,
         last_time=s.last_time,
+        max_gap_ms=round(1000 * s.max_gap_s, 1),
+        after_gap_ms=round(1000 * (s.last_time - s.gap_end), 1) if s.max_gap_s else 0.0,
     )
 
 
@@ -208,8 +212,9 @@ def start(cfg: RunnerConfig, name: str, scenario: Path) -> MediaSession | None:
     """The media of this run, or None (no media asked, or not a built-in call/answer)."""
     if cfg.media is None:
         return None
+    xml = cfg.scenario_xml or ""
     if name not in ("call", "answer") and not (
-        name == "custom" and SCRIPT_NAME in (cfg.scenario_xml or "")
+        name == "custom" and (SCRIPT_NAME in xml or media_hold.is_hold_flow(xml))
     ):
         return None
     return MediaSession(cfg, cfg.media, scenario)

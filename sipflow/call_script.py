@@ -15,9 +15,9 @@ Steps compiled:
   expect audio      audio both ways: SIPp judges nothing it receives in media, so these log
                     the expectation with the Call-ID and sipflow/media_store.py judges it from
                     the media analysis (they need roles.callers.media)
-Refused with the reason: hold/resume (the built-in callee answers no re-INVITE), transfer_to (needs a third
-party). Each step's first element is preceded by `<!-- sipflow-step: NAME -->`, the mark the
-step results read (runners/scenario_steps.py).
+Refused with the reason: hold/resume (the built-in callee answers no re-INVITE), transfer_to
+(needs a third party). Each step's first element is preceded by `<!-- sipflow-step: NAME -->`,
+the mark the step results read (runners/scenario_steps.py).
 
 The XML is built with xml.etree (attributes escaped by it); SIPp wants the messages as CDATA,
 which etree cannot write: each message is a constant of this module (no user value in it), put

@@ -52,6 +52,8 @@ RECEIVER_COLUMNS = (
     "pesq",
     "first_time",
     "last_time",
+    "max_gap_ms",
+    "after_gap_ms",
 )
 
 
@@ -90,6 +92,8 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
                 "pesq": r.pesq,
                 "first_time": r.first_time,
                 "last_time": r.last_time,
+                "max_gap_ms": r.max_gap_ms,
+                "after_gap_ms": r.after_gap_ms,
             },
             RECEIVER_COLUMNS,
         )
@@ -162,6 +166,8 @@ class DirectionOut(BaseModel):
     r_factor: float | None
     mos: float | None
     pesq: float | None
+    max_gap_ms: float | None = None  # the longest silence in the stream (a hold)
+    after_gap_ms: float | None = None  # audio after it
 
 
 class DtmfOut(BaseModel):
@@ -303,7 +309,73 @@ def dtmf_calls(db: Session, session_id: str) -> list[CallOut]:
     return [call_of(c, rs) for c, rs in by_call.items()]
 
 
-def judge_steps(db: Session, session_id: str, steps: list[StepSummary]) -> None:
+def hold_s_of(spec: dict[str, Any] | None) -> float | None:
+    """The hold time of a session running the hold_resume flow with media, else None."""
+    callers = ((spec or {}).get("roles") or {}).get("callers") or {}
+    flow = callers.get("flow") or {}
+    if flow.get("name") != "hold_resume" or callers.get("media") is None:
+        return None
+    return float(flow.get("hold_s", 1.0))
+
+
+HELD = "callee_to_caller"  # the caller holds (sendonly): the callee (recvonly) must not send
+HELD_SHARE = 0.8  # of hold_s silent: the hold is honoured
+RESUMED_MIN_MS = 300  # audio after the silence: the resume is
+
+
+def judge_hold(rows: Sequence[CallMediaRow], hold_s: float) -> dict[str, str]:
+    """A hold_resume call's media: {step: why it failed} for `hold` (the held direction sent
+    during the hold) and `resume` (no audio after it, or the other direction silent)."""
+    by_dir = {r.direction: r for r in rows if is_audio(r)}
+    held, other = by_dir.get(HELD), by_dir.get("caller_to_callee")
+    silent_ms = HELD_SHARE * hold_s * 1000
+    failed: dict[str, str] = {}
+    if held is None or not has_audio(held):
+        return {"hold": "no audio before the hold", "resume": "no audio after resume"}
+    stopped_early = (
+        other is not None
+        and other.last_time is not None
+        and held.last_time is not None
+        and (other.last_time - held.last_time) * 1000 >= silent_ms
+    )
+    paused = (held.max_gap_ms or 0.0) >= silent_ms
+    if not (paused or stopped_early):
+        failed["hold"] = "audio during hold"
+    if not paused or (held.after_gap_ms or 0.0) < RESUMED_MIN_MS or stopped_early:
+        failed["resume"] = "no audio after resume"
+    elif other is None or not has_audio(other):
+        failed["resume"] = "no audio caller to callee"
+    return failed
+
+
+def judge_steps(
+    db: Session,
+    session_id: str,
+    steps: list[StepSummary],
+    spec: dict[str, Any] | None = None,
+) -> None:
+    """The media judgements a step table takes: a call script's media steps, and the hold and
+    resume steps of the hold_resume flow with media (a call whose media failed a step counts as
+    failed there, no longer passed)."""
+    judge_script_steps(db, session_id, steps)
+    hold_s = hold_s_of(spec)
+    if hold_s is None:
+        return
+    table = {(row.role, row.step): row for row in steps}
+    by_call: dict[str, list[CallMediaRow]] = {}
+    for r in analysed_rows(db, session_id):
+        by_call.setdefault(r.call_id or "", []).append(r)
+    for rows in by_call.values():
+        for step, kind in judge_hold(rows, hold_s).items():
+            row = table.get(("caller", step))
+            if row is None:
+                continue
+            row.passed = max(0, row.passed - 1)
+            row.failed += 1
+            row.failed_by[kind] = row.failed_by.get(kind, 0) + 1
+
+
+def judge_script_steps(db: Session, session_id: str, steps: list[StepSummary]) -> None:
     """The call script's media steps judged per call, in the callers' step table: passed the
     calls that met the step (SIPp counts none: the step is a <nop>), failed those that did not
     (with their kind in failed_by)."""

@@ -184,6 +184,8 @@ class MediaStream(BaseModel):
     pesq: float | None = None  # PESQ-NB MOS-LQO, when asked and available
     first_time: float
     last_time: float
+    max_gap_ms: float = 0.0  # the longest silence between two packets (hold)
+    after_gap_ms: float = 0.0  # audio after it (first packet after the gap to the last)
 
 
 class DtmfSent(BaseModel):

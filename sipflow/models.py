@@ -250,3 +250,6 @@ class CallMediaRow(SQLModel, table=True):
     # from the call's other rows (stream_key "expect/<call>/<step>").
     expect_step: str | None = Field(default=None, max_length=64)
     expect_what: str | None = Field(default=None, max_length=80)  # "dtmf 12" | "audio"
+    # The longest silence in the stream and the audio after it (hold/resume with media).
+    max_gap_ms: float | None = None
+    after_gap_ms: float | None = None

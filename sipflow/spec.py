@@ -309,8 +309,10 @@ class CallerSpec(RoleSpec):
         # (A stored spec comes back with every default written out: compare, not fields_set.)
         if self.flow is not None and self.scenario != "call":
             raise ValueError("give either scenario or flow, not both")
-        if self.flow is not None and self.media is not None:
-            raise ValueError("media: not yet available with a flow (built-in call scenario only)")
+        if self.flow is not None and self.media is not None and self.flow.name not in MEDIA_FLOWS:
+            raise ValueError(
+                "media: with a flow, only hold_resume carries audio (built-in call otherwise)"
+            )
         if self.profile is not None:
             self._follow_profile(self.profile)
         if self.max_calls is None and self.duration_s is None:
@@ -336,6 +338,9 @@ class CallerSpec(RoleSpec):
 
     def peak_rate(self) -> float:
         return self.profile.peak() if self.profile is not None else self.rate
+
+
+MEDIA_FLOWS = ("hold_resume",)  # the flows whose calls carry audio (runners/media_hold.py)
 
 
 def _script_media(script: list[Step], media: MediaSpec | None) -> None:
@@ -367,8 +372,8 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
         for name in ("codec", "analyse", "sample_pct"):
             if getattr(callees.media, name) != getattr(callers.media, name):
                 raise ValueError(f"roles.callees.media.{name}: must be the callers' {name}")
-    if callers.script is not None:
-        return  # a script's own waits make the call's length
+    if callers.script is not None or callers.flow is not None:
+        return  # a script's own waits (a flow's hold_s) make the call's length
     if callers.hold_ms < MIN_HOLD_MS:
         raise ValueError(f"roles.callers.hold_ms: media needs at least {MIN_HOLD_MS} ms of call")
     _dtmf_fits(callers, callees)
@@ -394,8 +399,8 @@ def _flow_consistent(
         raise ValueError(f"roles.callees: the {name!r} flow has no callee side")
     if callees is not None and callees.scenario != "answer":
         raise ValueError(f"roles.callees.scenario: the {name!r} flow chooses the callees' side")
-    if callees is not None and callees.media is not None:
-        raise ValueError("roles.callees.media: not yet available with a flow")
+    if callees is not None and callees.media is not None and name not in MEDIA_FLOWS:
+        raise ValueError("roles.callees.media: with a flow, only hold_resume carries audio")
     if not has_callee and target is None:
         raise ValueError(f"target: the {name!r} flow needs a target")
 

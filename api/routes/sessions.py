@@ -290,7 +290,7 @@ async def get_session(
     row = session_or_404(db, session_id, principal.tenant)
     runner_rows = store.runners(db, session_id)
     media = media_store.measured(db, session_id)
-    judge = partial(media_store.judge_steps, db, session_id)
+    judge = partial(media_store.judge_steps, db, session_id, spec=row.spec)
     shown = views.outcome(row, store.intervals(db, session_id), runner_rows, media, judge)
     progress = None
     if row.status not in FINAL_STATUSES:

@@ -1,4 +1,5 @@
-"""call_media: DTMF (RFC 4733 events) per call, sent and detected; call scripts' expectations
+"""call_media: DTMF (RFC 4733 events) per call, sent and detected; call scripts' expectations;
+the longest silence per stream (hold/resume with media)
 
 Revision ID: 0015_dtmf_call_media
 Revises: 0014
@@ -21,10 +22,14 @@ def upgrade() -> None:
     op.add_column("call_media", sa.Column("dtmf_received", sa.String(length=64), nullable=True))
     op.add_column("call_media", sa.Column("expect_step", sa.String(length=64), nullable=True))
     op.add_column("call_media", sa.Column("expect_what", sa.String(length=80), nullable=True))
+    op.add_column("call_media", sa.Column("max_gap_ms", sa.Float(), nullable=True))
+    op.add_column("call_media", sa.Column("after_gap_ms", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("call_media") as batch:
+        batch.drop_column("after_gap_ms")
+        batch.drop_column("max_gap_ms")
         batch.drop_column("expect_what")
         batch.drop_column("expect_step")
         batch.drop_column("dtmf_received")
