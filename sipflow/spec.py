@@ -372,6 +372,10 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
         for name in ("codec", "analyse", "sample_pct"):
             if getattr(callees.media, name) != getattr(callers.media, name):
                 raise ValueError(f"roles.callees.media.{name}: must be the callers' {name}")
+    for path, role in (("callers", callers), ("callees", callees)):
+        if callers.flow is not None and role is not None and role.media and role.media.dtmf:
+            # play_dtmf is not paused with the audio: it would break the hold's recvonly
+            raise ValueError(f"roles.{path}.media.dtmf: not with a flow (a script sends DTMF)")
     if callers.script is not None or callers.flow is not None:
         return  # a script's own waits (a flow's hold_s) make the call's length
     if callers.hold_ms < MIN_HOLD_MS:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from defusedxml import ElementTree as safe_xml
+from pydantic import ValidationError
 
 from entrypoints.stack import free_port
 from runners.media_hold import TALK_MS
@@ -21,6 +22,7 @@ from sipflow.flows import FLOWS, HoldResume
 from sipflow.media_store import hold_s_of, judge_hold
 from sipflow.models import CallMediaRow
 from sipflow.runner_config import MediaConfig
+from sipflow.spec import SessionSpec
 from tests.conftest import RunningStack
 from tests.sut.kamailio import kamailio
 from tests.test_media_e2e import calls
@@ -145,3 +147,22 @@ def test_judge_hold() -> None:
     assert set(judge_hold([other], 1.0)) == {"hold", "resume"}
     assert hold_s_of({"roles": {"callers": {"flow": {"name": "hold_resume"}, "media": {}}}}) == 1
     assert hold_s_of({"roles": {"callers": {"flow": {"name": "hold_resume"}}}}) is None
+
+
+def test_media_goes_with_the_hold_flow_only() -> None:
+    def spec(flow: dict[str, Any], callee_media: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "target": {"host": "127.0.0.1", "port": 5090, "registrar": True},
+            "roles": {
+                "callees": {"media": callee_media, "accounts": [{"user": "b", "password": "s"}]},
+                "callers": {"max_calls": 1, "media": {}, "flow": flow},
+            },
+        }
+
+    SessionSpec.model_validate(spec({"name": "hold_resume"}, {}))
+    for bad, where in (
+        (spec({"name": "prack"}, {}), "only hold_resume carries audio"),
+        (spec({"name": "hold_resume"}, {"dtmf": {"digits": "1"}}), "media.dtmf: not with a flow"),
+    ):
+        with pytest.raises(ValidationError, match=where):
+            SessionSpec.model_validate(bad)
