@@ -122,8 +122,8 @@ def main(calls: int = 200, rate: float = 20, digits: str = "1234567890*#") -> No
             errors = dirs[sender] / "errors.log"
             text = errors.read_text(errors="replace") if errors.exists() else ""
             print(f"  {sender}'s SIPp: {text.count('sendto failed')} media sendto failures")
-            audio = rx[receiver].streams.values()
-            lost, expected = sum(a.lost for a in audio), sum(a.expected for a in audio)
+            streams = rx[receiver].streams.values()
+            lost, expected = sum(a.lost for a in streams), sum(a.expected for a in streams)
             print(f"  {receiver}'s receiver: audio loss {100 * lost / max(1, expected):.2f} %")
             print(f"  {sender} -> {receiver}: {len(plays)} plays, {exact} detected exactly, "
                   f"{len(plays) - exact} mismatched, {len(got)} event streams seen")  # fmt: skip
