@@ -13,6 +13,7 @@ from sipflow.crypto import keyring
 from sipflow.db import session_scope
 from sipflow.flows import final_code_of
 from sipflow.settings import Settings
+from sipflow.step_results import step_metrics
 from sipflow.summary import SessionMetrics, failure_reasons, runner_faults, summarize
 
 
@@ -91,6 +92,10 @@ class StoreActivities:
             code = final_code_of(row.spec if row is not None else None)  # a flow's success
             metrics = summarize(store.intervals(db, session_id), runners, code)
             metrics.measured.update(media_store.measured(db, session_id))  # audio, if any
+            if metrics.steps:  # a call script's expect_dtmf / expect audio: judged from media
+                spec = row.spec if row is not None else None
+                media_store.judge_steps(db, session_id, metrics.steps, spec)
+                metrics.measured.update(step_metrics(metrics.steps))
             return SessionSummary(
                 metrics=metrics,
                 reasons=failure_reasons(metrics, runners),

@@ -7,6 +7,7 @@ import io
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlmodel import Session
@@ -34,7 +35,9 @@ def build_report(db: Session, row: SessionRow, temporal_ui: str) -> dict[str, An
     sid = row.id
     ivs = store.intervals(db, sid)
     runner_rows = store.runners(db, sid)
-    shown = views.outcome(row, ivs, runner_rows, media_store.measured(db, sid))
+    media = media_store.measured(db, sid)
+    judge = partial(media_store.judge_steps, db, sid, spec=row.spec)
+    shown = views.outcome(row, ivs, runner_rows, media, judge)
     return {
         "report_version": 1,
         "exported_at": datetime.now(UTC).isoformat(),

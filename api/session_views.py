@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ from sipflow.flows import FLOWS, final_code_of
 from sipflow.models import Interval, IntervalCounts, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
 from sipflow.spec import SessionSpec
+from sipflow.step_results import StepSummary, step_metrics
 from sipflow.summary import SessionMetrics, failure_reasons, summarize
 from sipflow.thresholds import ThresholdResult, evaluate
 from sipflow.workflow_types import workflow_id
@@ -141,10 +142,16 @@ def outcome(
     intervals: Sequence[MetricInterval],
     runners: Sequence[RunnerRow],
     media: Mapping[str, float | None] | None = None,
+    judge: Callable[[list[StepSummary]], None] | None = None,
 ) -> Outcome:
-    """media: the session's audio metrics (sipflow.media_store.measured), if any."""
+    """media: the session's audio metrics (sipflow.media_store.measured), if any; judge: what
+    judges a call script's media steps (sipflow.media_store.judge_steps), as the workflow's
+    summary did."""
     metrics = summarize(intervals, runners, final_code_of(row.spec))
     metrics.measured.update(media or {})
+    if judge is not None and metrics.steps:
+        judge(metrics.steps)
+        metrics.measured.update(step_metrics(metrics.steps))
     results, final = thresholds(row, metrics.measured)
     return Outcome(
         metrics=metrics,

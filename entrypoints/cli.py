@@ -689,7 +689,8 @@ def sessions_calls(
         out.print_json(data=page)
         return
     table = Table(title=f"{len(page['items'])} of {page['total']} calls", title_justify="left")
-    for col in ("call id", "audio", "direction", "received", "lost %", "jitter ms", "MOS"):
+    cols = ("call id", "audio", "direction", "received", "lost %", "jitter ms", "MOS", "DTMF")
+    for col in (*cols, "script checks"):
         table.add_column(col, overflow="fold")
     for call in page["items"]:
         for i, d in enumerate(call["directions"]):
@@ -701,8 +702,26 @@ def sessions_calls(
                 _fmt(d["loss_pct"]),
                 _fmt(d["jitter_ms"]),
                 _fmt(d["mos"]),
+                escape(_dtmf_cell(call.get("dtmf", []), d["direction"])),
+                escape(_checks_cell(call.get("expectations", []))) if i == 0 else "",
             )
     out.print(table)
+
+
+def _dtmf_cell(plays: list[dict[str, Any]], direction: str | None) -> str:
+    """A direction's DTMF: the digits when they arrived as sent, else `sent → received`."""
+    shown = []
+    for p in plays:
+        if p["direction"] != direction or p["sent"] is None:
+            continue
+        shown.append(p["sent"] if p["match"] else f"{p['sent']} → {p['received'] or 'none'}")
+    return " ".join(shown)
+
+
+def _checks_cell(expectations: list[dict[str, Any]]) -> str:
+    """A call script's media steps in this call: the failed ones' reasons, or how many passed."""
+    bad = [f"{e['step']}: {e['reason']}" for e in expectations if not e["passed"]]
+    return "; ".join(bad) if bad else (f"{len(expectations)} passed" if expectations else "")
 
 
 # -- sipflow keys ---------------------------------------------------------------------------------

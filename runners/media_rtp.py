@@ -15,10 +15,13 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
+from runners.media_dtmf import DTMF_PT, NOOP_PT, EventStream
+
 CLOCK_HZ = 8000  # G.711
 MAX_STREAMS = 200_000  # bound on memory: streams beyond it are counted, not analysed
 SEQ_MOD = 1 << 16
 RTP_HEADER = struct.Struct("!BBHII")
+PAUSED_S = 0.2  # a longer silence is a paused stream (hold), not jitter
 
 
 def sampled(src: str, ssrc: int, sample_pct: float) -> bool:
@@ -40,6 +43,9 @@ class StreamStats:
     duplicates: int = 0
     reordered: int = 0
     jitter_ts: float = 0.0  # RFC 3550 A.8, in timestamp units
+    # The longest silence between two packets (a paused stream: hold) and when it ended.
+    max_gap_s: float = 0.0
+    gap_end: float = 0.0
     max_ext: int = -1
     base_ext: int = -1
     cycles: int = 0
@@ -49,6 +55,9 @@ class StreamStats:
     _transit: float | None = field(default=None, repr=False)
 
     def add(self, seq: int, timestamp: int, arrival: float, payload: bytes = b"") -> None:
+        gap = arrival - self.last_time if self.last_time else 0.0
+        if gap > self.max_gap_s:
+            self.max_gap_s, self.gap_end = gap, arrival
         self.last_time = arrival
         if self.max_ext < 0:
             ext = seq
@@ -78,7 +87,8 @@ class StreamStats:
         transit = arrival * CLOCK_HZ - timestamp
         if self._transit is not None:
             d = abs(transit - self._transit)
-            if d < CLOCK_HZ * 60:  # a timestamp jump (a new loop of the file) is no jitter
+            # a timestamp jump (a new loop of the file) or a paused stream is no jitter
+            if d < CLOCK_HZ * 60 and gap < PAUSED_S:
                 self.jitter_ts += (d - self.jitter_ts) / 16.0
         self._transit = transit
 
@@ -125,6 +135,8 @@ class RtpReceiver:
         self.not_sampled: set[tuple[str, int]] = set()
         self.overflow = 0  # packets of streams beyond MAX_STREAMS
         self.invalid = 0  # datagrams that are no RTP
+        # DTMF (telephone-events, runners/media_dtmf.py): every stream, not only the sample.
+        self.dtmf: dict[tuple[str, int], EventStream] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtp-receiver", daemon=True)
 
@@ -152,6 +164,9 @@ class RtpReceiver:
             return
         _b0, b1, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
         key = (src, ssrc)
+        if b1 & 0x7F in (DTMF_PT, NOOP_PT):
+            self._event(key, ts, data)
+            return
         stream = self.streams.get(key)
         if stream is None:
             if key in self.not_sampled:
@@ -166,3 +181,15 @@ class RtpReceiver:
             if len(self.streams) <= self.keep_payloads:
                 stream.payloads = {}
         stream.add(seq, ts, arrival, data[_payload_offset(data) :])
+
+    def _event(self, key: tuple[str, int], ts: int, data: bytes) -> None:
+        events = self.dtmf.get(key)
+        if events is None:
+            if len(self.dtmf) >= MAX_STREAMS:
+                self.overflow += 1
+                return
+            events = self.dtmf[key] = EventStream(*key)
+        if data[1] & 0x7F == DTMF_PT:
+            events.add(ts, data[_payload_offset(data) :])
+        else:
+            events.packets += 1

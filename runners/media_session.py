@@ -16,14 +16,23 @@ stream by (Call-ID, direction).
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
-from runners import media_pesq
+from runners import media_dtmf, media_hold, media_pesq
 from runners.media_audio import PAYLOAD_TYPE, reference_file, speech_like
 from runners.media_emodel import mos_cqe, r_factor
 from runners.media_rtp import RtpReceiver, StreamStats, sampled
 from sipflow.media_upload import decode_data, g711, linear_samples
-from sipflow.messages import MEDIA_PART_ITEMS, MediaReport, MediaSent, MediaStream
+from sipflow.messages import (
+    MEDIA_PART_ITEMS,
+    DtmfReceived,
+    DtmfSent,
+    Expectation,
+    MediaReport,
+    MediaSent,
+    MediaStream,
+)
 from sipflow.runner_config import MediaConfig, RunnerConfig
 
 log = logging.getLogger(__name__)
@@ -43,6 +52,14 @@ PEER_SDP = (
     # SIPp refuses a variable used once: the whole matches are scratch, used here.
     '<assignstr assign_to="sfm_c" value="[$sfm_m]"/>'
 )
+# A compiled call script (sipflow/call_script.py): its SDP offers telephone-event too, and its
+# `expect 2xx` is a bare <recv> (the audio starts there, as the built-in call's 200 does).
+SCRIPT_NAME = '<scenario name="sipflow call script">'
+SDP_SCRIPT = (
+    "m=audio [media_port] RTP/AVP 0 96\n      a=rtpmap:0 PCMU/8000\n"
+    "      a=rtpmap:96 telephone-event/8000\n      a=fmtp:96 0-15"
+)
+SCRIPT_ANSWERED = re.compile(r'<recv response="(2[0-9][0-9])" rrs="true"\s*/>')
 
 
 def sipp_args(cfg: RunnerConfig) -> list[str]:
@@ -57,16 +74,32 @@ def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
     RTP receiver's port, and each call streams the reference audio (looped until the call ends)
     and logs its Call-ID in the same action."""
     pt = PAYLOAD_TYPE[media.codec]
-    sdp = f"m=audio {media.rtp_port} RTP/AVP {pt}\n      a=rtpmap:{pt} {media.codec}/8000"
+    # [media_port+N] names the receiver's port and makes it SIPp's source port for play_dtmf.
+    port = f"[media_port+{media.rtp_port - media.media_port}]"
+    sdp = (
+        f"m=audio {port} RTP/AVP {pt} {media_dtmf.DTMF_PT}\n"
+        f"      a=rtpmap:{pt} {media.codec}/8000\n      {media_dtmf.SDP_LINES}"
+    )
     peer = " [$sfm_ip]:[$sfm_port]" if media.relay else ""
     stream = f'<exec rtp_stream="{audio},-1,{pt}"/><log message="{LOG_TAG} [call_id]{peer}"/>'
-    if SDP_PLAIN not in xml:
+    if media.dtmf is not None:
+        stream += media_dtmf.play_action(media.dtmf.digits, media.dtmf.duration_ms)
+    if SDP_SCRIPT in xml:
+        out = xml.replace(SDP_SCRIPT, sdp)
+    elif SDP_PLAIN in xml:
+        out = xml.replace(SDP_PLAIN, sdp)
+    else:
         raise ValueError("the scenario has no SDP sipflow knows how to give media")
-    out = xml.replace(SDP_PLAIN, sdp)
+    if media_hold.is_hold_flow(out):
+        return media_hold.hold_variant(media_hold.start_points(out, stream))
     if CALLER_ANSWERED in out:
         ereg = PEER_SDP if media.relay else ""
         answered = CALLER_ANSWERED.replace("</action>", f"{ereg}{stream}</action>")
         out = out.replace(CALLER_ANSWERED, answered)
+    elif SCRIPT_ANSWERED.search(out):
+        out = SCRIPT_ANSWERED.sub(
+            lambda m: f'<recv response="{m[1]}" rrs="true"><action>{stream}</action></recv>', out
+        )
     elif CALLEE_ACK in out:
         out = out.replace(CALLEE_ACK, CALLEE_ACK[:-2] + f"><action>{stream}</action></recv>")
         if media.relay:
@@ -153,6 +186,8 @@ def stream_result(
         first_time=s.first_time,
         last_time=s.last_time,
         call_id=call_id,
+        max_gap_ms=round(1000 * s.max_gap_s, 1),
+        after_gap_ms=round(1000 * (s.last_time - s.gap_end), 1) if s.max_gap_s else 0.0,
     )
 
 
@@ -187,6 +222,11 @@ class MediaSession:
     def src(self) -> str:
         return f"{self.cfg.local_ip}:{self.media.media_port}"
 
+    @property
+    def dtmf_src(self) -> str:
+        """play_dtmf's packets leave from the port the SDP names: the receiver's."""
+        return f"{self.cfg.local_ip}:{self.media.rtp_port}"
+
     def finish(self) -> list[MediaReport]:
         """Stops the receiver; the report, in parts (none when nothing is analysed)."""
         if self.receiver is None:
@@ -209,8 +249,21 @@ class MediaSession:
                 received.append(stream_result(s, self.media.codec, call_id, self.reference))
         else:
             received = [stream_result(s, self.media.codec, None, self.reference) for s in streams]
+        dtmf_sent = [
+            DtmfSent(call_id=c, src=self.dtmf_src, ssrc=ssrc, digits=d)
+            for c, ssrc, d in media_dtmf.sent_events(self.log_file)
+        ]
+        dtmf_received = [
+            DtmfReceived(src=e.src, ssrc=e.ssrc, digits=e.digits, packets=e.packets, ended=e.ended)
+            for e in self.receiver.dtmf.values()
+        ]
+        expected = [
+            Expectation(call_id=c, step=step, what=what)
+            for c, step, what in media_dtmf.expectations(self.log_file)
+        ]
         parts = []
-        n = max(1, -(-max(len(sent), len(received)) // MEDIA_PART_ITEMS))
+        most = max(len(sent), len(received), len(dtmf_sent), len(dtmf_received), len(expected))
+        n = max(1, -(-most // MEDIA_PART_ITEMS))
         for i in range(n):
             lo, hi = i * MEDIA_PART_ITEMS, (i + 1) * MEDIA_PART_ITEMS
             parts.append(
@@ -225,14 +278,26 @@ class MediaSession:
                     received=received[lo:hi],
                     not_sampled=not_sampled if i == 0 else 0,
                     relay=self.media.relay,
+                    dtmf_sent=dtmf_sent[lo:hi],
+                    dtmf_received=dtmf_received[lo:hi],
+                    expected=expected[lo:hi],
                 )
             )
         log.info("media: %d streams sent, %d received and analysed", len(sent), len(received))
+        if dtmf_sent or dtmf_received:
+            log.info(
+                "dtmf: %d plays sent, %d event streams received", len(dtmf_sent), len(dtmf_received)
+            )
         return parts
 
 
 def start(cfg: RunnerConfig, name: str, scenario: Path) -> MediaSession | None:
     """The media of this run, or None (no media asked, or not a built-in call/answer)."""
-    if cfg.media is None or name not in ("call", "answer"):
+    if cfg.media is None:
+        return None
+    xml = cfg.scenario_xml or ""
+    if name not in ("call", "answer") and not (
+        name == "custom" and (SCRIPT_NAME in xml or media_hold.is_hold_flow(xml))
+    ):
         return None
     return MediaSession(cfg, cfg.media, scenario)

@@ -7,12 +7,17 @@ Steps compiled:
                     is ACKed and ends the call (the expected outcome); 18x not named in the
                     script are accepted before an expected response
   wait 2s | 500ms   pause
-  send_dtmf 12*#    RFC 4733 events, one per digit (SIPp plays the pcaps sip-tester ships)
+  send_dtmf 12*#    RFC 4733 events in the call's RTP (SIPp's play_dtmf: payload type 96,
+                    100 ms per digit, a new SSRC per play, logged with the Call-ID so the far
+                    end's detection is tied to the call: runners/media_dtmf.py)
   hangup            send BYE, wait for its 200
-Refused with the reason: expect_dtmf and expect audio (SIPp judges nothing it receives in
-media), hold/resume (the built-in callee answers no re-INVITE), transfer_to (needs a third
-party). Each step's first element is preceded by `<!-- sipflow-step: NAME -->`, the mark the
-step results read (runners/scenario_steps.py).
+  expect_dtmf 9*0   the far end's DTMF in this call, and
+  expect audio      audio both ways: SIPp judges nothing it receives in media, so these log
+                    the expectation with the Call-ID and sipflow/media_store.py judges it from
+                    the media analysis (they need roles.callers.media)
+Refused with the reason: hold/resume (the built-in callee answers no re-INVITE), transfer_to
+(needs a third party). Each step's first element is preceded by `<!-- sipflow-step: NAME -->`,
+the mark the step results read (runners/scenario_steps.py).
 
 The XML is built with xml.etree (attributes escaped by it); SIPp wants the messages as CDATA,
 which etree cannot write: each message is a constant of this module (no user value in it), put
@@ -37,31 +42,35 @@ from pydantic import (
     model_validator,
 )
 
+from sipflow.runner_config import dtmf_play_ms
+
 MAX_STEPS = 100
 MAX_WAIT_MS = 3_600_000
-DTMF_PCAP = "/usr/share/sip-tester/dtmf_2833_{}.pcap"  # Debian's sip-tester (runner image too)
-DTMF_NAMES = {"*": "star", "#": "pound"}
-DTMF_GAP_MS = 250  # between two digits' events (each pcap lasts ~100 ms)
+DTMF_TONE_MS = 100  # each digit's event; as long again before the next (SIPp's play_dtmf)
+DTMF_PT = 96  # play_dtmf's payload type (fixed in SIPp 3.6.1), offered as telephone-event
+DTMF_LOG = "sipflow-dtmf"  # the log line that ties a play's SSRC to its call (media_dtmf.py)
 
 _STEP_RE = re.compile(
     r"^(?:(?P<call>call)|expect (?P<code>[1-6][0-9]{2})|wait (?P<wait>[0-9]+(?:\.[0-9]+)?)"
-    r"(?P<unit>ms|s)|send_dtmf (?P<digits>[0-9*#]{1,32})|(?P<hangup>hangup))$"
+    r"(?P<unit>ms|s)|send_dtmf (?P<digits>[0-9*#]{1,32})|(?P<hangup>hangup)"
+    r"|expect_dtmf (?P<expect_digits>[0-9*#A-D]{1,32})|(?P<expect_audio>expect audio))$"
 )
 REFUSED = {
-    "expect_dtmf": "SIPp checks nothing it receives in media; DTMF is judged from the media "
-    "capture (issue 12), not by the script yet",
-    "expect audio": "SIPp checks nothing it receives in media; audio is judged by the "
-    "session's media analysis (roles.*.media), not by the script",
     "hold": "the built-in callee answers no re-INVITE; use the hold flow of the flow library",
     "resume": "the built-in callee answers no re-INVITE; use the hold flow of the flow library",
     "transfer_to": "a transfer needs a third party; use the transfer flows of the flow library",
 }
-KNOWN = "call, expect NNN, wait 2s|500ms, send_dtmf DIGITS, hangup"
+KNOWN = (
+    "call, expect NNN, wait 2s|500ms, send_dtmf DIGITS, expect_dtmf DIGITS, expect audio, hangup"
+)
+# Steps judged from the media analysis, not by SIPp (they need roles.callers.media).
+MEDIA_VERBS = ("expect_dtmf", "expect_audio")
+EXPECT_LOG = "sipflow-expect"  # the log line of an expectation: Call-ID, step, what
 
 
 @dataclass(frozen=True)
 class Parsed:
-    verb: str  # call, expect, wait, send_dtmf, hangup
+    verb: str  # call, expect, wait, send_dtmf, expect_dtmf, expect_audio, hangup
     code: int = 0
     wait_ms: int = 0
     digits: str = ""
@@ -87,6 +96,10 @@ def parse(text: str) -> Parsed:
         return Parsed("wait", wait_ms=round(ms))
     if m["digits"]:
         return Parsed("send_dtmf", digits=m["digits"])
+    if m["expect_digits"]:
+        return Parsed("expect_dtmf", digits=m["expect_digits"])
+    if m["expect_audio"]:
+        return Parsed("expect_audio")
     return Parsed("hangup")
 
 
@@ -117,8 +130,9 @@ def _check_order(state: str, step: Parsed) -> None:
         raise ValueError(
             "'expect 100' cannot be checked (a 100 is hop by hop): expect 180, 183 or a final"
         )
-    if step.verb in ("send_dtmf", "hangup") and state != _UP:
-        raise ValueError(f"'{step.verb}' needs an answered call (expect 200 first)")
+    if step.verb in ("send_dtmf", "hangup", *MEDIA_VERBS) and state != _UP:
+        shown = "expect audio" if step.verb == "expect_audio" else step.verb
+        raise ValueError(f"'{shown}' needs an answered call (expect 200 first)")
 
 
 class Step(BaseModel):
@@ -203,10 +217,10 @@ _SDP = """
       s=-
       c=IN IP[media_ip_type] [media_ip]
       t=0 0
-      m=audio [media_port] RTP/AVP 0 101
+      m=audio [media_port] RTP/AVP 0 96
       a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
+      a=rtpmap:96 telephone-event/8000
+      a=fmtp:96 0-15
 """
 INVITE = (
     """
@@ -308,7 +322,9 @@ def compile_script(steps: list[Step]) -> str:
             if p.code < 200:
                 b.add("recv", response=str(p.code))
             elif p.code < 300:
-                b.add("recv", response=str(p.code), rrs="true")  # the dialog's route set
+                # the dialog's route set; media (roles.callers.media) starts the call's audio
+                # here (runners/media_session.py SCRIPT_ANSWERED)
+                b.add("recv", response=str(p.code), rrs="true")
                 b.send(ACK_2XX)
             else:
                 b.add("recv", response=str(p.code))
@@ -316,14 +332,32 @@ def compile_script(steps: list[Step]) -> str:
         elif p.verb == "wait":
             b.add("pause", milliseconds=str(p.wait_ms))
         elif p.verb == "send_dtmf":
-            for digit in p.digits:
-                nop = b.add("nop")
-                action = ET.SubElement(nop, "action")
-                pcap = DTMF_PCAP.format(DTMF_NAMES.get(digit, digit))
-                ET.SubElement(action, "exec", {"play_pcap_audio": pcap})
-                b.add("pause", milliseconds=str(DTMF_GAP_MS))
+            _send_dtmf(b, p.digits)
+        elif p.verb in MEDIA_VERBS:
+            _expect(b, name, f"dtmf {p.digits}" if p.verb == "expect_dtmf" else "audio")
         else:  # hangup
             b.send(BYE, retrans="500")
             b.add("recv", response="100", optional="true")
             b.add("recv", response="200", crlf="true")
     return b.xml()
+
+
+def _send_dtmf(b: _Builder, digits: str) -> None:
+    """One play_dtmf of the digits, its log line (Call-ID and digits, for the far end's
+    detection), and a pause while it plays (a next play would cut this one short)."""
+    action = ET.SubElement(b.add("nop"), "action")
+    ET.SubElement(action, "exec", play_dtmf=f"{digits},{DTMF_TONE_MS}")
+    ET.SubElement(action, "log", message=f"{DTMF_LOG} [call_id] {digits}")
+    b.add("pause", milliseconds=str(dtmf_play_ms(digits, DTMF_TONE_MS)))
+
+
+def _expect(b: _Builder, step: str, what: str) -> None:
+    """An expectation SIPp cannot check: logged with the Call-ID for the media analysis, which
+    judges it once the far end's report is in (sipflow/media_store.py judge_expectations)."""
+    action = ET.SubElement(b.add("nop"), "action")
+    ET.SubElement(action, "log", message=f"{EXPECT_LOG} [call_id] {step} {what}")
+
+
+def media_steps(steps: list[Step]) -> list[str]:
+    """The script's steps judged from the media analysis (expect_dtmf, expect audio)."""
+    return [s.text for s in steps if s.parsed.verb in MEDIA_VERBS]

@@ -53,9 +53,20 @@ class Prack(FlowParams):
     name: Literal["prack"]
 
 
+# With media (runners/media_hold.py): a callee that answers the resume but keeps its audio paused.
+NO_RESUME = "<!-- sipflow-media: no-resume -->"
+
+
 class HoldResume(FlowParams):
     name: Literal["hold_resume"]
     hold_s: Annotated[float, Field(ge=0, le=3600, description="time on hold")] = 1.0
+    resume_audio: Annotated[
+        bool,
+        Field(
+            description="with media: the callee resumes its audio on the resume (false: a peer "
+            "that answers the resume but stays silent, to test the media checks)"
+        ),
+    ] = True
 
     def call_extra_s(self) -> float:
         return self.hold_s
@@ -335,6 +346,8 @@ def _hold_callee(p: FlowParams) -> str:
         x.answer_in_dialog("INVITE", "sendrecv", 3, step="resume", after_ms=_ms(p.hold_s)),
         x.hangup_uas(),
     ]
+    if not p.resume_audio:
+        body.append(NO_RESUME + "\n")  # runners/media_hold.py: the stream stays paused
     return x.scenario("sipflow hold_resume callee", "answers hold (recvonly), resume", body)
 
 

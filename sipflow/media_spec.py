@@ -12,13 +12,39 @@ from pydantic import (
     Tag,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from sipflow.media_upload import MAX_DATA_CHARS, AudioFormat, decode_data, linear_samples
-from sipflow.runner_config import MediaConfig
+from sipflow.runner_config import (
+    DTMF_MAX_MS,
+    DTMF_MIN_MS,
+    DtmfConfig,
+    MediaConfig,
+    dtmf_play_ms,
+)
 
 # Media needs audio long enough to judge: the callers' hold_ms is the call's audio duration.
 MIN_HOLD_MS = 1000
+# After the last DTMF digit, before the BYE (the far end's receiver must see the end packets).
+DTMF_MARGIN_MS = 300
+
+
+class DtmfSpec(BaseModel):
+    """DTMF each call sends as RFC 4733 telephone-events (payload type 96, volume 10: SIPp's
+    play_dtmf) once answered; the far end's runner detects the digits (dtmf_calls,
+    dtmf_mismatch_calls). The call must last long enough: 400 ms + 2 x duration_ms per digit
+    and one more (the callers' hold_ms is checked against it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    digits: Annotated[str, Field(pattern=r"^[0-9*#A-D]{1,32}$", description="0-9 * # A-D")]
+    duration_ms: Annotated[
+        int, Field(ge=DTMF_MIN_MS, le=DTMF_MAX_MS, description="each tone, in ms")
+    ] = 100
+
+    def play_ms(self) -> int:
+        return dtmf_play_ms(self.digits, self.duration_ms)
 
 
 class UploadedAudio(BaseModel):
@@ -71,6 +97,14 @@ class MediaSpec(BaseModel):
         description="the system under test relays the media (e.g. Kamailio + rtpengine): "
         "streams are tied to their calls by the SDP of the relayed leg, not by the sender",
     )
+    dtmf: DtmfSpec | None = None
+
+    @model_validator(mode="after")
+    def _dtmf_needs_analysis(self) -> MediaSpec:
+        if self.dtmf is not None and not self.analyse:
+            # The far end's receiver detects the digits; without analysis there is none.
+            raise ValueError("dtmf: needs analyse: true (the far end detects the digits)")
+        return self
 
     def runner_config(self) -> MediaConfig:
         return MediaConfig(
@@ -81,4 +115,5 @@ class MediaSpec(BaseModel):
             relay=self.relay,
             audio_format=None if isinstance(self.audio, str) else self.audio.format,
             audio_data=None if isinstance(self.audio, str) else self.audio.data,
+            dtmf=None if self.dtmf is None else DtmfConfig(**self.dtmf.model_dump()),
         )

@@ -4,18 +4,20 @@ one_way_audio_calls, no_audio_calls, media_calls)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from sipflow.messages import MediaReport
 from sipflow.models import CallMediaRow
+from sipflow.step_results import StepSummary
 
 Audio = Literal["both", "one_way", "none"]
 DIRECTION = {"caller": "caller_to_callee", "callee": "callee_to_caller"}
@@ -57,6 +59,8 @@ RECEIVER_COLUMNS = (
     "pesq",
     "first_time",
     "last_time",
+    "max_gap_ms",
+    "after_gap_ms",
 )
 
 
@@ -107,11 +111,62 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
                 "pesq": r.pesq,
                 "first_time": r.first_time,
                 "last_time": r.last_time,
+                "max_gap_ms": r.max_gap_ms,
+                "after_gap_ms": r.after_gap_ms,
             },
             RECEIVER_COLUMNS + tuple(relayed),
         )
+    store_dtmf(db, msg)
+    store_expectations(db, msg)
     db.commit()
-    return len(msg.sent) + len(msg.received)
+    extra = len(msg.dtmf_sent) + len(msg.dtmf_received) + len(msg.expected)
+    return len(msg.sent) + len(msg.received) + extra
+
+
+# What a runner expects arrives from the far end: its direction.
+INBOUND = {"caller": "callee_to_caller", "callee": "caller_to_callee"}
+
+
+def store_expectations(db: Session, msg: MediaReport) -> None:
+    """A call script's expect_dtmf / expect audio, one row per call and step."""
+    for e in msg.expected:
+        digest = hashlib.sha1(e.call_id.encode()).hexdigest()[:20]
+        values = {
+            "session_id": msg.session_id,
+            "stream_key": f"expect/{digest}/{e.step}"[:96],
+            "call_id": e.call_id,
+            "direction": INBOUND[msg.role],
+            "receiver_runner": msg.runner_id,
+            "expect_step": e.step,
+            "expect_what": e.what[:80],
+        }
+        _upsert(
+            db, values, ("call_id", "direction", "receiver_runner", "expect_step", "expect_what")
+        )
+
+
+def store_dtmf(db: Session, msg: MediaReport) -> None:
+    """DTMF rows: the sender names the call and the digits it played, the receiver the digits it
+    detected in the stream of that source and SSRC (joined like the audio)."""
+    sid = msg.session_id
+    for s in msg.dtmf_sent:
+        values = {
+            "session_id": sid,
+            "stream_key": stream_key(s.src, s.ssrc),
+            "call_id": s.call_id,
+            "direction": DIRECTION[msg.role],
+            "sender_runner": msg.runner_id,
+            "dtmf_sent": s.digits,
+        }
+        _upsert(db, values, ("call_id", "direction", "sender_runner", "dtmf_sent"))
+    for r in msg.dtmf_received:
+        values = {
+            "session_id": sid,
+            "stream_key": stream_key(r.src, r.ssrc),
+            "receiver_runner": msg.runner_id,
+            "dtmf_received": r.digits,
+        }
+        _upsert(db, values, ("receiver_runner", "dtmf_received"))
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -130,6 +185,28 @@ class DirectionOut(BaseModel):
     r_factor: float | None
     mos: float | None
     pesq: float | None
+    max_gap_ms: float | None = None  # the longest silence in the stream (a hold)
+    after_gap_ms: float | None = None  # audio after it
+
+
+class DtmfOut(BaseModel):
+    """One DTMF play of a call: the digits sent and those the far end detected (None: the far
+    end's report has not come, or it detected no stream from that sender)."""
+
+    direction: str | None
+    sent: str | None
+    received: str | None
+    match: bool
+
+
+class ExpectOut(BaseModel):
+    """A call script's expectation in this call (expect_dtmf, expect audio) and its judgement."""
+
+    step: str
+    expected: str  # "dtmf 12#" | "audio"
+    passed: bool
+    reason: str | None  # why it failed, for this call
+    kind: str | None  # the failure's kind, as the step table counts it
 
 
 class CallOut(BaseModel):
@@ -137,6 +214,8 @@ class CallOut(BaseModel):
     audio: Audio
     mos: float | None  # the worse direction's
     directions: list[DirectionOut]
+    dtmf: list[DtmfOut] = []
+    expectations: list[ExpectOut] = []
 
 
 class CallPage(BaseModel):
@@ -151,7 +230,52 @@ def has_audio(row: CallMediaRow) -> bool:
     return bool(row.received)
 
 
+def is_dtmf(row: CallMediaRow) -> bool:
+    return row.dtmf_sent is not None or row.dtmf_received is not None
+
+
+def is_audio(row: CallMediaRow) -> bool:
+    return not is_dtmf(row) and row.expect_step is None
+
+
+def judge(expect: CallMediaRow, rows: Sequence[CallMediaRow]) -> ExpectOut:
+    """An expectation against the call's other rows: `dtmf D` passes when the far end's plays,
+    as detected here, are D; `audio` when both directions of the call had audio."""
+    what = expect.expect_what or ""
+    reason = kind = None
+    if what.startswith("dtmf "):
+        want = what[5:]
+        plays = [r for r in rows if r.dtmf_sent is not None and r.direction == expect.direction]
+        got = "".join(r.dtmf_received or "" for r in plays)
+        if got != want:
+            kind = "dtmf mismatch" if got else "no dtmf"
+            reason = f"expected DTMF {want}, received {got or 'none'}"
+    else:
+        audio = [r for r in rows if is_audio(r)]
+        heard = {r.direction for r in audio if has_audio(r)}
+        if len(heard) < 2:
+            missing = sorted({"caller_to_callee", "callee_to_caller"} - heard)
+            kind = "no audio" if not heard else "one-way audio"
+            reason = "no audio " + " nor ".join(m.replace("_", " ") for m in missing)
+    return ExpectOut(
+        step=expect.expect_step or "",
+        expected=what,
+        passed=reason is None,
+        reason=reason,
+        kind=kind,
+    )
+
+
+def dtmf_of(row: CallMediaRow) -> DtmfOut:
+    sent, got = row.dtmf_sent, row.dtmf_received
+    return DtmfOut(direction=row.direction, sent=sent, received=got, match=sent == got)
+
+
 def call_of(call_id: str, rows: Sequence[CallMediaRow]) -> CallOut:
+    """A call from its rows: audio directions, and its DTMF plays."""
+    dtmf = [dtmf_of(r) for r in rows if is_dtmf(r)]
+    expectations = [judge(r, rows) for r in rows if r.expect_step is not None]
+    rows = [r for r in rows if is_audio(r)]
     dirs = [
         DirectionOut(audio=has_audio(r), **r.model_dump(include=set(DirectionOut.model_fields)))
         for r in sorted(rows, key=lambda r: r.direction or "")
@@ -162,15 +286,132 @@ def call_of(call_id: str, rows: Sequence[CallMediaRow]) -> CallOut:
         audio = "one_way"
     scores = [d.mos for d in dirs if d.mos is not None]
     worst = min(scores) if scores else None
-    return CallOut(call_id=call_id, audio=audio, mos=worst, directions=dirs)
+    return CallOut(
+        call_id=call_id,
+        audio=audio,
+        mos=worst,
+        directions=dirs,
+        dtmf=dtmf,
+        expectations=expectations,
+    )
 
 
 def analysed_rows(db: Session, session_id: str) -> Sequence[CallMediaRow]:
+    """The audio rows (not DTMF) tied to a call."""
     return db.exec(
         select(CallMediaRow)
-        .where(CallMediaRow.session_id == session_id, col(CallMediaRow.call_id).is_not(None))
+        .where(
+            CallMediaRow.session_id == session_id,
+            col(CallMediaRow.call_id).is_not(None),
+            col(CallMediaRow.dtmf_sent).is_(None),
+            col(CallMediaRow.dtmf_received).is_(None),
+            col(CallMediaRow.expect_step).is_(None),
+        )
         .order_by(col(CallMediaRow.id))
     ).all()
+
+
+def dtmf_calls(db: Session, session_id: str) -> list[CallOut]:
+    """The calls that sent DTMF or expect something of the media, with all their rows."""
+    ids = select(CallMediaRow.call_id).where(
+        CallMediaRow.session_id == session_id,
+        or_(col(CallMediaRow.dtmf_sent).is_not(None), col(CallMediaRow.expect_step).is_not(None)),
+    )
+    rows = db.exec(
+        select(CallMediaRow)
+        .where(CallMediaRow.session_id == session_id, col(CallMediaRow.call_id).in_(ids))
+        .order_by(col(CallMediaRow.id))
+    ).all()
+    by_call: dict[str, list[CallMediaRow]] = {}
+    for r in rows:
+        by_call.setdefault(r.call_id or "", []).append(r)
+    return [call_of(c, rs) for c, rs in by_call.items()]
+
+
+def hold_s_of(spec: dict[str, Any] | None) -> float | None:
+    """The hold time of a session running the hold_resume flow with media, else None."""
+    callers = ((spec or {}).get("roles") or {}).get("callers") or {}
+    flow = callers.get("flow") or {}
+    if flow.get("name") != "hold_resume" or callers.get("media") is None:
+        return None
+    return float(flow.get("hold_s", 1.0))
+
+
+HELD = "callee_to_caller"  # the caller holds (sendonly): the callee (recvonly) must not send
+HELD_SHARE = 0.8  # of hold_s silent: the hold is honoured
+RESUMED_MIN_MS = 300  # audio after the silence: the resume is
+
+
+def judge_hold(rows: Sequence[CallMediaRow], hold_s: float) -> dict[str, str]:
+    """A hold_resume call's media: {step: why it failed} for `hold` (the held direction sent
+    during the hold) and `resume` (no audio after it, or the other direction silent)."""
+    by_dir = {r.direction: r for r in rows if is_audio(r)}
+    held, other = by_dir.get(HELD), by_dir.get("caller_to_callee")
+    silent_ms = HELD_SHARE * hold_s * 1000
+    failed: dict[str, str] = {}
+    if held is None or not has_audio(held):
+        return {"hold": "no audio before the hold", "resume": "no audio after resume"}
+    stopped_early = (
+        other is not None
+        and other.last_time is not None
+        and held.last_time is not None
+        and (other.last_time - held.last_time) * 1000 >= silent_ms
+    )
+    paused = (held.max_gap_ms or 0.0) >= silent_ms
+    if not (paused or stopped_early):
+        failed["hold"] = "audio during hold"
+    if not paused or (held.after_gap_ms or 0.0) < RESUMED_MIN_MS or stopped_early:
+        failed["resume"] = "no audio after resume"
+    elif other is None or not has_audio(other):
+        failed["resume"] = "no audio caller to callee"
+    return failed
+
+
+def judge_steps(
+    db: Session,
+    session_id: str,
+    steps: list[StepSummary],
+    spec: dict[str, Any] | None = None,
+) -> None:
+    """The media judgements a step table takes: a call script's media steps, and the hold and
+    resume steps of the hold_resume flow with media (a call whose media failed a step counts as
+    failed there, no longer passed)."""
+    judge_script_steps(db, session_id, steps)
+    hold_s = hold_s_of(spec)
+    if hold_s is None:
+        return
+    table = {(row.role, row.step): row for row in steps}
+    by_call: dict[str, list[CallMediaRow]] = {}
+    for r in analysed_rows(db, session_id):
+        by_call.setdefault(r.call_id or "", []).append(r)
+    for rows in by_call.values():
+        for step, kind in judge_hold(rows, hold_s).items():
+            row = table.get(("caller", step))
+            if row is None:
+                continue
+            row.passed = max(0, row.passed - 1)
+            row.failed += 1
+            row.failed_by[kind] = row.failed_by.get(kind, 0) + 1
+
+
+def judge_script_steps(db: Session, session_id: str, steps: list[StepSummary]) -> None:
+    """The call script's media steps judged per call, in the callers' step table: passed the
+    calls that met the step (SIPp counts none: the step is a <nop>), failed those that did not
+    (with their kind in failed_by)."""
+    table = {(row.role, row.step): row for row in steps}
+    passed: dict[str, int] = {}
+    for call in dtmf_calls(db, session_id):
+        for e in call.expectations:
+            row = table.get(("caller", e.step))
+            if row is None:
+                continue
+            passed[e.step] = passed.get(e.step, 0) + e.passed
+            if not e.passed:
+                row.failed += 1
+                kind = e.kind or "failed"
+                row.failed_by[kind] = row.failed_by.get(kind, 0) + 1
+    for step, n in passed.items():
+        table["caller", step].passed = n
 
 
 def calls_page(db: Session, session_id: str, limit: int, offset: int) -> CallPage:
@@ -214,7 +455,7 @@ def measured(db: Session, session_id: str) -> dict[str, float | None]:
     a threshold on them then fails for want of a value)."""
     rows = analysed_rows(db, session_id)
     if not rows:
-        return {}
+        return dtmf_measured(dtmf_calls(db, session_id))
     by_call: dict[str, list[CallMediaRow]] = {}
     for r in rows:
         by_call.setdefault(r.call_id or "", []).append(r)
@@ -235,4 +476,24 @@ def measured(db: Session, session_id: str) -> dict[str, float | None]:
         "pesq_p5": percentile(pesq, 5),
         "one_way_audio_calls": float(sum(c.audio == "one_way" for c in calls)),
         "no_audio_calls": float(sum(c.audio == "none" for c in calls)),
+        **dtmf_measured(dtmf_calls(db, session_id)),
     }
+
+
+def dtmf_measured(calls: Sequence[CallOut]) -> dict[str, float | None]:
+    """dtmf_calls: calls that sent or expected DTMF; dtmf_mismatch_calls: those of them where a
+    play's digits did not arrive as sent, or an expect_dtmf was not met (no value when no call
+    had DTMF)."""
+    calls = [c for c in calls if c.dtmf or any(_dtmf(e) for e in c.expectations)]
+    if not calls:
+        return {}
+    bad = sum(
+        any(not d.match for d in c.dtmf if d.sent is not None)
+        or any(_dtmf(e) and not e.passed for e in c.expectations)
+        for c in calls
+    )
+    return {"dtmf_calls": float(len(calls)), "dtmf_mismatch_calls": float(bad)}
+
+
+def _dtmf(e: ExpectOut) -> bool:
+    return e.expected.startswith("dtmf ")

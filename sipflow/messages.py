@@ -196,6 +196,37 @@ class MediaStream(BaseModel):
     last_time: float
     # Through a relay (MediaReport.relay): the call, from the SDP naming the stream's source.
     call_id: str | None = None
+    max_gap_ms: float = 0.0  # the longest silence between two packets (hold)
+    after_gap_ms: float = 0.0  # audio after it (first packet after the gap to the last)
+
+
+class DtmfSent(BaseModel):
+    """DTMF this runner sent in one call (SIPp's play_dtmf, RFC 4733 events): its stream's source
+    and SSRC (runners/media_dtmf.py), which is what the receiving runner reports it by."""
+
+    call_id: str
+    src: str  # "ip:port"
+    ssrc: int
+    digits: str
+
+
+class DtmfReceived(BaseModel):
+    """The telephone-events of one stream this runner received: the digits, in order."""
+
+    src: str
+    ssrc: int
+    digits: str
+    packets: int = 0
+    ended: int = 0  # events whose end packet arrived
+
+
+class Expectation(BaseModel):
+    """A call script's step SIPp cannot check (expect_dtmf, expect audio), met in one call:
+    judged from the media analysis once every report is in (sipflow/media_store.py)."""
+
+    call_id: str
+    step: str  # s4_expect_dtmf
+    what: str  # "dtmf 12#" | "audio"
 
 
 class MediaReport(BaseModel):
@@ -215,6 +246,9 @@ class MediaReport(BaseModel):
     # The media went through a relay: sent and received streams are keyed by (Call-ID,
     # direction), the receiver naming each stream's call (MediaStream.call_id).
     relay: bool = False
+    dtmf_sent: list[DtmfSent] = Field(default_factory=list)
+    dtmf_received: list[DtmfReceived] = Field(default_factory=list)
+    expected: list[Expectation] = Field(default_factory=list)
 
     model_config = {"populate_by_name": True}
 

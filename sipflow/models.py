@@ -245,3 +245,14 @@ class CallMediaRow(SQLModel, table=True):
     pesq: float | None = None
     first_time: float | None = None
     last_time: float | None = None
+    # A DTMF row (RFC 4733 events of one play, runners/media_dtmf.py) rather than audio: the
+    # digits the sender played and those the receiver detected ("" for none; NULL unknown).
+    dtmf_sent: str | None = Field(default=None, max_length=64)
+    dtmf_received: str | None = Field(default=None, max_length=64)
+    # An expectation of a call script (`expect_dtmf 12`, `expect audio`) for this call, judged
+    # from the call's other rows (stream_key "expect/<call>/<step>").
+    expect_step: str | None = Field(default=None, max_length=64)
+    expect_what: str | None = Field(default=None, max_length=80)  # "dtmf 12" | "audio"
+    # The longest silence in the stream and the audio after it (hold/resume with media).
+    max_gap_ms: float | None = None
+    after_gap_ms: float | None = None

@@ -23,6 +23,23 @@ class RegistrarConfig(BaseModel):
     expires_s: int = 3600
 
 
+DTMF_MIN_MS, DTMF_MAX_MS = 50, 2000  # the tone lengths SIPp's play_dtmf accepts
+DTMF_LEAD_MS = 400  # play_dtmf's stream-opening no-op packets before the first digit
+
+
+def dtmf_play_ms(digits: str, duration_ms: int) -> int:
+    """How long SIPp plays `digits`: the lead, then per digit its tone and a gap as long."""
+    return DTMF_LEAD_MS + 2 * duration_ms * (len(digits) + 1)
+
+
+class DtmfConfig(BaseModel):
+    """DTMF (RFC 4733 events) each call of a built-in call/answer scenario sends once it is
+    answered (runners/media_dtmf.py)."""
+
+    digits: str
+    duration_ms: int = 100
+
+
 class MediaConfig(BaseModel):
     """Audio in the calls of a built-in scenario (runners/media_*.py): SIPp streams the reference
     audio from its media socket (media_port); the runner's RTP receiver on rtp_port, named in its
@@ -43,6 +60,7 @@ class MediaConfig(BaseModel):
     # Uploaded reference audio (sipflow/media_upload.py), base64; None: the built-in audio.
     audio_format: Literal["wav", "ulaw", "alaw"] | None = None
     audio_data: str | None = Field(default=None, repr=False)
+    dtmf: DtmfConfig | None = None
 
 
 class MessageConfig(BaseModel):

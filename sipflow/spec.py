@@ -16,12 +16,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from sipflow.addresses import uri_host
 from sipflow.call_options import MessageOptions
-from sipflow.call_script import CallScript
+from sipflow.call_script import CallScript, Step, media_steps
 from sipflow.caps import Caps
 from sipflow.fargate_sizes import InvalidSize, task_size
 from sipflow.flows import FLOWS, FlowSpec
 from sipflow.load_profile import LoadProfile
-from sipflow.media_spec import MIN_HOLD_MS, MediaSpec
+from sipflow.media_spec import DTMF_MARGIN_MS, MIN_HOLD_MS, MediaSpec
 from sipflow.thresholds import Threshold, parse_threshold
 
 BUILTIN_SCENARIOS = ("options", "register", "call", "answer")
@@ -307,11 +307,12 @@ class CallerSpec(RoleSpec):
 
     @model_validator(mode="after")
     def _options_fit(self) -> CallerSpec:
+        if self.script is not None and (
+            "scenario" in self.model_fields_set and self.scenario != "call"
+        ):
+            raise ValueError("script: a script is the callers' scenario; give one of them")
         if self.script is not None:
-            if "scenario" in self.model_fields_set and self.scenario != "call":
-                raise ValueError("script: a script is the callers' scenario; give one of them")
-            if self.media is not None:
-                raise ValueError("media: needs the built-in 'call' scenario, not a script")
+            _script_media(self.script, self.media)
         opts = self.call_options
         if opts is not None and opts.shapes_messages() and self.scenario != "call":
             # An uploaded scenario writes its own messages; only the proxy applies to it.
@@ -327,8 +328,10 @@ class CallerSpec(RoleSpec):
         # (A stored spec comes back with every default written out: compare, not fields_set.)
         if self.flow is not None and self.scenario != "call":
             raise ValueError("give either scenario or flow, not both")
-        if self.flow is not None and self.media is not None:
-            raise ValueError("media: not yet available with a flow (built-in call scenario only)")
+        if self.flow is not None and self.media is not None and self.flow.name not in MEDIA_FLOWS:
+            raise ValueError(
+                "media: with a flow, only hold_resume carries audio (built-in call otherwise)"
+            )
         if self.profile is not None:
             self._follow_profile(self.profile)
         if self.max_calls is None and self.duration_s is None:
@@ -356,6 +359,21 @@ class CallerSpec(RoleSpec):
         return self.profile.peak() if self.profile is not None else self.rate
 
 
+MEDIA_FLOWS = ("hold_resume",)  # the flows whose calls carry audio (runners/media_hold.py)
+
+
+def _script_media(script: list[Step], media: MediaSpec | None) -> None:
+    """expect_dtmf / expect audio are judged from the callers' media analysis."""
+    judged = media_steps(script)
+    if judged and (media is None or not media.analyse):
+        raise ValueError(
+            f"media: {judged[0]!r} is judged from the media analysis: give the callers (and "
+            "callees) media with analyse: true"
+        )
+    if media is not None and media.sample_pct < 100 and "expect audio" in judged:
+        raise ValueError("media.sample_pct: 'expect audio' judges every call: keep 100")
+
+
 def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
     """Media runs on the built-in call/answer scenarios, on both ends of a call, with a hold."""
     for path, role, builtin in (("callers", callers, "call"), ("callees", callees, "answer")):
@@ -373,8 +391,26 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
         for name in ("codec", "analyse", "sample_pct", "relay", "audio"):
             if getattr(callees.media, name) != getattr(callers.media, name):
                 raise ValueError(f"roles.callees.media.{name}: must be the callers' {name}")
+    for path, role in (("callers", callers), ("callees", callees)):
+        if callers.flow is not None and role is not None and role.media and role.media.dtmf:
+            # play_dtmf is not paused with the audio: it would break the hold's recvonly
+            raise ValueError(f"roles.{path}.media.dtmf: not with a flow (a script sends DTMF)")
+    if callers.script is not None or callers.flow is not None:
+        return  # a script's own waits (a flow's hold_s) make the call's length
     if callers.hold_ms < MIN_HOLD_MS:
         raise ValueError(f"roles.callers.hold_ms: media needs at least {MIN_HOLD_MS} ms of call")
+    _dtmf_fits(callers, callees)
+
+
+def _dtmf_fits(callers: CallerSpec, callees: CalleeSpec | None) -> None:
+    """The call lasts until every DTMF play has ended (SIPp cuts a play at the BYE)."""
+    for path, role in (("callers", callers), ("callees", callees)):
+        dtmf = role.media.dtmf if role is not None and role.media is not None else None
+        if dtmf is not None and callers.hold_ms < dtmf.play_ms() + DTMF_MARGIN_MS:
+            raise ValueError(
+                f"roles.callers.hold_ms: the {path}' DTMF {dtmf.digits!r} plays for "
+                f"{dtmf.play_ms()} ms; hold at least {dtmf.play_ms() + DTMF_MARGIN_MS} ms"
+            )
 
 
 def _flow_consistent(
@@ -386,8 +422,8 @@ def _flow_consistent(
         raise ValueError(f"roles.callees: the {name!r} flow has no callee side")
     if callees is not None and callees.scenario != "answer":
         raise ValueError(f"roles.callees.scenario: the {name!r} flow chooses the callees' side")
-    if callees is not None and callees.media is not None:
-        raise ValueError("roles.callees.media: not yet available with a flow")
+    if callees is not None and callees.media is not None and name not in MEDIA_FLOWS:
+        raise ValueError("roles.callees.media: with a flow, only hold_resume carries audio")
     if not has_callee and target is None:
         raise ValueError(f"target: the {name!r} flow needs a target")
 

@@ -41,6 +41,8 @@ METRICS: dict[str, str] = {
     "jitter_p95_ms": "95th percentile RFC 3550 jitter of the audio streams",
     "one_way_audio_calls": "analysed calls with audio in one direction only",
     "no_audio_calls": "analysed calls with audio in neither direction",
+    "dtmf_calls": "calls that sent DTMF (media dtmf or a script's send_dtmf)",
+    "dtmf_mismatch_calls": "calls whose DTMF did not arrive at the far end as sent",
 }
 # Besides METRICS: code_NNN, the callers' calls that ended on final response NNN (e.g. code_503).
 CODE_METRIC = re.compile(r"^code_([1-6][0-9]{2})$")

@@ -46,7 +46,8 @@ def _script_errors(script: list[Any]) -> list[tuple[tuple[Any, ...], str]]:
     ("script", "index", "reason"),
     [
         (["call", "expect 200", "hold", "hangup"], 2, "'hold' is not supported"),
-        (["call", "expect 200", "expect_dtmf 1", "hangup"], 2, "media capture"),
+        (["call", "expect 200", "expect_dtmf 1x", "hangup"], 2, "unknown step 'expect_dtmf 1x'"),
+        (["call", "expect 180", "expect audio", "expect 200", "hangup"], 2, "'expect audio' needs"),
         (["call", "expect 200", "transfer_to carol", "hangup"], 2, "third party"),
         (["call", "ring twice", "expect 200", "hangup"], 1, "unknown step 'ring twice'"),
         (["expect 200", "hangup"], 0, "starts with 'call'"),
@@ -90,7 +91,7 @@ def test_compiled_xml_has_one_mark_per_step_before_its_first_element() -> None:
     )
     # Each mark is directly followed by an element (the step's first).
     assert all(re.match(r"\s*<(send|recv|pause|nop)\b", rest) for rest in MARK.split(xml)[2::2])
-    assert "<![CDATA[" in xml and "dtmf_2833_pound.pcap" in xml
+    assert "<![CDATA[" in xml and 'play_dtmf="12#,100"' in xml  # the example: send_dtmf 12#
     # The spec round-trips (the workflow re-reads it from JSON).
     again = SessionSpec.model_validate(spec.model_dump(mode="json"))
     assert again.roles.callers.script is not None

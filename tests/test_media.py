@@ -110,10 +110,12 @@ def test_emodel_g711() -> None:
 def test_media_variant_of_the_built_ins(tmp_path: Path) -> None:
     audio = tmp_path / "reference.alaw"
     call = media_variant(built_in_path("call").read_text(), MediaConfig(codec="PCMA"), audio)
-    assert call.count("m=audio 7000 RTP/AVP 8") == 2 and "PCMU" not in call
+    # [media_port+1000]: SIPp writes 7000 (the receiver) and sends play_dtmf from it
+    assert call.count("m=audio [media_port+1000] RTP/AVP 8 96") == 2 and "PCMU" not in call
+    assert call.count("a=rtpmap:96 telephone-event/8000") == 2 and "play_dtmf" not in call
     assert call.count(f'rtp_stream="{audio},-1,8"') == 2  # the answer to either INVITE
     answer = media_variant(built_in_path("answer").read_text(), MediaConfig(), audio)
-    assert answer.count("rtp_stream=") == 1 and "m=audio 7000 RTP/AVP 0" in answer
+    assert answer.count("rtp_stream=") == 1 and "m=audio [media_port+1000] RTP/AVP 0 96" in answer
     with pytest.raises(ValueError, match="no SDP"):
         media_variant(built_in_path("register").read_text(), MediaConfig(), audio)
 

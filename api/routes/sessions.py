@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
@@ -294,7 +295,8 @@ async def get_session(
     row = session_or_404(db, session_id, principal.tenant)
     runner_rows = store.runners(db, session_id)
     media = media_store.measured(db, session_id)
-    shown = views.outcome(row, store.intervals(db, session_id), runner_rows, media)
+    judge = partial(media_store.judge_steps, db, session_id, spec=row.spec)
+    shown = views.outcome(row, store.intervals(db, session_id), runner_rows, media, judge)
     progress = None
     if row.status not in FINAL_STATUSES:
         progress = await _progress(temporal, session_id)

@@ -252,7 +252,25 @@ async function loadCalls() {
       el("td", {}, d.direction || ""), el("td", { class: "num" }, fmtNum(d.received)),
       el("td", { class: "num" }, fmtNum(d.loss_pct, 2)), el("td", { class: "num" }, fmtNum(d.duplicates)),
       el("td", { class: "num" }, fmtNum(d.reordered)), el("td", { class: "num" }, fmtNum(d.jitter_ms, 2)),
-      el("td", { class: "num" }, fmtNum(d.mos, 2))))));
+      el("td", { class: "num" }, fmtNum(d.mos, 2)), dtmfCell(c, d.direction),
+      el("td", {}, i === 0 ? checksText(c) : "")))));
+}
+
+// A direction's DTMF (RFC 4733 events): "sent" when it arrived as sent, else "sent → received".
+function dtmfCell(c, direction) {
+  const plays = (c.dtmf || []).filter((p) => p.direction === direction && p.sent !== null);
+  const text = plays.map((p) => (p.match ? p.sent : `${p.sent} → ${p.received === null ? "none" : p.received || "none"}`));
+  const ok = plays.every((p) => p.match);
+  return el("td", { class: "mono", "data-dtmf": plays.map((p) => p.received ?? "").join(" "),
+    "data-dtmf-ok": plays.length ? String(ok) : "" }, text.join(" "));
+}
+
+// A call script's media steps (expect_dtmf, expect audio) for this call: the failed ones' reasons.
+function checksText(c) {
+  const ex = c.expectations || [];
+  if (!ex.length) return "";
+  const bad = ex.filter((e) => !e.passed);
+  return bad.length ? bad.map((e) => `${e.step}: ${e.reason}`).join("; ") : `${ex.length} passed`;
 }
 
 // The answered calls' durations (200 OK -> BYE) as a bar chart; ACD beside the heading.
