@@ -93,6 +93,16 @@ def sweep_all(
         else:
             if removed:
                 result["mqtt"] = removed
+        try:  # runner hosts revoked while the broker was down (sipflow/host_revoke.py)
+            from sipflow.host_revoke import sweep_revoked_hosts
+
+            with session_scope(backends.settings.resolved_database_url) as db:
+                hosts = sweep_revoked_hosts(db, backends.settings)
+        except Exception as exc:
+            log.warning("sweep of revoked runner hosts' broker logins failed: %s", exc)
+        else:
+            if hosts:
+                result["revoked-hosts"] = hosts
     return result
 
 
