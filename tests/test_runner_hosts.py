@@ -1,9 +1,13 @@
 """Runner hosts on simulated machines (tests/host_fixtures.py): a session's callers split 2/2
 over two hosts of a pool against Kamailio, a host killed mid-session, a pool too small, a
-revoked host credential. Real Temporal, broker, API, worker, Kamailio, SIPp."""
+revoked host credential (refused by the API, its runners kicked off the broker), two sessions
+placed back to back on a pool that fits one. The hosts hold none of the stack's secrets (no
+runner token secret, no codec key): each decodes only what was addressed to it. Real Temporal,
+broker, API, worker, Kamailio, SIPp."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -19,12 +23,18 @@ from typing import Any
 import httpx
 import pytest
 from sqlmodel import select
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
 
 from entrypoints.stack import free_port
+from sipflow.crypto import CryptoError, parse_keys
 from sipflow.db import session_scope
 from sipflow.models import MetricInterval, RunnerRow
+from sipflow.payload_codec import EncryptionCodec, host_key_entries, parse_host_keys
+from sipflow.workflow_types import workflow_id
 from tests.conftest import RunningStack, start_stack
 from tests.host_fixtures import ROOT, Network, RunnerHostProcess, machines, wait_until
+from tests.sipp_files import last_cumulative, stat_files
 from tests.sut.kamailio import kamailio
 
 POOL = "edge"
@@ -33,8 +43,8 @@ MAX_AGENTS = 4
 
 @pytest.fixture(scope="module")
 def shared_secrets() -> dict[str, str]:
-    """What the stack and its runner hosts share (docs/runner-hosts.md): the runner token
-    secret (broker logins) and the payload codec keys."""
+    """The stack's secrets (the runner token secret: broker logins; the payload codec keys).
+    Runner hosts get none of them (docs/runner-hosts.md)."""
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     return {
         "SIPFLOW_RUNNER_TOKEN_SECRET": secrets.token_urlsafe(32),
@@ -94,7 +104,7 @@ def runner_hosts(
     procs = []
     for m in network.machines:
         _, key = add_host(hosts_stack, POOL)
-        env = {**shared_secrets, **host_env(hosts_stack, network.gateway, key, m.name)}
+        env = host_env(hosts_stack, network.gateway, key, m.name)
         env["SIPFLOW_NETNS_POOL"] = m.session_pool
         # Its /metrics on its own address, scraped from here across the bridge.
         env["SIPFLOW_METRICS_HOST"], env["SIPFLOW_RUNNER_HOST_METRICS_PORT"] = m.address, "9464"
@@ -153,11 +163,77 @@ def on_machine(address: str, network: Network) -> str:
     return "worker"
 
 
+def history_payloads(stack: RunningStack, sid: str) -> list[tuple[str, Payload]]:
+    """(where, payload) of every payload of the session's history, as Temporal stores it:
+    `where` is the task queue of the activity it is the input or result of, else "workflow"."""
+
+    async def fetch() -> list[tuple[str, Payload]]:
+        settings = stack.stack.settings
+        client = await Client.connect(
+            settings.temporal_address, namespace=settings.temporal_namespace
+        )  # no codec: the payloads as stored
+        history = await client.get_workflow_handle(workflow_id(sid)).fetch_history()
+        queues: dict[int, str] = {}
+        found: list[tuple[str, Payload]] = []
+        for ev in history.events:
+            if ev.HasField("activity_task_scheduled_event_attributes"):
+                a = ev.activity_task_scheduled_event_attributes
+                queues[ev.event_id] = a.task_queue.name
+                found += [(a.task_queue.name, p) for p in a.input.payloads]
+            elif ev.HasField("activity_task_completed_event_attributes"):
+                c = ev.activity_task_completed_event_attributes
+                found += [(queues[c.scheduled_event_id], p) for p in c.result.payloads]
+            elif ev.HasField("workflow_execution_started_event_attributes"):
+                found += [
+                    ("workflow", p)
+                    for p in ev.workflow_execution_started_event_attributes.input.payloads
+                ]
+        return found
+
+    return asyncio.run(fetch())
+
+
+def decodes(codec: EncryptionCodec, payload: Payload) -> bool:
+    try:
+        codec.decode_one(payload)
+    except CryptoError:
+        return False
+    return True
+
+
+def hosts_decode_only_their_own(
+    stack: RunningStack, sid: str, shared: dict[str, str], network: Network
+) -> None:
+    """Each host's keys (as the API hands them out: derived for its id) decode the inputs and
+    results of its own activities and nothing else of the history: not the workflow's input
+    (the accounts' passwords), not the main queue's activities, not the other host's."""
+    stack_keys = parse_keys(shared["SIPFLOW_ENCRYPTION_KEYS"])
+    stack_codec = EncryptionCodec(stack_keys)
+    codecs = {
+        m.name: EncryptionCodec(parse_host_keys(host_key_entries(stack_keys, m.name)))
+        for m in network.machines
+    }
+    found = history_payloads(stack, sid)
+    queue = stack.stack.settings.task_queue
+    mine = {m.name: f"{queue}-host-{m.name}" for m in network.machines}
+    assert all(decodes(stack_codec, p) for _, p in found)  # the stack reads all of it
+    workflow_input = [p for where, p in found if where == "workflow"]
+    assert workflow_input and b"secret" in stack_codec.decode_one(workflow_input[0]).data
+    for host, codec in codecs.items():
+        own = [p for where, p in found if where == mine[host]]
+        rest = [p for where, p in found if where != mine[host]]
+        assert len(own) >= 6, (host, len(own))  # provision, start, stop, teardown: in and out
+        assert all(decodes(codec, p) for p in own), host
+        assert not any(decodes(codec, p) for p in rest), host
+        assert all(p.metadata["encryption-key-id"].startswith(f"h:{host}:".encode()) for p in own)
+
+
 def test_four_callers_split_two_two_over_two_hosts(
     hosts_stack: RunningStack,
     network: Network,
     sut: tuple[str, int],
     runner_hosts: list[RunnerHostProcess],
+    shared_secrets: dict[str, str],
 ) -> None:
     pools = hosts_stack.http.get("/v1/pools").json()["items"]
     edge = next(p for p in pools if p["pool"] == POOL)
@@ -180,6 +256,19 @@ def test_four_callers_split_two_two_over_two_hosts(
     measured = body["summary"]["measured"]
     assert sum(per_host.values()) == measured["successful_calls"] == 200, (per_host, measured)
     assert body["summary"]["roles"]["callee"]["successful_calls"] == 200
+    # ... and to SIPp's own statistics files, each runner's on the machine that ran it.
+    for m, host in zip(network.machines, runner_hosts, strict=True):
+        sipp = {}
+        for rid in by_machine[m.name]:
+            (stat,) = stat_files(host.data_dir / "runs" / body["id"] / rid)
+            sipp[rid] = last_cumulative(stat)
+            assert sipp[rid]["successful"] == runners[rid][1][-1].cum_successful_calls, rid
+            assert sipp[rid]["failed"] == 0, (rid, sipp[rid])
+        assert sum(v["successful"] for v in sipp.values()) == per_host[m.name], (m.name, sipp)
+    # The hosts ran with none of the stack's secrets and made none of their own.
+    for host in runner_hosts:
+        assert not (host.data_dir / "secrets").exists(), list(host.data_dir.iterdir())
+    hosts_decode_only_their_own(hosts_stack, body["id"], shared_secrets, network)
     # Each host's /metrics: its agents now (none: the session ended), the activities it ran.
     for m in network.machines:
         text = httpx.get(f"http://{m.address}:9464/metrics", timeout=5).text
