@@ -15,22 +15,30 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlmodel import select
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
+from activities.pools import HostLogins, PoolActivities
+from backends.runner_tokens import runner_broker_user
 from entrypoints.stack import free_port
 from sipflow.crypto import CryptoError, parse_keys
 from sipflow.db import session_scope
+from sipflow.messages import runner_client_id
 from sipflow.models import MetricInterval, RunnerRow
 from sipflow.payload_codec import EncryptionCodec, host_key_entries, parse_host_keys
+from sipflow.pool_placement import HostShare
 from sipflow.workflow_types import workflow_id
 from tests.conftest import RunningStack, start_stack
 from tests.host_fixtures import ROOT, Network, RunnerHostProcess, machines, wait_until
@@ -349,6 +357,31 @@ def test_a_pool_too_small_is_refused_before_anything_starts(
     assert r.status_code == 422 and "0 free agent slots on 0 live hosts" in r.text, r.text
 
 
+class BrokerClient:
+    """A runner's MQTT connection (its login and pinned client id) that records the broker's
+    answer and being disconnected."""
+
+    def __init__(self, port: int, sid: str, rid: str, password: str) -> None:
+        self.connected, self.disconnected = threading.Event(), threading.Event()
+        self.refused: str | None = None
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=runner_client_id(sid, rid), protocol=mqtt.MQTTv5
+        )
+        self.client.username_pw_set(runner_broker_user(sid, rid), password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_a: self.disconnected.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self.refused = str(rc) if rc.is_failure else None
+        self.connected.set()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 def test_a_revoked_host_credential_is_refused(
     hosts_stack: RunningStack, shared_secrets: dict[str, str], tmp_path: Path
 ) -> None:
@@ -365,10 +398,36 @@ def test_a_revoked_host_credential_is_refused(
     # A host key does nothing else; another key cannot report a host.
     assert host.get("/v1/sessions").status_code == 403
     assert hosts_stack.http.put("/v1/hosts/heartbeat", json=beat).status_code == 403
+    # Its codec keys are its own: derived from the stack's for its id, not the stack's.
+    stack_keys = parse_keys(shared_secrets["SIPFLOW_ENCRYPTION_KEYS"])
+    assert r.json()["codec_keys"] == host_key_entries(stack_keys, "h-revoked")
+    # Its runners' broker logins, as the main queue makes them for a placement on it, are
+    # in use (a runner connected) when the key is revoked.
+    settings = hosts_stack.stack.settings
+    logins = PoolActivities(settings).make_host_logins(
+        HostLogins(session_id="revsess", tenant="default", shares=[
+            HostShare(host_id="h-revoked", task_queue="q", runner_ids=["caller-0", "caller-1"])
+        ])
+    )  # fmt: skip
+    runner = BrokerClient(settings.mqtt_port, "revsess", "caller-0", logins["caller-0"])
+    assert runner.connected.wait(10) and runner.refused is None, runner.refused
     assert hosts_stack.http.delete(f"/v1/keys/{key_id}").status_code == 200
     assert host.put("/v1/hosts/heartbeat", json=beat).status_code == 401
     states = {h["key_id"]: h["state"] for h in pool_hosts(hosts_stack)}
     assert states[key_id] == "revoked"
+    # The broker disconnected the host's runner and refuses its login from now on; the main
+    # queue makes no more logins for the host.
+    assert runner.disconnected.wait(10), "the revoked host's runner is still connected"
+    runner.close()
+    again = BrokerClient(settings.mqtt_port, "revsess", "caller-1", logins["caller-1"])
+    assert again.connected.wait(10) and again.refused == "Not authorized", again.refused
+    again.close()
+    with pytest.raises(ApplicationError, match="runner host h-revoked was revoked"):
+        PoolActivities(settings).make_host_logins(
+            HostLogins(session_id="revsess2", tenant="default", shares=[
+                HostShare(host_id="h-revoked", task_queue="q", runner_ids=["caller-0"])
+            ])
+        )  # fmt: skip
     # The runner host itself stops at once with the refusal.
     env = {**os.environ, **shared_secrets, **host_env(hosts_stack, "127.0.0.1", key, "h-revoked")}
     env.update(PYTHONPATH=str(ROOT), SIPFLOW_DATA_DIR=str(tmp_path))
