@@ -357,6 +357,34 @@ def test_a_pool_too_small_is_refused_before_anything_starts(
     assert r.status_code == 422 and "0 free agent slots on 0 live hosts" in r.text, r.text
 
 
+def test_two_sessions_placed_back_to_back_do_not_share_free_slots(
+    hosts_stack: RunningStack, sut: tuple[str, int], runner_hosts: list[RunnerHostProcess]
+) -> None:
+    """The pool (2 hosts x 4 slots) fits one session of 5 callers, not two. Submitted back to
+    back, both see 8 free slots in the hosts' heartbeats (their agents are not running yet):
+    the first one's placement reserves its 5, so the second is refused, at the API or by its
+    placement, with the numbers. The slots are free again once the first ended."""
+    wait_live(hosts_stack, 2)
+    first = hosts_stack.submit(spec(sut, agents=5, rate=10, duration_s=8))
+    r = hosts_stack.http.post("/v1/sessions", json=spec(sut, agents=5, rate=10, duration_s=8))
+    if r.status_code == 422:  # the first one's placement came before this check
+        refusal = r.json()["detail"][0]["msg"]
+    else:
+        assert r.status_code in (200, 201, 202), r.text
+        second = hosts_stack.wait(r.json()["id"], timeout=120)
+        assert (second["status"], second["verdict"]) == ("error", "error"), second
+        assert per_runner(hosts_stack, second["id"]) == {}  # nothing of it started
+        refusal = " | ".join(second["reasons"])
+    assert "3 free agent slots on 2 live hosts" in refusal and "needs 5" in refusal, refusal
+    hosts_stack.wait_phase(first, "running callers", timeout=60)
+    held = sum(h["reserved_agents"] for h in pool_hosts(hosts_stack))
+    assert held == 5, pool_hosts(hosts_stack)
+    body = hosts_stack.wait(first, timeout=120)
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body
+    hosts = pool_hosts(hosts_stack)
+    assert sum(h["reserved_agents"] for h in hosts) == 0, hosts
+
+
 class BrokerClient:
     """A runner's MQTT connection (its login and pinned client id) that records the broker's
     answer and being disconnected."""
