@@ -6,7 +6,9 @@ host (as backends/broker_auth.py does for the worker's own runners: the same use
 derived password) and puts each of them in a dynamic-security group of that host,
 `host/<host id>`; the workflow hands the passwords to the host in its start activity's input
 (encrypted under the host's own codec key). Revoking the host's key deletes every client of
-its group: the broker kicks the connected ones and refuses them from then on.
+its group: the broker kicks the connected ones and refuses them from then on (the API does it
+when it revokes the key, `revoke_host_broker`; a broker that cannot be reached then does not
+stop the revocation: the worker's sweep catches up, `sweep_revoked_hosts`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlmodel import Session, select
+
 from backends import broker_auth
 from backends.broker_auth import DynsecAdmin
 from backends.runner_tokens import broker_password, runner_broker_user, token_key
+from sipflow import account_store, runner_hosts
 from sipflow.messages import runner_client_id
+from sipflow.models import utcnow
 from sipflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,3 +101,31 @@ def revoke_host(settings: Settings, host_id: str) -> list[str]:
     if users:
         log.info("revoked the broker logins of runner host %s: %s", host_id, ", ".join(users))
     return users
+
+
+def revoke_host_broker(db: Session, settings: Settings, key_id: str) -> list[str]:
+    """The broker logins removed for the host of this (revoked) key; [] when there were none
+    or the broker could not be reached (logged)."""
+    row = runner_hosts.of_key(db, key_id)
+    if row is None or row.host_id is None:
+        return []
+    try:
+        return revoke_host(settings, row.host_id)
+    except (broker_auth.BrokerAuthError, OSError) as exc:
+        log.warning("broker logins of revoked runner host %s stay for now: %s", row.host_id, exc)
+        return []
+
+
+def sweep_revoked_hosts(db: Session, settings: Settings) -> dict[str, list[str]]:
+    """Host id -> broker logins removed, for every host whose key is revoked (the sweep's
+    catch-up when the broker was down at the revocation)."""
+    now = utcnow()
+    removed: dict[str, list[str]] = {}
+    for host in db.exec(select(runner_hosts.RunnerHostRow)).all():
+        key = account_store.get_key(db, host.key_id)
+        if host.host_id is None or (key is not None and key.usable(now)):
+            continue
+        gone = revoke_host(settings, host.host_id)
+        if gone:
+            removed[host.host_id] = gone
+    return removed

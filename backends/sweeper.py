@@ -93,8 +93,8 @@ def sweep_all(
         else:
             if removed:
                 result["mqtt"] = removed
-        try:  # runner hosts revoked while the broker was down (sipflow/host_revoke.py)
-            from sipflow.host_revoke import sweep_revoked_hosts
+        try:  # runner hosts revoked while the broker was down (backends/host_logins.py)
+            from backends.host_logins import sweep_revoked_hosts
 
             with session_scope(backends.settings.resolved_database_url) as db:
                 hosts = sweep_revoked_hosts(db, backends.settings)

@@ -9,9 +9,9 @@ from fastapi import APIRouter, HTTPException, status
 from api.account_schemas import KeyCreate, KeyCreated, KeyList, KeyOut
 from api.auth import AUTH_RESPONSES, AdminDep, Responses
 from api.deps import DbDep, SettingsDep
+from backends.host_logins import revoke_host_broker
 from sipflow import account_store, audit
 from sipflow.accounts import Role
-from sipflow.host_revoke import revoke_host_broker
 
 router = APIRouter(prefix="/keys", tags=["keys"], responses=AUTH_RESPONSES)
 NO_KEY: Responses = {404: {"description": "no key with this id in the admin's tenant"}}
