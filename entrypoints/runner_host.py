@@ -178,12 +178,6 @@ async def serve(settings: Settings, pool: str) -> None:
     loop = asyncio.get_running_loop()
     # Registration, and the sweep of what this host left before it (re)started.
     await loop.run_in_executor(None, host.beat_and_sweep)
-    start_metrics(settings, ident, backend)
-    client = await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=host_data_converter(host.keyring()),
-    )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -204,31 +198,41 @@ async def serve(settings: Settings, pool: str) -> None:
             except (httpx.HTTPError, OSError) as exc:
                 log.warning("heartbeat not delivered: %s", exc)
 
-    network = NetworkActivities(settings, backends, on_runner_host=True)
-    runners = RunnerActivities(settings, backends, on_runner_host=True)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
-        worker = Worker(
-            client,
-            task_queue=ident.task_queue,
-            interceptors=[ActivityMetrics()],
-            activities=[
-                network.provision_network,
-                network.teardown_network,
-                runners.start_runners,
-                runners.stop_runners,
-            ],
-            activity_executor=executor,
-            max_concurrent_activities=32,
+    # Heartbeats from the registration on: a host that takes a while to start its worker does
+    # not look stale meanwhile (work placed on it waits in its task queue).
+    beating = asyncio.create_task(heartbeats())
+    try:
+        start_metrics(settings, ident, backend)
+        client = await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=host_data_converter(host.keyring()),
         )
-        async with worker:
-            log.info(
-                "runner host %s of pool %s polling %s (%d agents, %d cores, addresses %s)",
-                ident.host_id, pool, ident.task_queue, ident.max_agents, ident.cores,
-                ", ".join(ident.addresses) or "-",
-            )  # fmt: skip
-            beating = asyncio.create_task(heartbeats())
-            await stop.wait()
-            beating.cancel()
+        network = NetworkActivities(settings, backends, on_runner_host=True)
+        runners = RunnerActivities(settings, backends, on_runner_host=True)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
+            worker = Worker(
+                client,
+                task_queue=ident.task_queue,
+                interceptors=[ActivityMetrics()],
+                activities=[
+                    network.provision_network,
+                    network.teardown_network,
+                    runners.start_runners,
+                    runners.stop_runners,
+                ],
+                activity_executor=executor,
+                max_concurrent_activities=32,
+            )
+            async with worker:
+                log.info(
+                    "runner host %s of pool %s polling %s (%d agents, %d cores, addresses %s)",
+                    ident.host_id, pool, ident.task_queue, ident.max_agents, ident.cores,
+                    ", ".join(ident.addresses) or "-",
+                )  # fmt: skip
+                await stop.wait()
+    finally:
+        beating.cancel()
     if refused:
         raise refused[0]
 
