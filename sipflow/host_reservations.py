@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, delete, update
+from sqlalchemy import JSON, Column, DateTime, and_, delete, func, not_, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from sipflow.models import FINAL_STATUSES, SessionRow, utcnow
@@ -40,14 +41,9 @@ class ReservationRow(SQLModel, table=True):
     host_id: str = Field(max_length=64)
     task_queue: str = Field(max_length=200)
     runner_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    agents: int = 0  # len(runner_ids), summed by the database
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-
-
-def _aware(t: datetime) -> datetime:
-    from datetime import UTC
-
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
 def lock_pool(db: Session, tenant: str, pool: str) -> None:
@@ -61,20 +57,22 @@ def lock_pool(db: Session, tenant: str, pool: str) -> None:
     )
 
 
+def _in_force(now: datetime) -> Any:
+    """Reservations whose session has no final status (or no row yet) and that did not expire."""
+    ended = select(SessionRow.id).where(col(SessionRow.status).in_(FINAL_STATUSES))
+    return and_(col(ReservationRow.expires_at) > now, col(ReservationRow.session_id).not_in(ended))
+
+
 def reserved(db: Session, key_ids: Sequence[str] | None = None) -> dict[str, int]:
     """Host credential (key id) -> agent slots held by reservations still in force."""
-    now = utcnow()
-    query = select(ReservationRow, SessionRow.status).join(
-        SessionRow, col(SessionRow.id) == col(ReservationRow.session_id), isouter=True
+    query = (
+        select(ReservationRow.key_id, func.sum(ReservationRow.agents))
+        .where(_in_force(utcnow()))
+        .group_by(col(ReservationRow.key_id))
     )
     if key_ids is not None:
         query = query.where(col(ReservationRow.key_id).in_(list(key_ids)))
-    held: dict[str, int] = {}
-    for r, status in db.exec(query).all():
-        if status in FINAL_STATUSES or _aware(r.expires_at) <= now:
-            continue
-        held[r.key_id] = held.get(r.key_id, 0) + len(r.runner_ids)
-    return held
+    return {k: int(n or 0) for k, n in db.exec(query).all()}
 
 
 def of_session(db: Session, session_id: str, pool: str) -> list[HostShare]:
@@ -118,6 +116,7 @@ def reserve(
                 host_id=s.host_id,
                 task_queue=s.task_queue,
                 runner_ids=list(s.runner_ids),
+                agents=len(s.runner_ids),
                 created_at=now,
                 expires_at=expires,
             )
@@ -135,10 +134,4 @@ def release(db: Session, session_id: str) -> int:
 
 def forget_ended(db: Session) -> None:
     """Deletes reservations that no longer hold anything (ended or expired sessions)."""
-    now = utcnow()
-    query = select(ReservationRow, SessionRow.status).join(
-        SessionRow, col(SessionRow.id) == col(ReservationRow.session_id), isouter=True
-    )
-    for r, status in db.exec(query).all():
-        if status in FINAL_STATUSES or _aware(r.expires_at) <= now:
-            db.delete(r)
+    db.exec(delete(ReservationRow).where(not_(_in_force(utcnow()))))  # type: ignore[call-overload]

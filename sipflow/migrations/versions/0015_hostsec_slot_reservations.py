@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("host_id", sa.String(length=64), nullable=False),
         sa.Column("task_queue", sa.String(length=200), nullable=False),
         sa.Column("runner_ids", sa.JSON(), nullable=False),
+        sa.Column("agents", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
