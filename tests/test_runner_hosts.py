@@ -31,7 +31,10 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.pools import HostLogins, PoolActivities
+from backends import broker_auth
+from backends.host_logins import add_host_runners, sweep_revoked_hosts
 from backends.runner_tokens import runner_broker_user
+from backends.runner_tokens import token_key as broker_key
 from entrypoints.stack import free_port
 from sipflow.crypto import CryptoError, parse_keys
 from sipflow.db import session_scope
@@ -454,6 +457,13 @@ def test_a_revoked_host_credential_is_refused(
     again = BrokerClient(settings.mqtt_port, "revsess", "caller-1", logins["caller-1"])
     assert again.connected.wait(10) and again.refused == "Not authorized", again.refused
     again.close()
+    # Logins of the revoked host that the revocation missed (the broker was down then) are
+    # removed by the worker's sweep.
+    with broker_auth.admin(settings) as a:
+        add_host_runners(a, broker_key(settings), "revsess3", "h-revoked", ["caller-0"])
+    with session_scope(settings.resolved_database_url) as db:
+        swept = sweep_revoked_hosts(db, settings)
+    assert swept == {"h-revoked": ["runner/revsess3/caller-0"]}, swept
     with pytest.raises(ApplicationError, match="runner host h-revoked was revoked"):
         PoolActivities(settings).make_host_logins(
             HostLogins(session_id="revsess2", tenant="default", shares=[
