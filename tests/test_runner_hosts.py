@@ -36,6 +36,7 @@ from backends.host_logins import add_host_runners, sweep_revoked_hosts
 from backends.runner_tokens import runner_broker_user
 from backends.runner_tokens import token_key as broker_key
 from entrypoints.stack import free_port
+from sipflow import runner_hosts as runner_hosts_db
 from sipflow.crypto import CryptoError, parse_keys
 from sipflow.db import session_scope
 from sipflow.messages import runner_client_id
@@ -237,6 +238,18 @@ def hosts_decode_only_their_own(
         assert all(decodes(codec, p) for p in own), host
         assert not any(decodes(codec, p) for p in rest), host
         assert all(p.metadata["encryption-key-id"].startswith(f"h:{host}:".encode()) for p in own)
+    # A host of another tenant's pool, with the codec keys the API gives it, reads none of it.
+    with session_scope(stack.stack.settings.resolved_database_url) as db:
+        _, other_key = runner_hosts_db.add_host(db, "other-tenant", POOL)
+    beat = {"host_id": "other-tenant-h1", "cores": 1, "max_agents": 1, "running_agents": 0}
+    r = httpx.put(
+        f"{stack.stack.api_url}/v1/hosts/heartbeat",
+        json=beat,
+        headers={"Authorization": f"Bearer {other_key}"},
+    )
+    assert r.status_code == 200 and r.json()["tenant"] == "other-tenant", r.text
+    other = EncryptionCodec(parse_host_keys(r.json()["codec_keys"]))
+    assert not any(decodes(other, p) for _, p in found)
 
 
 def test_four_callers_split_two_two_over_two_hosts(
