@@ -33,9 +33,14 @@ class ProvisionNetwork(BaseModel):
 
 
 class NetworkActivities:
-    def __init__(self, settings: Settings, backends: Backends) -> None:
+    def __init__(
+        self, settings: Settings, backends: Backends, on_runner_host: bool = False
+    ) -> None:
+        """`on_runner_host`: a runner host's worker: it makes and removes no broker logins (it
+        holds no admin credential; the main queue does that, activities/pools.py)."""
         self.settings = settings
         self.backends = backends
+        self.on_runner_host = on_runner_host
 
     @activity.defn
     def provision_network(self, req: ProvisionNetwork) -> Placement:
@@ -60,6 +65,8 @@ class NetworkActivities:
 
     def _add_logins(self, session_id: str, runner_ids: list[str]) -> bool:
         """Whether the logins were made; if not, starting the runners makes them."""
+        if self.on_runner_host:
+            return False
         try:
             broker_auth.add_runners(self.settings, session_id, runner_ids)
         except (broker_auth.BrokerAuthError, OSError) as exc:
@@ -68,6 +75,8 @@ class NetworkActivities:
         return True
 
     def _remove_logins(self, session_id: str) -> list[str]:
+        if self.on_runner_host:
+            return []
         try:
             return broker_auth.remove_session(self.settings, session_id)
         except (broker_auth.BrokerAuthError, OSError) as exc:

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities import legacy
 from backends import broker_auth
 from backends.base import PermanentBackendError
+from backends.local import LocalBackend
 from backends.registry import Backends
 from backends.runner_tokens import CONTROL_USER, broker_password, token_key
 from sipflow import plan, store
@@ -36,6 +37,9 @@ class StartRunners(BaseModel):
     # None: sent by the previous release, which did not pass them.
     peers: dict[str, str] | None = None
     hold: bool = False  # start up, then wait for a `go` control message
+    # Runner id -> broker password, made by the main queue for runners on a runner host (the
+    # host cannot make them); None: the worker makes them (its own runners, older sessions).
+    broker_passwords: dict[str, str] | None = None
 
 
 class StopRunners(BaseModel):
@@ -57,9 +61,14 @@ class PublishControl(BaseModel):
 
 
 class RunnerActivities:
-    def __init__(self, settings: Settings, backends: Backends) -> None:
+    def __init__(
+        self, settings: Settings, backends: Backends, on_runner_host: bool = False
+    ) -> None:
+        """`on_runner_host`: a runner host's worker, which holds no broker admin credential
+        nor runner token secret: its runners' logins come in the start's input."""
         self.settings = settings
         self.backends = backends
+        self.on_runner_host = on_runner_host
 
     @activity.defn
     def start_runners(self, req: StartRunners) -> list[StartedRunner]:
@@ -70,13 +79,27 @@ class RunnerActivities:
         # Their broker credentials first: an agent connects as soon as it starts.
         ids = plan.runner_ids(spec, req.role)
         placed = req.placement.runner_ids
-        if not req.placement.broker_logins:  # else made with the placement
+        logins = req.broker_passwords
+        if logins is None and self.on_runner_host:
+            # A session started before the stack made hosts' logins: only a host given the
+            # runner token secret (as hosts needed then) can derive them.
+            if self.settings.runner_token_secret is None:
+                raise ApplicationError(
+                    "this runner host got no broker logins for its runners (a session started "
+                    "by an older worker): set SIPFLOW_RUNNER_TOKEN_SECRET on the host for it",
+                    non_retryable=True,
+                )
+        elif logins is None and not req.placement.broker_logins:  # else made with placement
             broker_auth.add_runners(
                 self.settings,
                 req.placement.session_id,
                 [r for r in ids if not placed or r in placed],
             )
         try:
+            if logins is not None and isinstance(backend, LocalBackend):
+                return backend.start(
+                    req.placement, spec, req.role, peers, hold=req.hold, logins=logins
+                )
             return backend.start(req.placement, spec, req.role, peers, hold=req.hold)
         except PermanentBackendError as exc:
             raise ApplicationError(str(exc), non_retryable=True) from exc

@@ -21,7 +21,7 @@ from backends.agent_processes import AgentProcesses
 from backends.base import PermanentBackendError, RunnerBackend
 from backends.loopback import LoopbackNetworks
 from backends.netns import HOST_END, NamespaceNetworks, NetnsError, host_veth, namespace
-from backends.runner_tokens import token_key, with_broker_login
+from backends.runner_tokens import token_key, with_broker_login, with_password
 from sipflow import delay_limit, plan
 from sipflow.addresses import is_ipv6, is_loopback
 from sipflow.messages import ROLES, Role
@@ -154,7 +154,10 @@ class LocalBackend(RunnerBackend):
         role: Role,
         peers: Mapping[str, str],
         hold: bool = False,
+        logins: Mapping[str, str] | None = None,
     ) -> list[StartedRunner]:
+        """`logins`: runner id -> broker password made by the stack (on a runner host, which
+        cannot derive them); None: derived here from the runner token key."""
         everyone = [r for rl in ROLES for r in plan.runner_ids(spec, rl)]
         mqtt_host, netns = self.settings.mqtt_host, placement.name
         addresses = {r: f"{placement.subnet}.{host_number(r)}" for r in everyone}
@@ -191,8 +194,14 @@ class LocalBackend(RunnerBackend):
             start_jitter_ms=self.settings.runner_start_jitter_ms,
         )
         placed = placement.runner_ids or everyone
-        key = token_key(self.settings)
-        configs = [with_broker_login(key, cfg) for cfg in configs]
+        if logins is not None:
+            configs = [
+                with_password(cfg, logins[c]) for cfg in configs if (c := cfg.runner_id) in logins
+            ]
+            placed = [r for r in placed if r in logins]
+        else:
+            key = token_key(self.settings)
+            configs = [with_broker_login(key, cfg) for cfg in configs]
         for cfg in configs:
             if cfg.runner_id in placed:
                 self.agents.start(cfg, netns)

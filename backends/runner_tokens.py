@@ -81,6 +81,10 @@ def broker_password(key: bytes, username: str) -> str:
 
 def with_broker_login(key: bytes, cfg: RunnerConfig) -> RunnerConfig:
     user = runner_broker_user(cfg.session_id, cfg.runner_id)
-    return cfg.model_copy(
-        update={"mqtt_username": user, "mqtt_password": broker_password(key, user)}
-    )
+    return with_password(cfg, broker_password(key, user))
+
+
+def with_password(cfg: RunnerConfig, password: str) -> RunnerConfig:
+    """The runner's login with a password made elsewhere (a runner host's, by the stack)."""
+    user = runner_broker_user(cfg.session_id, cfg.runner_id)
+    return cfg.model_copy(update={"mqtt_username": user, "mqtt_password": password})

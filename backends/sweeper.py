@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 
 from backends import broker_auth
 from backends.base import RunnerBackend
+from backends.host_logins import sweep_revoked_hosts
 from backends.registry import Backends, names
 from sipflow import store
 from sipflow.db import session_scope
@@ -93,6 +94,14 @@ def sweep_all(
         else:
             if removed:
                 result["mqtt"] = removed
+        try:  # runner hosts revoked while the broker was down (backends/host_logins.py)
+            with session_scope(backends.settings.resolved_database_url) as db:
+                hosts = sweep_revoked_hosts(db, backends.settings)
+        except Exception as exc:
+            log.warning("sweep of revoked runner hosts' broker logins failed: %s", exc)
+        else:
+            if hosts:
+                result["revoked-hosts"] = hosts
     return result
 
 

@@ -50,7 +50,9 @@ def hosts(pool: PoolArg, api: ApiOption = None, as_json: JsonOption = False) -> 
     for h in body["items"]:
         table.add_row(
             escape(h["host_id"] or "(not yet seen)"), h["state"],
-            f"{h['running_agents']}/{h['max_agents']}", str(h["cores"]),
+            f"{h['running_agents']}/{h['max_agents']}"
+            + (f" ({h['reserved_agents']} reserved)" if h.get("reserved_agents") else ""),
+            str(h["cores"]),
             escape(", ".join(h["addresses"])), _age(h), h["key_id"],
         )  # fmt: skip
     out.print(table)

@@ -6,6 +6,11 @@ places on this host. It never touches the database: it registers and heartbeats 
 with its runner_host key (SIPFLOW_API_KEY), and the API's answer names the sessions it holds
 something of that ended, which it sweeps, at start (what it left when it died) and on every
 heartbeat. A refused key (revoked, another pool's) stops it. docs/runner-hosts.md.
+
+It holds none of the stack's secrets: its payload codec keys are its own (derived for its host
+id, in the heartbeat's answer: it decodes only the activities addressed to it), and its
+runners' broker logins come with each start activity (made by the main queue), so it needs
+neither SIPFLOW_ENCRYPTION_KEYS nor SIPFLOW_RUNNER_TOKEN_SECRET nor the broker's admin login.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 
 import httpx
 from prometheus_client import Gauge
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.metrics_interceptor import ActivityMetrics
@@ -30,9 +36,10 @@ from activities.network import NetworkActivities
 from activities.runners import RunnerActivities
 from backends.local import LocalBackend
 from backends.registry import Backends
-from entrypoints.worker import connect
 from sipflow import admission
+from sipflow.crypto import Keyring, keyring
 from sipflow.metrics_server import start_metrics_server
+from sipflow.payload_codec import host_data_converter, parse_host_keys
 from sipflow.placement import Placement
 from sipflow.runner_hosts import Heartbeat, host_task_queue
 from sipflow.settings import Settings, get_settings
@@ -103,6 +110,7 @@ class HostAgent:
         if settings.api_key is None:
             raise HostRefused("SIPFLOW_API_KEY is not set: `sipflow pools add-host POOL` makes one")
         self.settings, self.ident, self.backend = settings, ident, backend
+        self.codec_keys: list[str] = []  # the host's own, from the API (heartbeat answer)
         self.http = httpx.Client(
             base_url=settings.api_url.rstrip("/"),
             headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
@@ -137,7 +145,18 @@ class HostAgent:
                 f"the API routes this host's work to {answer['task_queue']!r}, not "
                 f"{self.ident.task_queue!r}: set SIPFLOW_TASK_QUEUE as the stack has it"
             )
+        self.codec_keys = list(answer.get("codec_keys") or [])
         return list(answer["sweep"])
+
+    def keyring(self) -> Keyring:
+        """The host's codec keys; with SIPFLOW_ENCRYPTION_KEYS set on the host (as hosts needed
+        before), the stack's keys too, for activities of sessions started before."""
+        if not self.codec_keys:
+            raise HostRefused("the API gave this host no codec keys (an API older than the host)")
+        keys = parse_host_keys(self.codec_keys).keys
+        if self.settings.encryption_keys is not None:
+            keys = {**keys, **keyring(self.settings).keys}
+        return Keyring(keys)
 
     def sweep(self, session_ids: list[str]) -> None:
         for sid in session_ids:
@@ -159,8 +178,6 @@ async def serve(settings: Settings, pool: str) -> None:
     loop = asyncio.get_running_loop()
     # Registration, and the sweep of what this host left before it (re)started.
     await loop.run_in_executor(None, host.beat_and_sweep)
-    start_metrics(settings, ident, backend)
-    client = await connect(settings)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -181,30 +198,41 @@ async def serve(settings: Settings, pool: str) -> None:
             except (httpx.HTTPError, OSError) as exc:
                 log.warning("heartbeat not delivered: %s", exc)
 
-    network, runners = NetworkActivities(settings, backends), RunnerActivities(settings, backends)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
-        worker = Worker(
-            client,
-            task_queue=ident.task_queue,
-            interceptors=[ActivityMetrics()],
-            activities=[
-                network.provision_network,
-                network.teardown_network,
-                runners.start_runners,
-                runners.stop_runners,
-            ],
-            activity_executor=executor,
-            max_concurrent_activities=32,
+    # Heartbeats from the registration on: a host that takes a while to start its worker does
+    # not look stale meanwhile (work placed on it waits in its task queue).
+    beating = asyncio.create_task(heartbeats())
+    try:
+        start_metrics(settings, ident, backend)
+        client = await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=host_data_converter(host.keyring()),
         )
-        async with worker:
-            log.info(
-                "runner host %s of pool %s polling %s (%d agents, %d cores, addresses %s)",
-                ident.host_id, pool, ident.task_queue, ident.max_agents, ident.cores,
-                ", ".join(ident.addresses) or "-",
-            )  # fmt: skip
-            beating = asyncio.create_task(heartbeats())
-            await stop.wait()
-            beating.cancel()
+        network = NetworkActivities(settings, backends, on_runner_host=True)
+        runners = RunnerActivities(settings, backends, on_runner_host=True)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
+            worker = Worker(
+                client,
+                task_queue=ident.task_queue,
+                interceptors=[ActivityMetrics()],
+                activities=[
+                    network.provision_network,
+                    network.teardown_network,
+                    runners.start_runners,
+                    runners.stop_runners,
+                ],
+                activity_executor=executor,
+                max_concurrent_activities=32,
+            )
+            async with worker:
+                log.info(
+                    "runner host %s of pool %s polling %s (%d agents, %d cores, addresses %s)",
+                    ident.host_id, pool, ident.task_queue, ident.max_agents, ident.cores,
+                    ", ".join(ident.addresses) or "-",
+                )  # fmt: skip
+                await stop.wait()
+    finally:
+        beating.cancel()
     if refused:
         raise refused[0]
 

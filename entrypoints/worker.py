@@ -104,6 +104,8 @@ def build_worker(
             store.finish_session,
             admission.admit_session,
             pools.place_on_pool,
+            pools.make_host_logins,
+            pools.release_pool,
             DnsActivities(settings).resolve_target,
             # Sessions started by the previous release run their ingest on this queue.
             ingest.ingest_metrics,

@@ -17,7 +17,7 @@ from pydantic import Field as Check
 from sqlalchemy import JSON, Column, DateTime
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from sipflow import account_store
+from sipflow import account_store, host_reservations
 from sipflow.accounts import ApiKeyRow, Role
 from sipflow.models import utcnow
 from sipflow.pool_placement import HostSlot, PoolTooSmall
@@ -135,8 +135,18 @@ def hosts(
     return [(h, account_store._fix(k)) for h, k in rows]
 
 
+def free_slots(row: RunnerHostRow, reserved: int) -> int:
+    """Agent slots a new placement may take: the reserved ones count until the heartbeat
+    reports their agents running (host_reservations)."""
+    return max(row.max_agents - max(row.running_agents, reserved), 0)
+
+
 def describe(
-    row: RunnerHostRow, key: ApiKeyRow | None, settings: Settings, now: datetime
+    row: RunnerHostRow,
+    key: ApiKeyRow | None,
+    settings: Settings,
+    now: datetime,
+    reserved: int = 0,
 ) -> dict[str, Any]:
     seen = _aware(row.last_seen_at)
     return {
@@ -148,25 +158,41 @@ def describe(
         "cores": row.cores,
         "max_agents": row.max_agents,
         "running_agents": row.running_agents,
-        "free_agents": max(row.max_agents - row.running_agents, 0),
+        "reserved_agents": reserved,
+        "free_agents": free_slots(row, reserved),
         "addresses": list(row.addresses),
         "last_seen_at": seen,
         "heartbeat_age_s": round((now - seen).total_seconds(), 1) if seen else None,
     }
 
 
-def live_slots(db: Session, tenant: str, pool: str, settings: Settings) -> list[HostSlot]:
-    """The pool's live hosts and their free agent slots (what placement spreads over)."""
+def live_hosts(
+    db: Session, tenant: str, pool: str, settings: Settings
+) -> list[tuple[RunnerHostRow, HostSlot]]:
+    """The pool's live hosts and their free agent slots, reservations counted."""
     now = utcnow()
-    return [
-        HostSlot(
-            host_id=h.host_id,
-            task_queue=h.task_queue,
-            free=max(h.max_agents - h.running_agents, 0),
-        )
+    live = [
+        h
         for h, key in hosts(db, tenant, pool)
         if h.host_id and h.task_queue and state(h, key, settings, now) == "live"
     ]
+    held = host_reservations.reserved(db, [h.key_id for h in live])
+    return [
+        (
+            h,
+            HostSlot(
+                host_id=h.host_id or "",
+                task_queue=h.task_queue or "",
+                free=free_slots(h, held.get(h.key_id, 0)),
+            ),
+        )
+        for h in live
+    ]
+
+
+def live_slots(db: Session, tenant: str, pool: str, settings: Settings) -> list[HostSlot]:
+    """The pool's live hosts and their free agent slots (what placement spreads over)."""
+    return [slot for _, slot in live_hosts(db, tenant, pool, settings)]
 
 
 def pool_needs(spec: SessionSpec) -> dict[str, tuple[int, tuple[str, ...]]]:

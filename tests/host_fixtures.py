@@ -25,6 +25,8 @@ from pathlib import Path
 from backends.agent_processes import processes_using
 
 ROOT = Path(__file__).resolve().parent.parent
+# What a runner host must never need (docs/runner-hosts.md): kept out of its environment.
+STACK_SECRETS = ("SIPFLOW_RUNNER_TOKEN_SECRET", "SIPFLOW_ENCRYPTION_KEYS")
 
 
 def sh(*argv: str, stdin: str | None = None, check: bool = True) -> str:
@@ -109,7 +111,8 @@ class RunnerHostProcess:
         argv += ["--propagation", "private", "sh", "-c", script, "sh"]
         argv += [sys.executable, "-c", "from entrypoints.runner_host import main; "
                  f"raise SystemExit(main({self.pool!r}))"]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "SIPFLOW_DATA_DIR": str(self.data_dir)}
+        env = {k: v for k, v in os.environ.items() if k not in STACK_SECRETS}
+        env.update(PYTHONPATH=str(ROOT), SIPFLOW_DATA_DIR=str(self.data_dir))
         env.update(self.env)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log)

@@ -138,6 +138,14 @@ def test_compose_file_is_valid() -> None:
         assert settings.container_mqtt == ("sipflow-host", 1883)
     worker = services["worker"]
     assert any(str(v).endswith(":/var/run/docker.sock") for v in worker["volumes"])
+    # A runner host holds none of the stack's secrets (docs/runner-hosts.md).
+    host_env = services["runner-host"]["environment"]
+    for secret in (
+        "SIPFLOW_DATABASE_URL",
+        "SIPFLOW_RUNNER_TOKEN_SECRET",
+        "SIPFLOW_ENCRYPTION_KEYS",
+    ):
+        assert secret not in host_env and secret in services["api"]["environment"], secret
     # Every service runs the one sipflow image (built offline: deploy/build_app_image.sh), so the
     # file needs no registry; they differ by command (deploy/app/sipflow-service).
     service_script = (DEPLOY / "app" / "sipflow-service").read_text()

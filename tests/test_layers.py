@@ -4,7 +4,8 @@ entrypoints  ->  api, workflows, activities, backends, sipflow
 workflows    ->  activities (types and method references), sipflow
 activities   ->  backends, sipflow
 backends     ->  runners.image (paths in the runner image), sipflow
-api          ->  backends.container_plan / runner_tokens (files for runner containers), sipflow
+api          ->  backends.container_plan / runner_tokens (files for runner containers),
+                 backends.host_logins (a revoked runner host's broker logins), sipflow
 runners      ->  only the parts of sipflow the runner image holds
 sipflow      ->  nothing of the above
 """
@@ -35,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
         "runners.scenario_files",
         "backends.container_plan",
         "backends.runner_tokens",
+        "backends.host_logins",
     },
     "entrypoints": {"sipflow", "backends", "activities", "workflows", "api"},
 }

@@ -1,9 +1,13 @@
 """Runner hosts on simulated machines (tests/host_fixtures.py): a session's callers split 2/2
 over two hosts of a pool against Kamailio, a host killed mid-session, a pool too small, a
-revoked host credential. Real Temporal, broker, API, worker, Kamailio, SIPp."""
+revoked host credential (refused by the API, its runners kicked off the broker), two sessions
+placed back to back on a pool that fits one. The hosts hold none of the stack's secrets (no
+runner token secret, no codec key): each decodes only what was addressed to it. Real Temporal,
+broker, API, worker, Kamailio, SIPp."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -11,20 +15,38 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlmodel import select
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
+from activities.pools import HostLogins, PoolActivities
+from backends import broker_auth
+from backends.host_logins import add_host_runners, sweep_revoked_hosts
+from backends.runner_tokens import runner_broker_user
+from backends.runner_tokens import token_key as broker_key
 from entrypoints.stack import free_port
+from sipflow import runner_hosts as runner_hosts_db
+from sipflow.crypto import CryptoError, parse_keys
 from sipflow.db import session_scope
+from sipflow.messages import runner_client_id
 from sipflow.models import MetricInterval, RunnerRow
+from sipflow.payload_codec import EncryptionCodec, host_key_entries, parse_host_keys
+from sipflow.pool_placement import HostShare
+from sipflow.workflow_types import workflow_id
 from tests.conftest import RunningStack, start_stack
 from tests.host_fixtures import ROOT, Network, RunnerHostProcess, machines, wait_until
+from tests.sipp_files import last_cumulative, stat_files
 from tests.sut.kamailio import kamailio
 
 POOL = "edge"
@@ -33,8 +55,8 @@ MAX_AGENTS = 4
 
 @pytest.fixture(scope="module")
 def shared_secrets() -> dict[str, str]:
-    """What the stack and its runner hosts share (docs/runner-hosts.md): the runner token
-    secret (broker logins) and the payload codec keys."""
+    """The stack's secrets (the runner token secret: broker logins; the payload codec keys).
+    Runner hosts get none of them (docs/runner-hosts.md)."""
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     return {
         "SIPFLOW_RUNNER_TOKEN_SECRET": secrets.token_urlsafe(32),
@@ -94,7 +116,7 @@ def runner_hosts(
     procs = []
     for m in network.machines:
         _, key = add_host(hosts_stack, POOL)
-        env = {**shared_secrets, **host_env(hosts_stack, network.gateway, key, m.name)}
+        env = host_env(hosts_stack, network.gateway, key, m.name)
         env["SIPFLOW_NETNS_POOL"] = m.session_pool
         # Its /metrics on its own address, scraped from here across the bridge.
         env["SIPFLOW_METRICS_HOST"], env["SIPFLOW_RUNNER_HOST_METRICS_PORT"] = m.address, "9464"
@@ -153,11 +175,89 @@ def on_machine(address: str, network: Network) -> str:
     return "worker"
 
 
+def history_payloads(stack: RunningStack, sid: str) -> list[tuple[str, Payload]]:
+    """(where, payload) of every payload of the session's history, as Temporal stores it:
+    `where` is the task queue of the activity it is the input or result of, else "workflow"."""
+
+    async def fetch() -> list[tuple[str, Payload]]:
+        settings = stack.stack.settings
+        client = await Client.connect(
+            settings.temporal_address, namespace=settings.temporal_namespace
+        )  # no codec: the payloads as stored
+        history = await client.get_workflow_handle(workflow_id(sid)).fetch_history()
+        queues: dict[int, str] = {}
+        found: list[tuple[str, Payload]] = []
+        for ev in history.events:
+            if ev.HasField("activity_task_scheduled_event_attributes"):
+                a = ev.activity_task_scheduled_event_attributes
+                queues[ev.event_id] = a.task_queue.name
+                found += [(a.task_queue.name, p) for p in a.input.payloads]
+            elif ev.HasField("activity_task_completed_event_attributes"):
+                c = ev.activity_task_completed_event_attributes
+                found += [(queues[c.scheduled_event_id], p) for p in c.result.payloads]
+            elif ev.HasField("workflow_execution_started_event_attributes"):
+                found += [
+                    ("workflow", p)
+                    for p in ev.workflow_execution_started_event_attributes.input.payloads
+                ]
+        return found
+
+    return asyncio.run(fetch())
+
+
+def decodes(codec: EncryptionCodec, payload: Payload) -> bool:
+    try:
+        codec.decode_one(payload)
+    except CryptoError:
+        return False
+    return True
+
+
+def hosts_decode_only_their_own(
+    stack: RunningStack, sid: str, shared: dict[str, str], network: Network
+) -> None:
+    """Each host's keys (as the API hands them out: derived for its id) decode the inputs and
+    results of its own activities and nothing else of the history: not the workflow's input
+    (the accounts' passwords), not the main queue's activities, not the other host's."""
+    stack_keys = parse_keys(shared["SIPFLOW_ENCRYPTION_KEYS"])
+    stack_codec = EncryptionCodec(stack_keys)
+    codecs = {
+        m.name: EncryptionCodec(parse_host_keys(host_key_entries(stack_keys, m.name)))
+        for m in network.machines
+    }
+    found = history_payloads(stack, sid)
+    queue = stack.stack.settings.task_queue
+    mine = {m.name: f"{queue}-host-{m.name}" for m in network.machines}
+    assert all(decodes(stack_codec, p) for _, p in found)  # the stack reads all of it
+    workflow_input = [p for where, p in found if where == "workflow"]
+    assert workflow_input and b"secret" in stack_codec.decode_one(workflow_input[0]).data
+    for host, codec in codecs.items():
+        own = [p for where, p in found if where == mine[host]]
+        rest = [p for where, p in found if where != mine[host]]
+        assert len(own) >= 6, (host, len(own))  # provision, start, stop, teardown: in and out
+        assert all(decodes(codec, p) for p in own), host
+        assert not any(decodes(codec, p) for p in rest), host
+        assert all(p.metadata["encryption-key-id"].startswith(f"h:{host}:".encode()) for p in own)
+    # A host of another tenant's pool, with the codec keys the API gives it, reads none of it.
+    with session_scope(stack.stack.settings.resolved_database_url) as db:
+        _, other_key = runner_hosts_db.add_host(db, "other-tenant", POOL)
+    beat = {"host_id": "other-tenant-h1", "cores": 1, "max_agents": 1, "running_agents": 0}
+    r = httpx.put(
+        f"{stack.stack.api_url}/v1/hosts/heartbeat",
+        json=beat,
+        headers={"Authorization": f"Bearer {other_key}"},
+    )
+    assert r.status_code == 200 and r.json()["tenant"] == "other-tenant", r.text
+    other = EncryptionCodec(parse_host_keys(r.json()["codec_keys"]))
+    assert not any(decodes(other, p) for _, p in found)
+
+
 def test_four_callers_split_two_two_over_two_hosts(
     hosts_stack: RunningStack,
     network: Network,
     sut: tuple[str, int],
     runner_hosts: list[RunnerHostProcess],
+    shared_secrets: dict[str, str],
 ) -> None:
     pools = hosts_stack.http.get("/v1/pools").json()["items"]
     edge = next(p for p in pools if p["pool"] == POOL)
@@ -180,6 +280,19 @@ def test_four_callers_split_two_two_over_two_hosts(
     measured = body["summary"]["measured"]
     assert sum(per_host.values()) == measured["successful_calls"] == 200, (per_host, measured)
     assert body["summary"]["roles"]["callee"]["successful_calls"] == 200
+    # ... and to SIPp's own statistics files, each runner's on the machine that ran it.
+    for m, host in zip(network.machines, runner_hosts, strict=True):
+        sipp = {}
+        for rid in by_machine[m.name]:
+            (stat,) = stat_files(host.data_dir / "runs" / body["id"] / rid)
+            sipp[rid] = last_cumulative(stat)
+            assert sipp[rid]["successful"] == runners[rid][1][-1].cum_successful_calls, rid
+            assert sipp[rid]["failed"] == 0, (rid, sipp[rid])
+        assert sum(v["successful"] for v in sipp.values()) == per_host[m.name], (m.name, sipp)
+    # The hosts ran with none of the stack's secrets and made none of their own.
+    for host in runner_hosts:
+        assert not (host.data_dir / "secrets").exists(), list(host.data_dir.iterdir())
+    hosts_decode_only_their_own(hosts_stack, body["id"], shared_secrets, network)
     # Each host's /metrics: its agents now (none: the session ended), the activities it ran.
     for m in network.machines:
         text = httpx.get(f"http://{m.address}:9464/metrics", timeout=5).text
@@ -260,6 +373,63 @@ def test_a_pool_too_small_is_refused_before_anything_starts(
     assert r.status_code == 422 and "0 free agent slots on 0 live hosts" in r.text, r.text
 
 
+def test_two_sessions_placed_back_to_back_do_not_share_free_slots(
+    hosts_stack: RunningStack, sut: tuple[str, int], runner_hosts: list[RunnerHostProcess]
+) -> None:
+    """The pool (2 hosts x 4 slots) fits one session of 5 callers, not two. Submitted back to
+    back, both see 8 free slots in the hosts' heartbeats (their agents are not running yet):
+    the first one's placement reserves its 5, so the second is refused, at the API or by its
+    placement, with the numbers. The slots are free again once the first ended."""
+    wait_live(hosts_stack, 2)
+    first = hosts_stack.submit(spec(sut, agents=5, rate=10, duration_s=8))
+    r = hosts_stack.http.post("/v1/sessions", json=spec(sut, agents=5, rate=10, duration_s=8))
+    # Whichever is placed first holds 5 slots while it runs (the other is never placed).
+    reserved = lambda: sum(h["reserved_agents"] for h in pool_hosts(hosts_stack))  # noqa: E731
+    wait_until(lambda: reserved() == 5, 60, "5 slots reserved")
+    if r.status_code == 422:  # the first one's placement came before this check
+        refusals = [r.json()["detail"][0]["msg"]]
+        bodies = [hosts_stack.wait(first, timeout=120)]
+    else:
+        assert r.status_code in (200, 201, 202), r.text
+        bodies = [hosts_stack.wait(sid, timeout=120) for sid in (first, r.json()["id"])]
+        # Under load either workflow may place first: one runs, the other is refused.
+        refused = [b for b in bodies if (b["status"], b["verdict"]) == ("error", "error")]
+        assert len(refused) == 1, bodies
+        assert per_runner(hosts_stack, refused[0]["id"]) == {}  # nothing of it started
+        refusals = [" | ".join(refused[0]["reasons"])]
+        bodies.remove(refused[0])
+    assert [(b["status"], b["verdict"]) for b in bodies] == [("completed", "pass")], bodies
+    assert "3 free agent slots on 2 live hosts" in refusals[0], refusals
+    assert "needs 5" in refusals[0], refusals
+    hosts = pool_hosts(hosts_stack)
+    assert sum(h["reserved_agents"] for h in hosts) == 0, hosts
+
+
+class BrokerClient:
+    """A runner's MQTT connection (its login and pinned client id) that records the broker's
+    answer and being disconnected."""
+
+    def __init__(self, port: int, sid: str, rid: str, password: str) -> None:
+        self.connected, self.disconnected = threading.Event(), threading.Event()
+        self.refused: str | None = None
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=runner_client_id(sid, rid), protocol=mqtt.MQTTv5
+        )
+        self.client.username_pw_set(runner_broker_user(sid, rid), password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_a: self.disconnected.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self.refused = str(rc) if rc.is_failure else None
+        self.connected.set()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 def test_a_revoked_host_credential_is_refused(
     hosts_stack: RunningStack, shared_secrets: dict[str, str], tmp_path: Path
 ) -> None:
@@ -276,10 +446,43 @@ def test_a_revoked_host_credential_is_refused(
     # A host key does nothing else; another key cannot report a host.
     assert host.get("/v1/sessions").status_code == 403
     assert hosts_stack.http.put("/v1/hosts/heartbeat", json=beat).status_code == 403
+    # Its codec keys are its own: derived from the stack's for its id, not the stack's.
+    stack_keys = parse_keys(shared_secrets["SIPFLOW_ENCRYPTION_KEYS"])
+    assert r.json()["codec_keys"] == host_key_entries(stack_keys, "h-revoked")
+    # Its runners' broker logins, as the main queue makes them for a placement on it, are
+    # in use (a runner connected) when the key is revoked.
+    settings = hosts_stack.stack.settings
+    logins = PoolActivities(settings).make_host_logins(
+        HostLogins(session_id="revsess", tenant="default", shares=[
+            HostShare(host_id="h-revoked", task_queue="q", runner_ids=["caller-0", "caller-1"])
+        ])
+    )  # fmt: skip
+    runner = BrokerClient(settings.mqtt_port, "revsess", "caller-0", logins["caller-0"])
+    assert runner.connected.wait(10) and runner.refused is None, runner.refused
     assert hosts_stack.http.delete(f"/v1/keys/{key_id}").status_code == 200
     assert host.put("/v1/hosts/heartbeat", json=beat).status_code == 401
     states = {h["key_id"]: h["state"] for h in pool_hosts(hosts_stack)}
     assert states[key_id] == "revoked"
+    # The broker disconnected the host's runner and refuses its login from now on; the main
+    # queue makes no more logins for the host.
+    assert runner.disconnected.wait(10), "the revoked host's runner is still connected"
+    runner.close()
+    again = BrokerClient(settings.mqtt_port, "revsess", "caller-1", logins["caller-1"])
+    assert again.connected.wait(10) and again.refused == "Not authorized", again.refused
+    again.close()
+    # Logins of the revoked host that the revocation missed (the broker was down then) are
+    # removed by the worker's sweep.
+    with broker_auth.admin(settings) as a:
+        add_host_runners(a, broker_key(settings), "revsess3", "h-revoked", ["caller-0"])
+    with session_scope(settings.resolved_database_url) as db:
+        swept = sweep_revoked_hosts(db, settings)
+    assert swept == {"h-revoked": ["runner/revsess3/caller-0"]}, swept
+    with pytest.raises(ApplicationError, match="runner host h-revoked was revoked"):
+        PoolActivities(settings).make_host_logins(
+            HostLogins(session_id="revsess2", tenant="default", shares=[
+                HostShare(host_id="h-revoked", task_queue="q", runner_ids=["caller-0"])
+            ])
+        )  # fmt: skip
     # The runner host itself stops at once with the refusal.
     env = {**os.environ, **shared_secrets, **host_env(hosts_stack, "127.0.0.1", key, "h-revoked")}
     env.update(PYTHONPATH=str(ROOT), SIPFLOW_DATA_DIR=str(tmp_path))

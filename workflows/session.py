@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.dns_target import DnsActivities, ResolveTarget
     from activities.ingest import IngestActivities, IngestMetrics, IngestResult
     from activities.network import NetworkActivities, ProvisionNetwork
-    from activities.pools import PlaceOnPool, PoolActivities
+    from activities.pools import HostLogins, PlaceOnPool, PoolActivities
     from activities.runners import (
         PublishControl,
         RecoverIntervals,
@@ -97,6 +97,11 @@ RUNNER_HOST_POOLS = "runner-host-pools"
 # How long a runner host's activity may wait to be picked up: a host that died does not hold
 # the session's clean-up (the host sweeps what it left when it comes back).
 HOST_PICKUP = timedelta(seconds=20)
+# Pooled sessions: the main queue makes the broker logins of the hosts' runners and the
+# workflow hands them to each host with its start (a host holds neither the runner token
+# secret nor the broker's admin credential); after the hosts' teardown the main queue removes
+# them and releases the slots the placement reserved. Asked only by sessions with a pool.
+HOST_BROKER_LOGINS = "runner-host-broker-logins"
 # A target given by domain (target.dns) is resolved before the network is provisioned.
 DNS_TARGET = "dns-target"
 # A load profile's rate changes go to the callers once, as a plan they carry out on their own
@@ -151,6 +156,9 @@ class SessionWorkflow:
         self._placements: list[Placement] = []
         self._profiled = False  # a load profile drives the rate
         self._pooled = False  # agents on runner hosts (RUNNER_HOST_POOLS)
+        # Runner id -> broker password of runners on hosts (HOST_BROKER_LOGINS); None: the
+        # hosts make their runners' logins themselves (sessions started before).
+        self._host_logins: dict[str, str] | None = None
         self._wake = False
 
     # -- messages from the ingest activity and from users ------------------------------------
@@ -460,6 +468,15 @@ class SessionWorkflow:
                 PoolActivities.place_on_pool,
                 PlaceOnPool(session_id=self._sid, tenant=tenant, pool=pool, runner_ids=ids),
             )
+        if workflow.patched(HOST_BROKER_LOGINS):
+            self._host_logins = await short_activity(
+                PoolActivities.make_host_logins,
+                HostLogins(
+                    session_id=self._sid,
+                    tenant=tenant,
+                    shares=[s for pool in sorted(shares) for s in shares[pool]],
+                ),
+            )
         return shares
 
     def _host_activity(
@@ -558,6 +575,10 @@ class SessionWorkflow:
             if placement.task_queue is not None:
                 if not set(placement.runner_ids) & set(plan.runner_ids(spec, role)):
                     continue  # none of this role's runners is on that host
+                if self._host_logins is not None:  # this host's runners' logins only
+                    start.broker_passwords = {
+                        r: p for r, p in self._host_logins.items() if r in placement.runner_ids
+                    }
                 started = await self._host_activity(
                     RunnerActivities.start_runners, start, placement.task_queue
                 )
@@ -630,6 +651,11 @@ class SessionWorkflow:
                     for p in self._placements
                 )
             )
+            if self._host_logins is not None:
+                try:
+                    await short_activity(PoolActivities.release_pool, sid)
+                except ActivityError as exc:  # the sweeper and the expiry catch up
+                    workflow.logger.warning("pool of %s not released: %s", sid, exc)
             return
         await self._recover(sid)
         for placement in self._placements:

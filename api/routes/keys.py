@@ -8,8 +8,10 @@ from fastapi import APIRouter, HTTPException, status
 
 from api.account_schemas import KeyCreate, KeyCreated, KeyList, KeyOut
 from api.auth import AUTH_RESPONSES, AdminDep, Responses
-from api.deps import DbDep
+from api.deps import DbDep, SettingsDep
+from backends.host_logins import revoke_host_broker
 from sipflow import account_store, audit
+from sipflow.accounts import Role
 
 router = APIRouter(prefix="/keys", tags=["keys"], responses=AUTH_RESPONSES)
 NO_KEY: Responses = {404: {"description": "no key with this id in the admin's tenant"}}
@@ -43,7 +45,7 @@ def list_keys(db: DbDep, principal: AdminDep) -> KeyList:
     responses=NO_KEY,
     summary="Revoke a key (at once: its requests and dashboard sign-ins get 401)",
 )
-def revoke_key(key_id: str, db: DbDep, principal: AdminDep) -> KeyOut:
+def revoke_key(key_id: str, db: DbDep, settings: SettingsDep, principal: AdminDep) -> KeyOut:
     row = account_store.get_key(db, key_id)
     if row is None or row.tenant != principal.tenant:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no key {key_id!r}")
@@ -51,4 +53,6 @@ def revoke_key(key_id: str, db: DbDep, principal: AdminDep) -> KeyOut:
     row = account_store.revoke_key(db, key_id) or row
     if first:
         audit.record(db, principal.tenant, principal.key_id, "key.revoke", key_id)
+    if row.role == Role.runner_host:  # its runners lose the broker too
+        revoke_host_broker(db, settings, key_id)
     return KeyOut.model_validate(row)

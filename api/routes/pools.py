@@ -10,9 +10,9 @@ from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, Field
 
 from api.auth import AUTH_RESPONSES, AdminDep, HostDep, PrincipalDep
-from api.deps import DbDep, SettingsDep
+from api.deps import DbDep, KeysDep, SettingsDep
 from api.responses import Responses
-from sipflow import audit, runner_hosts, store
+from sipflow import audit, host_reservations, payload_codec, runner_hosts, store
 from sipflow.models import FINAL_STATUSES, utcnow
 from sipflow.runner_hosts import Heartbeat, HostAlreadyTaken
 
@@ -32,6 +32,9 @@ class HostOut(BaseModel):
     cores: int
     max_agents: int
     running_agents: int
+    reserved_agents: int = Field(
+        description="slots placements took for sessions whose agents may not run yet"
+    )
     free_agents: int
     addresses: list[str]
     last_seen_at: datetime | None
@@ -76,13 +79,21 @@ class HeartbeatAnswer(BaseModel):
     sweep: list[str] = Field(
         description="sessions the host holds something of that ended: remove it"
     )
+    codec_keys: list[str] = Field(
+        default=[],
+        description="the host's own payload codec keys (h:<host>:<id>:base64, current first): "
+        "what its worker decodes and encodes its activities with; derived from the stack's "
+        "keys and the host id, they decode nothing of other hosts or tenants",
+    )
 
 
 def _hosts(db: DbDep, settings: SettingsDep, tenant: str, pool: str | None) -> list[HostOut]:
     now = utcnow()
+    rows = runner_hosts.hosts(db, tenant, pool)
+    held = host_reservations.reserved(db, [h.key_id for h, _ in rows])
     return [
-        HostOut(**runner_hosts.describe(h, k, settings, now))
-        for h, k in runner_hosts.hosts(db, tenant, pool)
+        HostOut(**runner_hosts.describe(h, k, settings, now, held.get(h.key_id, 0)))
+        for h, k in rows
     ]
 
 
@@ -140,7 +151,7 @@ def add_host(body: HostAdd, db: DbDep, principal: AdminDep) -> HostAdded:
     summary="A runner host registers / reports its capacity and load (its runner_host key)",
 )
 def heartbeat(
-    body: Heartbeat, db: DbDep, settings: SettingsDep, principal: HostDep
+    body: Heartbeat, db: DbDep, settings: SettingsDep, keys: KeysDep, principal: HostDep
 ) -> HeartbeatAnswer:
     row = runner_hosts.of_key(db, principal.key_id)
     if row is None:
@@ -156,4 +167,10 @@ def heartbeat(
         if session is None or session.tenant != row.tenant or session.status in FINAL_STATUSES:
             sweep.append(sid)
     queue = row.task_queue or ""
-    return HeartbeatAnswer(pool=row.pool, tenant=row.tenant, task_queue=queue, sweep=sweep)
+    return HeartbeatAnswer(
+        pool=row.pool,
+        tenant=row.tenant,
+        task_queue=queue,
+        sweep=sweep,
+        codec_keys=payload_codec.host_key_entries(keys, body.host_id),
+    )
