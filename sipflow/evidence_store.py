@@ -1,0 +1,106 @@
+"""The call_evidence table: which calls of a session have evidence (sipflow/evidence.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
+
+from sipflow.evidence import Kept, ladder_file, pcap_file
+from sipflow.models import CallEvidenceRow
+
+
+class EvidenceCall(BaseModel):
+    call_id: str
+    outcome: str  # answered | failed
+    reason: str | None
+    final_code: int | None
+    method: str
+    first_time: float
+    messages: int
+    partial: bool
+
+
+class EvidenceList(BaseModel):
+    calls: list[EvidenceCall]
+    # reason -> Call-IDs with that reason (the report's failure reasons link to them)
+    by_reason: dict[str, list[str]]
+
+
+class LadderMessage(BaseModel):
+    time: float
+    src: str
+    dst: str
+    transport: str
+    first_line: str
+    headers: list[tuple[str, str]]
+    body: str
+
+
+class Ladder(BaseModel):
+    call_id: str
+    outcome: str
+    reason: str | None
+    final_code: int | None
+    partial: bool
+    messages: list[LadderMessage]
+
+
+def replace(db: Session, session_id: str, kept: list[Kept]) -> None:
+    db.exec(delete(CallEvidenceRow).where(col(CallEvidenceRow.session_id) == session_id))  # type: ignore[call-overload]
+    for k in kept:
+        db.add(
+            CallEvidenceRow(
+                session_id=session_id,
+                call_id=k.call_id[:255],
+                key=k.key,
+                outcome=k.outcome,
+                reason=(k.reason or None) and k.reason[:255],
+                final_code=k.final_code,
+                method=k.method[:32],
+                first_time=k.first_time,
+                messages=k.messages,
+                partial=k.partial,
+            )
+        )
+    db.commit()
+
+
+def listing(db: Session, session_id: str) -> EvidenceList:
+    rows = db.exec(
+        select(CallEvidenceRow)
+        .where(CallEvidenceRow.session_id == session_id)
+        .order_by(col(CallEvidenceRow.first_time))
+    ).all()
+    calls = [EvidenceCall(**r.model_dump(include=set(EvidenceCall.model_fields))) for r in rows]
+    by_reason: dict[str, list[str]] = {}
+    for c in calls:
+        if c.reason:
+            by_reason.setdefault(c.reason, []).append(c.call_id)
+    return EvidenceList(calls=calls, by_reason=by_reason)
+
+
+def find(db: Session, session_id: str, call_id: str) -> CallEvidenceRow | None:
+    return db.exec(
+        select(CallEvidenceRow).where(
+            CallEvidenceRow.session_id == session_id, CallEvidenceRow.call_id == call_id
+        )
+    ).first()
+
+
+def ladder(session_dir: Path, row: CallEvidenceRow) -> Ladder | None:
+    """The kept ladder, or None when retention removed the runs folder."""
+    path = ladder_file(session_dir, row.key)
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return Ladder.model_validate(data)
+
+
+def pcap(session_dir: Path, row: CallEvidenceRow) -> Path | None:
+    path = pcap_file(session_dir, row.key)
+    return path if path.exists() else None
