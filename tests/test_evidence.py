@@ -8,6 +8,7 @@ reading the pcaps, and a capture of our own on the host (tests/sip_wire.py) to c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -26,6 +27,12 @@ from runners.sip_capture import Ring
 from sipflow.evidence import choose, extract
 from sipflow.sip_pcap import parse_ip, read_pcap
 from tests.conftest import RunningStack, start_stack
+from tests.dashboard_fixtures import (  # noqa: F401
+    browser_fixture,
+    page_fixture,
+    screenshot,
+    sign_in,
+)
 from tests.runner_fixtures import free_port
 from tests.sip_wire import sip_wire
 from tests.sut.kamailio import kamailio
@@ -117,6 +124,8 @@ def _spec(port: int, calls: int, rate: float) -> dict[str, Any]:
 
 def _tcpdump_call_ids(pcap: Path) -> set[str]:
     """Call-IDs in a pcap as tcpdump reads it (an independent pcap reader)."""
+    if shutil.which("tcpdump") is None:
+        pytest.fail("tcpdump is missing: run deploy/setup.sh")
     out = subprocess.run(
         ["tcpdump", "-nn", "-r", str(pcap), "-A"], capture_output=True, text=True, check=True
     )
@@ -137,9 +146,8 @@ def _no_capture_left(rs: RunningStack, sid: str) -> None:
     )
 
 
-@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="deploy/setup.sh installs tcpdump")
 def test_failed_calls_through_kamailio_have_ladders_and_pcaps(
-    sqlite_stack: RunningStack, tmp_path: Path
+    sqlite_stack: RunningStack, tmp_path: Path, page: Any
 ) -> None:
     rs = sqlite_stack
     port = free_port()
@@ -206,6 +214,22 @@ def test_failed_calls_through_kamailio_have_ladders_and_pcaps(
         out_pcap.read_bytes() == (tmp_path / f"{failed[0]['final_code']}-{cid}.pcap").read_bytes()
     )
     _no_capture_left(rs, sid)
+    # The report: each failure reason links to its example calls; a link draws that call.
+    sign_in(page, rs.stack.api_url, str(rs.stack.api_key))
+    page.goto(f"{rs.stack.api_url}/dashboard/sessions/{sid}")
+    link = page.locator(
+        '#reasons li[data-reason="INVITE: 503 Service Unavailable"] a.evidence-link'
+    )
+    link.first.wait_for()
+    assert link.count() == 2
+    wanted = link.first.get_attribute("data-call")
+    link.first.click()
+    page.wait_for_function(f"document.body.dataset.evidenceCall === {json.dumps(wanted)}")
+    lines = page.eval_on_selector_all(
+        "#evidence-ladder g.ladder-msg", "gs => gs.map(g => g.dataset.firstLine)"
+    )
+    assert lines[0].startswith("INVITE ") and "SIP/2.0 503 Service Unavailable" in lines, lines
+    screenshot(page, "dashboard-report-evidence.png")
 
 
 @pytest.fixture(scope="module")
@@ -243,10 +267,8 @@ def test_capture_stays_under_its_bound_on_a_longer_run_and_nothing_is_left(
             files = list(ring.glob("ring-*.pcap")) if ring.exists() else []
             total = 0
             for f in files:
-                try:
+                with contextlib.suppress(FileNotFoundError):  # dropped since the listing
                     total += f.stat().st_size
-                except FileNotFoundError:  # dropped between the listing and the stat
-                    pass
             sizes.append(total)
             time.sleep(0.02)
 
