@@ -288,3 +288,26 @@ def test_capture_stays_under_its_bound_on_a_longer_run_and_nothing_is_left(
     assert stats["sip_packets"] >= 400 * 6, stats  # INVITE 100 180 200 ACK BYE 200 per call
     assert [c["outcome"] for c in index["calls"]] == ["answered"]
     _no_capture_left(rs, sid)
+
+
+def test_a_cancelled_session_stops_its_capture_and_keeps_its_evidence(
+    bounded_stack: RunningStack,
+) -> None:
+    rs = bounded_stack
+    spec = {
+        "name": "evidence-cancel",
+        "roles": {
+            "callees": {"agents": 1, "scenario": "answer"},
+            "callers": {"agents": 1, "scenario": "call", "rate": 10, "duration_s": 120},
+        },
+    }
+    sid = rs.submit(spec)
+    rs.wait_phase(sid, "running callers")
+    time.sleep(2)
+    assert evidence_capture.running(sid), "no capture beside the runners"
+    assert rs.http.post(f"/v1/sessions/{sid}/cancel").status_code in (200, 202)
+    body = rs.wait(sid, timeout=90)
+    assert body["status"] == "cancelled"
+    listing = rs.http.get(f"/v1/sessions/{sid}/evidence").json()
+    assert [c["outcome"] for c in listing["calls"]][:1] == ["answered"], listing
+    _no_capture_left(rs, sid)
