@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from typing import Any
 
 from bench.common import embedded_stack, stat_totals, wait_final
@@ -31,9 +32,18 @@ def session(rate: int, calls: int, capture: bool) -> dict[str, Any]:
         (stat,) = (run / "caller-0").rglob("main-stat.csv")
         totals = stat_totals(stat)
         index = run / "evidence" / "index.json"
-        capture = json.loads(index.read_text())["capture"] if index.exists() else {}
-        kept = len(json.loads(index.read_text())["calls"]) if index.exists() else 0
-        return {"totals": totals, "verdict": body["verdict"], "capture": capture, "kept": kept}
+        kept: dict[str, Any] = json.loads(index.read_text()) if index.exists() else {}
+        stats: dict[str, Any] = kept.get("capture", {})
+        kept_calls: list[dict[str, Any]] = kept.get("calls", [])
+        reasons = Counter(c["reason"] or c["outcome"] for c in kept_calls)
+        return {
+            "totals": totals,
+            "verdict": body["verdict"],
+            "reasons": body["reasons"],
+            "capture": stats,
+            "kept": len(kept_calls),
+            "kept_by": dict(reasons),
+        }
 
 
 def main() -> None:
@@ -56,13 +66,15 @@ def main() -> None:
             print(
                 f"[{i + 1}] {name}: created {t['created']:.0f}  ok {t['successful']:.0f}  "
                 f"failed {t['failed']:.0f}  {rate:.1f} ok calls/s  verdict {res['verdict']}"
+                + (f" ({'; '.join(res['reasons'])})" if res["reasons"] else "")
             )
         c = on["capture"]
         print(
-            f"[{i + 1}] capture: cpu {c.get('cpu_s')} s, frames seen {c.get('frames_seen')}, SIP "
+            f"[{i + 1}] capture: cpu {c.get('cpu_s')} s, frames seen {c.get('frames_seen')} "
+            f"(kernel drops {c.get('kernel_drops')}), SIP "
             f"packets {c.get('sip_packets')}, kept in ring {c.get('packets_kept')}, files "
             f"dropped {c.get('files_dropped')}, held max {c.get('held_bytes_max')} B "
-            f"(bound {c.get('max_bytes')}), calls kept as evidence {on['kept']}"
+            f"(bound {c.get('max_bytes')}), calls kept as evidence {on['kept']} {on['kept_by']}"
         )
         ratios.append(rates[1] / rates[0])
         print(f"[{i + 1}] ok-calls/s ratio capture on/off: {ratios[-1]:.3f}")

@@ -7,7 +7,7 @@ outcome is the final response to that first request's method as seen on the wire
 `answered`; a final >= 300 (a 401/407 challenge followed by another final does not count) ->
 `failed` with the reason worded as SIPp's failure reasons are (`INVITE: 503 Service
 Unavailable`), so the report links a reason to its calls; no final at all -> `failed`, `INVITE:
-no final response`. Kept: every failed INVITE call (up to max_failed, spread over the reasons),
+no final response` (unless a BYE was seen: answered, its 2xx not captured). Kept: every failed INVITE call (up to max_failed, spread over the reasons),
 the first `good` answered ones, and failed calls of other methods within the same bound.
 A call whose first messages the ring dropped is marked `partial`.
 """
@@ -43,11 +43,14 @@ class CallTrace:
     finals: list[tuple[int, str]] = field(default_factory=list)  # (code, status line rest)
     messages: int = 0
     partial: bool = False
+    bye: bool = False  # a BYE: the call was answered even if its 200 was not captured
 
     def outcome(self) -> tuple[str, str | None, int | None]:
         """(answered | failed, reason, final code)."""
         method = self.method or "?"
         if not self.finals:
+            if self.bye:
+                return "answered", None, None
             return "failed", f"{method}: no final response", None
         ok = [c for c, _ in self.finals if 200 <= c < 300]
         if ok:
@@ -87,6 +90,7 @@ def _survey(paths: list[Path]) -> OrderedDict[str, CallTrace]:
             trace.partial = msg.status is not None  # its request was dropped by the ring
         trace.messages += 1
         if msg.status is None:
+            trace.bye = trace.bye or msg.method == "BYE"
             if not trace.method and msg.method not in ("ACK", "CANCEL"):
                 trace.method = msg.method
         elif msg.status >= 200 and msg.method == (trace.method or msg.method):

@@ -105,9 +105,11 @@ def test_choose_spreads_the_bound_over_the_reasons() -> None:
     calls = [CallTrace(f"a{i}", i, "INVITE", [(503, "Service Unavailable")]) for i in range(10)]
     calls.append(CallTrace("b", 20, "INVITE", [(486, "Busy Here")]))
     calls.append(CallTrace("c", 21, "INVITE", []))
+    calls.append(CallTrace("d", 22, "INVITE", [], bye=True))  # its 200 was not captured
     picked = choose(calls, max_failed=3, good=5)
-    assert [c.call_id for c, *_ in picked] == ["a0", "b", "c"]
+    assert [c.call_id for c, *_ in picked] == ["a0", "b", "c", "d"]
     assert picked[2][2] == "INVITE: no final response"
+    assert picked[3][1] == "answered"
 
 
 def _spec(port: int, calls: int, rate: float) -> dict[str, Any]:
