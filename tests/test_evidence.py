@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,23 +160,22 @@ def test_failed_calls_through_kamailio_have_ladders_and_pcaps(
     ):
         body = rs.run(_spec(port, 20, 10))
     sid = body["id"]
-    wire_failed = {cid: f for cid, f in wire.invite_finals.items() if f & {486, 503}}
-    assert len(wire_failed) == 4, wire.invite_finals
     listing = rs.http.get(f"/v1/sessions/{sid}/evidence").json()
     failed = [c for c in listing["calls"] if c["outcome"] == "failed"]
     answered = [c for c in listing["calls"] if c["outcome"] == "answered"]
-    # Every failed call on the wire has evidence, with its code; 3 answered ones (the default).
-    assert {c["call_id"]: c["final_code"] for c in failed} == {
-        cid: min(f) for cid, f in wire_failed.items()
-    }
+    # Every failed call has evidence, with the reason SIPp gave it (the report's failure
+    # reasons, per role: they link), as often as SIPp counted it; 3 answered ones (the default).
+    sipp = body["roles"]["caller"]["failure_reasons"]
+    assert set(sipp) == {"INVITE: 486 Busy Here", "INVITE: 503 Service Unavailable"}, sipp
+    assert Counter(c["reason"] for c in failed) == sipp
+    assert {r: len(ids) for r, ids in listing["by_reason"].items()} == sipp
     assert len(answered) == 3 and all(c["final_code"] == 200 for c in answered)
-    assert sorted(listing["by_reason"]) == [
-        "INVITE: 486 Busy Here",
-        "INVITE: 503 Service Unavailable",
-    ]
-    # The report's failure reasons (SIPp's words, per role) are the evidence's: they link.
-    sipp_reasons = set(body["roles"]["caller"]["failure_reasons"])
-    assert set(listing["by_reason"]) == sipp_reasons, sipp_reasons
+    # What our host-wide wire capture saw fail (it may drop packets on a loaded machine: a
+    # subset) was kept, with the same code.
+    codes = {c["call_id"]: c["final_code"] for c in failed}
+    for cid, finals in wire.invite_finals.items():
+        if finals & {486, 503}:
+            assert codes.get(cid) in finals, (cid, finals, codes)
     for c in failed:
         lad = rs.http.get(f"/v1/sessions/{sid}/calls/{c['call_id']}/ladder").json()
         firsts = [m["first_line"] for m in lad["messages"]]
