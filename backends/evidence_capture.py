@@ -1,4 +1,4 @@
-"""Start and stop a session's SIP capture (runners/sip_capture.py) for the local backend.
+"""Start and stop a session's SIP capture (backends/sip_capture.py) for the local backend.
 
 It runs detached from the worker (like the agents), inside the session's network namespace or,
 for loopback sessions, on the host with the session's /24 as filter. Its ring of pcap files is
@@ -22,7 +22,7 @@ from pathlib import Path
 from backends.agent_processes import command_lines
 
 log = logging.getLogger(__name__)
-MODULE = "runners.sip_capture"
+MODULE = "backends.sip_capture"
 READY_TIMEOUT_S = 20.0
 STOP_GRACE_S = 5.0
 CAPTURE_DIR = "capture"

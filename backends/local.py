@@ -122,7 +122,7 @@ class LocalBackend(RunnerBackend):
         )
 
     def _capture(self, session_id: str, subnet: str, netns: str | None, spec: SessionSpec) -> None:
-        """The session's SIP capture, beside its runners (runners/sip_capture.py): in its
+        """The session's SIP capture, beside its runners (backends/sip_capture.py): in its
         namespace, or on the host's loopback filtered to its /24. A capture that cannot start
         costs the session its evidence, not its run."""
         try:

@@ -1,15 +1,16 @@
-"""Per-call evidence: from the session's capture ring (runners/sip_capture.py) to a pcap and a
+"""Per-call evidence: from the session's capture ring (backends/sip_capture.py) to a pcap and a
 ladder (parsed message list) per kept call, in `runs_dir/<session>/evidence/`, indexed in the
 `call_evidence` table. Run by the evidence activity after teardown (the capture has stopped).
 
 Which calls: a call is a Call-ID whose first request is an INVITE, REGISTER, OPTIONS, ... Its
 outcome is the final response to that first request's method as seen on the wire: 2xx ->
 `answered`; a final >= 300 (a 401/407 challenge followed by another final does not count) ->
-`failed` with the reason worded as SIPp's failure reasons are (`INVITE: 503 Service
-Unavailable`), so the report links a reason to its calls; no final at all -> `failed`, `INVITE:
-no final response` (unless a BYE was seen: answered, its 2xx not captured). Kept: every failed INVITE call (up to max_failed, spread over the reasons),
-the first `good` answered ones, and failed calls of other methods within the same bound.
-A call whose first messages the ring dropped is marked `partial`.
+`failed` with the reason worded as SIPp's failure reasons are (`INVITE: 503 Service Unavailable`),
+so the report links a reason to its calls; no final at all -> `failed`, `INVITE: no final
+response` (unless a BYE was seen: answered, its 2xx not captured). Kept: every failed INVITE call
+(up to max_failed, spread over the reasons), the first `good` answered ones, and failed calls of
+other methods within the same bound. A call whose first messages the ring dropped is marked
+`partial`.
 """
 
 from __future__ import annotations

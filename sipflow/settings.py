@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     # session planned above it is refused before anything starts.
     delayer_max_calls_per_s: float = Field(default=1000, gt=0)
     # Per-call evidence (local backend): a SIP capture per session beside its runners
-    # (runners/sip_capture.py), a ring of pcap files of at most evidence_max_bytes in
+    # (backends/sip_capture.py), a ring of pcap files of at most evidence_max_bytes in
     # evidence_max_files files; at the end every failed call (up to evidence_max_failed) and
     # evidence_good_calls answered ones are kept as pcap + ladder (sipflow/evidence.py).
     evidence_capture: bool = True

@@ -1,5 +1,5 @@
 """SIP in pcap files: the classic pcap format (raw IP link type) written by the session's capture
-(runners/sip_capture.py) and read back by the evidence extraction (sipflow/evidence.py).
+(backends/sip_capture.py) and read back by the evidence extraction (sipflow/evidence.py).
 
 Only what the evidence needs: IPv4/IPv6 + UDP (and TCP segments that start a SIP message), one
 SIP message per packet, no reassembly.

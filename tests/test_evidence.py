@@ -23,8 +23,8 @@ import pytest
 from typer.testing import CliRunner
 
 from backends import evidence_capture
+from backends.sip_capture import Ring
 from entrypoints.cli import app
-from runners.sip_capture import Ring
 from sipflow.evidence import choose, extract
 from sipflow.sip_pcap import parse_ip, read_pcap
 from tests.conftest import RunningStack, start_stack
@@ -292,10 +292,17 @@ def test_capture_stays_under_its_bound_on_a_longer_run_and_nothing_is_left(
     _no_capture_left(rs, sid)
 
 
-def test_a_cancelled_session_stops_its_capture_and_keeps_its_evidence(
-    bounded_stack: RunningStack,
+@pytest.fixture(scope="module")
+def loopback_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    env = {"SIPFLOW_LOCAL_NETWORK": "loopback", "SIPFLOW_EVIDENCE_GOOD_CALLS": "1"}
+    yield from start_stack(tmp_path_factory.mktemp("stack-evidence-lo"), extra_env=env)
+
+
+def test_a_cancelled_loopback_session_stops_its_capture_and_keeps_its_evidence(
+    loopback_stack: RunningStack,
 ) -> None:
-    rs = bounded_stack
+    """Loopback mode: the capture runs on the host, filtered to the session's 127.201.N.0/24."""
+    rs = loopback_stack
     spec = {
         "name": "evidence-cancel",
         "roles": {
@@ -312,4 +319,8 @@ def test_a_cancelled_session_stops_its_capture_and_keeps_its_evidence(
     assert body["status"] == "cancelled"
     listing = rs.http.get(f"/v1/sessions/{sid}/evidence").json()
     assert [c["outcome"] for c in listing["calls"]][:1] == ["answered"], listing
+    lad = rs.http.get(f"/v1/sessions/{sid}/calls/{listing['calls'][0]['call_id']}/ladder").json()
+    ends = {m[k].split(":")[0] for m in lad["messages"] for k in ("src", "dst")}
+    subnet = {r["address"].rsplit(".", 1)[0] for r in body["runners"]}
+    assert {e.rsplit(".", 1)[0] for e in ends} == subnet and subnet.pop().startswith("127."), ends
     _no_capture_left(rs, sid)

@@ -8,7 +8,7 @@ than max_files. Disk use stays under max_bytes whatever the session's length. On
 backend's teardown), at its deadline, or when its folder goes, it flushes, writes `capture.json`
 (counts, files dropped, the most it held on disk) and exits.
 
-    python -m runners.sip_capture --dir D --max-bytes N --max-files K --deadline-s S
+    python -m backends.sip_capture --dir D --max-bytes N --max-files K --deadline-s S
         [--prefix 127.201.7.] [--ready FILE] [--session SID]
 """
 
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m runners.sip_capture")
+    ap = argparse.ArgumentParser(prog="python -m backends.sip_capture")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--max-bytes", type=int, required=True)
     ap.add_argument("--max-files", type=int, required=True)
