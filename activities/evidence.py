@@ -12,6 +12,8 @@ from temporalio import activity
 from sipflow import evidence_store
 from sipflow.db import session_scope
 from sipflow.evidence import extract
+from sipflow.flows import final_code_of
+from sipflow.models import SessionRow
 from sipflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ class CollectEvidence(BaseModel):
 class EvidenceResult(BaseModel):
     kept: int = 0
     failed: int = 0
-    answered: int = 0
+    answered: int = 0  # or ended on a flow's expected code
     ring_files: int = 0
     files_dropped: int = 0
 
@@ -37,10 +39,15 @@ class EvidenceActivities:
     def collect_evidence(self, req: CollectEvidence) -> EvidenceResult:
         """Idempotent: a retry finds the kept files and writes the same rows."""
         session_dir = self.settings.runs_dir / req.session_id
-        kept, stats = extract(
-            session_dir, self.settings.evidence_max_failed, self.settings.evidence_good_calls
-        )
         with session_scope(self.settings.resolved_database_url) as db:
+            row = db.get(SessionRow, req.session_id)
+            expected = final_code_of(row.spec if row is not None else None)  # a flow's success
+            kept, stats = extract(
+                session_dir,
+                self.settings.evidence_max_failed,
+                self.settings.evidence_good_calls,
+                expected if expected != 200 else None,
+            )
             evidence_store.replace(db, req.session_id, kept)
         failed = sum(1 for k in kept if k.outcome == "failed")
         log.info(

@@ -46,8 +46,9 @@ class CallTrace:
     partial: bool = False
     bye: bool = False  # a BYE: the call was answered even if its 200 was not captured
 
-    def outcome(self) -> tuple[str, str | None, int | None]:
-        """(answered | failed, reason, final code)."""
+    def outcome(self, expected: int | None = None) -> tuple[str, str | None, int | None]:
+        """(answered | expected | failed, reason, final code). `expected`: a flow's expected
+        rejection (busy: 486), a success of that session, not a failure."""
         method = self.method or "?"
         if not self.finals:
             if self.bye:
@@ -58,6 +59,8 @@ class CallTrace:
             return "answered", None, ok[0]
         ended = [(c, t) for c, t in self.finals if c not in CHALLENGES] or self.finals
         code, text = ended[-1]
+        if expected is not None and code == expected and method == "INVITE":
+            return "expected", None, code
         return "failed", f"{method}: {code} {text}".rstrip(), code
 
 
@@ -103,18 +106,18 @@ def _survey(paths: list[Path]) -> OrderedDict[str, CallTrace]:
 
 
 def choose(
-    calls: Iterable[CallTrace], max_failed: int, good: int
+    calls: Iterable[CallTrace], max_failed: int, good: int, expected: int | None = None
 ) -> list[tuple[CallTrace, str, str | None, int | None]]:
     """Failed calls round-robin over their reasons (every reason gets examples first), then
-    the first `good` answered INVITE calls."""
+    the first `good` successful INVITE calls (answered, or ended on the `expected` code)."""
     by_reason: OrderedDict[str, list[tuple[CallTrace, int | None]]] = OrderedDict()
-    answered: list[CallTrace] = []
+    answered: list[tuple[CallTrace, str, int | None]] = []
     for c in calls:
-        outcome, reason, code = c.outcome()
+        outcome, reason, code = c.outcome(expected)
         if outcome == "failed" and reason is not None:
             by_reason.setdefault(reason, []).append((c, code))
         elif c.method == "INVITE" and len(answered) < good:
-            answered.append(c)
+            answered.append((c, outcome, code))
     picked: list[tuple[CallTrace, str, str | None, int | None]] = []
     queues = [list(v) for v in by_reason.values()]
     reasons = list(by_reason)
@@ -125,12 +128,14 @@ def choose(
             c, code = q.pop(0)
             picked.append((c, "failed", reasons[i % len(queues)], code))
         i += 1
-    for c in answered:
-        picked.append((c, "answered", None, c.outcome()[2]))
+    for c, outcome, code in answered:
+        picked.append((c, outcome, None, code))
     return picked
 
 
-def extract(session_dir: Path, max_failed: int, good: int) -> tuple[list[Kept], dict[str, Any]]:
+def extract(
+    session_dir: Path, max_failed: int, good: int, expected: int | None = None
+) -> tuple[list[Kept], dict[str, Any]]:
     """Keeps the chosen calls' evidence in session_dir/evidence and removes the capture ring.
     Idempotent: a second run finds the evidence already kept (and no ring)."""
     capture = session_dir / CAPTURE_DIR
@@ -145,7 +150,7 @@ def extract(session_dir: Path, max_failed: int, good: int) -> tuple[list[Kept], 
     stats: dict[str, Any] = {}
     if (capture / "capture.json").exists():
         stats = json.loads((capture / "capture.json").read_text())
-    chosen = choose(_survey(paths).values(), max_failed, good)
+    chosen = choose(_survey(paths).values(), max_failed, good, expected)
     wanted = {c.call_id: c for c, *_ in chosen}
     packets: dict[str, list[Packet]] = {cid: [] for cid in wanted}
     for p in sip_packets(paths):

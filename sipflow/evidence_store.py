@@ -16,7 +16,7 @@ from sipflow.models import CallEvidenceRow
 
 class EvidenceCall(BaseModel):
     call_id: str
-    outcome: str  # answered | failed
+    outcome: str  # answered | expected (a flow's expected rejection, e.g. busy's 486) | failed
     reason: str | None
     final_code: int | None
     method: str

@@ -255,7 +255,7 @@ class CallEvidenceRow(SQLModel, table=True):
     session_id: str = Field(foreign_key="session.id", index=True, max_length=32)
     call_id: str = Field(max_length=255)
     key: str = Field(max_length=32)
-    outcome: str = Field(max_length=16)  # answered | failed
+    outcome: str = Field(max_length=16)  # answered | expected | failed
     reason: str | None = Field(default=None, max_length=255)
     final_code: int | None = None
     method: str = Field(default="", max_length=32)

@@ -111,6 +111,10 @@ def test_choose_spreads_the_bound_over_the_reasons() -> None:
     assert [c.call_id for c, *_ in picked] == ["a0", "b", "c", "d"]
     assert picked[2][2] == "INVITE: no final response"
     assert picked[3][1] == "answered"
+    # A busy flow's 486 is its success: sampled, not failed.
+    as_busy = choose(calls, max_failed=3, good=1, expected=486)
+    outcomes = [(c.call_id, o) for c, o, *_ in as_busy]
+    assert outcomes == [("a0", "failed"), ("c", "failed"), ("a1", "failed"), ("b", "expected")]
 
 
 def _spec(port: int, calls: int, rate: float) -> dict[str, Any]:

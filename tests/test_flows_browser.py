@@ -50,6 +50,9 @@ def test_flow_picker_and_steps_table(sqlite_stack: RunningStack, page: Any) -> N
 
     body = sqlite_stack.wait(sid, 120)
     assert body["verdict"] == "pass", body["reasons"]
+    # The busy flow's 486 is its success: its calls are kept as "expected" examples.
+    kept = sqlite_stack.http.get(f"/v1/sessions/{sid}/evidence").json()["calls"]
+    assert [(c["outcome"], c["final_code"]) for c in kept] == [("expected", 486)] * 3, kept
     page.goto(f"{api}/dashboard/sessions/{sid}")
     row = page.locator("#steps-table tr[data-step=busy][data-role=caller]")
     row.wait_for()

@@ -426,8 +426,8 @@ async function renderEvidence(d) {
   if (!evidence.calls.length) return;
   $("#evidence").hidden = false;
   const failed = evidence.calls.filter((c) => c.outcome === "failed");
-  $("#evidence-count").textContent = `(${failed.length} failed, ${evidence.calls.length - failed.length} answered)`;
-  const label = (c) => `${c.outcome === "failed" ? c.reason : `answered ${c.final_code}`} — ${c.call_id}`;
+  $("#evidence-count").textContent = `(${failed.length} failed, ${evidence.calls.length - failed.length} successful)`;
+  const label = (c) => `${c.outcome === "failed" ? c.reason : `${c.outcome} ${c.final_code ?? ""}`} — ${c.call_id}`;
   $("#evidence-call").replaceChildren(...[...failed, ...evidence.calls.filter((c) => c.outcome !== "failed")]
     .map((c) => el("option", { value: c.call_id }, label(c))));
   $("#evidence-call").onchange = () => showCall($("#evidence-call").value);
@@ -516,7 +516,7 @@ function endpointName(e) {
 
 // A flow's report ladder: a captured example call of this session instead of the catalogue's.
 async function showFlowExample(d) {
-  const example = evidence.calls.find((c) => c.outcome === "answered") || evidence.calls[0];
+  const example = evidence.calls.find((c) => c.outcome !== "failed") || evidence.calls[0];
   if (!example) return;
   const [lad, f] = await Promise.all([ladderOf(example.call_id), api(`/v1/flows/${d.flow}`)]);
   $("#steps-ladder").dataset.captured = example.call_id;
