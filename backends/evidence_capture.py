@@ -47,11 +47,11 @@ def start(
     max_bytes: int,
     max_files: int,
     deadline_s: float,
-) -> int:
-    """Idempotent: the session's capture runs; returns its pid."""
-    found = running(session_id)
-    if found:
-        return found[0]
+) -> None:
+    """Idempotent: the session's capture is started (not waited for: `wait_ready` before the
+    first runner starts, so its Python start-up overlaps the rest of the session's set-up)."""
+    if running(session_id):
+        return
     out = folder(runs_dir, session_id)
     out.mkdir(parents=True, exist_ok=True)
     ready = out / "capture.ready"
@@ -69,17 +69,29 @@ def start(
             stdin=subprocess.DEVNULL, stdout=log_out, stderr=log_out,
             start_new_session=True, env={**os.environ},
         )  # fmt: skip
+    # Reaped here when it ends, whoever stops it (no zombie under a long-lived worker).
     threading.Thread(target=proc.wait, name=f"capture-{session_id}", daemon=True).start()
-    deadline = time.monotonic() + READY_TIMEOUT_S
+
+
+def wait_ready(runs_dir: Path, session_id: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Until the session's capture listens (its ready file). A session without a capture
+    returns at once; a capture that died or is late raises RuntimeError with what it said."""
+    out = folder(runs_dir, session_id)
+    ready = out / "capture.ready"
+    if not (out / "capture.log").exists():
+        return
+    deadline = time.monotonic() + timeout_s
+    next_look = time.monotonic() + 0.25
     while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+        gone = time.monotonic() > next_look and not running(session_id)
+        if gone or time.monotonic() > deadline:
+            if ready.exists():
+                return
             said = (out / "capture.log").read_text(errors="replace").strip().splitlines()[-3:]
             raise RuntimeError("the SIP capture did not start: " + " | ".join(said))
-        time.sleep(0.02)
-    ready.unlink(missing_ok=True)
-    return proc.pid
+        if time.monotonic() > next_look:
+            next_look = time.monotonic() + 0.25
+        time.sleep(0.01)
 
 
 def stop(runs_dir: Path, session_id: str) -> list[str]:

@@ -211,6 +211,10 @@ class LocalBackend(RunnerBackend):
             spool_linger_s=self.settings.agent_spool_linger_s,
         )
         placed = placement.runner_ids or everyone
+        try:  # the capture started with the network: it listens before any runner sends
+            evidence_capture.wait_ready(self.settings.runs_dir, placement.session_id)
+        except RuntimeError as exc:
+            log.warning("session %s: no SIP capture: %s", placement.session_id, exc)
         key = token_key(self.settings)
         configs = [with_broker_login(key, cfg) for cfg in configs]
         for cfg in configs:

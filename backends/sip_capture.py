@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             last_check = now
             if not folder.exists():  # the session's folder went: nothing to keep it for
                 break
-        readable, _, _ = select.select([sock], [], [], 0.2)
+        readable, _, _ = select.select([sock], [], [], 0.05)
         if not readable:
             if time.monotonic() - last_flush > 0.5:
                 ring.flush()
