@@ -97,8 +97,9 @@ def _survey(paths: list[Path]) -> OrderedDict[str, CallTrace]:
             trace.bye = trace.bye or msg.method == "BYE"
             if not trace.method and msg.method not in ("ACK", "CANCEL"):
                 trace.method = msg.method
-        elif msg.status >= 200 and msg.method == (trace.method or msg.method):
-            trace.method = trace.method or msg.method
+        elif not trace.method and msg.method not in ("ACK", "CANCEL", "BYE", "?"):
+            trace.method = msg.method  # its request was not captured: the response's CSeq says
+        if msg.status is not None and msg.status >= 200 and msg.method == trace.method:
             rest = msg.first_line[12:].strip()
             if (msg.status, rest) not in trace.finals:
                 trace.finals.append((msg.status, rest))
@@ -184,6 +185,15 @@ def extract(
     tmp.rename(out)
     shutil.rmtree(capture, ignore_errors=True)  # the ring: only the kept calls stay
     return kept, stats
+
+
+def capture_stats(session_dir: Path) -> dict[str, Any]:
+    """What the capture said (counts, kernel drops, files dropped), once extracted."""
+    index = session_dir / EVIDENCE_DIR / "index.json"
+    if not index.exists():
+        return {}
+    stats: dict[str, Any] = json.loads(index.read_text()).get("capture", {})
+    return stats
 
 
 def ladder_file(session_dir: Path, key: str) -> Path:

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from sipflow.evidence import Kept, ladder_file, pcap_file
+from sipflow.evidence import Kept, capture_stats, ladder_file, pcap_file
 from sipflow.models import CallEvidenceRow
 
 
@@ -25,10 +25,23 @@ class EvidenceCall(BaseModel):
     partial: bool
 
 
+class CaptureStats(BaseModel):
+    """What the session's capture did: SIP packets kept, packets the kernel dropped for want of
+    room (then a call "without final response" may be a gap of the capture), ring files
+    dropped (the earliest calls forgotten), the most it held on disk and its bound."""
+
+    sip_packets: int | None = None
+    kernel_drops: int | None = None
+    files_dropped: int | None = None
+    held_bytes_max: int | None = None
+    max_bytes: int | None = None
+
+
 class EvidenceList(BaseModel):
     calls: list[EvidenceCall]
     # reason -> Call-IDs with that reason (the report's failure reasons link to them)
     by_reason: dict[str, list[str]]
+    capture: CaptureStats | None = None
 
 
 class LadderMessage(BaseModel):
@@ -70,7 +83,7 @@ def replace(db: Session, session_id: str, kept: list[Kept]) -> None:
     db.commit()
 
 
-def listing(db: Session, session_id: str) -> EvidenceList:
+def listing(db: Session, session_id: str, session_dir: Path | None = None) -> EvidenceList:
     rows = db.exec(
         select(CallEvidenceRow)
         .where(CallEvidenceRow.session_id == session_id)
@@ -81,7 +94,9 @@ def listing(db: Session, session_id: str) -> EvidenceList:
     for c in calls:
         if c.reason:
             by_reason.setdefault(c.reason, []).append(c.call_id)
-    return EvidenceList(calls=calls, by_reason=by_reason)
+    stats = capture_stats(session_dir) if session_dir is not None else {}
+    capture = CaptureStats.model_validate(stats) if stats else None
+    return EvidenceList(calls=calls, by_reason=by_reason, capture=capture)
 
 
 def find(db: Session, session_id: str, call_id: str) -> CallEvidenceRow | None:

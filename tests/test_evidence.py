@@ -290,6 +290,8 @@ def test_capture_stays_under_its_bound_on_a_longer_run_and_nothing_is_left(
     assert max(sizes) <= 24576, max(sizes)
     index = json.loads((rs.runs_dir / sid / "evidence" / "index.json").read_text())
     stats = index["capture"]
+    shown = rs.http.get(f"/v1/sessions/{sid}/evidence").json()["capture"]
+    assert shown["files_dropped"] == stats["files_dropped"] and shown["max_bytes"] == 24576
     assert stats["files_dropped"] > 0 and stats["held_bytes_max"] <= 24576, stats
     assert stats["sip_packets"] >= 400 * 6, stats  # INVITE 100 180 200 ACK BYE 200 per call
     assert [c["outcome"] for c in index["calls"]] == ["answered"]

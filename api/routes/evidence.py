@@ -29,11 +29,13 @@ NOT_KEPT: dict[int | str, dict[str, Any]] = {
     responses={404: {"description": "no session with this id in the key's tenant"}},
     summary="Calls with evidence: every failed call (up to a bound) and a sample of answered ones",
 )
-def list_evidence(session_id: str, db: DbDep, principal: PrincipalDep) -> EvidenceList:
-    """The calls whose SIP messages were kept from the session's capture, oldest first, and the
-    failure reasons with their example calls."""
+def list_evidence(
+    session_id: str, db: DbDep, settings: SettingsDep, principal: PrincipalDep
+) -> EvidenceList:
+    """The calls whose SIP messages were kept from the session's capture, oldest first, the
+    failure reasons with their example calls, and what the capture did."""
     session_or_404(db, session_id, principal.tenant)
-    return evidence_store.listing(db, session_id)
+    return evidence_store.listing(db, session_id, settings.runs_dir / session_id)
 
 
 def _row(db: DbDep, session_id: str, call_id: str, tenant: str) -> CallEvidenceRow:

@@ -427,6 +427,14 @@ async function renderEvidence(d) {
   $("#evidence").hidden = false;
   const failed = evidence.calls.filter((c) => c.outcome === "failed");
   $("#evidence-count").textContent = `(${failed.length} failed, ${evidence.calls.length - failed.length} successful)`;
+  const cap = evidence.capture;
+  if (cap && (cap.kernel_drops || cap.files_dropped)) {
+    $("#evidence-note").hidden = false;
+    $("#evidence-note").textContent = [
+      cap.kernel_drops ? `The capture missed ${fmtNum(cap.kernel_drops)} packets (machine overloaded): a call "without final response" may be a gap of the capture.` : "",
+      cap.files_dropped ? `Its ring dropped ${fmtNum(cap.files_dropped)} oldest file(s) (bound ${fmtNum(cap.max_bytes)} bytes): the earliest calls are not kept.` : "",
+    ].filter(Boolean).join(" ");
+  }
   const label = (c) => `${c.outcome === "failed" ? c.reason : `${c.outcome} ${c.final_code ?? ""}`} — ${c.call_id}`;
   $("#evidence-call").replaceChildren(...[...failed, ...evidence.calls.filter((c) => c.outcome !== "failed")]
     .map((c) => el("option", { value: c.call_id }, label(c))));
