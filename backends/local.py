@@ -13,10 +13,11 @@ its network across a change of the setting or an upgrade; teardown and the sweep
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Self
 
-from backends import impairment
+from backends import evidence_capture, impairment
 from backends.agent_processes import AgentProcesses
 from backends.base import PermanentBackendError, RunnerBackend
 from backends.loopback import LoopbackNetworks
@@ -32,6 +33,7 @@ from sipflow.spec import SessionSpec
 # Host numbers in the session's /24: callee k is .(10 + k), caller k .(100 + k), as sessions
 # started before placements existed expect (64 agents a role at most). A new role takes the next
 # free base (180).
+log = logging.getLogger(__name__)
 ROLE_HOST_BASE = {"callee": 10, "caller": 100}
 
 
@@ -108,6 +110,8 @@ class LocalBackend(RunnerBackend):
                 ) from exc
             if spec is not None and impaired:
                 self._impair(session_id, subnet, runner_ids, spec)
+        if self.settings.evidence_capture and spec is not None:
+            self._capture(session_id, subnet, name, spec)
         return Placement(
             session_id=session_id,
             backend=self.name,
@@ -116,6 +120,23 @@ class LocalBackend(RunnerBackend):
             name=name,
             prestart=True,
         )
+
+    def _capture(self, session_id: str, subnet: str, netns: str | None, spec: SessionSpec) -> None:
+        """The session's SIP capture, beside its runners (backends/sip_capture.py): in its
+        namespace, or on the host's loopback filtered to its /24. A capture that cannot start
+        costs the session its evidence, not its run."""
+        try:
+            evidence_capture.start(
+                self.settings.runs_dir,
+                session_id,
+                netns,
+                None if netns else subnet,
+                self.settings.evidence_max_bytes,
+                self.settings.evidence_max_files,
+                deadline_s=spec.expected_duration_s() * 3 + 3600,
+            )
+        except (OSError, RuntimeError) as exc:
+            log.warning("session %s: no SIP capture: %s", session_id, exc)
 
     def _impair(
         self, session_id: str, subnet: str, runner_ids: list[str], spec: SessionSpec
@@ -194,6 +215,10 @@ class LocalBackend(RunnerBackend):
             start_jitter_ms=self.settings.runner_start_jitter_ms,
         )
         placed = placement.runner_ids or everyone
+        try:  # the capture started with the network: it listens before any runner sends
+            evidence_capture.wait_ready(self.settings.runs_dir, placement.session_id)
+        except RuntimeError as exc:
+            log.warning("session %s: no SIP capture: %s", placement.session_id, exc)
         if logins is not None:
             configs = [
                 with_password(cfg, logins[c]) for cfg in configs if (c := cfg.runner_id) in logins
@@ -227,7 +252,9 @@ class LocalBackend(RunnerBackend):
         # Both kinds: a bare placement (the sweeper's) does not say which one the session got.
         sid = placement.session_id
         self.agents.remove_secrets(sid)  # the kept runs folder holds no password
-        return self.loopback.teardown(sid) + self.namespaces.teardown(sid)
+        # Before the namespace: a process inside one keeps it alive.
+        stopped = evidence_capture.stop(self.settings.runs_dir, sid)
+        return stopped + self.loopback.teardown(sid) + self.namespaces.teardown(sid)
 
     def sessions_present(self) -> set[str]:
         return (

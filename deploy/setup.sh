@@ -27,6 +27,8 @@ have pgrep || missing+=(procps)
 have prometheus || missing+=(prometheus)
 # The tests' own DNS server (a target given by domain, tests/sut/dnsmasq.py).
 have dnsmasq || missing+=(dnsmasq-base)
+# An independent pcap reader: the evidence tests read the kept calls' pcaps with it.
+have tcpdump || missing+=(tcpdump)
 # PostgreSQL's server binaries: deploy/test.sh starts a private server for the tests.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

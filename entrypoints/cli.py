@@ -13,6 +13,7 @@ import signal
 import socket
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -722,6 +723,47 @@ def _checks_cell(expectations: list[dict[str, Any]]) -> str:
     """A call script's media steps in this call: the failed ones' reasons, or how many passed."""
     bad = [f"{e['step']}: {e['reason']}" for e in expectations if not e["passed"]]
     return "; ".join(bad) if bad else (f"{len(expectations)} passed" if expectations else "")
+
+
+@sessions_app.command("ladder")
+def sessions_ladder(
+    session_id: Annotated[str, typer.Argument(metavar="ID")],
+    call_id: Annotated[str, typer.Argument(metavar="CALL_ID")],
+    pcap: Annotated[
+        Path | None, typer.Option("--pcap", help="Also save the call's packets to this file")
+    ] = None,
+    api: ApiOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A kept call's SIP messages as captured (failed calls, and a sample of answered ones:
+    `GET /v1/sessions/ID/evidence` lists them); --pcap FILE saves its pcap too."""
+    quoted = urllib.parse.quote(call_id, safe="@")
+    ladder = _get(api, f"/v1/sessions/{session_id}/calls/{quoted}/ladder")
+    if pcap is not None:
+        url = f"{_api_url(api)}/v1/sessions/{session_id}/calls/{quoted}/pcap"
+        resp = httpx.get(url, headers=_auth_headers())
+        if resp.status_code >= 400:
+            raise _fail(f"the API answered {resp.status_code}: {_api_detail(resp)}")
+        pcap.write_bytes(resp.content)
+    if as_json:
+        out.print_json(data=ladder)
+    else:
+        outcome = ladder["outcome"] + (f" ({ladder['reason']})" if ladder.get("reason") else "")
+        out.print(f"call {escape(ladder['call_id'])}: {escape(outcome)}")
+        start = ladder["messages"][0]["time"] if ladder["messages"] else 0.0
+        table = Table(title_justify="left")
+        for col in ("+ms", "from", "to", "message"):
+            table.add_column(col, overflow="fold")
+        for m in ladder["messages"]:
+            table.add_row(
+                f"{(m['time'] - start) * 1000:.1f}",
+                escape(m["src"]),
+                escape(m["dst"]),
+                escape(m["first_line"]),
+            )
+        out.print(table)
+    if pcap is not None:
+        typer.echo(f"pcap saved to {pcap}", err=True)
 
 
 # -- sipflow keys ---------------------------------------------------------------------------------

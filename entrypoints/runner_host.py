@@ -170,6 +170,9 @@ class HostAgent:
 
 
 async def serve(settings: Settings, pool: str) -> None:
+    # No SIP capture on runner hosts: the evidence is extracted where the worker runs, and a
+    # host's capture files would stay behind on it.
+    settings = settings.model_copy(update={"evidence_capture": False})
     ident = identity(settings, pool)
     backends = Backends(settings)
     backend = backends.get("local")

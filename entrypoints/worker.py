@@ -17,6 +17,7 @@ from temporalio.worker import Interceptor, Worker
 from activities.admission import AdmissionActivities, QueueWaker
 from activities.capacity import CapacityActivities
 from activities.dns_target import DnsActivities
+from activities.evidence import EvidenceActivities
 from activities.ingest import IngestActivities
 from activities.ingest_hub import IngestHub
 from activities.metrics_interceptor import ActivityMetrics
@@ -117,6 +118,7 @@ def build_worker(
             schedules.send_schedule_alert,
             capacity.measure_window,
             capacity.update_search,
+            EvidenceActivities(settings).collect_evidence,
         ],
         activity_executor=executor,
         max_concurrent_activities=64,

@@ -256,3 +256,23 @@ class CallMediaRow(SQLModel, table=True):
     # The longest silence in the stream and the audio after it (hold/resume with media).
     max_gap_ms: float | None = None
     after_gap_ms: float | None = None
+
+
+class CallEvidenceRow(SQLModel, table=True):
+    """One kept call of a session's SIP capture (sipflow/evidence.py): its pcap and ladder are
+    files `<key>.pcap` / `<key>.json` in the session's runs folder (evidence/), purged with it."""
+
+    __tablename__ = "call_evidence"
+    __table_args__ = (UniqueConstraint("session_id", "call_id", name="uq_call_evidence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(foreign_key="session.id", index=True, max_length=32)
+    call_id: str = Field(max_length=255)
+    key: str = Field(max_length=32)
+    outcome: str = Field(max_length=16)  # answered | expected | failed
+    reason: str | None = Field(default=None, max_length=255)
+    final_code: int | None = None
+    method: str = Field(default="", max_length=32)
+    first_time: float = 0.0
+    messages: int = 0
+    partial: bool = False

@@ -34,15 +34,21 @@ from sqlalchemy import delete, select
 from sqlmodel import col
 
 from sipflow.db import session_scope
-from sipflow.models import FINAL_STATUSES, CallMediaRow, MetricInterval, SessionRow
+from sipflow.models import (
+    FINAL_STATUSES,
+    CallEvidenceRow,
+    CallMediaRow,
+    MetricInterval,
+    SessionRow,
+)
 from sipflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "retention.json"
 # Per-session detail tables purged by age (session_id column): per-interval metrics and per-call
-# media rows.
-DETAIL_TABLES: tuple[Any, ...] = (MetricInterval, CallMediaRow)
+# media rows, the index of kept call evidence (its files are in the runs folder).
+DETAIL_TABLES: tuple[Any, ...] = (MetricInterval, CallMediaRow, CallEvidenceRow)
 
 
 @dataclass

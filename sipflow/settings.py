@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     # which carries this many plain calls/s (measured: bench/delayer_rate.py); a delayed
     # session planned above it is refused before anything starts.
     delayer_max_calls_per_s: float = Field(default=1000, gt=0)
+    # Per-call evidence (local backend): a SIP capture per session beside its runners
+    # (backends/sip_capture.py), a ring of pcap files of at most evidence_max_bytes in
+    # evidence_max_files files; at the end every failed call (up to evidence_max_failed) and
+    # evidence_good_calls answered ones are kept as pcap + ladder (sipflow/evidence.py).
+    evidence_capture: bool = True
+    evidence_max_bytes: int = Field(default=64 * 1024**2, ge=4096)
+    evidence_max_files: int = Field(default=8, ge=1, le=1000)
+    evidence_max_failed: int = Field(default=50, ge=0)
+    evidence_good_calls: int = Field(default=3, ge=0)
     default_tenant: str = "default"
     # Where a session's runners run when its spec does not say: "local" or "docker".
     default_backend: Backend = "local"

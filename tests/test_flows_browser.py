@@ -50,13 +50,30 @@ def test_flow_picker_and_steps_table(sqlite_stack: RunningStack, page: Any) -> N
 
     body = sqlite_stack.wait(sid, 120)
     assert body["verdict"] == "pass", body["reasons"]
+    # The busy flow's 486 is its success: its calls are kept as "expected" examples.
+    kept = sqlite_stack.http.get(f"/v1/sessions/{sid}/evidence").json()["calls"]
+    assert [(c["outcome"], c["final_code"]) for c in kept] == [("expected", 486)] * 3, kept
     page.goto(f"{api}/dashboard/sessions/{sid}")
     row = page.locator("#steps-table tr[data-step=busy][data-role=caller]")
     row.wait_for()
     cells = row.locator("td").all_inner_texts()
     assert cells[:4] == ["caller", "busy", "4", "0"], cells
-    page.wait_for_selector("#steps-ladder li >> text=callee -> 486 Busy Here")
+    # The ladder is a call this session made, captured (issue 13 item 6), not the catalogue's.
+    page.wait_for_selector("#steps-ladder[data-captured]")
+    ladder = page.locator("#steps-ladder li").all_inner_texts()
+    assert ladder[0].startswith("caller-0 → callee-0: INVITE sip:"), ladder
+    assert "callee-0 → caller-0: SIP/2.0 486 Busy Here" in ladder, ladder
     assert "486" in page.inner_text("#steps-flow")
+    assert page.get_attribute("#steps-ladder", "data-captured") in page.inner_text("#steps-flow")
+    # The evidence section draws that call as a ladder diagram, with its pcap to download.
+    page.wait_for_selector("#evidence-ladder svg g.ladder-msg")
+    lines = page.eval_on_selector_all(
+        "#evidence-ladder g.ladder-msg", "gs => gs.map(g => g.dataset.firstLine)"
+    )
+    assert lines[0].startswith("INVITE ") and "SIP/2.0 486 Busy Here" in lines, lines
+    assert "/pcap" in (page.get_attribute("#evidence-pcap", "href") or "")
+    page.click("#evidence-ladder g.ladder-msg >> nth=0")
+    assert "Call-ID:" in page.inner_text("#evidence-message")
     screenshot(page, "dashboard-report-steps.png")
 
 

@@ -63,8 +63,21 @@ def objects(database_url: str) -> dict[str, str]:
         "schedule_id": _schedule_id(database_url),
         "search_id": _search_id(database_url),
         "pool": _pool(database_url),
+        "call_id": _evidence_call(database_url),
         **dict(SHARED.values()),
     }
+
+
+def _evidence_call(database_url: str) -> str:
+    """A kept call of team-a's session (its files need not exist for the walk)."""
+    from sipflow.models import CallEvidenceRow
+
+    with session_scope(database_url) as db:
+        db.add(
+            CallEvidenceRow(session_id=SID, call_id="1-1@walked", key="0" * 24, outcome="failed")
+        )
+        db.commit()
+    return "1-1@walked"
 
 
 def _pool(database_url: str) -> str:

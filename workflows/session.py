@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 with workflow.unsafe.imports_passed_through():
     from activities.admission import AdmissionActivities, AdmitSession
     from activities.dns_target import DnsActivities, ResolveTarget
+    from activities.evidence import CollectEvidence, EvidenceActivities
     from activities.ingest import IngestActivities, IngestMetrics, IngestResult
     from activities.network import NetworkActivities, ProvisionNetwork
     from activities.pools import HostLogins, PlaceOnPool, PoolActivities
@@ -115,6 +116,9 @@ VERDICT_COUNTS_ALL_REASONS = "verdict-counts-all-reasons"
 # At clean-up, runners that did not finish (their agent died) get what their SIPp wrote to its
 # statistics file published again by the backend (a new activity).
 RECOVER_LOST_INTERVALS = "recover-lost-intervals"
+# After teardown, sessions on the worker's local backend keep their failed calls' (and a sample
+# of answered calls') SIP messages from the session's capture (a new activity).
+CALL_EVIDENCE = "call-evidence"
 
 
 def is_bug(exc: Exception) -> bool:
@@ -430,6 +434,7 @@ class SessionWorkflow:
             self._reasons.append(f"workflow error while {self._phase}: {exc!r}")
 
         await self._clean_up(sid, ingest)
+        await self._collect_evidence(sid)
         try:
             return await self._conclude(sid, spec, status)
         except (ActivityError, workflow.NondeterminismError):
@@ -691,6 +696,22 @@ class SessionWorkflow:
             reason = f"runner host {placement.host or queue} did not {what}: {exc.cause or exc}"
             if reason not in self._reasons:
                 self._reasons.append(reason)
+
+    async def _collect_evidence(self, sid: str) -> None:
+        """Per-call evidence from the session's capture (local backend, the worker's own
+        placements only). Its failure costs the report its ladders, not the verdict."""
+        local = [p for p in self._placements if p.backend == "local" and p.task_queue is None]
+        if not local or self._pooled or not workflow.patched(CALL_EVIDENCE):
+            return
+        try:
+            await workflow.execute_activity_method(
+                EvidenceActivities.collect_evidence,
+                CollectEvidence(session_id=sid),
+                start_to_close_timeout=timedelta(seconds=300),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=3),
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("session %s: no call evidence: %s", sid, exc.cause or exc)
 
     async def _recover(self, sid: str) -> None:
         """Runners that started but never finished (a killed agent): their SIPp's statistics

@@ -8,6 +8,7 @@ from api.routes import (
     calls,
     capacity,
     codec,
+    evidence,
     exports,
     flows,
     health,
@@ -24,6 +25,7 @@ from api.routes import (
 api_router = APIRouter(responses=COMMON)
 api_router.include_router(sessions.router)
 api_router.include_router(calls.router)
+api_router.include_router(evidence.router)
 api_router.include_router(exports.router)
 api_router.include_router(health.router)
 api_router.include_router(runner_files.router)

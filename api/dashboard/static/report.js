@@ -216,7 +216,7 @@ async function loadDetail() {
   for (const [role, r] of roles) {
     if (r.registration) causes.push(el("li", { "data-registration": role }, `${role}s: ${registrationText(r.registration)}`));
     for (const [c, n] of Object.entries(r.failed_by_cause)) causes.push(el("li", {}, `${role}s: ${c} — ${n} calls`));
-    for (const [c, n] of Object.entries(r.failure_reasons)) causes.push(el("li", {}, `${role}s: ${c} ×${n}`));
+    for (const [c, n] of Object.entries(r.failure_reasons)) causes.push(el("li", { "data-reason": c }, `${role}s: ${c} ×${n}`, ...exampleLinks(c)));
   }
   const reasons = d.reasons.map((r) => el("li", {}, r));
   $("#reasons").replaceChildren(reasons.length || causes.length
@@ -226,6 +226,7 @@ async function loadDetail() {
   renderRunners();
   renderDurations(d);
   if (final) loadCalls();
+  if (final) loadEvidence(d).catch(() => {});
   if (final) {
     if (source && source.readyState !== EventSource.CLOSED) { /* the stream ends itself */ }
   } else {
@@ -345,6 +346,7 @@ async function renderSteps(d) {
   const f = await api(`/v1/flows/${d.flow}`);
   $("#steps-flow").textContent = `flow ${f.name}: success = ${f.success}`;
   $("#steps-ladder").dataset.flow = d.flow;
+  if ($("#steps-ladder").dataset.captured) return; // a captured call of this session is shown
   $("#steps-ladder").replaceChildren(...f.messages.map((m) => el("li", {}, m)));
 }
 
@@ -428,3 +430,123 @@ $("#cancel").addEventListener("click", async () => {
     connect();
   }
 })();
+
+// -- per-call evidence: a ladder diagram of a kept call's SIP messages, its pcap ----------------
+let evidence = null;
+let evidenceLoading = null;
+function loadEvidence(d) {
+  evidenceLoading = evidenceLoading || renderEvidence(d); // once, however often the detail renders
+  return evidenceLoading;
+}
+
+async function renderEvidence(d) {
+  evidence = await api(`/v1/sessions/${sid}/evidence`);
+  if (!evidence.calls.length) return;
+  $("#evidence").hidden = false;
+  const failed = evidence.calls.filter((c) => c.outcome === "failed");
+  $("#evidence-count").textContent = `(${failed.length} failed, ${evidence.calls.length - failed.length} successful)`;
+  const cap = evidence.capture;
+  if (cap && (cap.kernel_drops || cap.files_dropped)) {
+    $("#evidence-note").hidden = false;
+    $("#evidence-note").textContent = [
+      cap.kernel_drops ? `The capture missed ${fmtNum(cap.kernel_drops)} packets (machine overloaded): a call "without final response" may be a gap of the capture.` : "",
+      cap.files_dropped ? `Its ring dropped ${fmtNum(cap.files_dropped)} oldest file(s) (bound ${fmtNum(cap.max_bytes)} bytes): the earliest calls are not kept.` : "",
+    ].filter(Boolean).join(" ");
+  }
+  const label = (c) => `${c.outcome === "failed" ? c.reason : `${c.outcome} ${c.final_code ?? ""}`} — ${c.call_id}`;
+  $("#evidence-call").replaceChildren(...[...failed, ...evidence.calls.filter((c) => c.outcome !== "failed")]
+    .map((c) => el("option", { value: c.call_id }, label(c))));
+  $("#evidence-call").onchange = () => showCall($("#evidence-call").value);
+  // The failure reasons link to example calls of that reason.
+  for (const li of document.querySelectorAll("#reasons li[data-reason]")) {
+    if (!li.querySelector("a.evidence-link")) li.append(...exampleLinks(li.dataset.reason));
+  }
+  const wanted = decodeURIComponent((location.hash.match(/call=([^&]+)/) || [])[1] || "");
+  await showCall(evidence.calls.some((c) => c.call_id === wanted) ? wanted : $("#evidence-call").value);
+  if (d.flow) await showFlowExample(d);
+}
+
+// "— example calls: #1, #2": links that draw a kept call of this failure reason.
+function exampleLinks(reason) {
+  const ids = (evidence && evidence.by_reason[reason]) || [];
+  if (!ids.length) return [];
+  return [" — example calls: ", ...ids.slice(0, 5).flatMap((id, i) => [i ? ", " : "",
+    el("a", { href: `#call=${encodeURIComponent(id)}`, class: "evidence-link", "data-call": id,
+      onclick: (e) => { e.preventDefault(); showCall(id); $("#evidence").scrollIntoView(); } }, `#${i + 1}`)])];
+}
+
+async function ladderOf(callId) {
+  return api(`/v1/sessions/${sid}/calls/${encodeURIComponent(callId)}/ladder`);
+}
+
+async function showCall(callId) {
+  $("#evidence-call").value = callId;
+  $("#evidence-pcap").href = `/v1/sessions/${sid}/calls/${encodeURIComponent(callId)}/pcap`;
+  const lad = await ladderOf(callId);
+  $("#evidence-ladder").replaceChildren(ladderSvg(lad));
+  $("#evidence-message").hidden = true;
+  document.body.dataset.evidenceCall = callId;
+}
+
+// One column per endpoint (ip:port) in order of first appearance, one arrow per message.
+function ladderSvg(lad) {
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = (tag, attrs, text) => {
+    const n = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    if (text !== undefined) n.textContent = text;
+    return n;
+  };
+  const ends = [];
+  for (const m of lad.messages) for (const e of [m.src, m.dst]) if (!ends.includes(e)) ends.push(e);
+  const colW = 280, rowH = 34, top = 40, left = 170;
+  const width = left + colW * Math.max(ends.length - 1, 1) + 170;
+  const height = top + rowH * (lad.messages.length + 1);
+  const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "ladder", role: "img",
+    "aria-label": `SIP ladder of call ${lad.call_id}` });
+  root.append(svg("defs", {}));
+  root.firstChild.append(Object.assign(svg("marker", { id: "arrow", markerWidth: 8, markerHeight: 8, refX: 8, refY: 4, orient: "auto" })));
+  root.firstChild.firstChild.append(svg("path", { d: "M0,0 L8,4 L0,8 z", fill: "currentColor" }));
+  const x = (e) => left + colW * ends.indexOf(e);
+  ends.forEach((e) => {
+    root.append(svg("text", { x: x(e), y: 16, "text-anchor": "middle", class: "ladder-end" }, endpointName(e) === e ? e : `${endpointName(e)} (${e})`));
+    root.append(svg("line", { x1: x(e), y1: 24, x2: x(e), y2: height, stroke: "#999", "stroke-dasharray": "4 3" }));
+  });
+  const t0 = lad.messages.length ? lad.messages[0].time : 0;
+  lad.messages.forEach((m, i) => {
+    const y = top + rowH * i + 14;
+    const g = svg("g", { class: "ladder-msg", "data-first-line": m.first_line, tabindex: 0, style: "cursor: pointer" });
+    g.append(svg("rect", { x: 0, y: y - rowH + 10, width, height: rowH, fill: "transparent" })); // the row is the click target
+    const failed = /^SIP\/2\.0 [3-6]/.test(m.first_line);
+    const colour = failed ? "#c0392b" : "#2c3e50";
+    g.append(svg("text", { x: 4, y, class: "ladder-time" }, `+${((m.time - t0) * 1000).toFixed(1)} ms`));
+    g.append(svg("line", { x1: x(m.src), y1: y, x2: x(m.dst), y2: y, stroke: colour, "marker-end": "url(#arrow)", color: colour }));
+    const short = m.first_line.startsWith("SIP/2.0 ") ? `${m.first_line.slice(8)} (${(m.headers.find(([k]) => k.toLowerCase() === "cseq") || ["", ""])[1]})` : m.first_line.split(" ")[0];
+    g.append(svg("text", { x: (x(m.src) + x(m.dst)) / 2, y: y - 5, "text-anchor": "middle", fill: colour }, short));
+    g.addEventListener("click", () => {
+      const pre = $("#evidence-message");
+      pre.textContent = [m.first_line, ...m.headers.map(([k, v]) => `${k}: ${v}`), "", m.body].join("\n");
+      pre.hidden = false;
+    });
+    root.append(g);
+  });
+  return root;
+}
+
+// An endpoint's name: the session's runner at that address (caller-0, callee-0), else as is.
+function endpointName(e) {
+  const ip = e.startsWith("[") ? e.slice(1, e.indexOf("]")) : e.split(":")[0];
+  const r = ((detail && detail.runners) || []).find((x) => x.address === ip);
+  return r ? r.runner_id : e;
+}
+
+// A flow's report ladder: a captured example call of this session instead of the catalogue's.
+async function showFlowExample(d) {
+  const example = evidence.calls.find((c) => c.outcome !== "failed") || evidence.calls[0];
+  if (!example) return;
+  const [lad, f] = await Promise.all([ladderOf(example.call_id), api(`/v1/flows/${d.flow}`)]);
+  $("#steps-ladder").dataset.captured = example.call_id;
+  $("#steps-flow").textContent = `flow ${f.name}: success = ${f.success} · a captured call (${example.call_id})`;
+  $("#steps-ladder").replaceChildren(...lad.messages.map((m) =>
+    el("li", {}, `${endpointName(m.src)} → ${endpointName(m.dst)}: ${m.first_line}`)));
+}
