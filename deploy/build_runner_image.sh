@@ -28,7 +28,7 @@ done
 # Everything the image is made from, in a fixed order.
 sources=(deploy/build_runner_image.sh deploy/runner/Containerfile deploy/runner/requirements.txt
          sipflow/__init__.py sipflow/addresses.py sipflow/histogram.py sipflow/messages.py
-         sipflow/runner_config.py)
+         sipflow/runner_config.py sipflow/g711.py sipflow/media_upload.py)
 while IFS= read -r f; do sources+=("$f"); done < <(find runners -type f \( -name '*.py' -o -name '*.xml' \) ! -path '*/__pycache__/*' | LC_ALL=C sort)
 HASH=$( { echo "$SUITE $PACKAGES"; for f in "${sources[@]}"; do echo "== $f"; cat "$f"; done; } | sha256sum | cut -c1-16)
 BASE_HASH=$(echo "$SUITE $PACKAGES" | sha256sum | cut -c1-16)
@@ -66,7 +66,7 @@ ctx=$work/context
 mkdir -p "$ctx/deploy/runner/wheels" "$ctx/sipflow"
 cp deploy/runner/Containerfile deploy/runner/requirements.txt "$ctx/deploy/runner/"
 cp sipflow/__init__.py sipflow/addresses.py sipflow/histogram.py sipflow/messages.py \
-   sipflow/runner_config.py "$ctx/sipflow/"
+   sipflow/runner_config.py sipflow/g711.py sipflow/media_upload.py "$ctx/sipflow/"
 tar -C "$ROOT" --exclude=__pycache__ -cf - runners | tar -C "$ctx" -xf -
 case "$(uname -m)" in
   x86_64) platform=manylinux2014_x86_64 ;;

@@ -19,7 +19,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, Literal
 
-from runners.media_audio import RATE, alaw_sample, encode, ulaw_sample
+from sipflow.g711 import RATE, alaw_sample, encode, ulaw_sample
 
 AudioFormat = Literal["wav", "ulaw", "alaw"]
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz: one RTP packet

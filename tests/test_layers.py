@@ -27,6 +27,8 @@ ALLOWED: dict[str, set[str]] = {
         "sipflow.messages",
         "sipflow.runner_config",
         "sipflow.histogram",
+        "sipflow.g711",
+        "sipflow.media_upload",
     },
     "backends": {"sipflow", "runners.image"},
     "activities": {"sipflow", "backends"},
@@ -46,6 +48,8 @@ RUNNER_IMAGE_SIPFLOW = {
     "sipflow.messages",
     "sipflow.runner_config",
     "sipflow.histogram",
+    "sipflow.g711",
+    "sipflow.media_upload",
 }
 
 

@@ -33,7 +33,9 @@ def _history(path: Path) -> WorkflowHistory:
 
 def test_every_release_has_its_histories() -> None:
     # 0.2.1 and 0.2.2: main before the admission and before the load profile changes.
-    assert {"0.1.0", "0.2.0", "0.2.1", "0.2.2", "0.3.0", "0.4.0"} <= set(RELEASES), RELEASES
+    assert {"0.1.0", "0.2.0", "0.2.1", "0.2.2", "0.3.0", "0.4.0", "0.5.0"} <= set(RELEASES), (
+        RELEASES
+    )
     for release in RELEASES:
         names = {p.stem for p in HISTORIES if p.parent.name == release}
         expected = {"session_pass", "session_cancelled", "session_fail_threshold"}
