@@ -38,7 +38,8 @@ def main() -> None:
             cpu = time.process_time() - t
             p = media_pesq.score(got, n - 1, ref, "PCMU")
             print(
-                f"{seconds:>3} s clip, {loss:>4g} % lost: ViSQOL {v}  PESQ {p}  ViSQOL CPU {cpu:.2f} s"
+                f"{seconds:>3} s clip, {loss:>4g} % lost: ViSQOL {v}  PESQ {p}"
+                f"  ViSQOL CPU {cpu:.2f} s"
             )
 
 
