@@ -690,8 +690,8 @@ def sessions_calls(
         out.print_json(data=page)
         return
     table = Table(title=f"{len(page['items'])} of {page['total']} calls", title_justify="left")
-    cols = ("call id", "audio", "direction", "received", "lost %", "jitter ms", "MOS")
-    cols = (*cols, "PESQ / ViSQOL", "DTMF")
+    cols: tuple[str, ...] = ("call id", "audio", "direction", "received", "lost %", "jitter ms")
+    cols = (*cols, "MOS", "PESQ / ViSQOL", "DTMF")
     for col in (*cols, "script checks"):
         table.add_column(col, overflow="fold")
     for call in page["items"]:
