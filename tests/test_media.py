@@ -153,7 +153,7 @@ def test_media_spec() -> None:
     assert parsed.roles.callers.media.runner_config().sample_pct == 10
     assert "roles.callers.media.codec" in messages(spec(media={"codec": "G729"}))[0]
     assert "roles.callers.media.sample_pct" in messages(spec(media={"sample_pct": 0}))[0]
-    assert "roles.callers.media.mos" in messages(spec(media={"mos": "visqol"}))[0]
+    assert "roles.callers.media.mos" in messages(spec(media={"mos": "polqa"}))[0]
     assert "roles.callers.hold_ms" in messages(spec(hold_ms=0))[0]
     no_callee_media = spec()
     no_callee_media["roles"]["callees"] = {}
