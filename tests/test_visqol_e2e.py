@@ -23,6 +23,7 @@ def test_visqol_of_clean_calls(sqlite_stack: RunningStack, sut: tuple[str, int])
     body = sqlite_stack.run(spec)
     assert body["status"] == "completed", body
     m = body["measured"]
+    print("visqol median/p5", m["visqol_median"], m["visqol_p5"], "pesq", m["pesq_median"])
     assert m["media_calls"] == CALLS and m["rtp_loss_pct"] == 0, m
     assert 3.5 < m["visqol_p5"] <= m["visqol_median"] <= 5.0, m
     assert m["pesq_median"] is not None and m["pesq_median"] >= 3.5, m  # scored beside it
