@@ -44,6 +44,7 @@ def container_runner_configs(
         deadline_margin_s=settings.runner_deadline_margin_s,
         silence_s=settings.runner_silence_s,
         spool_max_messages=settings.agent_spool_max_messages,
+        visqol_max_clips=settings.media_visqol_max_clips,
         spool_linger_s=settings.agent_spool_linger_s,
     )
     key = token_key(settings)

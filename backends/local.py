@@ -211,6 +211,7 @@ class LocalBackend(RunnerBackend):
             deadline_margin_s=self.settings.runner_deadline_margin_s,
             silence_s=self.settings.runner_silence_s,
             spool_max_messages=self.settings.agent_spool_max_messages,
+            visqol_max_clips=self.settings.media_visqol_max_clips,
             spool_linger_s=self.settings.agent_spool_linger_s,
             start_jitter_ms=self.settings.runner_start_jitter_ms,
         )

@@ -690,7 +690,8 @@ def sessions_calls(
         out.print_json(data=page)
         return
     table = Table(title=f"{len(page['items'])} of {page['total']} calls", title_justify="left")
-    cols = ("call id", "audio", "direction", "received", "lost %", "jitter ms", "MOS", "DTMF")
+    cols: tuple[str, ...] = ("call id", "audio", "direction", "received", "lost %", "jitter ms")
+    cols = (*cols, "MOS", "PESQ / ViSQOL", "DTMF")
     for col in (*cols, "script checks"):
         table.add_column(col, overflow="fold")
     for call in page["items"]:
@@ -703,10 +704,18 @@ def sessions_calls(
                 _fmt(d["loss_pct"]),
                 _fmt(d["jitter_ms"]),
                 _fmt(d["mos"]),
+                _perceptual(d),
                 escape(_dtmf_cell(call.get("dtmf", []), d["direction"])),
                 escape(_checks_cell(call.get("expectations", []))) if i == 0 else "",
             )
     out.print(table)
+
+
+def _perceptual(d: dict[str, Any]) -> str:
+    """A direction's perceptual scores (media mos: pesq / visqol): `PESQ / ViSQOL`."""
+    if d.get("pesq") is None and d.get("visqol") is None:
+        return ""
+    return f"{_fmt(d.get('pesq'))} / {_fmt(d.get('visqol'))}"
 
 
 def _dtmf_cell(plays: list[dict[str, Any]], direction: str | None) -> str:

@@ -31,18 +31,13 @@ def available() -> bool:
     return True
 
 
-def score(
-    payloads: dict[int, bytes], last_ext: int, reference: list[int], codec: str
-) -> float | None:
-    """MOS-LQO of packets 0..last_ext (None: too short, no package, or PESQ found no speech)."""
-    try:
-        import numpy as np
-        from pesq import pesq
-    except ImportError:
-        return None
-    n = min(last_ext + 1, MAX_SECONDS * RATE // FRAME)
-    if n < MIN_PACKETS or not reference:
-        return None
+def rebuild(
+    payloads: dict[int, bytes], n: int, reference: list[int], codec: str
+) -> tuple[Any, Any]:
+    """(reference, degraded) int16 arrays of n packets: the received audio by sequence number,
+    a lost packet concealed as the previous frame at CONCEAL_GAIN."""
+    import numpy as np
+
     decode = ulaw_sample if codec == "PCMU" else alaw_sample
     table = np.array([decode(b) for b in range(256)], dtype=np.int16)
     degraded = np.zeros(n * FRAME, dtype=np.int16)
@@ -56,6 +51,22 @@ def score(
         degraded[k * FRAME : (k + 1) * FRAME] = frame
         prev = frame
     ref = np.resize(np.array(reference, dtype=np.int16), n * FRAME)
+    return ref, degraded
+
+
+def score(
+    payloads: dict[int, bytes], last_ext: int, reference: list[int], codec: str
+) -> float | None:
+    """MOS-LQO of packets 0..last_ext (None: too short, no package, or PESQ found no speech)."""
+    try:
+        import numpy  # noqa: F401
+        from pesq import pesq
+    except ImportError:
+        return None
+    n = min(last_ext + 1, MAX_SECONDS * RATE // FRAME)
+    if n < MIN_PACKETS or not reference:
+        return None
+    ref, degraded = rebuild(payloads, n, reference, codec)
     try:
         value: Any = pesq(RATE, ref, degraded, "nb")
     except Exception as exc:  # e.g. NoUtterancesError: nothing that sounds like speech

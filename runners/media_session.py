@@ -19,7 +19,7 @@ import logging
 import re
 from pathlib import Path
 
-from runners import media_dtmf, media_hold, media_pesq
+from runners import media_dtmf, media_hold, media_pesq, media_visqol
 from runners.media_audio import PAYLOAD_TYPE, reference_file, speech_like
 from runners.media_emodel import mos_cqe, r_factor
 from runners.media_rtp import RtpReceiver, StreamStats, sampled
@@ -162,14 +162,21 @@ def relayed_calls(streams: list[StreamStats], log_file: Path) -> dict[tuple[str,
 
 
 def stream_result(
-    s: StreamStats, codec: str, call_id: str | None = None, reference: list[int] | None = None
+    s: StreamStats,
+    codec: str,
+    call_id: str | None = None,
+    reference: list[int] | None = None,
+    mos: str = "pesq",
 ) -> MediaStream:
-    """reference: the linear samples the peer streams (None: the built-in audio)."""
+    """reference: the linear samples the peer streams (None: the built-in audio); the streams
+    whose payloads were kept get PESQ, and with mos "visqol" also ViSQOL."""
     r = r_factor(codec, s.loss_pct, s.jitter_ms)
-    pesq = None
+    pesq = visqol = None
     if s.payloads is not None:
         ref = reference if reference is not None else speech_like()
         pesq = media_pesq.score(s.payloads, s.max_ext, ref, codec)
+        if mos == "visqol":
+            visqol = media_visqol.score(s.payloads, s.max_ext, ref, codec)
     return MediaStream(
         src=s.src,
         ssrc=s.ssrc,
@@ -183,6 +190,7 @@ def stream_result(
         r_factor=round(r, 2),
         mos=round(mos_cqe(r), 3),
         pesq=pesq,
+        visqol=visqol,
         first_time=s.first_time,
         last_time=s.last_time,
         call_id=call_id,
@@ -213,6 +221,12 @@ class MediaSession:
             if keep and not media_pesq.available():
                 log.warning("mos: pesq asked, but the pesq package is not installed: no PESQ")
                 keep = 0
+            if media.mos == "visqol":
+                # The first visqol_streams streams get ViSQOL (and PESQ where installed).
+                keep = media.visqol_streams
+                if keep and not media_visqol.available():
+                    log.warning("mos: visqol asked, but visqol-python[lattice] is not installed")
+                    keep = 0
             # Through a relay the sample is chosen by Call-ID once the log names the calls.
             pct = 100.0 if media.relay else media.sample_pct
             self.receiver = RtpReceiver(cfg.local_ip, media.rtp_port, pct, keep)
@@ -246,9 +260,14 @@ class MediaSession:
                 if call_id is not None and not in_sample(call_id, s.src, s.ssrc, self.media):
                     not_sampled += 1
                     continue
-                received.append(stream_result(s, self.media.codec, call_id, self.reference))
+                received.append(
+                    stream_result(s, self.media.codec, call_id, self.reference, self.media.mos)
+                )
         else:
-            received = [stream_result(s, self.media.codec, None, self.reference) for s in streams]
+            received = [
+                stream_result(s, self.media.codec, None, self.reference, self.media.mos)
+                for s in streams
+            ]
         dtmf_sent = [
             DtmfSent(call_id=c, src=self.dtmf_src, ssrc=ssrc, digits=d)
             for c, ssrc, d in media_dtmf.sent_events(self.log_file)

@@ -81,14 +81,15 @@ class MediaSpec(BaseModel):
     hold time, directly or through a relay (`relay: true`); each runner
     analyses what it receives (loss, duplicates, reordering, RFC 3550 jitter, E-model MOS;
     with `mos: pesq` also PESQ-NB against the reference, for up to 50 streams per runner, where
-    the runner has the `pesq` package: else its pesq metrics stay empty)."""
+    the runner has the `pesq` package: else its pesq metrics stay empty; with `mos: visqol` also
+    ViSQOL speech MOS-LQO (and PESQ), for SIPFLOW_MEDIA_VISQOL_MAX_CLIPS streams per runner)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     codec: Literal["PCMU", "PCMA"] = "PCMU"
     audio: Audio = "builtin"
     analyse: bool = True
-    mos: Literal["emodel", "pesq"] = "emodel"
+    mos: Literal["emodel", "pesq", "visqol"] = "emodel"
     sample_pct: Annotated[
         float, Field(gt=0, le=100, description="% of the calls whose audio is analysed")
     ] = 100
@@ -106,8 +107,10 @@ class MediaSpec(BaseModel):
             raise ValueError("dtmf: needs analyse: true (the far end detects the digits)")
         return self
 
-    def runner_config(self) -> MediaConfig:
+    def runner_config(self, visqol_streams: int = 5) -> MediaConfig:
+        """visqol_streams: how many streams each runner scores with ViSQOL (mos: visqol)."""
         return MediaConfig(
+            visqol_streams=visqol_streams,
             codec=self.codec,
             analyse=self.analyse,
             mos=self.mos,

@@ -57,6 +57,7 @@ RECEIVER_COLUMNS = (
     "r_factor",
     "mos",
     "pesq",
+    "visqol",
     "first_time",
     "last_time",
     "max_gap_ms",
@@ -109,6 +110,7 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
                 "r_factor": r.r_factor,
                 "mos": r.mos,
                 "pesq": r.pesq,
+                "visqol": r.visqol,
                 "first_time": r.first_time,
                 "last_time": r.last_time,
                 "max_gap_ms": r.max_gap_ms,
@@ -185,6 +187,7 @@ class DirectionOut(BaseModel):
     r_factor: float | None
     mos: float | None
     pesq: float | None
+    visqol: float | None = None  # ViSQOL speech MOS-LQO (mos: visqol)
     max_gap_ms: float | None = None  # the longest silence in the stream (a hold)
     after_gap_ms: float | None = None  # audio after it
 
@@ -466,6 +469,7 @@ def measured(db: Session, session_id: str) -> dict[str, float | None]:
     mos = [r.mos for r in heard if r.mos is not None]
     jitter = [r.jitter_ms for r in heard if r.jitter_ms is not None]
     pesq = [r.pesq for r in heard if r.pesq is not None]
+    visqol = [r.visqol for r in heard if r.visqol is not None]
     return {
         "media_calls": float(len(calls)),
         "mos_median": percentile(mos, 50),
@@ -474,6 +478,8 @@ def measured(db: Session, session_id: str) -> dict[str, float | None]:
         "jitter_p95_ms": percentile(jitter, 95),
         "pesq_median": percentile(pesq, 50),
         "pesq_p5": percentile(pesq, 5),
+        "visqol_median": percentile(visqol, 50),
+        "visqol_p5": percentile(visqol, 5),
         "one_way_audio_calls": float(sum(c.audio == "one_way" for c in calls)),
         "no_audio_calls": float(sum(c.audio == "none" for c in calls)),
         **dtmf_measured(dtmf_calls(db, session_id)),

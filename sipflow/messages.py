@@ -192,6 +192,7 @@ class MediaStream(BaseModel):
     r_factor: float
     mos: float
     pesq: float | None = None  # PESQ-NB MOS-LQO, when asked and available
+    visqol: float | None = None  # ViSQOL speech MOS-LQO (mos: visqol), when available
     first_time: float
     last_time: float
     # Through a relay (MediaReport.relay): the call, from the SDP naming the stream's source.

@@ -243,6 +243,7 @@ class CallMediaRow(SQLModel, table=True):
     r_factor: float | None = None
     mos: float | None = None
     pesq: float | None = None
+    visqol: float | None = None
     first_time: float | None = None
     last_time: float | None = None
     # A DTMF row (RFC 4733 events of one play, runners/media_dtmf.py) rather than audio: the

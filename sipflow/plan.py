@@ -163,12 +163,14 @@ def runner_configs(
     spool_max_messages: int = 20000,
     spool_linger_s: float = 300,
     start_jitter_ms: int = 0,
+    visqol_max_clips: int = 5,
 ) -> list[RunnerConfig]:
     """The configs of the session's runners of `role`.
 
     addresses: runner id -> the address it binds; peers: runner id -> the address it is reached
     at, of runners started before (callers calling callees directly send there).
     deadline_margin_s, silence_s: the runners' dead man's switch (0: off).
+    visqol_max_clips: streams each runner scores with ViSQOL (media mos: visqol).
     """
     sid = session_id
     target = spec.target
@@ -220,7 +222,9 @@ def runner_configs(
                     domain=target.sip_domain if target else None,
                     registrar=registrar,
                     work_dir=runs_dir / sid / rid,
-                    media=role_spec.media.runner_config() if role_spec.media else None,
+                    media=role_spec.media.runner_config(visqol_max_clips)
+                    if role_spec.media
+                    else None,
                 )
             )
         return configs
@@ -272,7 +276,7 @@ def runner_configs(
                 work_dir=runs_dir / sid / rid,
                 max_runtime_s=spec.expected_duration_s() * 3 + 60,
                 wait_for_go=wait_for_go,
-                media=callers.media.runner_config() if callers.media else None,
+                media=callers.media.runner_config(visqol_max_clips) if callers.media else None,
             )
         )
     return configs

@@ -49,8 +49,10 @@ class MediaConfig(BaseModel):
     analyse: bool = True
     # emodel: loss/jitter -> MOS-CQE for every analysed stream; pesq: also PESQ (if installed)
     # for the first MediaConfig.pesq_streams streams of each runner.
-    mos: Literal["emodel", "pesq"] = "emodel"
+    # visqol: ViSQOL speech MOS-LQO (and PESQ, if installed) for the first visqol_streams streams.
+    mos: Literal["emodel", "pesq", "visqol"] = "emodel"
     pesq_streams: int = Field(default=50, ge=0, le=10_000)
+    visqol_streams: int = Field(default=5, ge=0, le=1000)
     sample_pct: float = Field(default=100.0, gt=0, le=100)
     media_port: int = 6000
     rtp_port: int = 7000  # not media_port + 2: SIPp binds that one for video

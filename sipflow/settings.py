@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     # hours of broker outage at 1 interval/s, ~40 MB); a finished agent waits up to
     # agent_spool_linger_s for the broker to take what it still holds.
     agent_spool_max_messages: int = 20000
+    # Media `mos: visqol`: each runner scores at most this many received streams with ViSQOL
+    # (~7.5 s of CPU per 14 s clip; the others get E-model only).
+    media_visqol_max_clips: int = Field(default=5, ge=0, le=1000)
     agent_spool_linger_s: float = 300
     control_keepalive_s: float = 10
     # `sipflow up` starts a process of the stack that exited again after restart_backoff_s,

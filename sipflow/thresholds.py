@@ -37,6 +37,8 @@ METRICS: dict[str, str] = {
     "mos_p5": "5th percentile E-model MOS-CQE of the calls' audio directions",
     "pesq_median": "median PESQ-NB of the directions scored (media mos: pesq)",
     "pesq_p5": "5th percentile PESQ-NB of the directions scored (media mos: pesq)",
+    "visqol_median": "median ViSQOL speech MOS-LQO of the directions scored (media mos: visqol)",
+    "visqol_p5": "5th percentile ViSQOL MOS-LQO of the directions scored (media mos: visqol)",
     "rtp_loss_pct": "RTP packets lost of those expected, in %",
     "jitter_p95_ms": "95th percentile RFC 3550 jitter of the audio streams",
     "one_way_audio_calls": "analysed calls with audio in one direction only",

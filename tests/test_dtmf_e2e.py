@@ -131,8 +131,8 @@ def test_a_wrong_expect_dtmf_fails_that_step_with_its_reason(
     page.wait_for_selector("#media:not([hidden]) #calls tbody tr")
     rows = page.eval_on_selector_all(
         "#calls tbody tr",
-        "rows => rows.map(r => [r.cells[9].dataset.dtmf, r.cells[9].dataset.dtmfOk,"
-        " r.cells[10].textContent])",
+        "rows => rows.map(r => [r.cells[10].dataset.dtmf, r.cells[10].dataset.dtmfOk,"
+        " r.cells[11].textContent])",
     )
     assert sorted(r[0] for r in rows) == ["1234#"] * CALLS + ["9*0"] * CALLS, rows
     assert {r[1] for r in rows} == {"true"}

@@ -153,7 +153,7 @@ def test_media_spec() -> None:
     assert parsed.roles.callers.media.runner_config().sample_pct == 10
     assert "roles.callers.media.codec" in messages(spec(media={"codec": "G729"}))[0]
     assert "roles.callers.media.sample_pct" in messages(spec(media={"sample_pct": 0}))[0]
-    assert "roles.callers.media.mos" in messages(spec(media={"mos": "visqol"}))[0]
+    assert "roles.callers.media.mos" in messages(spec(media={"mos": "polqa"}))[0]
     assert "roles.callers.hold_ms" in messages(spec(hold_ms=0))[0]
     no_callee_media = spec()
     no_callee_media["roles"]["callees"] = {}
@@ -231,3 +231,42 @@ def test_store_joins_sender_and_receiver(database_url: str, order: tuple[int, in
         assert m["rtp_loss_pct"] == pytest.approx(100 * 5 / 500)
         assert m["mos_p5"] == pytest.approx(3.9) and m["mos_median"] == pytest.approx(4.41)
         assert media_store.measured(db, "other") == {}
+
+
+def test_visqol_of_rebuilt_audio_and_its_cap() -> None:
+    """Clean G.711 scores high, 5 % lost frames lower; a receiver keeping the audio of one
+    stream (MediaConfig.visqol_streams) scores only that one."""
+    pytest.importorskip("visqol")
+    from runners import media_visqol
+    from runners.media_session import stream_result
+
+    if not media_visqol.available():
+        pytest.skip("visqol-python without its lattice extra")
+    ref = speech_like()
+    data = encode(ref, "PCMU")
+    rx = RtpReceiver("127.0.0.1", 0, 100.0, 1)
+    try:
+        for ssrc, lose in ((SSRC_BASE, False), (SSRC_BASE + 1, True)):
+            for k in range(200):  # 4 s; every 20th frame lost in the second stream
+                if lose and k % 20 == 7:
+                    continue
+                payload = data[(k * 160) % len(data) :][:160]
+                rx.handle(
+                    struct.pack("!BBHII", 0x80, 0, k, k * 160, ssrc) + payload, "x:1", 1 + k / 50
+                )
+    finally:
+        rx.sock.close()
+    streams = sorted(rx.streams.values(), key=lambda s: s.ssrc)
+    results = [stream_result(s, "PCMU", mos="visqol") for s in streams]
+    clean = results[0].visqol
+    assert clean is not None and clean >= 4.0
+    assert results[1].visqol is None  # beyond the cap: E-model only
+    assert results[1].mos < results[0].mos
+    lossy = media_visqol.score(
+        {k: data[(k * 160) % len(data) :][:160] for k in range(200) if k % 20 != 7},
+        199,
+        ref,
+        "PCMU",
+    )
+    assert lossy is not None and lossy < clean - 0.1
+    assert media_visqol.score({}, 40, ref, "PCMU") is None  # 0.8 s: too short

@@ -253,8 +253,15 @@ async function loadCalls() {
       el("td", {}, d.direction || ""), el("td", { class: "num" }, fmtNum(d.received)),
       el("td", { class: "num" }, fmtNum(d.loss_pct, 2)), el("td", { class: "num" }, fmtNum(d.duplicates)),
       el("td", { class: "num" }, fmtNum(d.reordered)), el("td", { class: "num" }, fmtNum(d.jitter_ms, 2)),
-      el("td", { class: "num" }, fmtNum(d.mos, 2)), dtmfCell(c, d.direction),
+      el("td", { class: "num" }, fmtNum(d.mos, 2)), el("td", { class: "num" }, perceptual(d)),
+      dtmfCell(c, d.direction),
       el("td", {}, i === 0 ? checksText(c) : "")))));
+}
+
+// A direction's perceptual scores (mos: pesq / visqol): "PESQ / ViSQOL", blank when neither.
+function perceptual(d) {
+  const v = [d.pesq, d.visqol].filter((x) => x !== null && x !== undefined);
+  return v.length ? [d.pesq, d.visqol].map((x) => (x === null || x === undefined ? "–" : fmtNum(x, 2))).join(" / ") : "";
 }
 
 // A direction's DTMF (RFC 4733 events): "sent" when it arrived as sent, else "sent → received".
