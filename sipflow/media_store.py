@@ -453,6 +453,17 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
     return ordered[rank - 1]
 
 
+def worst_per_call(rows: Sequence[CallMediaRow], score: str) -> list[float]:
+    """Each call's lowest `score` over its directions (a row without a call: its own)."""
+    worst: dict[str, float] = {}
+    for i, r in enumerate(rows):
+        value = getattr(r, score)
+        if value is not None:
+            key = r.call_id or f"#{i}"
+            worst[key] = min(float(value), worst.get(key, float(value)))
+    return list(worst.values())
+
+
 def measured(db: Session, session_id: str) -> dict[str, float | None]:
     """The media metrics of a session; {} when it analysed no audio (a session without media:
     a threshold on them then fails for want of a value)."""
@@ -466,10 +477,12 @@ def measured(db: Session, session_id: str) -> dict[str, float | None]:
     heard = [r for r in rows if has_audio(r)]
     expected = sum(r.expected or 0 for r in heard)
     lost = sum(r.lost or 0 for r in heard)
-    mos = [r.mos for r in heard if r.mos is not None]
+    # A call is as good as its worse direction: one lossy direction is what its listener hears,
+    # and the call's clean other direction must not pull the session's median up.
+    mos = worst_per_call(heard, "mos")
     jitter = [r.jitter_ms for r in heard if r.jitter_ms is not None]
-    pesq = [r.pesq for r in heard if r.pesq is not None]
-    visqol = [r.visqol for r in heard if r.visqol is not None]
+    pesq = worst_per_call(heard, "pesq")
+    visqol = worst_per_call(heard, "visqol")
     return {
         "media_calls": float(len(calls)),
         "mos_median": percentile(mos, 50),
