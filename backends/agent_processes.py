@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -52,6 +52,22 @@ def command_lines() -> Iterator[tuple[int, bytes]]:
             yield int(proc.name), (proc / "cmdline").read_bytes()
         except OSError:
             continue
+
+
+def terminate(running: Callable[[], Collection[int]], grace_s: float) -> list[int]:
+    """SIGTERM every process `running()` finds, SIGKILL those still found after grace_s (a
+    session's helper processes: capture, delayer). The pids signalled first."""
+    pids = list(running())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while pids and time.monotonic() < deadline and running():
+        time.sleep(0.02)
+    for pid in running():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
 
 
 def processes_using(work_dir: Path) -> list[int]:

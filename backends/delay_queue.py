@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -29,7 +27,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from backends.agent_processes import command_lines
+from backends.agent_processes import command_lines, terminate
 from sipflow.plan import CONTROL_PORT
 from sipflow.spec import Impairment
 
@@ -167,16 +165,7 @@ def stop(session_id: str, state_dir: Path) -> list[str]:
     log_file = _log(state_dir, session_id)
     if not log_file.exists():
         return []
-    pids = list(running(session_id))
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while pids and time.monotonic() < deadline and running(session_id):
-        time.sleep(0.02)
-    for pid in running(session_id):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    pids = terminate(lambda: list(running(session_id)), STOP_GRACE_S)
     with contextlib.suppress(OSError):  # what it said (packets, lateness, CPU) to the worker's log
         for line in log_file.read_text(errors="replace").splitlines()[-4:]:
             log.info("session %s: %s", session_id, line)

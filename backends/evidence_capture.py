@@ -9,17 +9,15 @@ goes (a process inside a namespace keeps it alive). The files stay for the evide
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from backends.agent_processes import command_lines
+from backends.agent_processes import command_lines, terminate
 
 log = logging.getLogger(__name__)
 MODULE = "backends.sip_capture"
@@ -99,14 +97,5 @@ def stop(runs_dir: Path, session_id: str) -> list[str]:
     Only sessions whose folder has a capture folder are looked for (no scan otherwise)."""
     if not folder(runs_dir, session_id).exists():
         return []
-    pids = running(session_id)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while pids and time.monotonic() < deadline and running(session_id):
-        time.sleep(0.02)
-    for pid in running(session_id):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    pids = terminate(lambda: running(session_id), STOP_GRACE_S)
     return [f"capture {pid}" for pid in pids]
