@@ -37,9 +37,28 @@ CHECKS = [
 
 
 # The schema does not depend on the settings; the requests go to the fixture's app.
-schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi()).exclude(
-    path_regex=r"/live$"
+OPENAPI = create_app(Settings()).openapi()
+SCHEDULE_PUT = {"path": "/v1/schedules/{schedule_id}", "method": "PUT"}
+schema = (
+    schemathesis.openapi.from_dict(OPENAPI).exclude(path_regex=r"/live$").exclude(**SCHEDULE_PUT)
 )
+# PUT /v1/schedules/{id}: schemathesis 4.32's negative (schema-mutating) generator raises its own
+# InvalidSchema ("Cannot generate an array with 1 demanded elements") on this operation's body
+# since 0.5.0's spec grew (no check failed, no server error): valid bodies only here; invalid
+# ones are tested in tests/test_schedules_api.py.
+schedule_put = schemathesis.openapi.from_dict(OPENAPI).include(**SCHEDULE_PUT)
+schedule_put.config.generation.update(modes=["positive"])
+
+
+def conforms(case: schemathesis.Case, client: TestClient) -> None:
+    kwargs = case.as_transport_kwargs(base_url=str(client.base_url))
+    kwargs.pop("auth", None)
+    if not kwargs.get("cookies"):
+        kwargs.pop("cookies", None)
+    if "data" in kwargs:  # requests' name for a raw body
+        kwargs["content"] = kwargs.pop("data")
+    response = client.request(**kwargs)
+    case.validate_response(response, checks=CHECKS)
 
 
 @schema.parametrize()
@@ -50,11 +69,17 @@ schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi()).exclud
     derandomize=True,
 )
 def test_api_conforms_to_its_openapi(case: schemathesis.Case, tiny_api_client: TestClient) -> None:
-    kwargs = case.as_transport_kwargs(base_url=str(tiny_api_client.base_url))
-    kwargs.pop("auth", None)
-    if not kwargs.get("cookies"):
-        kwargs.pop("cookies", None)
-    if "data" in kwargs:  # requests' name for a raw body
-        kwargs["content"] = kwargs.pop("data")
-    response = tiny_api_client.request(**kwargs)
-    case.validate_response(response, checks=CHECKS)
+    conforms(case, tiny_api_client)
+
+
+@schedule_put.parametrize()
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
+def test_schedule_put_conforms_to_its_openapi(
+    case: schemathesis.Case, tiny_api_client: TestClient
+) -> None:
+    conforms(case, tiny_api_client)
