@@ -6,7 +6,9 @@ pause, nop, sendCmd, recvCmd; not label or the repartition elements) from 0 in i
 -trace_counts CSV, whose columns are `<index>_<label>_<counter>` (Sent, Recv, Retrans,
 Timeout, Unexp, Sessions) and whose rows are cumulative.
 
-Per step: passed = the calls through its last required send/recv (its Sent or Recv count);
+Per step: passed = the calls through its last required send/recv (its Sent or Recv count),
+plus those through a required send/recv that jumps (`next` without `test`: a branch of the step,
+e.g. a compiled call script's INVITE for rows without credentials);
 failed = the Timeout and Unexp counts of its messages (SIPp counts an unexpected message on
 the message the call was waiting at, and a retransmission timeout on the request).
 """
@@ -33,6 +35,7 @@ class StepMark:
     name: str
     indexes: tuple[int, ...]  # SIPp message indexes of the step
     required: tuple[int, ...] = ()  # of those, the non-optional send/recv
+    branches: tuple[int, ...] = ()  # of those, the ones that jump (`next`, no `test`)
 
 
 def steps_of(xml_text: str) -> list[StepMark]:
@@ -45,6 +48,7 @@ def steps_of(xml_text: str) -> list[StepMark]:
     order: list[str] = []
     indexes: dict[str, list[int]] = {}
     required: dict[str, list[int]] = {}
+    branches: dict[str, list[int]] = {}
     pending: str | None = None
     current: str | None = None
     index = 0
@@ -60,13 +64,15 @@ def steps_of(xml_text: str) -> list[StepMark]:
             current, pending = pending, None
             if current not in indexes:
                 order.append(current)
-                indexes[current], required[current] = [], []
+                indexes[current], required[current], branches[current] = [], [], []
         if current is not None:
             indexes[current].append(index)
             if child.tag in ("send", "recv") and child.get("optional") is None:
                 required[current].append(index)
+                if child.get("next") is not None and child.get("test") is None:
+                    branches[current].append(index)
         index += 1
-    return [StepMark(n, tuple(indexes[n]), tuple(required[n])) for n in order]
+    return [StepMark(n, tuple(indexes[n]), tuple(required[n]), tuple(branches[n])) for n in order]
 
 
 @dataclass
@@ -106,7 +112,8 @@ def step_results(marks: list[StepMark], counts: dict[int, dict[str, int]]) -> li
     for mark in marks:
         res = StepResult(mark.name)
         ends = mark.required or mark.indexes
-        res.passed = _through(counts.get(ends[-1], {})) if ends else 0
+        last = {ends[-1]} if ends else set()
+        res.passed = sum(_through(counts.get(i, {})) for i in sorted(last | set(mark.branches)))
         for i in mark.indexes:
             c = counts.get(i, {})
             for kind, name in (("Timeout", "timeout"), ("Unexp", "unexpected")):

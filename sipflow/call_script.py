@@ -15,9 +15,10 @@ Steps compiled:
   expect audio      audio both ways: SIPp judges nothing it receives in media, so these log
                     the expectation with the Call-ID and sipflow/media_store.py judges it from
                     the media analysis (they need roles.callers.media)
-Refused with the reason: hold/resume (the built-in callee answers no re-INVITE), transfer_to
-(needs a third party). Each step's first element is preceded by `<!-- sipflow-step: NAME -->`,
-the mark the step results read (runners/scenario_steps.py).
+The INVITE answers one 401/407 digest challenge with the calling account's credentials, like the
+built-in call scenario. Refused with the reason: hold/resume (the built-in callee answers no
+re-INVITE), transfer_to (needs a third party). Each step's first element is preceded by
+`<!-- sipflow-step: NAME -->`, the mark the step results read (runners/scenario_steps.py).
 
 The XML is built with xml.etree (attributes escaped by it); SIPp wants the messages as CDATA,
 which etree cannot write: each message is a constant of this module (no user value in it), put
@@ -273,7 +274,12 @@ BYE = """
       Max-Forwards: 70
       Content-Length: 0
 """
-_MESSAGES = (INVITE, ACK_2XX, ACK_FAILURE, BYE)
+# The INVITE again after a 401/407, with the account's credentials ([field2], the injection's
+# `[authentication ...]` keyword, runners/injection.py): a new transaction, CSeq 2.
+INVITE_AUTH = INVITE.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE").replace(
+    "      Max-Forwards: 70\n", "      [field2]\n      Max-Forwards: 70\n", 1
+)
+_MESSAGES = (INVITE, INVITE_AUTH, ACK_2XX, ACK_FAILURE, BYE)
 assert all("]]>" not in m for m in _MESSAGES)
 
 
@@ -310,11 +316,11 @@ def compile_script(steps: list[Step]) -> str:
     b = _Builder()
     for name, step in zip(step_names(steps), steps, strict=True):
         p = step.parsed
-        b.mark(name)
         if p.verb == "call":
-            b.send(INVITE, retrans="500")
-            b.add("recv", response="100", optional="true")
-        elif p.verb == "expect":
+            _call(b, name)
+            continue
+        b.mark(name)
+        if p.verb == "expect":
             # Provisional answers the script does not name may come before the one it waits for.
             for early in ("100", "180", "183"):
                 if early != str(p.code):
@@ -340,6 +346,50 @@ def compile_script(steps: list[Step]) -> str:
             b.add("recv", response="100", optional="true")
             b.add("recv", response="200", crlf="true")
     return b.xml()
+
+
+def _call(b: _Builder, name: str) -> None:
+    """The INVITE, answering one digest challenge like the built-in call scenario
+    (runners/scenarios/call.xml): a row whose account has a password ([field6] "1") accepts a
+    401/407 to its first INVITE, ACKs it and sends the INVITE again with the credentials
+    ([field2]); a row without one, or a second challenge (a wrong password), fails the call on
+    the challenge (SIPp's unexpected message, in the `call` step).
+
+    Two first INVITEs, one per kind of row: the challenge answers are bound to the transaction
+    of the credentialed one (`response_txn`). With one INVITE for both, a row without
+    credentials would find the optional 401/407 contiguous behind the script's optional 18x
+    and take the challenge branch (SIPp's backward search). The step's calls are those through
+    either first INVITE (runners/scenario_steps.py counts a send that jumps as an end)."""
+    b.mark(name)
+    action = ET.SubElement(b.add("nop"), "action")
+    ET.SubElement(action, "assignstr", assign_to="credentials", value="[field6]")
+    ET.SubElement(action, "strcmp", assign_to="no_credentials", variable="credentials", value="1")
+    for var, compare in (("plain", "not_equal"), ("credentialed", "equal")):
+        ET.SubElement(
+            action, "test", assign_to=var, variable="no_credentials", compare=compare, value="0"
+        )
+    b.add("nop", test="plain", next="invite_plain")
+    # The transaction's first use must be its INVITE (SIPp types it from there).
+    b.send(INVITE, retrans="500", start_txn="challengeable", next="invite_sent")
+    b.add("label", id="challenged")
+    b.send(ACK_FAILURE, ack_txn="challengeable")
+    # Only credentialed rows get here; `test` keeps it out of the step's ends (counted once).
+    b.send(INVITE_AUTH, retrans="500", test="credentialed", next="invited")
+    b.add("label", id="invite_plain")
+    b.send(INVITE, retrans="500")
+    b.add("label", id="invite_sent")
+    b.add("recv", response="100", optional="true")
+    for code in ("401", "407"):
+        b.add(
+            "recv",
+            response=code,
+            auth="true",
+            optional="true",
+            response_txn="challengeable",
+            next="challenged",
+        )
+    b.add("label", id="invited")
+    b.add("recv", response="100", optional="true")
 
 
 def _send_dtmf(b: _Builder, digits: str) -> None:

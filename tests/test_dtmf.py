@@ -263,7 +263,8 @@ def test_script_steps_compile_to_plays_and_logged_expectations(tmp_path: Path) -
     audio = tmp_path / "reference.ulaw"
     out = media_variant(xml, MediaConfig(), audio)
     assert "m=audio [media_port+1000] RTP/AVP 0 96" in out and "[media_port] " not in out
-    assert out.count("telephone-event/8000") == 1
+    # once per INVITE (the first INVITE of either kind of row, and the one with credentials)
+    assert out.count("telephone-event/8000") == out.count("INVITE sip:") == 3
     assert f'<recv response="200" rrs="true"><action><exec rtp_stream="{audio},-1,0"/>' in out
     log = tmp_path / "media.log"
     log.write_text(
