@@ -19,6 +19,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+NAME=build_app_image
+# shellcheck source=deploy/lib/debian_image.sh
+source deploy/lib/debian_image.sh
 IMAGE=${SIPFLOW_APP_IMAGE:-sipflow:latest}
 SUITE=bookworm
 PACKAGES=python3,python3-venv,tini,ca-certificates,mosquitto,postgresql,sip-tester,iproute2,nftables,iptables,procps
@@ -32,15 +35,14 @@ done
 
 CODE_DIRS=(sipflow workflows activities api runners backends entrypoints)
 # Everything the image is made from, in a fixed order.
-sources=(deploy/build_app_image.sh deploy/app/Containerfile deploy/app/sipflow-service
+sources=(deploy/build_app_image.sh deploy/lib/debian_image.sh deploy/app/Containerfile deploy/app/sipflow-service
          pyproject.toml requirements.lock)
 while IFS= read -r f; do sources+=("$f"); done < <(find "${CODE_DIRS[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort)
 HASH=$( { echo "$SUITE $PACKAGES"; for f in "${sources[@]}"; do echo "== $f"; cat "$f"; done; } | sha256sum | cut -c1-16)
 BASE_HASH=$(echo "$SUITE $PACKAGES" | sha256sum | cut -c1-16)
 BASE=localhost/sipflow-base:$BASE_HASH
 
-have_hash=$(podman image inspect --format '{{ index .Labels "sipflow.content-hash" }}' "$IMAGE" 2>/dev/null || true)
-if [ "$FORCE" = 0 ] && [ "$have_hash" = "$HASH" ]; then
+if image_is_current; then
   echo "build_app_image: $IMAGE is up to date (content hash $HASH)" >&2
   echo "$IMAGE"
   exit 0
@@ -50,21 +52,7 @@ started=$(date +%s)
 work=$(mktemp -d /tmp/sipflow-app-build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-if [ "$FORCE" = 1 ] || ! podman image exists "$BASE"; then
-  mirror=${DEBIAN_MIRROR:-}
-  if [ -z "$mirror" ]; then
-    mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list 2>/dev/null \
-             | awk '/security/ {next} /^URIs:/ {print $2; exit} /^deb / {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' || true)
-  fi
-  [ -n "$mirror" ] || { echo "build_app_image: no Debian mirror found; set DEBIAN_MIRROR" >&2; exit 1; }
-  echo "build_app_image: debootstrapping $SUITE ($PACKAGES)" >&2
-  mmdebstrap --quiet --variant=apt --include="$PACKAGES" \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
-    "$SUITE" "$work/rootfs.tar" "$mirror"
-  podman import --quiet --change 'CMD ["/bin/bash"]' "$work/rootfs.tar" "$BASE" >/dev/null
-  rm -f "$work/rootfs.tar"
-fi
+ensure_debian_base "$BASE"
 
 # The build context: only what the Containerfile copies, plus the wheels.
 ctx=$work/context
@@ -93,11 +81,6 @@ if [ ! -f "$wheels/.complete" ]; then
 fi
 cp "$wheels"/*.whl "$ctx/deploy/app/wheels/"
 
-podman build --quiet --format docker --network none --pull=never \
-  --build-arg BASE_IMAGE="$BASE" --build-arg PIP_OFFLINE=1 \
-  --label sipflow.content-hash="$HASH" \
-  -f "$ctx/deploy/app/Containerfile" -t "$IMAGE" "$ctx" >/dev/null
-# Earlier builds of the image, now untagged, go.
-podman image prune -f --filter label=sipflow.content-hash >/dev/null 2>&1 || true
+build_offline "$ctx/deploy/app/Containerfile" "$ctx" "$BASE"
 echo "build_app_image: built $IMAGE (content hash $HASH) in $(( $(date +%s) - started ))s" >&2
 echo "$IMAGE"

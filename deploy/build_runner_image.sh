@@ -14,6 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+NAME=build_runner_image
+# shellcheck source=deploy/lib/debian_image.sh
+source deploy/lib/debian_image.sh
 IMAGE=${SIPFLOW_RUNNER_IMAGE:-sipflow-runner:latest}
 SUITE=bookworm
 PACKAGES=sip-tester,python3,python3-venv,tini,ca-certificates
@@ -26,7 +29,7 @@ for tool in podman mmdebstrap; do
 done
 
 # Everything the image is made from, in a fixed order.
-sources=(deploy/build_runner_image.sh deploy/runner/Containerfile deploy/runner/requirements.txt
+sources=(deploy/build_runner_image.sh deploy/lib/debian_image.sh deploy/runner/Containerfile deploy/runner/requirements.txt
          sipflow/__init__.py sipflow/addresses.py sipflow/histogram.py sipflow/messages.py
          sipflow/runner_config.py sipflow/g711.py sipflow/media_upload.py)
 while IFS= read -r f; do sources+=("$f"); done < <(find runners -type f \( -name '*.py' -o -name '*.xml' \) ! -path '*/__pycache__/*' | LC_ALL=C sort)
@@ -34,8 +37,7 @@ HASH=$( { echo "$SUITE $PACKAGES"; for f in "${sources[@]}"; do echo "== $f"; ca
 BASE_HASH=$(echo "$SUITE $PACKAGES" | sha256sum | cut -c1-16)
 BASE=localhost/sipflow-runner-base:$BASE_HASH
 
-have_hash=$(podman image inspect --format '{{ index .Labels "sipflow.content-hash" }}' "$IMAGE" 2>/dev/null || true)
-if [ "$FORCE" = 0 ] && [ "$have_hash" = "$HASH" ]; then
+if image_is_current; then
   echo "build_runner_image: $IMAGE is up to date (content hash $HASH)" >&2
   echo "$IMAGE"
   exit 0
@@ -45,21 +47,7 @@ started=$(date +%s)
 work=$(mktemp -d /tmp/sipflow-runner-build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-if [ "$FORCE" = 1 ] || ! podman image exists "$BASE"; then
-  mirror=${DEBIAN_MIRROR:-}
-  if [ -z "$mirror" ]; then
-    mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list 2>/dev/null \
-             | awk '/security/ {next} /^URIs:/ {print $2; exit} /^deb / {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' || true)
-  fi
-  [ -n "$mirror" ] || { echo "build_runner_image: no Debian mirror found; set DEBIAN_MIRROR" >&2; exit 1; }
-  echo "build_runner_image: debootstrapping $SUITE ($PACKAGES)" >&2
-  mmdebstrap --quiet --variant=apt --include="$PACKAGES" \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
-    "$SUITE" "$work/rootfs.tar" "$mirror"
-  podman import --quiet --change 'CMD ["/bin/bash"]' "$work/rootfs.tar" "$BASE" >/dev/null
-  rm -f "$work/rootfs.tar"
-fi
+ensure_debian_base "$BASE"
 
 # The build context: only what the Containerfile copies, plus the wheels.
 ctx=$work/context
@@ -80,11 +68,6 @@ PIP=python3
   -r deploy/runner/requirements.txt -d "$ctx/deploy/runner/wheels" 2>&1 | grep -v '^WARNING: Location' >&2 || true
 ls "$ctx"/deploy/runner/wheels/*.whl >/dev/null
 
-podman build --quiet --format docker --network none --pull=never \
-  --build-arg BASE_IMAGE="$BASE" --build-arg PIP_OFFLINE=1 \
-  --label sipflow.content-hash="$HASH" \
-  -f "$ctx/deploy/runner/Containerfile" -t "$IMAGE" "$ctx" >/dev/null
-# Earlier builds of the image, now untagged, go.
-podman image prune -f --filter label=sipflow.content-hash >/dev/null 2>&1 || true
+build_offline "$ctx/deploy/runner/Containerfile" "$ctx" "$BASE"
 echo "build_runner_image: built $IMAGE (content hash $HASH) in $(( $(date +%s) - started ))s" >&2
 echo "$IMAGE"
