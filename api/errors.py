@@ -24,6 +24,9 @@ RETRY = {"Retry-After": "1"}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # A check across fields (a model validator) names the field it is about first: "roles.x: ...".
 _FIELD_FIRST = re.compile(r"^Value error, ([a-z_]+(?:\.[a-z0-9_]+)*): ")
+# An echoed input string longer than this is cut (an uploaded clip is ~100 KB of base64; the
+# reply names the field, the client has the value).
+ECHO_MAX_CHARS = 200
 
 
 def json_safe(value: Any) -> Any:
@@ -37,6 +40,17 @@ def json_safe(value: Any) -> Any:
         return {json_safe(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
+    return value
+
+
+def shortened(value: Any) -> Any:
+    """`value` with each string longer than ECHO_MAX_CHARS cut, saying how long it was."""
+    if isinstance(value, str) and len(value) > ECHO_MAX_CHARS:
+        return f"{value[:ECHO_MAX_CHARS]}... ({len(value)} characters)"
+    if isinstance(value, dict):
+        return {k: shortened(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shortened(v) for v in value]
     return value
 
 
@@ -65,8 +79,11 @@ def policy_reply(exc: PolicyViolation) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # Pydantic's `input` echo without secrets, and as JSON can carry it.
+        # Pydantic's `input` echo without secrets, short, and as JSON can carry it.
         errors = json_safe(jsonable_encoder(with_field_locations(masked_errors(exc.errors()))))
+        for e in errors:
+            if "input" in e:
+                e["input"] = shortened(e["input"])
         return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(PolicyViolation)

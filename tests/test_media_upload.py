@@ -76,6 +76,10 @@ def test_uploaded_audio_is_422_at_the_field_through_the_api(api_client: Any) -> 
     locs = [d["loc"] for d in r.json()["detail"]]
     assert ["body", "roles", "callers", "media", "audio", "upload", "data"] in locs, locs
     assert "WAV file" in r.text
+    # The ~21 kB clip is not echoed back whole (every echoed string is cut at 200 characters).
+    clip = data["roles"]["callers"]["media"]["audio"]["data"]
+    assert len(r.content) < 8000 and clip not in r.text
+    assert "characters)" in r.text
 
 
 def test_conversion_g711_and_whole_frames() -> None:
