@@ -106,6 +106,14 @@ def party_runners(spec: SessionSpec) -> dict[str, str]:
     return out
 
 
+def runner_role(spec: SessionSpec, runner_id: str) -> RoleSpec | None:
+    """The role spec a runner runs: the callers', the callees' or a named party's."""
+    if runner_id.startswith("caller-"):
+        return spec.roles.callers
+    party = party_runners(spec).get(runner_id)
+    return spec.roles.parties[party] if party is not None else spec.roles.callees
+
+
 def split(total: int, parts: int, index: int) -> int:
     """Share `index` of `total` split as evenly as possible over `parts`."""
     return total // parts + (1 if index < total % parts else 0)

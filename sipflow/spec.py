@@ -469,8 +469,10 @@ def _parties_consistent(spec: SessionSpec) -> None:
             raise ValueError(f"{where}.network: not yet for a named party (the session's applies)")
         if p.pool is not None or spec.pool is not None:
             raise ValueError(f"{where}.pool: named parties run on the worker's own backend")
-        if spec.backend not in (None, "local"):
-            raise ValueError(f"{where}: named parties run on the local backend only")
+        if spec.backend == "fargate":
+            # Not built for Fargate: its task sizes are per role (callers, callees), and a
+            # three-party call has not run there (the tests' AWS stand-in runs no containers).
+            raise ValueError(f"{where}: named parties run on the local or docker backend")
 
 
 class SessionSpec(Strict):
