@@ -209,7 +209,8 @@ def runner_configs(
         sides: list[tuple[str, RoleSpec, int]] = [
             (runner_id("callee", i), callees, i) for i in range(callees.agents)
         ]
-        for rid, name in party_runners(spec).items():
+        parties = party_runners(spec)
+        for rid, name in parties.items():
             sides.append((rid, spec.roles.parties[name], 0))
         for rid, role_spec, i in sides:
             accounts = _accounts(role_spec)
@@ -219,6 +220,7 @@ def runner_configs(
                     **common,  # type: ignore[arg-type]
                     runner_id=rid,
                     role="callee",
+                    party=parties.get(rid),
                     scenario=scenario,
                     scenario_xml=xml,
                     transport=role_spec.transport,
