@@ -15,6 +15,7 @@ from defusedxml import ElementTree as safe_xml
 from pydantic import ValidationError
 
 from entrypoints.stack import free_port
+from runners import media_pesq
 from runners.media_session import media_variant
 from runners.media_transfer import LEG_TAG, legs
 from sipflow.flows import FLOWS
@@ -34,9 +35,9 @@ HOLD_MS = 2000  # the transferred call's length: from the transfer to the transf
 def media_transfer_spec(sut: str, n: str) -> dict[str, Any]:
     spec = transfer_spec(sut, n)
     roles = spec["roles"]
-    roles["callers"].update(max_calls=CALLS, rate=2, hold_ms=HOLD_MS, media={})
-    roles["callees"]["media"] = {}
-    roles["parties"]["carol"]["media"] = {}
+    roles["callers"].update(max_calls=CALLS, rate=2, hold_ms=HOLD_MS, media={"mos": "pesq"})
+    roles["callees"]["media"] = {"mos": "pesq"}
+    roles["parties"]["carol"]["media"] = {"mos": "pesq"}
     spec["thresholds"] += ["one_way_audio_calls == 0", "no_audio_calls == 0", "rtp_loss_pct < 1"]
     return spec
 
@@ -76,6 +77,10 @@ def test_transferred_call_has_audio_both_ways(
             # About hold_ms of audio (50 packets/s) on the transferred leg, nothing lost.
             assert d["audio"] and d["lost"] == 0, d
             assert d["received"] >= 0.5 * HOLD_MS / 20, d
+            # Clean: carol hears bob's stream from its first packet to her, against the
+            # reference from there (from packet 0 it scored 3.1 here).
+            if media_pesq.available():
+                assert d["pesq"] is not None and d["pesq"] >= 4.0, d
         # bob's one SIPp stream: to alice before the transfer, to carol after it. carol got its
         # later packets only (its sequence numbers go on), alice its earlier ones.
         assert dirs["callee_to_caller"]["received"] > 0
