@@ -18,6 +18,7 @@ import pytest
 from backends.docker import container_name
 from entrypoints.stack import free_port
 from sipflow.flows import FLOWS
+from sipflow.media_store import FROM_PARTY, TO_PARTY
 from tests.conftest import RunningStack
 from tests.docker_fixtures import (  # noqa: F401  (fixtures)
     docker_client_fixture,
@@ -27,7 +28,10 @@ from tests.docker_fixtures import (  # noqa: F401  (fixtures)
 )
 from tests.sut.kamailio import kamailio
 from tests.test_docker_backend import leftovers, wait_container
+from tests.test_media_e2e import calls
 from tests.test_transfer_flows import FLOWS_CFG, role_steps
+from tests.test_transfer_media import CALLS as MEDIA_CALLS
+from tests.test_transfer_media import media_transfer_spec
 
 CALLS = 3
 PASSWORD = "secret"  # kamailio-flows.cfg takes any user with this password
@@ -102,6 +106,27 @@ def test_blind_transfer_on_docker_through_kamailio(
     # secret store, as for callers and callees).
     stored = docker_stack.http.get(f"/v1/sessions/{sid}").json()["spec"]
     assert stored["roles"]["parties"]["carol"]["accounts"][0]["password"] == "***"
+
+
+def test_blind_transfer_with_media_on_docker(
+    docker_stack: RunningStack, docker_client: docker.DockerClient, sut: str
+) -> None:
+    """Audio on all three sides, between containers on the session network: the transferred
+    leg (bob's stream sent on to carol, carol's to bob) heard both ways."""
+    spec = media_transfer_spec(sut, "d2")
+    spec["backend"] = "docker"
+    sid = docker_stack.submit(spec)
+    body = docker_stack.wait(sid, timeout=300)
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body["reasons"]
+    items = calls(docker_stack, sid)
+    assert len(items) == MEDIA_CALLS, items
+    for call in items:
+        assert call["audio"] == "both", call
+        dirs = {d["direction"]: d for d in call["directions"]}
+        assert dirs[TO_PARTY]["receiver_runner"] == "callee-1", call
+        assert dirs[FROM_PARTY]["receiver_runner"] == "callee-0", call
+        assert all(dirs[leg]["received"] >= 50 for leg in (TO_PARTY, FROM_PARTY)), call
+    assert leftovers(docker_client, sid) == []
 
 
 def test_fargate_still_refuses_parties(sut: str) -> None:
