@@ -1,7 +1,8 @@
 """A blind transfer (three parties: alice REFERs bob to carol, a named party) on the docker
 backend, through Kamailio on the host: one container per party on the session network, each
 fetching its config, accounts and scenario from the API (api/routes/runner_files.py), the party
-as callee-side runner callee-1 with its own resources.
+as callee-side runner callee-1 with its own resources; then the same with audio on all three
+sides (runners/media_transfer.py), RTP between the containers.
 
 Kamailio listens on all of the host's addresses (0.0.0.0): the session network is made when the
 session starts, and its containers reach the host only at that network's gateway (the
