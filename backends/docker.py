@@ -32,11 +32,12 @@ from backends.base import PermanentBackendError, RunnerBackend
 from backends.container_plan import config_url, container_runner_configs
 from backends.runner_tokens import runner_token, token_key
 from runners.image import CONTAINER_RUNS_DIR, HEARTBEAT_PATH, TOKEN_PATH
+from sipflow import plan
 from sipflow.messages import Role
 from sipflow.placement import Placement, StartedRunner
 from sipflow.runner_config import RunnerConfig
 from sipflow.settings import Settings
-from sipflow.spec import Resources, RoleSpec, SessionSpec
+from sipflow.spec import Resources, SessionSpec
 
 log = logging.getLogger(__name__)
 
@@ -171,14 +172,15 @@ class DockerBackend(RunnerBackend):
         placements here do not `prestart`."""
         sid = placement.session_id
         key = token_key(self.settings)
-        role_spec: RoleSpec | None = spec.roles.callers if role == "caller" else spec.roles.callees
-        resources = role_spec.resources if role_spec is not None else None
         configs = [
             c
             for c in container_runner_configs(spec, sid, role, self.settings)
             if not placement.runner_ids or c.runner_id in placement.runner_ids
         ]
         for cfg in configs:
+            # A named party's runner is a callee-side runner with the party's own resources.
+            role_spec = plan.runner_role(spec, cfg.runner_id)
+            resources = role_spec.resources if role_spec is not None else None
             try:
                 self._start_container(
                     cfg,

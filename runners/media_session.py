@@ -19,7 +19,7 @@ import logging
 import re
 from pathlib import Path
 
-from runners import media_dtmf, media_hold, media_pesq, media_visqol
+from runners import media_dtmf, media_hold, media_pesq, media_transfer, media_visqol
 from runners.media_audio import PAYLOAD_TYPE, reference_file, speech_like
 from runners.media_emodel import mos_cqe, r_factor
 from runners.media_rtp import RtpReceiver, StreamStats, sampled
@@ -92,6 +92,8 @@ def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
         raise ValueError("the scenario has no SDP sipflow knows how to give media")
     if media_hold.is_hold_flow(out):
         return media_hold.hold_variant(media_hold.start_points(out, stream))
+    if media_transfer.is_transfer_flow(out):
+        return media_transfer.transfer_variant(out, stream)
     if CALLER_ANSWERED in out:
         ereg = PEER_SDP if media.relay else ""
         answered = CALLER_ANSWERED.replace("</action>", f"{ereg}{stream}</action>")
@@ -250,6 +252,13 @@ class MediaSession:
             MediaSent(call_id=c, src=self.src, ssrc=ssrc)
             for c, ssrc in sent_streams(self.log_file, self.src, self.media)
         ]
+        # A transferee's stream sent on to the transfer target: the same stream, another leg.
+        ssrc_of = {m.call_id: m.ssrc for m in sent}
+        sent += [
+            MediaSent(call_id=c, src=self.src, ssrc=ssrc_of[c], leg=media_transfer.PARTY_LEG)
+            for c in media_transfer.legs(self.log_file)
+            if c in ssrc_of
+        ]
         streams = list(self.receiver.streams.values())
         not_sampled = len(self.receiver.not_sampled)
         if self.media.relay:
@@ -297,6 +306,7 @@ class MediaSession:
                     received=received[lo:hi],
                     not_sampled=not_sampled if i == 0 else 0,
                     relay=self.media.relay,
+                    party=self.cfg.party is not None,
                     dtmf_sent=dtmf_sent[lo:hi],
                     dtmf_received=dtmf_received[lo:hi],
                     expected=expected[lo:hi],
@@ -316,7 +326,12 @@ def start(cfg: RunnerConfig, name: str, scenario: Path) -> MediaSession | None:
         return None
     xml = cfg.scenario_xml or ""
     if name not in ("call", "answer") and not (
-        name == "custom" and (SCRIPT_NAME in xml or media_hold.is_hold_flow(xml))
+        name == "custom"
+        and (
+            SCRIPT_NAME in xml
+            or media_hold.is_hold_flow(xml)
+            or media_transfer.is_transfer_flow(xml)
+        )
     ):
         return None
     return MediaSession(cfg, cfg.media, scenario)

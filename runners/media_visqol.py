@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from runners.media_audio import RATE
-from runners.media_pesq import MIN_PACKETS, rebuild
+from runners.media_pesq import MIN_PACKETS, first_packet, rebuild
 
 log = logging.getLogger(__name__)
 MAX_SECONDS = 10
@@ -45,16 +45,18 @@ def _api() -> Any:
 def score(
     payloads: dict[int, bytes], last_ext: int, reference: list[int], codec: str
 ) -> float | None:
-    """MOS-LQO of packets 0..last_ext (None: too short, no package, or ViSQOL failed)."""
+    """MOS-LQO of the packets from the first received to last_ext (None: too short, no
+    package, or ViSQOL failed)."""
     try:
         import numpy as np
         from scipy.signal import resample_poly
     except ImportError:
         return None
-    n = min(last_ext + 1, MAX_SECONDS * RATE // 160)
+    first = first_packet(payloads)
+    n = min(last_ext + 1 - first, MAX_SECONDS * RATE // 160)
     if n < MIN_PACKETS or not reference or not available():
         return None
-    ref, degraded = rebuild(payloads, n, reference, codec)
+    ref, degraded = rebuild(payloads, n, reference, codec, first)
     up = SPEECH_RATE // RATE
     ref16 = resample_poly(ref.astype(np.float64) / 32768.0, up, 1)
     deg16 = resample_poly(degraded.astype(np.float64) / 32768.0, up, 1)

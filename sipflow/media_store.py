@@ -23,10 +23,20 @@ Audio = Literal["both", "one_way", "none"]
 DIRECTION = {"caller": "caller_to_callee", "callee": "callee_to_caller"}
 # What a runner of this role receives (the other role's direction).
 RECEIVES = {"caller": "callee_to_caller", "callee": "caller_to_callee"}
+# A transfer's named party: the transferred leg (transferee <-> target), in the same call.
+TO_PARTY, FROM_PARTY = "callee_to_party", "party_to_callee"
 
 
-def stream_key(src: str, ssrc: int) -> str:
-    return f"{src}/{ssrc}"
+def stream_key(src: str, ssrc: int, leg: str | None = None) -> str:
+    """A stream by its source and SSRC; a transferee's one SIPp stream sent on to the named
+    party is that leg's (the transferor's receiver reports the same source and SSRC)."""
+    return f"{src}/{ssrc}" + (f"/{leg}" if leg else "")
+
+
+def sent_direction(msg: MediaReport, leg: str | None) -> str:
+    if leg == "party":
+        return TO_PARTY
+    return FROM_PARTY if msg.party else DIRECTION[msg.role]
 
 
 def call_key(call_id: str, direction: str) -> str:
@@ -69,16 +79,16 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
     """Idempotent (a redelivered report writes the same values); returns the rows written."""
     sid = msg.session_id
     for s in msg.sent:
-        direction = DIRECTION[msg.role]
+        direction = sent_direction(msg, s.leg)
         _upsert(
             db,
             {
                 "session_id": sid,
                 "stream_key": call_key(s.call_id, direction)
                 if msg.relay
-                else stream_key(s.src, s.ssrc),
+                else stream_key(s.src, s.ssrc, s.leg),
                 "call_id": s.call_id,
-                "direction": DIRECTION[msg.role],
+                "direction": direction,
                 "sender_runner": msg.runner_id,
                 "codec": msg.codec,
             },
@@ -91,7 +101,7 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
         key = (
             call_key(r.call_id, RECEIVES[msg.role])
             if relayed and r.call_id is not None
-            else stream_key(r.src, r.ssrc)
+            else stream_key(r.src, r.ssrc, "party" if msg.party else None)
         )
         _upsert(
             db,

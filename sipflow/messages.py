@@ -175,6 +175,9 @@ class MediaSent(BaseModel):
     call_id: str
     src: str  # "ip:port"
     ssrc: int
+    # "party": the same stream, sent on to the named party once the call was transferred to it
+    # (SIPp sends a call's one stream wherever the last SDP it received names).
+    leg: Literal["party"] | None = None
 
 
 class MediaStream(BaseModel):
@@ -247,6 +250,9 @@ class MediaReport(BaseModel):
     # The media went through a relay: sent and received streams are keyed by (Call-ID,
     # direction), the receiver naming each stream's call (MediaStream.call_id).
     relay: bool = False
+    # The runner runs a named party (a transfer target): it sends the party_to_callee direction
+    # and receives the transferee's stream sent on to it (MediaSent.leg "party").
+    party: bool = False
     dtmf_sent: list[DtmfSent] = Field(default_factory=list)
     dtmf_received: list[DtmfReceived] = Field(default_factory=list)
     expected: list[Expectation] = Field(default_factory=list)

@@ -106,6 +106,14 @@ def party_runners(spec: SessionSpec) -> dict[str, str]:
     return out
 
 
+def runner_role(spec: SessionSpec, runner_id: str) -> RoleSpec | None:
+    """The role spec a runner runs: the callers', the callees' or a named party's."""
+    if runner_id.startswith("caller-"):
+        return spec.roles.callers
+    party = party_runners(spec).get(runner_id)
+    return spec.roles.parties[party] if party is not None else spec.roles.callees
+
+
 def split(total: int, parts: int, index: int) -> int:
     """Share `index` of `total` split as evenly as possible over `parts`."""
     return total // parts + (1 if index < total % parts else 0)
@@ -201,7 +209,8 @@ def runner_configs(
         sides: list[tuple[str, RoleSpec, int]] = [
             (runner_id("callee", i), callees, i) for i in range(callees.agents)
         ]
-        for rid, name in party_runners(spec).items():
+        parties = party_runners(spec)
+        for rid, name in parties.items():
             sides.append((rid, spec.roles.parties[name], 0))
         for rid, role_spec, i in sides:
             accounts = _accounts(role_spec)
@@ -211,6 +220,7 @@ def runner_configs(
                     **common,  # type: ignore[arg-type]
                     runner_id=rid,
                     role="callee",
+                    party=parties.get(rid),
                     scenario=scenario,
                     scenario_xml=xml,
                     transport=role_spec.transport,

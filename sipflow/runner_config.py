@@ -79,6 +79,9 @@ class RunnerConfig(BaseModel):
     session_id: str
     runner_id: str
     role: Role
+    # The named party (roles.parties) this callee-side runner runs, if it runs one: its media
+    # is the transferred leg's (runners/media_transfer.py).
+    party: str | None = None
     # Built-in scenario name (options, register, call, answer) or "custom" with scenario_xml.
     scenario: str
     scenario_xml: str | None = None

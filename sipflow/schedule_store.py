@@ -1,8 +1,9 @@
 """Schedules, their runs and alert deliveries in the database; their secrets in the secret store.
 
 A schedule's row holds its spec with "***" for every secret: the SIP passwords of its session
-spec (`schedule/<id>/session/<role>/<i>`) and its channels' tokens and passwords
-(`schedule/<id>/alerts/<i>/<field>`). A "***" sent back on update keeps the stored secret.
+spec (`schedule/<id>/session/<role>/<i>`, a named party's role `parties/<name>`) and its
+channels' tokens and passwords (`schedule/<id>/alerts/<i>/<field>`). A "***" sent back on
+update keeps the stored secret.
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ class MissingSecret(ValueError):
 
 def _slots(spec: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any], str]]:
     """(path, holder, key) of every secret of a schedule spec."""
-    for role in ROLES:
-        role_spec = ((spec.get("session") or {}).get("roles") or {}).get(role) or {}
+    roles = (spec.get("session") or {}).get("roles") or {}
+    sides: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        ((role,), roles.get(role) or {}) for role in ROLES
+    ]
+    sides += [(("parties", name), p or {}) for name, p in (roles.get("parties") or {}).items()]
+    for where, role_spec in sides:
         for i, account in enumerate(role_spec.get("accounts") or []):
-            yield ("session", "roles", role, "accounts", i, "password"), account, "password"
+            yield ("session", "roles", *where, "accounts", i, "password"), account, "password"
     for i, channel in enumerate(spec.get("alerts") or []):
         for key in CHANNEL_SECRETS:
             if key in channel:
@@ -45,8 +50,9 @@ def _slots(spec: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], dict[s
 
 
 def _secret_name(schedule_id: str, path: tuple[str | int, ...]) -> str:
-    if path[0] == "session":
-        return f"schedule/{schedule_id}/session/{path[2]}/{path[4]}"
+    if path[0] == "session":  # ("session", "roles", *role, "accounts", i, "password")
+        role = "/".join(str(p) for p in path[2:-3])
+        return f"schedule/{schedule_id}/session/{role}/{path[-2]}"
     return f"schedule/{schedule_id}/alerts/{path[1]}/{path[2]}"
 
 

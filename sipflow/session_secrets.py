@@ -38,10 +38,19 @@ def secret_name(session_id: str, role: str, index: int) -> str:
 
 
 def _accounts(spec: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    for role in ROLES:
-        role_spec = (spec.get("roles") or {}).get(role) or {}
+    """(role, index, account) of every account: the role is "callees", "callers" or, for a
+    named party, "parties/<name>" (its secrets: session/<id>/parties/<name>/<index>)."""
+    roles = spec.get("roles") or {}
+    sides = [(role, roles.get(role) or {}) for role in ROLES]
+    sides += [(f"parties/{name}", p or {}) for name, p in (roles.get("parties") or {}).items()]
+    for role, role_spec in sides:
         for i, account in enumerate(role_spec.get("accounts") or []):
             yield role, i, account
+
+
+def account_loc(role: str, index: int) -> tuple[str | int, ...]:
+    """Where an account's password is in the spec (a 422's `loc`)."""
+    return ("roles", *role.split("/"), "accounts", index, "password")
 
 
 def masked(spec: dict[str, Any]) -> dict[str, Any]:
@@ -74,9 +83,7 @@ def open_session(
         return row
     if refs := references(spec):
         role, i = refs[0]
-        raise SecretReferenceError(
-            ("roles", role, "accounts", i, "password"), "a '***' password must be resolved first"
-        )
+        raise SecretReferenceError(account_loc(role, i), "a '***' password must be resolved first")
     for role, i, account in _accounts(spec):
         if account.get("password") is not None:
             put = secret_store.put
@@ -137,7 +144,7 @@ def copy_from(
             value = secret_store.get(db, keys, tenant, secret_name(source.id, role, index))
         if value is None:
             raise SecretReferenceError(
-                ("body", "roles", role, "accounts", i, "password"),
+                ("body", *account_loc(role, i)),
                 f"'***' keeps a password by reference, but session {source.id} has none for "
                 f"{role} user {account.get('user')!r}",
             )

@@ -330,7 +330,8 @@ class CallerSpec(RoleSpec):
             raise ValueError("give either scenario or flow, not both")
         if self.flow is not None and self.media is not None and self.flow.name not in MEDIA_FLOWS:
             raise ValueError(
-                "media: with a flow, only hold_resume carries audio (built-in call otherwise)"
+                "media: with a flow, only hold_resume and blind_transfer carry audio "
+                "(built-in call otherwise)"
             )
         if self.profile is not None:
             self._follow_profile(self.profile)
@@ -359,7 +360,8 @@ class CallerSpec(RoleSpec):
         return self.profile.peak() if self.profile is not None else self.rate
 
 
-MEDIA_FLOWS = ("hold_resume",)  # the flows whose calls carry audio (runners/media_hold.py)
+# The flows whose calls carry audio (runners/media_hold.py, runners/media_transfer.py).
+MEDIA_FLOWS = ("hold_resume", "blind_transfer")
 
 
 def _script_media(script: list[Step], media: MediaSpec | None) -> None:
@@ -423,7 +425,9 @@ def _flow_consistent(
     if callees is not None and callees.scenario != "answer":
         raise ValueError(f"roles.callees.scenario: the {name!r} flow chooses the callees' side")
     if callees is not None and callees.media is not None and name not in MEDIA_FLOWS:
-        raise ValueError("roles.callees.media: with a flow, only hold_resume carries audio")
+        raise ValueError(
+            "roles.callees.media: with a flow, only hold_resume and blind_transfer carry audio"
+        )
     if not has_callee and target is None:
         raise ValueError(f"target: the {name!r} flow needs a target")
 
@@ -434,6 +438,33 @@ class Roles(Strict):
     # Named parties beyond callers and callees (a transfer target, ...), by name; a flow names
     # them (docs/flows.md "Named parties"). `callers` and `callees` stay the first two parties.
     parties: Annotated[dict[PartyKey, PartySpec], Field(max_length=MAX_PARTIES)] = {}
+
+
+def _party_media(spec: SessionSpec, where: str, party: PartySpec) -> None:
+    """A transfer with media has it on all three sides, alike: the transferee's stream goes on
+    to the target (runners/media_transfer.py), whose receiver must pick the same streams."""
+    callers = spec.roles.callers
+    if party.media is None:
+        if callers.media is not None:
+            raise ValueError(f"{where}.media: the callers have media, give the party media too")
+        return
+    if callers.media is None:
+        raise ValueError("roles.callers.media: the party has media, give the callers media too")
+    for name in ("codec", "analyse", "sample_pct", "relay", "audio"):
+        if getattr(party.media, name) != getattr(callers.media, name):
+            raise ValueError(f"{where}.media.{name}: must be the callers' {name}")
+    if party.media.relay:
+        # Through a relay streams are keyed by (Call-ID, direction): the transferee's two calls
+        # share one Call-ID, and its receiver could not tell the target's relayed stream apart.
+        raise ValueError(f"{where}.media.relay: not with a named party (its legs share a Call-ID)")
+    if party.media.dtmf is not None:
+        raise ValueError(f"{where}.media.dtmf: not with a flow (a script sends DTMF)")
+    if callers.hold_ms < MIN_HOLD_MS:
+        # The transferor hangs up hold_ms after the transfer: the transferred call's length.
+        raise ValueError(
+            f"roles.callers.hold_ms: the transferred call's audio runs for hold_ms: "
+            f"at least {MIN_HOLD_MS} ms"
+        )
 
 
 def _parties_consistent(spec: SessionSpec) -> None:
@@ -463,14 +494,15 @@ def _parties_consistent(spec: SessionSpec) -> None:
             raise ValueError(f"{where}.agents: a named party is one agent (one registered user)")
         if not p.accounts or p.accounts[0].password is None:
             raise ValueError(f"{where}.accounts: give the party's account with its password")
-        if p.media is not None:
-            raise ValueError(f"{where}.media: not yet available for a named party")
+        _party_media(spec, where, p)
         if p.network.active:
             raise ValueError(f"{where}.network: not yet for a named party (the session's applies)")
         if p.pool is not None or spec.pool is not None:
             raise ValueError(f"{where}.pool: named parties run on the worker's own backend")
-        if spec.backend not in (None, "local"):
-            raise ValueError(f"{where}: named parties run on the local backend only")
+        if spec.backend == "fargate":
+            # Not built for Fargate: its task sizes are per role (callers, callees), and a
+            # three-party call has not run there (the tests' AWS stand-in runs no containers).
+            raise ValueError(f"{where}: named parties run on the local or docker backend")
 
 
 class SessionSpec(Strict):

@@ -161,7 +161,7 @@ def test_media_goes_with_the_hold_flow_only() -> None:
 
     SessionSpec.model_validate(spec({"name": "hold_resume"}, {}))
     for bad, where in (
-        (spec({"name": "prack"}, {}), "only hold_resume carries audio"),
+        (spec({"name": "prack"}, {}), "only hold_resume and blind_transfer carry audio"),
         (spec({"name": "hold_resume"}, {"dtmf": {"digits": "1"}}), "media.dtmf: not with a flow"),
     ):
         with pytest.raises(ValidationError, match=where):

@@ -94,6 +94,12 @@ def test_pesq_of_rebuilt_audio() -> None:
     assert lossy is not None and lossy < clean - 0.5  # 5 % of the frames lost, concealed
     assert score(packets, 40, ref, "PCMU") is None  # 0.8 s: too short to score
     assert score(packets, 60, ref, "PCMU") is not None
+    # A stream heard from packet 37 on (sent on to a transfer target mid-way) is scored from
+    # there, against the reference from there: clean. (From packet 0 it scored 3.1.)
+    later = {k: v for k, v in packets.items() if k >= 37}
+    from_37 = score(later, 299, ref, "PCMU")
+    assert from_37 is not None and from_37 >= 4.0, from_37
+    assert score(later, 37 + 40, ref, "PCMU") is None  # 0.8 s heard: too short
 
 
 # -- E-model -----------------------------------------------------------------------------------

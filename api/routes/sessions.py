@@ -191,7 +191,7 @@ def _resolved_passwords(
         if refs := session_secrets.references(spec_json):
             role, i = refs[0]
             raise session_secrets.SecretReferenceError(
-                ("body", "roles", role, "accounts", i, "password"),
+                ("body", *session_secrets.account_loc(role, i)),
                 "'***' keeps a password by reference: name the session it is copied from "
                 "(copy_secrets_from)",
             )
