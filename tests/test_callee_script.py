@@ -308,6 +308,13 @@ SESSIONS: dict[str, tuple[list[str], list[str]]] = {
         ["call", "expect 200", "expect hangup"],
         ["answer", "wait 300ms", "hangup"],
     ),
+    # DTMF both ways, each side's media steps judged from its own media analysis.
+    "media": (
+        ["call", "expect 200", "wait 300ms", "send_dtmf 12", "expect_dtmf 4", "expect audio"]
+        + ["wait 600ms", "hangup"],
+        ["answer", "wait 300ms", "send_dtmf 4", "expect_dtmf 12", "expect audio"]
+        + ["expect hangup"],
+    ),
     # The caller hangs up after 3 s; the callee allows 1 s: its expect hangup fails, alone.
     "late_hangup": (
         ["call", "expect 200", "wait 3s", "hangup"],
@@ -318,17 +325,16 @@ SESSIONS: dict[str, tuple[list[str], list[str]]] = {
 
 def _session(sut: str, caller: list[str], callee: list[str], user: str) -> dict[str, Any]:
     host, port = sut.rsplit(":", 1)
+    callees: dict[str, Any] = {"accounts": [{"user": user, "password": "secret"}]}
+    callers: dict[str, Any] = {"rate": 5, "max_calls": CALLS, "accounts": [{"user": "alice"}]}
+    if any(s.startswith("expect_dtmf") for s in callee):
+        callees["media"] = callers["media"] = {}
     return {
         "name": f"callee-script-{user}",
         "target": {"host": host, "port": int(port), "domain": host, "registrar": True},
         "roles": {
-            "callees": {"accounts": [{"user": user, "password": "secret"}], "script": callee},
-            "callers": {
-                "rate": 5,
-                "max_calls": CALLS,
-                "accounts": [{"user": "alice"}],
-                "script": caller,
-            },
+            "callees": {**callees, "script": callee},
+            "callers": {**callers, "script": caller},
         },
     }
 
@@ -353,7 +359,7 @@ def _steps(body: dict[str, Any], role: str) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", ["answer", "busy", "callee_hangup"])
+@pytest.mark.parametrize("key", ["answer", "busy", "callee_hangup", "media"])
 def test_caller_and_callee_scripts_pass_through_kamailio(
     sessions: dict[str, dict[str, Any]], key: str
 ) -> None:
@@ -389,3 +395,25 @@ def test_a_callee_step_that_cannot_happen_fails_exactly_that_step(
     assert {s for s, row in callee.items() if row["failed"]} == {"callee_s2_expect_hangup"}
     assert body["measured"]["step_failed_callee_s2_expect_hangup"] == CALLS
     assert body["measured"]["step_failed_callee_s1_answer"] == 0
+
+
+@pytest.mark.slow
+def test_callee_media_steps_are_judged_per_call_in_the_callees_steps(
+    sqlite_stack: RunningStack, sessions: dict[str, dict[str, Any]]
+) -> None:
+    body = sessions["media"]
+    rows = sqlite_stack.http.get(f"/v1/sessions/{body['id']}/calls").json()["items"]
+    assert len(rows) == CALLS
+    for row in rows:
+        plays = sorted((d["direction"], d["sent"], d["received"]) for d in row["dtmf"])
+        assert plays == [("callee_to_caller", "4", "4"), ("caller_to_callee", "12", "12")], row
+        judged = sorted((e["step"], e["passed"]) for e in row["expectations"])
+        assert judged == [
+            ("callee_s4_expect_dtmf", True),
+            ("callee_s5_expect_audio", True),
+            ("s5_expect_dtmf", True),
+            ("s6_expect_audio", True),
+        ], row
+    callee = _steps(body, "callee")
+    assert callee["callee_s4_expect_dtmf"] == callee["callee_s5_expect_audio"] == (CALLS, 0)
+    assert body["measured"]["step_passed_callee_s4_expect_dtmf"] == CALLS
