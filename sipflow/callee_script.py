@@ -336,11 +336,14 @@ def compile_script(steps: list[CalleeStep]) -> str:
             b.send(SESSION_PROGRESS)
         elif p.verb == "wait":
             b.add("pause", milliseconds=str(p.wait_ms))
-        elif p.verb in ("answer", "reject"):
-            # retransmitted until the ACK (UDP); the audio (callees' media) starts at the ACK:
-            # runners/media_session.py CALLEE_SCRIPT_ACKED
-            b.send(OK_SDP if p.verb == "answer" else _reject(p.code), retrans="500")
+        elif p.verb == "answer":
+            # retransmitted until the ACK (UDP); the audio (callees' media) starts at this ACK
+            # (runners/media_session.py CALLEE_SCRIPT_ACKED: its exact form, `crlf` included)
+            b.send(OK_SDP, retrans="500")
             b.add("recv", request="ACK", crlf="true", timeout=str(TRANSACTION_MS))
+        elif p.verb == "reject":
+            b.send(_reject(p.code), retrans="500")
+            b.add("recv", request="ACK", timeout=str(TRANSACTION_MS))
         elif p.verb == "send_dtmf":
             _send_dtmf(b, p.digits)
         elif p.verb in MEDIA_VERBS:

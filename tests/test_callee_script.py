@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from entrypoints.cli import app
 from entrypoints.stack import free_port
+from runners.media_session import CALLEE_SCRIPT_ACKED
 from runners.scenario_steps import counts_file, parse_counts, step_results, steps_of
 from sipflow import call_script, callee_script
 from sipflow.plan import runner_configs
@@ -168,13 +169,17 @@ def test_compiled_xml_marks_every_step_and_plan_gives_it_to_the_callees() -> Non
     root = safe_xml.fromstring(xml)
     assert root.tag == "scenario" and root.get("name") == "sipflow callee script"
     names = callee_script.step_names(callees.script)
-    assert MARK.findall(xml) == names == [
-        "callee_s1_ring",
-        "callee_s2_wait",
-        "callee_s3_answer",
-        "callee_s4_send_dtmf",
-        "callee_s5_expect_hangup",
-    ]
+    assert (
+        MARK.findall(xml)
+        == names
+        == [
+            "callee_s1_ring",
+            "callee_s2_wait",
+            "callee_s3_answer",
+            "callee_s4_send_dtmf",
+            "callee_s5_expect_hangup",
+        ]
+    )
     # The implicit INVITE (and its 100) belong to the first step; every step then starts with
     # an element (the mark the step results read).
     assert all(re.match(r"\s*<(send|recv|pause|nop)\b", rest) for rest in MARK.split(xml)[2::2])
@@ -289,10 +294,8 @@ def test_sipp_runs_a_callee_hangup_against_the_callers_expect_hangup(tmp_path: P
 def test_sipp_runs_a_rejection(tmp_path: Path) -> None:
     run = _run_pair(tmp_path, ["call", "expect 180", "expect 486"], ["ring", "reject 486"])
     assert run["rc"] == (0, 0), run
-    assert (run["callee"]["callee_s2_reject_486"].passed, run["caller"]["s3_expect_486"].passed) == (
-        2,
-        2,
-    )
+    assert run["callee"]["callee_s2_reject_486"].passed == 2
+    assert run["caller"]["s3_expect_486"].passed == 2
 
 
 # -- sessions through Kamailio ---------------------------------------------------------------
@@ -310,10 +313,17 @@ SESSIONS: dict[str, tuple[list[str], list[str]]] = {
     ),
     # DTMF both ways, each side's media steps judged from its own media analysis.
     "media": (
-        ["call", "expect 200", "wait 300ms", "send_dtmf 12", "expect_dtmf 4", "expect audio"]
-        + ["wait 600ms", "hangup"],
-        ["answer", "wait 300ms", "send_dtmf 4", "expect_dtmf 12", "expect audio"]
-        + ["expect hangup"],
+        [
+            "call",
+            "expect 200",
+            "wait 300ms",
+            "send_dtmf 12",
+            "expect_dtmf 4",
+            "expect audio",
+            "wait 600ms",
+            "hangup",
+        ],
+        ["answer", "wait 300ms", "send_dtmf 4", "expect_dtmf 12", "expect audio", "expect hangup"],
     ),
     # The caller hangs up after 3 s; the callee allows 1 s: its expect hangup fails, alone.
     "late_hangup": (
@@ -417,3 +427,14 @@ def test_callee_media_steps_are_judged_per_call_in_the_callees_steps(
     callee = _steps(body, "callee")
     assert callee["callee_s4_expect_dtmf"] == callee["callee_s5_expect_audio"] == (CALLS, 0)
     assert body["measured"]["step_passed_callee_s4_expect_dtmf"] == CALLS
+
+
+def test_callee_media_starts_at_the_answers_ack_only() -> None:
+    """runners/media_session.py finds the answer's ACK of a compiled callee script (the audio
+    starts there) and never a rejection's."""
+    answered = callee_script.compile_script(
+        CALLEE.validate_python(["ring", "answer", "expect hangup"])
+    )
+    rejected = callee_script.compile_script(CALLEE.validate_python(["ring", "reject 486"]))
+    assert len(CALLEE_SCRIPT_ACKED.findall(answered)) == 1
+    assert CALLEE_SCRIPT_ACKED.findall(rejected) == []
