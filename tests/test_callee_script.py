@@ -438,3 +438,20 @@ def test_callee_media_starts_at_the_answers_ack_only() -> None:
     rejected = callee_script.compile_script(CALLEE.validate_python(["ring", "reject 486"]))
     assert len(CALLEE_SCRIPT_ACKED.findall(answered)) == 1
     assert CALLEE_SCRIPT_ACKED.findall(rejected) == []
+
+
+def test_a_flow_chooses_the_callee_side_and_a_direct_pair_validates() -> None:
+    spec = _with(None, ["answer", "expect hangup"])
+    spec["roles"]["callers"]["flow"] = {"name": "busy"}
+    (error,) = _errors(spec)
+    assert "roles.callees.script: the 'busy' flow chooses the callees' side" in error[1]
+    # Directly (no target, callees without accounts), a pair that agrees is a valid session,
+    # and its expected length counts the callees' rings and waits.
+    caller = ["call", "expect 180", "expect 200", "hangup"]
+    ok = SessionSpec.model_validate(
+        _with(caller, ["ring", "wait 2s", "answer", "expect hangup"], direct=True)
+    )
+    builtin = _with(caller, ["answer", "expect hangup"], direct=True)
+    del builtin["roles"]["callees"]["script"]
+    plain = SessionSpec.model_validate(builtin)
+    assert ok.expected_duration_s() == pytest.approx(plain.expected_duration_s() + 2.0)
