@@ -1,9 +1,12 @@
-"""`sipflow script compile FILE`: a call script (sipflow/call_script.py) as SIPp XML, compiled
-here (no stack needed). FILE: YAML/JSON with a `script:` list, or a session spec whose
-roles.callers has one. A wrong step: its path and reason, exit code 2."""
+"""`sipflow script compile FILE`: a call script as SIPp XML, compiled here (no stack needed).
+FILE: YAML/JSON with a `script:` list (and `side: callee` for a callees' one), or a session
+spec with roles.callers.script and/or roles.callees.script. `--side callee` reads the callees'
+grammar (sipflow/callee_script.py); without it, a spec file's callers' script is compiled, else
+its callees'. A wrong step: its path and reason, exit code 2."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,25 +14,39 @@ import typer
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
-from sipflow.call_script import CallScript, compile_script
+from sipflow import call_script, callee_script
 from sipflow.spec_file import SpecFileError, format_validation_error, load_spec_data
 
 err = Console(stderr=True)
 script_app = typer.Typer(help="Declarative call scripts.", no_args_is_help=True)
 
 
-class _ScriptFile(BaseModel):
+class Side(StrEnum):
+    caller = "caller"
+    callee = "callee"
+
+
+class _CallerFile(BaseModel):
     model_config = ConfigDict(extra="allow")
-    script: CallScript
+    script: call_script.CallScript
 
 
-def _script_data(data: dict[str, Any]) -> dict[str, Any]:
-    if "script" in data:
-        return data
-    callers = (data.get("roles") or {}).get("callers") or {}
-    if isinstance(callers, dict) and "script" in callers:
-        return {"script": callers["script"]}
-    raise SpecFileError(["script: the file has no `script:` (nor roles.callers.script)"])
+class _CalleeFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    script: callee_script.CalleeScript
+
+
+def _script_data(data: dict[str, Any], side: Side | None) -> tuple[dict[str, Any], Side]:
+    if "script" in data:  # a script file; its own `side:` key says whose, if --side does not
+        named = Side.callee if data.get("side") == "callee" else Side.caller
+        return data, side or named
+    roles = data.get("roles") or {}
+    for role, found in (("callers", Side.caller), ("callees", Side.callee)):
+        spec = roles.get(role) if isinstance(roles, dict) else None
+        if side in (None, found) and isinstance(spec, dict) and "script" in spec:
+            return {"script": spec["script"]}, found
+    where = f"roles.{side.value}s.script" if side else "roles.callers/callees.script"
+    raise SpecFileError([f"script: the file has no `script:` (nor {where})"])
 
 
 @script_app.command("compile")
@@ -38,10 +55,20 @@ def compile_cmd(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the XML here (default: stdout)")
     ] = None,
+    side: Annotated[
+        Side | None,
+        typer.Option(help="caller or callee script (default: the callers', else the callees')"),
+    ] = None,
 ) -> None:
     """Compile a call script to the SIPp XML a session with it runs."""
     try:
-        parsed = _ScriptFile.model_validate(_script_data(load_spec_data(file)))
+        data, chosen = _script_data(load_spec_data(file), side)
+        if chosen is Side.callee:
+            callee = _CalleeFile.model_validate(data).script
+            xml, n = callee_script.compile_script(callee), len(callee)
+        else:
+            caller = _CallerFile.model_validate(data).script
+            xml, n = call_script.compile_script(caller), len(caller)
     except SpecFileError as exc:
         for line in exc.errors:
             err.print(line, markup=False)
@@ -50,9 +77,8 @@ def compile_cmd(
         for line in format_validation_error(exc):
             err.print(line, markup=False)
         raise typer.Exit(2) from None
-    xml = compile_script(parsed.script)
     if output is None:
         typer.echo(xml, nl=False)
     else:
         output.write_text(xml)
-        err.print(f"wrote {output} ({len(parsed.script)} steps)")
+        err.print(f"wrote {output} ({n} steps, {chosen.value} side)")

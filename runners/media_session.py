@@ -60,6 +60,10 @@ SDP_SCRIPT = (
     "      a=rtpmap:96 telephone-event/8000\n      a=fmtp:96 0-15"
 )
 SCRIPT_ANSWERED = re.compile(r'<recv response="(2[0-9][0-9])" rrs="true"\s*/>')
+# A compiled callee script (sipflow/callee_script.py): the same SDP; the audio starts at the ACK
+# of its `answer`.
+CALLEE_SCRIPT_NAME = '<scenario name="sipflow callee script">'
+CALLEE_SCRIPT_ACKED = re.compile(r'<recv request="ACK" crlf="true" timeout="([0-9]+)"\s*/>')
 
 
 def sipp_args(cfg: RunnerConfig) -> list[str]:
@@ -101,6 +105,14 @@ def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
     elif SCRIPT_ANSWERED.search(out):
         out = SCRIPT_ANSWERED.sub(
             lambda m: f'<recv response="{m[1]}" rrs="true"><action>{stream}</action></recv>', out
+        )
+    elif CALLEE_SCRIPT_NAME in out and CALLEE_SCRIPT_ACKED.search(out):
+        out = CALLEE_SCRIPT_ACKED.sub(
+            lambda m: (
+                f'<recv request="ACK" crlf="true" timeout="{m[1]}"><action>{stream}</action></recv>'
+            ),
+            out,
+            count=1,
         )
     elif CALLEE_ACK in out:
         out = out.replace(CALLEE_ACK, CALLEE_ACK[:-2] + f"><action>{stream}</action></recv>")
@@ -329,6 +341,7 @@ def start(cfg: RunnerConfig, name: str, scenario: Path) -> MediaSession | None:
         name == "custom"
         and (
             SCRIPT_NAME in xml
+            or CALLEE_SCRIPT_NAME in xml
             or media_hold.is_hold_flow(xml)
             or media_transfer.is_transfer_flow(xml)
         )

@@ -11,6 +11,7 @@ Steps compiled:
                     100 ms per digit, a new SSRC per play, logged with the Call-ID so the far
                     end's detection is tied to the call: runners/media_dtmf.py)
   hangup            send BYE, wait for its 200
+  expect hangup     wait for the far end's BYE (the callee script's hangup), answer 200
   expect_dtmf 9*0   the far end's DTMF in this call, and
   expect audio      audio both ways: SIPp judges nothing it receives in media, so these log
                     the expectation with the Call-ID and sipflow/media_store.py judges it from
@@ -54,7 +55,8 @@ DTMF_LOG = "sipflow-dtmf"  # the log line that ties a play's SSRC to its call (m
 _STEP_RE = re.compile(
     r"^(?:(?P<call>call)|expect (?P<code>[1-6][0-9]{2})|wait (?P<wait>[0-9]+(?:\.[0-9]+)?)"
     r"(?P<unit>ms|s)|send_dtmf (?P<digits>[0-9*#]{1,32})|(?P<hangup>hangup)"
-    r"|expect_dtmf (?P<expect_digits>[0-9*#A-D]{1,32})|(?P<expect_audio>expect audio))$"
+    r"|expect_dtmf (?P<expect_digits>[0-9*#A-D]{1,32})|(?P<expect_audio>expect audio)"
+    r"|(?P<expect_hangup>expect hangup))$"
 )
 REFUSED = {
     "hold": "the built-in callee answers no re-INVITE; use the hold flow of the flow library",
@@ -62,7 +64,8 @@ REFUSED = {
     "transfer_to": "a transfer needs a third party; use the transfer flows of the flow library",
 }
 KNOWN = (
-    "call, expect NNN, wait 2s|500ms, send_dtmf DIGITS, expect_dtmf DIGITS, expect audio, hangup"
+    "call, expect NNN, wait 2s|500ms, send_dtmf DIGITS, expect_dtmf DIGITS, expect audio, hangup,"
+    " expect hangup"
 )
 # Steps judged from the media analysis, not by SIPp (they need roles.callers.media).
 MEDIA_VERBS = ("expect_dtmf", "expect_audio")
@@ -71,7 +74,7 @@ EXPECT_LOG = "sipflow-expect"  # the log line of an expectation: Call-ID, step, 
 
 @dataclass(frozen=True)
 class Parsed:
-    verb: str  # call, expect, wait, send_dtmf, expect_dtmf, expect_audio, hangup
+    verb: str  # call, expect, wait, send_dtmf, expect_dtmf, expect_audio, hangup, expect_hangup
     code: int = 0
     wait_ms: int = 0
     digits: str = ""
@@ -101,6 +104,8 @@ def parse(text: str) -> Parsed:
         return Parsed("expect_dtmf", digits=m["expect_digits"])
     if m["expect_audio"]:
         return Parsed("expect_audio")
+    if m["expect_hangup"]:
+        return Parsed("expect_hangup")
     return Parsed("hangup")
 
 
@@ -113,7 +118,7 @@ def _after(state: str, step: Parsed) -> str:
         return _CALLING if state == _START else state  # a second call is refused, not followed
     if step.verb == "expect" and state == _CALLING and step.code >= 200:
         return _UP if step.code < 300 else _ENDED
-    if step.verb == "hangup":
+    if step.verb in ("hangup", "expect_hangup"):
         return _ENDED
     return state
 
@@ -131,8 +136,9 @@ def _check_order(state: str, step: Parsed) -> None:
         raise ValueError(
             "'expect 100' cannot be checked (a 100 is hop by hop): expect 180, 183 or a final"
         )
-    if step.verb in ("send_dtmf", "hangup", *MEDIA_VERBS) and state != _UP:
-        shown = "expect audio" if step.verb == "expect_audio" else step.verb
+    if step.verb in ("send_dtmf", "hangup", "expect_hangup", *MEDIA_VERBS) and state != _UP:
+        shown = step.verb.replace("expect_audio", "expect audio")
+        shown = shown.replace("expect_hangup", "expect hangup")
         raise ValueError(f"'{shown}' needs an answered call (expect 200 first)")
 
 
@@ -279,13 +285,26 @@ BYE = """
 INVITE_AUTH = INVITE.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE").replace(
     "      Max-Forwards: 70\n", "      [field2]\n      Max-Forwards: 70\n", 1
 )
-_MESSAGES = (INVITE, INVITE_AUTH, ACK_2XX, ACK_FAILURE, BYE)
+# The 200 to the far end's BYE (expect hangup).
+OK_BYE = """
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[field0]@[field5];transport=[transport]>
+      Content-Length: 0
+"""
+_MESSAGES = (INVITE, INVITE_AUTH, ACK_2XX, ACK_FAILURE, BYE, OK_BYE)
 assert all("]]>" not in m for m in _MESSAGES)
 
 
 class _Builder:
-    def __init__(self) -> None:
-        self.root = ET.Element("scenario", name="sipflow call script")
+    """Shared with sipflow/callee_script.py (its scenario has its own name)."""
+
+    def __init__(self, name: str = "sipflow call script") -> None:
+        self.root = ET.Element("scenario", name=name)
         self.cdata: list[str] = []
         self._mark: str | None = None
 
@@ -341,6 +360,9 @@ def compile_script(steps: list[Step]) -> str:
             _send_dtmf(b, p.digits)
         elif p.verb in MEDIA_VERBS:
             _expect(b, name, f"dtmf {p.digits}" if p.verb == "expect_dtmf" else "audio")
+        elif p.verb == "expect_hangup":
+            b.add("recv", request="BYE")
+            b.send(OK_BYE)
         else:  # hangup
             b.send(BYE, retrans="500")
             b.add("recv", response="100", optional="true")

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
+from sipflow.callee_script import STEP_PREFIX as CALLEE_STEP_PREFIX
 from sipflow.messages import MediaReport
 from sipflow.models import CallMediaRow
 from sipflow.step_results import StepSummary
@@ -408,23 +409,25 @@ def judge_steps(
 
 
 def judge_script_steps(db: Session, session_id: str, steps: list[StepSummary]) -> None:
-    """The call script's media steps judged per call, in the callers' step table: passed the
-    calls that met the step (SIPp counts none: the step is a <nop>), failed those that did not
-    (with their kind in failed_by)."""
+    """The call scripts' media steps judged per call, in the step table of the role whose
+    script has the step (a callee script's steps are named callee_...): passed the calls that
+    met the step (SIPp counts none: the step is a <nop>), failed those that did not (with their
+    kind in failed_by)."""
     table = {(row.role, row.step): row for row in steps}
-    passed: dict[str, int] = {}
+    passed: dict[tuple[str, str], int] = {}
     for call in dtmf_calls(db, session_id):
         for e in call.expectations:
-            row = table.get(("caller", e.step))
+            key = ("callee" if e.step.startswith(CALLEE_STEP_PREFIX) else "caller", e.step)
+            row = table.get(key)
             if row is None:
                 continue
-            passed[e.step] = passed.get(e.step, 0) + e.passed
+            passed[key] = passed.get(key, 0) + e.passed
             if not e.passed:
                 row.failed += 1
                 kind = e.kind or "failed"
                 row.failed_by[kind] = row.failed_by.get(kind, 0) + 1
-    for step, n in passed.items():
-        table["caller", step].passed = n
+    for key, n in passed.items():
+        table[key].passed = n
 
 
 def calls_page(db: Session, session_id: str, limit: int, offset: int) -> CallPage:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from sipflow import flows
+from sipflow import callee_script, flows
 from sipflow.addresses import host_port, is_loopback
 from sipflow.call_options import render
 from sipflow.call_script import compile_script
@@ -129,6 +129,8 @@ def _scenario(role: RoleSpec, spec: SessionSpec) -> tuple[str, str | None]:
         return "custom", flows.render(flow, side)
     if isinstance(role.scenario, CustomScenario):
         return "custom", role.scenario.xml
+    if role is spec.roles.callees and spec.roles.callees.script is not None:
+        return "custom", callee_script.compile_script(spec.roles.callees.script)
     return role.scenario, None
 
 

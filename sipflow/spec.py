@@ -16,12 +16,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from sipflow.addresses import uri_host
 from sipflow.call_options import MessageOptions
-from sipflow.call_script import CallScript, Step, media_steps
+from sipflow.call_script import CallScript, media_steps
+from sipflow.callee_script import CalleeScript, in_call_ms
+from sipflow.callee_script import media_steps as callee_media_steps
 from sipflow.caps import Caps
 from sipflow.fargate_sizes import InvalidSize, task_size
 from sipflow.flows import FLOWS, FlowSpec
 from sipflow.load_profile import LoadProfile
 from sipflow.media_spec import DTMF_MARGIN_MS, MIN_HOLD_MS, MediaSpec
+from sipflow.script_pair import check_pair
 from sipflow.thresholds import Threshold, parse_threshold
 
 BUILTIN_SCENARIOS = ("options", "register", "call", "answer")
@@ -235,6 +238,9 @@ class RoleSpec(Strict):
 
 class CalleeSpec(RoleSpec):
     scenario: str | CustomScenario = "answer"
+    # How the callees answer, as steps (sipflow/callee_script.py), compiled to the SIPp XML
+    # they run instead of the built-in `answer`.
+    script: CalleeScript | None = None
 
     @field_validator("scenario")
     @classmethod
@@ -242,6 +248,17 @@ class CalleeSpec(RoleSpec):
         if isinstance(v, str) and v not in CALLEE_SCENARIOS:
             raise ValueError(f"callees run one of {', '.join(CALLEE_SCENARIOS)} or a custom XML")
         return v
+
+    @model_validator(mode="after")
+    def _script_fits(self) -> CalleeSpec:
+        if self.script is None:
+            return self
+        if self.scenario != "answer":
+            raise ValueError("script: a script is the callees' scenario; give one of them")
+        _script_media(callee_media_steps(self.script), self.media, "callees")
+        if self.media is not None and self.media.relay:
+            raise ValueError("media.relay: not yet with a callee script")
+        return self
 
 
 class PartySpec(RoleSpec):
@@ -312,7 +329,7 @@ class CallerSpec(RoleSpec):
         ):
             raise ValueError("script: a script is the callers' scenario; give one of them")
         if self.script is not None:
-            _script_media(self.script, self.media)
+            _script_media(media_steps(self.script), self.media, "callers")
         opts = self.call_options
         if opts is not None and opts.shapes_messages() and self.scenario != "call":
             # An uploaded scenario writes its own messages; only the proxy applies to it.
@@ -364,13 +381,12 @@ class CallerSpec(RoleSpec):
 MEDIA_FLOWS = ("hold_resume", "blind_transfer")
 
 
-def _script_media(script: list[Step], media: MediaSpec | None) -> None:
-    """expect_dtmf / expect audio are judged from the callers' media analysis."""
-    judged = media_steps(script)
+def _script_media(judged: list[str], media: MediaSpec | None, role: str) -> None:
+    """expect_dtmf / expect audio are judged from the role's own media analysis."""
     if judged and (media is None or not media.analyse):
         raise ValueError(
-            f"media: {judged[0]!r} is judged from the media analysis: give the callers (and "
-            "callees) media with analyse: true"
+            f"media: {judged[0]!r} is judged from the media analysis: give the callers and "
+            f"callees media with analyse: true (the {role}' analyses it)"
         )
     if media is not None and media.sample_pct < 100 and "expect audio" in judged:
         raise ValueError("media.sample_pct: 'expect audio' judges every call: keep 100")
@@ -556,6 +572,18 @@ class SessionSpec(Strict):
             if any(a.password is None for a in callees.accounts):
                 raise ValueError("roles.callees.accounts: registering needs a password")
         _media_consistent(callers, callees)
+        if callees is not None and callees.script is not None and callers.flow is not None:
+            raise ValueError(
+                f"roles.callees.script: the {callers.flow.name!r} flow chooses the callees' side"
+            )
+        check_pair(
+            callers.script,
+            callees.script if callees is not None else None,
+            caller_builtin_call=callers.script is None
+            and callers.flow is None
+            and callers.scenario == "call",
+            direct=self.target is None,
+        )
         if self.backend not in (None, "local") and self.pools():
             raise ValueError(f"pool: runner hosts run the local backend, not {self.backend!r}")
         if self.backend == "fargate":
@@ -589,6 +617,9 @@ class SessionSpec(Strict):
         c = self.roles.callers
         # A call's own length: the hold time, and a flow's pauses (a flow's call lasts longer).
         call_s = c.hold_ms / 1000.0 + (c.flow.call_extra_s() if c.flow is not None else 0.0)
+        callees = self.roles.callees
+        if callees is not None and callees.script is not None:  # its rings and waits
+            call_s += in_call_ms(callees.script) / 1000.0
         if c.profile is not None:  # its length; max_calls may end it sooner, not later
             return (c.duration_s or 0.0) + call_s
         by_calls = (c.max_calls / c.rate) if c.max_calls else 0.0

@@ -5,6 +5,9 @@ and step, and the step metrics thresholds judge:
     step_passed_<step>   calls through the step, callers' side
     step_failed_<step>   calls failed in the step, all roles
     step_time_ms_<step>  mean time of the step's rtd (request -> final answer), callers' side
+
+A callee script's steps (sipflow/callee_script.py) are named callee_s<i>_..., no caller step's
+name: their passed and time are the callees' own.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel
 
+from sipflow.callee_script import STEP_PREFIX as CALLEE_STEP_PREFIX
 from sipflow.messages import StepCounts
 from sipflow.models import RunnerRow
 
@@ -58,7 +62,7 @@ def step_metrics(table: list[StepSummary]) -> dict[str, float | None]:
     for row in table:
         failed = f"step_failed_{row.step}"
         out[failed] = (out.get(failed) or 0.0) + row.failed
-        if row.role == "caller":
+        if row.role == "caller" or row.step.startswith(CALLEE_STEP_PREFIX):
             out[f"step_passed_{row.step}"] = float(row.passed)
             out[f"step_time_ms_{row.step}"] = row.time_mean_ms
     return out

@@ -90,39 +90,57 @@ $("#check").addEventListener("click", async () => {
   $("#result").textContent = r.ok ? "The spec is valid." : `${r.errors.length} error(s).`;
 });
 
-let scriptUrl = null;
+// The spec's call scripts, callers' and callees', each compiled by POST /v1/scripts/compile
+// (side: caller | callee) and shown with a download link.
+const SIDES = [
+  { side: "caller", role: "callers", pre: "#script-xml", link: "#script-download", box: "#caller-script" },
+  { side: "callee", role: "callees", pre: "#callee-script-xml", link: "#callee-script-download", box: "#callee-script" },
+];
+const scriptUrls = {};
 $("#compile").addEventListener("click", async () => {
   const panel = $("#script-panel");
-  try {
-    const r = await check();
-    const script = r.spec && r.spec.roles && r.spec.roles.callers && r.spec.roles.callers.script;
-    if (!Array.isArray(script)) {
-      panel.hidden = true;
-      $("#result").textContent = "The spec has no roles.callers.script to compile.";
-      return;
-    }
-    const compiled = await api("/v1/scripts/compile", { method: "POST", json: { script } });
-    $("#script-xml").textContent = compiled.xml;
-    if (scriptUrl) URL.revokeObjectURL(scriptUrl);
-    scriptUrl = URL.createObjectURL(new Blob([compiled.xml], { type: "application/xml" }));
-    $("#script-download").href = scriptUrl;
-    panel.hidden = false;
-    $("#result").textContent = `Compiled ${compiled.steps.length} step(s).`;
-  } catch (e) {
+  const r = await check();
+  const roles = (r.spec && r.spec.roles) || {};
+  const sides = SIDES.filter((s) => roles[s.role] && Array.isArray(roles[s.role].script));
+  if (!sides.length) {
     panel.hidden = true;
-    if (e.status === 422 && Array.isArray(e.body.detail)) {
-      // loc ["body", "script", i]: the step's place in the spec.
-      const lines = (await check()).lines;
-      errors = e.body.detail.map((d) => {
-        const path = "roles.callers." + locPath(d.loc || []);
-        return { path, msg: String(d.msg).replace(/^Value error, /, ""), line: lineFor(path, lines) };
-      });
-      paint();
-      $("#result").textContent = `The script does not compile: ${errors.length} error(s).`;
-    } else {
-      $("#result").textContent = `Cannot compile: ${e.message}`;
+    $("#result").textContent = "The spec has no roles.callers.script nor roles.callees.script to compile.";
+    return;
+  }
+  const failed = [];
+  let steps = 0;
+  for (const s of SIDES) $(s.box).hidden = !sides.includes(s);
+  for (const s of sides) {
+    try {
+      const compiled = await api("/v1/scripts/compile", { method: "POST", json: { script: roles[s.role].script, side: s.side } });
+      $(s.pre).textContent = compiled.xml;
+      if (scriptUrls[s.side]) URL.revokeObjectURL(scriptUrls[s.side]);
+      scriptUrls[s.side] = URL.createObjectURL(new Blob([compiled.xml], { type: "application/xml" }));
+      $(s.link).href = scriptUrls[s.side];
+      steps += compiled.steps.length;
+    } catch (e) {
+      if (!(e.status === 422 && Array.isArray(e.body.detail))) {
+        panel.hidden = true;
+        $("#result").textContent = `Cannot compile: ${e.message}`;
+        return;
+      }
+      // loc ["body", "script", i]: the step's place in the spec, under this side's role.
+      for (const d of e.body.detail) failed.push({ role: s.role, d });
     }
   }
+  if (failed.length) {
+    panel.hidden = true;
+    const lines = (await check()).lines;
+    errors = failed.map(({ role, d }) => {
+      const path = `roles.${role}.` + locPath(d.loc || []);
+      return { path, msg: String(d.msg).replace(/^Value error, /, ""), line: lineFor(path, lines) };
+    });
+    paint();
+    $("#result").textContent = `The script does not compile: ${errors.length} error(s).`;
+    return;
+  }
+  panel.hidden = false;
+  $("#result").textContent = `Compiled ${steps} step(s).`;
 });
 
 $("#spec-form").addEventListener("submit", async (ev) => {
