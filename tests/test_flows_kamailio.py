@@ -47,29 +47,54 @@ class Broken:
     step: str
     caller: dict[str, int]
     callee: dict[str, int] | None
+    said: str  # the SUT's wrong answer, as the session's reasons name it
 
 
 # A request the proxy refuses fails the caller's step (the refusal is unexpected); the callee,
 # never getting it, fails the same step by its bounded wait.
 REFUSED = ({"unexpected": CALLS}, {"timeout": CALLS})
 BROKEN = [
-    Broken("hold_resume", {"hold_s": 0.2}, "REJECT_HOLD", "hold", *REFUSED),
-    Broken("prack", {}, "REJECT_PRACK", "prack", *REFUSED),
+    Broken(
+        "hold_resume",
+        {"hold_s": 0.2},
+        "REJECT_HOLD",
+        "hold",
+        *REFUSED,
+        "INVITE: 488 Not Acceptable Here",
+    ),
+    Broken("prack", {}, "REJECT_PRACK", "prack", *REFUSED, "PRACK: 403 Forbidden"),
     Broken(
         "session_timer",
         {"session_expires_s": 2, "refresh": "reinvite"},
         "REJECT_REFRESH",
         "refresh",
         *REFUSED,
+        "INVITE: 488 Not Acceptable Here",
     ),
     # The CANCEL's 481 fails the caller; the callee, never cancelled, times out waiting for it.
-    Broken("ring_no_answer", {"cancel_after_s": 0.3}, "REJECT_CANCEL", "cancel", *REFUSED),
-    # The callee answered (486/603, ACKed by the proxy): only the caller got the wrong code.
-    Broken("busy", {}, "REPLY_480", "busy", {"unexpected": CALLS}, {}),
-    Broken("decline", {}, "REPLY_480", "decline", {"unexpected": CALLS}, {}),
     Broken(
-        "early_media", {"early_media_s": 0.2}, "DROP_183", "early_media", {"unexpected": CALLS}, {}
+        "ring_no_answer",
+        {"cancel_after_s": 0.3},
+        "REJECT_CANCEL",
+        "cancel",
+        *REFUSED,
+        "CANCEL: 481",
     ),
+    # The callee answered (486/603, ACKed by the proxy): only the caller got the wrong code.
+    Broken("busy", {}, "REPLY_480", "busy", {"unexpected": CALLS}, {}, "INVITE: 480"),
+    Broken("decline", {}, "REPLY_480", "decline", {"unexpected": CALLS}, {}, "INVITE: 480"),
+    # The caller waited for a 183 that never came (its step fails by that wait) and still ended
+    # the answered call: the callee's side passes.
+    Broken(
+        "early_media",
+        {"early_media_s": 0.2},
+        "DROP_183",
+        "early_media",
+        {"timeout": CALLS},
+        {},
+        "SIP/2.0 200 OK",
+    ),
+    # The first OPTIONS passes; the next is refused.
     Broken(
         "options_keepalive",
         {"pings": 2, "interval_s": 0.2},
@@ -77,6 +102,7 @@ BROKEN = [
         "keepalive",
         {"unexpected": CALLS},
         None,
+        "OPTIONS: 503 Service Unavailable",
     ),
 ]
 
@@ -198,6 +224,7 @@ def test_broken_step_fails_alone(sessions: dict[str, dict[str, Any]], case: Brok
     reasons = " | ".join(body["reasons"])
     for kind in {**case.caller, **(case.callee or {})}:
         assert f"step {step}: {kind}" in reasons, reasons
+    assert case.said in reasons, reasons
 
 
 def test_cli_shows_the_failed_step(
