@@ -92,7 +92,7 @@ BROKEN = [
         "early_media",
         {"timeout": CALLS},
         {},
-        "SIP/2.0 200 OK",
+        "check '^SIP/2.0 183' failed on INVITE: 200 OK",
     ),
     # The first OPTIONS passes; the next is refused.
     Broken(
