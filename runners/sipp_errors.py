@@ -7,6 +7,8 @@ in full); SIPp does not end an entry with a newline. Reasons:
   REGISTER'` -> `REGISTER: 401 Unauthorized`; an unexpected request -> `unexpected OPTIONS request`
 - `Aborting call on UDP retransmission timeout ...` -> `UDP retransmission timeout`
 - `... receive timeout ... aborting call` -> `receive timeout`
+- `Failed regexp match: looking in 'SIP/2.0 200 OK ... CSeq: 1 INVITE ...', with regexp 'X'` (a
+  check_it action; SIPp fails the call at its end) -> `check 'X' failed on INVITE: 200 OK`
 - entries that are not call failures (a receive timeout that jumps to a label, messages for dead
   calls, out-of-call messages) are ignored; anything else is kept, shortened, with call ids
   removed.
@@ -22,6 +24,7 @@ _ENTRY = re.compile(r"\d{4}-\d{2}-\d{2}\t\d{2}:\d{2}:\d{2}\.\d+\t\d+\.\d+: ")
 _RECEIVED = re.compile(r"received '(?P<msg>.*)", re.S)
 _CSEQ = re.compile(r"^CSeq:\s*\d+\s+(?P<method>\S+)", re.M | re.I)
 _QUOTED = re.compile(r"'[^']*'")
+_CHECK = re.compile(r"looking in '(?P<hay>.*)', with regexp '(?P<re>.*)'\s*$", re.S)
 _IGNORED = ("Dead call", "Discarding message", "jumping to label", "The following events")
 MAX_BYTES = 64 * 1024 * 1024
 
@@ -32,19 +35,36 @@ def _entries(text: str) -> list[str]:
     return [text[s:e] for s, e in zip(starts, ends, strict=True)]
 
 
+def _response(msg: str) -> str | None:
+    """`METHOD: status` of a quoted SIP response, None for anything else."""
+    first = msg.splitlines()[0].strip() if msg.strip() else ""
+    if not first.startswith("SIP/2.0 "):
+        return None
+    cseq = _CSEQ.search(msg)
+    method = cseq.group("method") if cseq else "?"
+    return f"{method}: {first[len('SIP/2.0 ') :].strip()}"
+
+
 def _unexpected(entry: str) -> str:
     m = _RECEIVED.search(entry)
     if not m:
         return "unexpected message"
     msg = m.group("msg")
+    response = _response(msg)
+    if response:
+        return response
     first = msg.splitlines()[0].strip() if msg.strip() else ""
-    if first.startswith("SIP/2.0 "):
-        status = first[len("SIP/2.0 ") :].strip()
-        cseq = _CSEQ.search(msg)
-        method = cseq.group("method") if cseq else "?"
-        return f"{method}: {status}"
     method = first.split(" ", 1)[0] if first else "?"
     return f"unexpected {method} request"
+
+
+def _failed_check(entry: str) -> str:
+    m = _CHECK.search(entry)
+    if not m:
+        return "failed check"
+    # The haystack is the whole message, a header or a body: name the message when it can.
+    on = _response(m.group("hay"))
+    return f"check '{m.group('re')}' failed" + (f" on {on}" if on else "")
 
 
 def reason_of(entry: str) -> str | None:
@@ -53,6 +73,8 @@ def reason_of(entry: str) -> str | None:
         return None
     if head.startswith("Aborting call on unexpected message"):
         return _unexpected(entry)
+    if head.startswith("Failed regexp match: looking in"):
+        return _failed_check(entry)
     if "retransmission timeout" in head:
         return "UDP retransmission timeout"
     if "receive timeout" in head:

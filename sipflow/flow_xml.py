@@ -85,12 +85,26 @@ def check_body(regexp: str, var: str) -> str:
     return ereg + _keep(var)
 
 
+def check_msg(regexp: str, var: str) -> str:
+    """An action failing the call when the whole message does not match."""
+    ereg = f'<ereg regexp="{regexp}" search_in="msg" check_it="true" assign_to="{var}"/>'
+    return ereg + _keep(var)
+
+
 def check_header(header: str, regexp: str, var: str) -> str:
     ereg = (
         f'<ereg regexp="{regexp}" search_in="hdr" header="{header}" check_it="true" '
         f'assign_to="{var}"/>'
     )
     return ereg + _keep(var)
+
+
+def label(name: str) -> str:
+    return f'  <label id="{name}"/>\n'
+
+
+def nop() -> str:
+    return "  <nop/>\n"
 
 
 def pause(ms: int | None = None, *, step: str | None = None) -> str:

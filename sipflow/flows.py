@@ -226,19 +226,42 @@ def _reject_callee(step: str, status: str) -> Callable[[FlowParams], str]:
 
 # -- early_media ----------------------------------------------------------------------------------
 def _em_caller(p: FlowParams) -> str:
+    # A 200 with no 183 before it (a SUT that swallows early media) fails `early_media`, and the
+    # call is still ended cleanly (ACK, BYE) so that the callee's side passes: SIPp would answer
+    # an unexpected 200 with a CANCEL and leave the callee's 200 unacknowledged. The step's
+    # failure is a 1 ms wait for the 183 that never came (SIPp counts that timeout on the step;
+    # its last required message, so the step has not passed); the call fails by a check that the
+    # answer was a 183 (SIPp 3.6.1 goes on after a failed check and fails the call at its end).
     body = [
         x.invite(step="early_media", rtd="early_media"),
         x.recv("100", optional="true"),
         x.recv("180", optional="true"),
         x.recv(
+            "200",
+            optional="true",
+            rrs="true",
+            next="no_early_media",
+            actions=x.check_msg("^SIP/2.0 183", "early_answer"),
+        ),
+        x.recv(
             "183",
             rtd="early_media",
             start_rtd="answer",
+            next="answered",
             actions=x.check_body("m=audio", "early_sdp"),
         ),
+        x.label("no_early_media"),
+        x.ack_2xx(1),
+        x.in_dialog("BYE", 2),
+        x.recv("100", optional="true"),
+        x.recv("200", crlf="true"),
+        x.recv("183", timeout="1", ontimeout="failed"),
+        x.label("answered"),
         x.recv("200", step="answer", rrs="true", rtd="answer"),
         x.ack_2xx(1),
         x.bye_and_ok(2),
+        x.label("failed"),
+        x.nop(),
     ]
     return x.scenario("sipflow early_media caller", "INVITE, 183 with SDP, 200, BYE", body)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,77 @@ PARAMS: dict[str, dict[str, Any]] = {
     "session_timer": {"session_expires_s": 2, "refresh": "update"},
     "options_keepalive": {"pings": 2, "interval_s": 0.2},
 }
-# A flow, the switch of kamailio-flows.cfg that breaks one of its steps, that step.
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A flow run through kamailio-flows.cfg with `switch`, which breaks `step`: how the step
+    fails on each side (failure kind -> calls; callee None: the flow has no callee side, {}:
+    the callee's step passes, its part of the call being unharmed)."""
+
+    flow: str
+    params: dict[str, Any]
+    switch: str
+    step: str
+    caller: dict[str, int]
+    callee: dict[str, int] | None
+    said: str  # the SUT's wrong answer, as the session's reasons name it
+
+
+# A request the proxy refuses fails the caller's step (the refusal is unexpected); the callee,
+# never getting it, fails the same step by its bounded wait.
+REFUSED = ({"unexpected": CALLS}, {"timeout": CALLS})
 BROKEN = [
-    ("hold_resume", {"hold_s": 0.2}, "REJECT_HOLD", "hold"),
-    ("prack", {}, "REJECT_PRACK", "prack"),
-    ("session_timer", {"session_expires_s": 2, "refresh": "reinvite"}, "REJECT_REFRESH", "refresh"),
+    Broken(
+        "hold_resume",
+        {"hold_s": 0.2},
+        "REJECT_HOLD",
+        "hold",
+        *REFUSED,
+        "INVITE: 488 Not Acceptable Here",
+    ),
+    Broken("prack", {}, "REJECT_PRACK", "prack", *REFUSED, "PRACK: 403 Forbidden"),
+    Broken(
+        "session_timer",
+        {"session_expires_s": 2, "refresh": "reinvite"},
+        "REJECT_REFRESH",
+        "refresh",
+        *REFUSED,
+        "INVITE: 488 Not Acceptable Here",
+    ),
+    # The CANCEL's 481 fails the caller; the callee, never cancelled, times out waiting for it.
+    Broken(
+        "ring_no_answer",
+        {"cancel_after_s": 0.3},
+        "REJECT_CANCEL",
+        "cancel",
+        *REFUSED,
+        "CANCEL: 481",
+    ),
+    # The callee answered (486/603, ACKed by the proxy): only the caller got the wrong code.
+    Broken("busy", {}, "REPLY_480", "busy", {"unexpected": CALLS}, {}, "INVITE: 480"),
+    Broken("decline", {}, "REPLY_480", "decline", {"unexpected": CALLS}, {}, "INVITE: 480"),
+    # The caller waited for a 183 that never came (its step fails by that wait) and still ended
+    # the answered call: the callee's side passes.
+    Broken(
+        "early_media",
+        {"early_media_s": 0.2},
+        "DROP_183",
+        "early_media",
+        {"timeout": CALLS},
+        {},
+        "check '^SIP/2.0 183' failed on INVITE: 200 OK",
+    ),
+    # The first OPTIONS passes; the next is refused.
+    Broken(
+        "options_keepalive",
+        {"pings": 2, "interval_s": 0.2},
+        "LIMIT_OPTIONS",
+        "keepalive",
+        {"unexpected": CALLS},
+        None,
+        "OPTIONS: 503 Service Unavailable",
+    ),
 ]
 
 
@@ -74,11 +141,13 @@ def sessions(
             name: sqlite_stack.submit(flow_spec(sut, name, PARAMS[name], f"u{i}"))
             for i, name in enumerate(PARAMS)
         }
-        for name, params, switch, _ in BROKEN:
+        for b in BROKEN:
             broken = stack.enter_context(
-                kamailio(free_port(), work / switch, config=FLOWS_CFG, defines=(switch,))
+                kamailio(free_port(), work / b.flow, config=FLOWS_CFG, defines=(b.switch,))
             )
-            ids[f"broken-{name}"] = sqlite_stack.submit(flow_spec(broken, name, params, "bob"))
+            ids[f"broken-{b.flow}"] = sqlite_stack.submit(
+                flow_spec(broken, b.flow, b.params, "bob")
+            )
         yield {key: sqlite_stack.wait(sid, 180) for key, sid in ids.items()}
 
 
@@ -116,32 +185,46 @@ def test_flow_passes_through_kamailio(sessions: dict[str, dict[str, Any]], name:
         assert all(c["failed"] == 0 and c["passed"] == CALLS for c in callee.values()), callee
 
 
-@pytest.mark.parametrize(("name", "switch", "step"), [(b[0], b[2], b[3]) for b in BROKEN])
-def test_broken_step_fails_alone(
-    sessions: dict[str, dict[str, Any]], name: str, switch: str, step: str
-) -> None:
-    body = sessions[f"broken-{name}"]
+def test_every_flow_has_a_broken_case() -> None:
+    assert {b.flow for b in BROKEN} == set(PARAMS)
+    assert all(b.step in FLOWS[b.flow].steps for b in BROKEN)
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=[b.flow for b in BROKEN])
+def test_broken_step_fails_alone(sessions: dict[str, dict[str, Any]], case: Broken) -> None:
+    body = sessions[f"broken-{case.flow}"]
+    step = case.step
     assert body["verdict"] == "fail", body
-    steps = list(FLOWS[name].steps)
+    steps = list(FLOWS[case.flow].steps)
     before, after = steps[: steps.index(step)], steps[steps.index(step) + 1 :]
     caller = steps_of(body, "caller")
     assert caller[step]["failed"] == CALLS and caller[step]["passed"] == 0, caller
-    assert caller[step]["failed_by"] == {"unexpected": CALLS}, caller
+    assert caller[step]["failed_by"] == case.caller, caller
     for s in before:
         assert (caller[s]["passed"], caller[s]["failed"]) == (CALLS, 0), caller
     for s in after:
         assert (caller[s]["passed"], caller[s]["failed"]) == (0, 0), caller
-    # The callee never got the refused request: its call fails in the same step (it waits a
-    # bounded time), not in a later one, and not by being killed at the end.
     callee = steps_of(body, "callee")
-    assert callee[step]["failed_by"] == {"timeout": CALLS}, callee
+    if case.callee is None:
+        assert callee == {}, callee
+    elif case.callee:
+        # The callee never got the refused request: its call fails in the same step (it waits
+        # a bounded time), not in a later one, and not by being killed at the end.
+        assert callee[step]["failed_by"] == case.callee, callee
+    else:
+        # The SUT broke the step on the caller's side only: the callee's calls all pass.
+        assert all((c["passed"], c["failed"]) == (CALLS, 0) for c in callee.values()), callee
     assert not any("did not stop" in r for r in body["reasons"]), body["reasons"]
     # No step but the broken one failed, on either side.
     failed = {s["step"] for s in body["steps"] if s["failed"]}
     assert failed == {step}, body["steps"]
-    assert body["measured"][f"step_failed_{step}"] >= CALLS
+    assert body["measured"][f"step_failed_{step}"] == sum(case.caller.values()) + sum(
+        (case.callee or {}).values()
+    )
     reasons = " | ".join(body["reasons"])
-    assert f"step {step}: unexpected" in reasons, reasons
+    for kind in {**case.caller, **(case.callee or {})}:
+        assert f"step {step}: {kind}" in reasons, reasons
+    assert case.said in reasons, reasons
 
 
 def test_cli_shows_the_failed_step(

@@ -77,6 +77,22 @@ def test_error_file_ignores_non_failures() -> None:
     assert parse_error_text(text) == {"unexpected OPTIONS request": 1}
 
 
+def test_error_file_names_a_failed_check() -> None:
+    # SIPp's text for a failed check_it ereg (sipflow/flows.py's early_media caller checks that
+    # an answer with no 183 before it was a 183; hold_resume checks a body).
+    entry = "2026-12-07\t06:20:01.000001\t1796624401.000001: Failed regexp match: looking in "
+    text = (
+        entry + "'SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a\r\nCSeq: 1 INVITE\r\n\r\nv=0\r\n', "
+        "with regexp '^SIP/2.0 183'\n"
+        + entry
+        + "'v=0\r\na=sendrecv\r\n', with regexp 'a=(recvonly|inactive)'"
+    )
+    assert parse_error_text(text) == {
+        "check '^SIP/2.0 183' failed on INVITE: 200 OK": 1,
+        "check 'a=(recvonly|inactive)' failed": 1,
+    }
+
+
 def test_fresh_run_stream_matches_stat_file(tmp_path: Path) -> None:
     """Real SIPp uac/uas: the messages' periodic counts add up to SIPp's last cumulative row and
     the histograms hold one sample per call."""
