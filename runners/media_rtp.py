@@ -54,8 +54,9 @@ class StreamStats:
     max_ext: int = -1
     base_ext: int = -1
     cycles: int = 0
-    # [first, last] arrival of each run of packets (SPAN_GAP_S, MAX_SPANS).
-    spans: list[list[float]] = field(default_factory=list)
+    # [first, last] arrival of each run of packets (SPAN_GAP_S, MAX_SPANS); the last run's end
+    # is last_time (kept there: one comparison per packet).
+    _runs: list[list[float]] = field(default_factory=list, repr=False)
     # Payloads by extended sequence number, kept only for a perceptual score (PESQ).
     payloads: dict[int, bytes] | None = field(default=None, repr=False)
     _seen: set[int] = field(default_factory=set, repr=False)
@@ -65,8 +66,11 @@ class StreamStats:
         gap = arrival - self.last_time if self.last_time else 0.0
         if gap > self.max_gap_s:
             self.max_gap_s, self.gap_end = gap, arrival
+        if gap > SPAN_GAP_S or not self._runs:
+            if self._runs:
+                self._runs[-1][1] = self.last_time
+            start_run(self._runs, arrival)
         self.last_time = arrival
-        add_arrival(self.spans, arrival)
         if self.max_ext < 0:
             ext = seq
             self.base_ext = ext
@@ -101,6 +105,14 @@ class StreamStats:
         self._transit = transit
 
     @property
+    def spans(self) -> list[tuple[float, float]]:
+        """(first, last) arrival of each run of packets."""
+        runs = [(a, b) for a, b in self._runs]
+        if runs:
+            runs[-1] = (runs[-1][0], self.last_time)
+        return runs
+
+    @property
     def expected(self) -> int:
         return self.max_ext - self.base_ext + 1 if self.max_ext >= 0 else 0
 
@@ -117,12 +129,9 @@ class StreamStats:
         return 1000.0 * self.jitter_ts / CLOCK_HZ
 
 
-def add_arrival(spans: list[list[float]], arrival: float) -> None:
-    """Extends the last run, or starts one after a silence; beyond MAX_SPANS the two runs with the
-    shortest silence between them become one (the long silences, what a window could miss, stay)."""
-    if spans and arrival - spans[-1][1] <= SPAN_GAP_S:
-        spans[-1][1] = max(spans[-1][1], arrival)
-        return
+def start_run(spans: list[list[float]], arrival: float) -> None:
+    """A run of packets starts (after a silence); beyond MAX_SPANS the two runs with the shortest
+    silence between them become one (the long silences, what a window could miss, stay)."""
     spans.append([arrival, arrival])
     if len(spans) > MAX_SPANS:
         i = min(range(len(spans) - 1), key=lambda k: spans[k + 1][0] - spans[k][1])

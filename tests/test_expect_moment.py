@@ -18,7 +18,7 @@ from pydantic import TypeAdapter
 from entrypoints.stack import free_port
 from runners import media_moments
 from runners.media_dtmf import DTMF_PT, SSRC_BASE, EventStream
-from runners.media_rtp import MAX_SPANS, SPAN_GAP_S, RtpReceiver, add_arrival
+from runners.media_rtp import MAX_SPANS, SPAN_GAP_S, RtpReceiver, StreamStats
 from runners.media_session import MediaSession
 from runners.scenario_files import built_in_path
 from sipflow import media_store, store
@@ -190,16 +190,17 @@ def test_clock() -> None:
 
 # -- what the runner keeps ---------------------------------------------------------------------
 def test_runs_of_audio_split_at_silences_and_stay_bounded() -> None:
-    spans: list[list[float]] = []
-    for t in (1.0, 1.02, 1.04, 1.04 + SPAN_GAP_S, 2.0, 2.02):
-        add_arrival(spans, t)
-    assert spans == [[1.0, 1.04 + SPAN_GAP_S], [2.0, 2.02]]
+    s = StreamStats("10.0.0.1:6000", 7, 0, 1.0)
+    for seq, t in enumerate((1.0, 1.02, 1.04, 1.04 + SPAN_GAP_S, 2.0, 2.02)):
+        s.add(seq, 160 * seq, t)
+    assert s.spans == [(1.0, 1.04 + SPAN_GAP_S), (2.0, 2.02)]
     # many short silences and one long one: the long one survives the bound
-    spans = []
+    s = StreamStats("10.0.0.1:6000", 8, 0, 0.3)
     t = 0.0
     for i in range(3 * MAX_SPANS):
         t += 5.0 if i == MAX_SPANS else 0.3 + 0.001 * i
-        add_arrival(spans, t)
+        s.add(i, 160 * i, t)
+    spans = s.spans
     assert len(spans) == MAX_SPANS
     gaps = [b[0] - a[1] for a, b in itertools.pairwise(spans)]
     assert max(gaps) == pytest.approx(5.0)
@@ -216,7 +217,7 @@ def test_receiver_stamps_each_digit_and_each_run() -> None:
             ev = struct.pack("!BBH", digit, 10, 160)
             rx.handle(struct.pack("!BBHII", 0x80, DTMF_PT, seq, ts, 9) + ev, "10.0.0.1:7000", at)
         spans = rx.streams[("10.0.0.1:6000", 7)].spans
-        assert spans == [[50.0, 50.08], [51.1, 51.18]]
+        assert spans == [(50.0, 50.08), (51.1, 51.18)]
         events = rx.dtmf[("10.0.0.1:7000", 9)]
         assert (events.digits, events.times) == ("9*", [50.4, 50.6])
     finally:
