@@ -8,6 +8,7 @@ arrive."""
 from __future__ import annotations
 
 import itertools
+import json
 import struct
 import subprocess
 from pathlib import Path
@@ -290,13 +291,14 @@ def timed_reports(with_moments: bool) -> list[MediaReport]:
     return [caller, callee]
 
 
-@pytest.mark.parametrize("with_moments", [True, False])
+@pytest.mark.parametrize(("with_moments", "order"), [(True, 1), (True, -1), (False, 1)])
 def test_store_keeps_the_moments_and_old_reports_judge_the_whole_call(
-    database_url: str, with_moments: bool
+    database_url: str, with_moments: bool, order: int
 ) -> None:
     with session_scope(database_url) as db:
         store.create_session(db, "m1", "default", "m", {}, None)
-        for msg in (*timed_reports(with_moments), *timed_reports(with_moments)):  # redelivered
+        msgs = timed_reports(with_moments)[::order]  # either runner's report first
+        for msg in (*msgs, *msgs):  # and each redelivered
             media_store.store_media_report(db, msg)
         (call,) = media_store.dtmf_calls(db, "m1", tolerance_s=0.1)
         got = [(e.step, e.passed, e.reason, e.at_s) for e in call.expectations]
@@ -410,3 +412,24 @@ def test_sipp_pair_judges_a_script_at_its_steps(tmp_path: Path, database_url: st
         assert (heard.step, heard.passed) == ("s6_expect_audio", True), heard.reason
         assert second.at_s is not None and second.at_s >= 1.5
         assert [(d.sent, d.received) for d in call.dtmf] == [("9*0", "9*0")]
+
+
+def test_reports_stay_readable_across_runner_versions() -> None:
+    """An older runner's report (no moments) reads with them unknown; fields a report carries
+    that the reader does not know (an older worker reading ours) are ignored, not refused."""
+    old = {
+        "schema": 1,
+        "session_id": "s",
+        "runner_id": "caller-0",
+        "role": "caller",
+        "expected": [{"call_id": "c", "step": "s3_expect_dtmf", "what": "dtmf 9"}],
+        "dtmf_received": [{"src": "10.0.0.1:7000", "ssrc": 1, "digits": "9"}],
+    }
+    m = MediaReport.model_validate_json(json.dumps(old))
+    assert (m.expected[0].at, m.expected[0].answered, m.dtmf_received[0].times) == (
+        None,
+        None,
+        None,
+    )
+    newer = {**old, "expected": [{**old["expected"][0], "at": 1.5, "later_field": 2}]}
+    assert MediaReport.model_validate_json(json.dumps(newer)).expected[0].at == 1.5
