@@ -14,7 +14,7 @@ writes into the SDP's m=audio line ([media_port+N]): the runner's RTP receiver p
 Detecting: one event per RTP timestamp (RFC 4733 2.5: all packets of one event share it), in the
 order the events first arrive; the end packets' retransmissions (same timestamp) are one event.
 Each digit's moment is the arrival of its first packet (a call script's expect_dtmf counts the
-digits that arrived by its step: sipflow/media_store.py).
+digits that arrived by its step: sipflow/media_expect.py).
 """
 
 from __future__ import annotations
