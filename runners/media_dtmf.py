@@ -13,6 +13,8 @@ writes into the SDP's m=audio line ([media_port+N]): the runner's RTP receiver p
 
 Detecting: one event per RTP timestamp (RFC 4733 2.5: all packets of one event share it), in the
 order the events first arrive; the end packets' retransmissions (same timestamp) are one event.
+Each digit's moment is the arrival of its first packet (a call script's expect_dtmf counts the
+digits that arrived by its step: sipflow/media_expect.py).
 """
 
 from __future__ import annotations
@@ -76,22 +78,30 @@ class EventStream:
     ssrc: int
     packets: int = 0
     _events: dict[int, int] = field(default_factory=dict)  # RTP timestamp -> event
+    _arrived: dict[int, float] = field(default_factory=dict)  # RTP timestamp -> first arrival
     _ended: set[int] = field(default_factory=set)
 
-    def add(self, timestamp: int, payload: bytes) -> None:
+    def add(self, timestamp: int, payload: bytes, arrival: float = 0.0) -> None:
         self.packets += 1
         if len(payload) < EVENT.size:
             return
         event, flags, _duration = EVENT.unpack_from(payload)
         if event >= len(EVENTS):
             return  # not a DTMF event (RFC 4733 tones, flash, ...)
-        self._events.setdefault(timestamp, event)  # insertion order = first arrival
+        if timestamp not in self._events:  # insertion order = first arrival
+            self._events[timestamp] = event
+            self._arrived[timestamp] = arrival
         if flags & 0x80:
             self._ended.add(timestamp)
 
     @property
     def digits(self) -> str:
         return "".join(EVENTS[e] for e in self._events.values())
+
+    @property
+    def times(self) -> list[float]:
+        """When each digit's first packet arrived (epoch seconds), in the order of `digits`."""
+        return list(self._arrived.values())
 
     @property
     def ended(self) -> int:

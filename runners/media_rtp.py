@@ -22,6 +22,11 @@ MAX_STREAMS = 200_000  # bound on memory: streams beyond it are counted, not ana
 SEQ_MOD = 1 << 16
 RTP_HEADER = struct.Struct("!BBHII")
 PAUSED_S = 0.2  # a longer silence is a paused stream (hold), not jitter
+# When audio arrived, for a script's `expect audio` judged at its moment: runs of packets split
+# by a longer silence than SPAN_GAP_S (well under the 1 s window the step looks at, so a window
+# that overlaps a run holds a packet), at most MAX_SPANS per stream (a report's size bound).
+SPAN_GAP_S = PAUSED_S
+MAX_SPANS = 16
 
 
 def sampled(src: str, ssrc: int, sample_pct: float) -> bool:
@@ -49,6 +54,9 @@ class StreamStats:
     max_ext: int = -1
     base_ext: int = -1
     cycles: int = 0
+    # [first, last] arrival of each run of packets (SPAN_GAP_S, MAX_SPANS); the last run's end
+    # is last_time (kept there: one comparison per packet).
+    _runs: list[list[float]] = field(default_factory=list, repr=False)
     # Payloads by extended sequence number, kept only for a perceptual score (PESQ).
     payloads: dict[int, bytes] | None = field(default=None, repr=False)
     _seen: set[int] = field(default_factory=set, repr=False)
@@ -58,6 +66,10 @@ class StreamStats:
         gap = arrival - self.last_time if self.last_time else 0.0
         if gap > self.max_gap_s:
             self.max_gap_s, self.gap_end = gap, arrival
+        if gap > SPAN_GAP_S or not self._runs:
+            if self._runs:
+                self._runs[-1][1] = self.last_time
+            start_run(self._runs, arrival)
         self.last_time = arrival
         if self.max_ext < 0:
             ext = seq
@@ -93,6 +105,14 @@ class StreamStats:
         self._transit = transit
 
     @property
+    def spans(self) -> list[tuple[float, float]]:
+        """(first, last) arrival of each run of packets."""
+        runs = [(a, b) for a, b in self._runs]
+        if runs:
+            runs[-1] = (runs[-1][0], self.last_time)
+        return runs
+
+    @property
     def expected(self) -> int:
         return self.max_ext - self.base_ext + 1 if self.max_ext >= 0 else 0
 
@@ -107,6 +127,15 @@ class StreamStats:
     @property
     def jitter_ms(self) -> float:
         return 1000.0 * self.jitter_ts / CLOCK_HZ
+
+
+def start_run(spans: list[list[float]], arrival: float) -> None:
+    """A run of packets starts (after a silence); beyond MAX_SPANS the two runs with the shortest
+    silence between them become one (the long silences, what a window could miss, stay)."""
+    spans.append([arrival, arrival])
+    if len(spans) > MAX_SPANS:
+        i = min(range(len(spans) - 1), key=lambda k: spans[k + 1][0] - spans[k][1])
+        spans[i : i + 2] = [[spans[i][0], spans[i + 1][1]]]
 
 
 def _payload_offset(data: bytes) -> int:
@@ -165,7 +194,7 @@ class RtpReceiver:
         _b0, b1, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
         key = (src, ssrc)
         if b1 & 0x7F in (DTMF_PT, NOOP_PT):
-            self._event(key, ts, data)
+            self._event(key, ts, data, arrival)
             return
         stream = self.streams.get(key)
         if stream is None:
@@ -182,7 +211,7 @@ class RtpReceiver:
                 stream.payloads = {}
         stream.add(seq, ts, arrival, data[_payload_offset(data) :])
 
-    def _event(self, key: tuple[str, int], ts: int, data: bytes) -> None:
+    def _event(self, key: tuple[str, int], ts: int, data: bytes, arrival: float) -> None:
         events = self.dtmf.get(key)
         if events is None:
             if len(self.dtmf) >= MAX_STREAMS:
@@ -190,6 +219,6 @@ class RtpReceiver:
                 return
             events = self.dtmf[key] = EventStream(*key)
         if data[1] & 0x7F == DTMF_PT:
-            events.add(ts, data[_payload_offset(data) :])
+            events.add(ts, data[_payload_offset(data) :], arrival)
         else:
             events.packets += 1

@@ -19,7 +19,14 @@ import logging
 import re
 from pathlib import Path
 
-from runners import media_dtmf, media_hold, media_pesq, media_transfer, media_visqol
+from runners import (
+    media_dtmf,
+    media_hold,
+    media_moments,
+    media_pesq,
+    media_transfer,
+    media_visqol,
+)
 from runners.media_audio import PAYLOAD_TYPE, reference_file, speech_like
 from runners.media_emodel import mos_cqe, r_factor
 from runners.media_rtp import RtpReceiver, StreamStats, sampled
@@ -86,6 +93,7 @@ def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
     )
     peer = " [$sfm_ip]:[$sfm_port]" if media.relay else ""
     stream = f'<exec rtp_stream="{audio},-1,{pt}"/><log message="{LOG_TAG} [call_id]{peer}"/>'
+    stream += media_moments.ANSWER_LOG  # the zero of the script's media steps' moments
     if media.dtmf is not None:
         stream += media_dtmf.play_action(media.dtmf.digits, media.dtmf.duration_ms)
     if SDP_SCRIPT in xml:
@@ -210,6 +218,7 @@ def stream_result(
         call_id=call_id,
         max_gap_ms=round(1000 * s.max_gap_s, 1),
         after_gap_ms=round(1000 * (s.last_time - s.gap_end), 1) if s.max_gap_s else 0.0,
+        spans=[(round(a, 3), round(b, 3)) for a, b in s.spans],
     )
 
 
@@ -294,11 +303,22 @@ class MediaSession:
             for c, ssrc, d in media_dtmf.sent_events(self.log_file)
         ]
         dtmf_received = [
-            DtmfReceived(src=e.src, ssrc=e.ssrc, digits=e.digits, packets=e.packets, ended=e.ended)
+            DtmfReceived(
+                src=e.src,
+                ssrc=e.ssrc,
+                digits=e.digits,
+                packets=e.packets,
+                ended=e.ended,
+                times=[round(t, 3) for t in e.times],
+            )
             for e in self.receiver.dtmf.values()
         ]
+        moments = media_moments.expect_moments(self.log_file)
+        answered = media_moments.answers(self.log_file)
         expected = [
-            Expectation(call_id=c, step=step, what=what)
+            Expectation(
+                call_id=c, step=step, what=what, at=moments.get((c, step)), answered=answered.get(c)
+            )
             for c, step, what in media_dtmf.expectations(self.log_file)
         ]
         parts = []

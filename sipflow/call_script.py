@@ -44,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from sipflow.runner_config import dtmf_play_ms
+from sipflow.runner_config import EXPECT_AT_LOG, dtmf_play_ms
 
 MAX_STEPS = 100
 MAX_WAIT_MS = 3_600_000
@@ -425,9 +425,11 @@ def _send_dtmf(b: _Builder, digits: str) -> None:
 
 def _expect(b: _Builder, step: str, what: str) -> None:
     """An expectation SIPp cannot check: logged with the Call-ID for the media analysis, which
-    judges it once the far end's report is in (sipflow/media_store.py judge_expectations)."""
+    judges it once the far end's report is in (sipflow/media_store.py judge), and its moment
+    (a second line: runners that predate it ignore it and judge the whole call)."""
     action = ET.SubElement(b.add("nop"), "action")
     ET.SubElement(action, "log", message=f"{EXPECT_LOG} [call_id] {step} {what}")
+    ET.SubElement(action, "log", message=f"{EXPECT_AT_LOG} [call_id] {step} [timestamp]")
 
 
 def media_steps(steps: list[Step]) -> list[str]:

@@ -16,8 +16,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from sipflow.callee_script import STEP_PREFIX as CALLEE_STEP_PREFIX
+from sipflow.media_expect import ExpectOut, has_audio, is_audio, is_dtmf, judge
 from sipflow.messages import MediaReport
 from sipflow.models import CallMediaRow
+from sipflow.settings import get_settings
 from sipflow.step_results import StepSummary
 
 Audio = Literal["both", "one_way", "none"]
@@ -73,6 +75,7 @@ RECEIVER_COLUMNS = (
     "last_time",
     "max_gap_ms",
     "after_gap_ms",
+    "spans",
 )
 
 
@@ -126,6 +129,7 @@ def store_media_report(db: Session, msg: MediaReport) -> int:
                 "last_time": r.last_time,
                 "max_gap_ms": r.max_gap_ms,
                 "after_gap_ms": r.after_gap_ms,
+                "spans": [list(s) for s in r.spans] if r.spans is not None else None,
             },
             RECEIVER_COLUMNS + tuple(relayed),
         )
@@ -152,10 +156,10 @@ def store_expectations(db: Session, msg: MediaReport) -> None:
             "receiver_runner": msg.runner_id,
             "expect_step": e.step,
             "expect_what": e.what[:80],
+            "expect_at": e.at,
+            "answered_at": e.answered,
         }
-        _upsert(
-            db, values, ("call_id", "direction", "receiver_runner", "expect_step", "expect_what")
-        )
+        _upsert(db, values, tuple(values)[2:])
 
 
 def store_dtmf(db: Session, msg: MediaReport) -> None:
@@ -173,13 +177,14 @@ def store_dtmf(db: Session, msg: MediaReport) -> None:
         }
         _upsert(db, values, ("call_id", "direction", "sender_runner", "dtmf_sent"))
     for r in msg.dtmf_received:
-        values = {
+        received: dict[str, Any] = {
             "session_id": sid,
             "stream_key": stream_key(r.src, r.ssrc),
             "receiver_runner": msg.runner_id,
             "dtmf_received": r.digits,
+            "dtmf_times": r.times,
         }
-        _upsert(db, values, ("receiver_runner", "dtmf_received"))
+        _upsert(db, received, ("receiver_runner", "dtmf_received", "dtmf_times"))
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -213,16 +218,6 @@ class DtmfOut(BaseModel):
     match: bool
 
 
-class ExpectOut(BaseModel):
-    """A call script's expectation in this call (expect_dtmf, expect audio) and its judgement."""
-
-    step: str
-    expected: str  # "dtmf 12#" | "audio"
-    passed: bool
-    reason: str | None  # why it failed, for this call
-    kind: str | None  # the failure's kind, as the step table counts it
-
-
 class CallOut(BaseModel):
     call_id: str
     audio: Audio
@@ -240,44 +235,11 @@ class CallPage(BaseModel):
     items: list[CallOut]
 
 
-def has_audio(row: CallMediaRow) -> bool:
-    return bool(row.received)
-
-
-def is_dtmf(row: CallMediaRow) -> bool:
-    return row.dtmf_sent is not None or row.dtmf_received is not None
-
-
-def is_audio(row: CallMediaRow) -> bool:
-    return not is_dtmf(row) and row.expect_step is None
-
-
-def judge(expect: CallMediaRow, rows: Sequence[CallMediaRow]) -> ExpectOut:
-    """An expectation against the call's other rows: `dtmf D` passes when the far end's plays,
-    as detected here, are D; `audio` when both directions of the call had audio."""
-    what = expect.expect_what or ""
-    reason = kind = None
-    if what.startswith("dtmf "):
-        want = what[5:]
-        plays = [r for r in rows if r.dtmf_sent is not None and r.direction == expect.direction]
-        got = "".join(r.dtmf_received or "" for r in plays)
-        if got != want:
-            kind = "dtmf mismatch" if got else "no dtmf"
-            reason = f"expected DTMF {want}, received {got or 'none'}"
-    else:
-        audio = [r for r in rows if is_audio(r)]
-        heard = {r.direction for r in audio if has_audio(r)}
-        if len(heard) < 2:
-            missing = sorted({"caller_to_callee", "callee_to_caller"} - heard)
-            kind = "no audio" if not heard else "one-way audio"
-            reason = "no audio " + " nor ".join(m.replace("_", " ") for m in missing)
-    return ExpectOut(
-        step=expect.expect_step or "",
-        expected=what,
-        passed=reason is None,
-        reason=reason,
-        kind=kind,
-    )
+def tolerance(tolerance_s: float | None) -> float:
+    """How long after a media step's moment what arrives still counts (settings default)."""
+    if tolerance_s is not None:
+        return tolerance_s
+    return get_settings().media_expect_tolerance_ms / 1000.0
 
 
 def dtmf_of(row: CallMediaRow) -> DtmfOut:
@@ -285,10 +247,15 @@ def dtmf_of(row: CallMediaRow) -> DtmfOut:
     return DtmfOut(direction=row.direction, sent=sent, received=got, match=sent == got)
 
 
-def call_of(call_id: str, rows: Sequence[CallMediaRow]) -> CallOut:
-    """A call from its rows: audio directions, and its DTMF plays."""
+def call_of(
+    call_id: str, rows: Sequence[CallMediaRow], tolerance_s: float | None = None
+) -> CallOut:
+    """A call from its rows: audio directions, its DTMF plays, its script's media steps judged
+    (sipflow/media_expect.py)."""
     dtmf = [dtmf_of(r) for r in rows if is_dtmf(r)]
-    expectations = [judge(r, rows) for r in rows if r.expect_step is not None]
+    expects = [r for r in rows if r.expect_step is not None]
+    tol = tolerance(tolerance_s) if expects else 0.0
+    expectations = [judge(r, rows, tol) for r in expects]
     rows = [r for r in rows if is_audio(r)]
     dirs = [
         DirectionOut(audio=has_audio(r), **r.model_dump(include=set(DirectionOut.model_fields)))
@@ -325,7 +292,7 @@ def analysed_rows(db: Session, session_id: str) -> Sequence[CallMediaRow]:
     ).all()
 
 
-def dtmf_calls(db: Session, session_id: str) -> list[CallOut]:
+def dtmf_calls(db: Session, session_id: str, tolerance_s: float | None = None) -> list[CallOut]:
     """The calls that sent DTMF or expect something of the media, with all their rows."""
     ids = select(CallMediaRow.call_id).where(
         CallMediaRow.session_id == session_id,
@@ -339,7 +306,7 @@ def dtmf_calls(db: Session, session_id: str) -> list[CallOut]:
     by_call: dict[str, list[CallMediaRow]] = {}
     for r in rows:
         by_call.setdefault(r.call_id or "", []).append(r)
-    return [call_of(c, rs) for c, rs in by_call.items()]
+    return [call_of(c, rs, tolerance_s) for c, rs in by_call.items()]
 
 
 def hold_s_of(spec: dict[str, Any] | None) -> float | None:
@@ -408,14 +375,16 @@ def judge_steps(
             row.failed_by[kind] = row.failed_by.get(kind, 0) + 1
 
 
-def judge_script_steps(db: Session, session_id: str, steps: list[StepSummary]) -> None:
+def judge_script_steps(
+    db: Session, session_id: str, steps: list[StepSummary], tolerance_s: float | None = None
+) -> None:
     """The call scripts' media steps judged per call, in the step table of the role whose
     script has the step (a callee script's steps are named callee_...): passed the calls that
     met the step (SIPp counts none: the step is a <nop>), failed those that did not (with their
     kind in failed_by)."""
     table = {(row.role, row.step): row for row in steps}
     passed: dict[tuple[str, str], int] = {}
-    for call in dtmf_calls(db, session_id):
+    for call in dtmf_calls(db, session_id, tolerance_s):
         for e in call.expectations:
             key = ("callee" if e.step.startswith(CALLEE_STEP_PREFIX) else "caller", e.step)
             row = table.get(key)

@@ -202,6 +202,10 @@ class MediaStream(BaseModel):
     call_id: str | None = None
     max_gap_ms: float = 0.0  # the longest silence between two packets (hold)
     after_gap_ms: float = 0.0  # audio after it (first packet after the gap to the last)
+    # When audio arrived: (first, last) arrival of each run of packets without a longer silence
+    # than runners/media_rtp.py SPAN_GAP_S, at most MAX_SPANS (the shortest silences merged
+    # first). None: an older runner (its calls' `expect audio` judged over the whole call).
+    spans: list[tuple[float, float]] | None = None
 
 
 class DtmfSent(BaseModel):
@@ -222,6 +226,8 @@ class DtmfReceived(BaseModel):
     digits: str
     packets: int = 0
     ended: int = 0  # events whose end packet arrived
+    # Arrival (epoch seconds) of each digit's first packet, one per digit. None: an older runner.
+    times: list[float] | None = None
 
 
 class Expectation(BaseModel):
@@ -231,6 +237,10 @@ class Expectation(BaseModel):
     call_id: str
     step: str  # s4_expect_dtmf
     what: str  # "dtmf 12#" | "audio"
+    # The step's moment and the call's answer (epoch seconds, the runner's clock: SIPp's
+    # [timestamp]). None: an XML or runner without moments (judged over the whole call).
+    at: float | None = None
+    answered: float | None = None
 
 
 class MediaReport(BaseModel):

@@ -257,6 +257,14 @@ class CallMediaRow(SQLModel, table=True):
     # The longest silence in the stream and the audio after it (hold/resume with media).
     max_gap_ms: float | None = None
     after_gap_ms: float | None = None
+    # Moments, for a script's media steps judged at their step (NULL: rows of an older runner,
+    # judged over the whole call): an audio row's runs of packets ([[first, last], ...] arrival,
+    # epoch s); a DTMF row's arrival of each detected digit; an expectation's step moment and
+    # the call's answer at the runner that logged it.
+    spans: list[list[float]] | None = Field(default=None, sa_column=Column(JSON))
+    dtmf_times: list[float] | None = Field(default=None, sa_column=Column(JSON))
+    expect_at: float | None = None
+    answered_at: float | None = None
 
 
 class CallEvidenceRow(SQLModel, table=True):

@@ -25,6 +25,11 @@ class RegistrarConfig(BaseModel):
 
 DTMF_MIN_MS, DTMF_MAX_MS = 50, 2000  # the tone lengths SIPp's play_dtmf accepts
 DTMF_LEAD_MS = 400  # play_dtmf's stream-opening no-op packets before the first digit
+# The log line that gives a call script's expect_dtmf / expect audio its moment (SIPp's
+# [timestamp]: date, time, epoch seconds.microseconds), written by sipflow/call_script.py and
+# read by runners/media_moments.py. A line of its own: an older runner ignores it (and judges the
+# step over the whole call), and an older XML without it runs on a newer runner alike.
+EXPECT_AT_LOG = "sipflow-expect-at"
 
 
 def dtmf_play_ms(digits: str, duration_ms: int) -> int:

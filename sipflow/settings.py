@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     # Media `mos: visqol`: each runner scores at most this many received streams with ViSQOL
     # (~7.5 s of CPU per 14 s clip; the others get E-model only).
     media_visqol_max_clips: int = Field(default=5, ge=0, le=1000)
+    # A call script's expect_dtmf / expect audio are judged at their step's moment: a digit or
+    # audio that arrives up to this long after it still counts (the receiver stamps packets a
+    # little after they arrive; the callee's stamps are its host's clock).
+    media_expect_tolerance_ms: int = Field(default=100, ge=0, le=10_000)
     agent_spool_linger_s: float = 300
     control_keepalive_s: float = 10
     # `sipflow up` starts a process of the stack that exited again after restart_backoff_s,

@@ -2,10 +2,13 @@
 sends `send_dtmf 1234#` and expects the callees' DTMF (`media.dtmf: 9*0`) and audio both ways;
 every call's digits, both ways, are detected as sent. A wrong `expect_dtmf` fails exactly that
 step, with its reason; RTP kept from the callers fails `expect audio` (and the DTMF they should
-have heard)."""
+have heard). The media steps are judged at their moment: digits that arrive after the
+`expect_dtmf` fail it ("received none by 00:00.0 after the answer"), the same script with the
+wait before the step passes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +36,21 @@ def sut(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
         yield "127.0.0.1", port
 
 
-def dtmf_spec(host: str, port: int, expect: str = "9*0") -> dict[str, Any]:
+def dtmf_spec(
+    host: str, port: int, expect: str = "9*0", script: list[str] | None = None
+) -> dict[str, Any]:
+    script = script or [
+        "call",
+        "expect 200",
+        "wait 300ms",
+        "send_dtmf 1234#",
+        f"expect_dtmf {expect}",
+        "expect audio",
+        "wait 300ms",
+        "hangup",
+    ]
+    verbs = [s.replace("expect audio", "expect_audio").split()[0] for s in script]
+    media_steps = [f"s{i}_{v}" for i, v in enumerate(verbs, 1) if v.startswith("expect_")]
     return {
         "name": "dtmf-through-kamailio",
         "target": {"host": host, "port": port, "domain": host, "registrar": True},
@@ -48,23 +65,13 @@ def dtmf_spec(host: str, port: int, expect: str = "9*0") -> dict[str, Any]:
                 "max_calls": CALLS,
                 "accounts": [{"user": "alice"}],
                 "media": {},
-                "script": [
-                    "call",
-                    "expect 200",
-                    "wait 300ms",
-                    "send_dtmf 1234#",
-                    f"expect_dtmf {expect}",
-                    "expect audio",
-                    "wait 300ms",
-                    "hangup",
-                ],
+                "script": script,
             },
         },
         "thresholds": [
             "success_rate >= 100",
             "dtmf_mismatch_calls == 0",
-            "step_failed_s5_expect_dtmf == 0",
-            "step_failed_s6_expect_audio == 0",
+            *(f"step_failed_{name} == 0" for name in media_steps),
         ],
     }
 
@@ -121,7 +128,10 @@ def test_a_wrong_expect_dtmf_fails_that_step_with_its_reason(
     assert all(s["failed"] == 0 for s in caller.values()), caller  # only that step
     for row in calls(sqlite_stack, sid):
         (dtmf, audio) = row["expectations"]
-        assert dtmf["reason"] == "expected DTMF 777, received 9*0"
+        # judged at the step, 2 s after the answer (300 ms + the 1.6 s play of 1234#)
+        assert re.fullmatch(
+            r"expected DTMF 777, received 9\*0 by 00:0[1-3]\.[0-9] after the answer", dtmf["reason"]
+        ), dtmf
         assert audio["passed"] is True
         assert all(d["sent"] == d["received"] for d in row["dtmf"])  # what was sent arrived
     # The report's calls table: each direction's digits as detected, and the failed check.
@@ -137,7 +147,9 @@ def test_a_wrong_expect_dtmf_fails_that_step_with_its_reason(
     assert sorted(r[0] for r in rows) == ["1234#"] * CALLS + ["9*0"] * CALLS, rows
     assert {r[1] for r in rows} == {"true"}
     checks = [r[2] for r in rows if r[2]]
-    assert checks == ["s5_expect_dtmf: expected DTMF 777, received 9*0"] * CALLS, rows
+    assert len(checks) == CALLS, rows
+    wrong = "s5_expect_dtmf: expected DTMF 777, received 9*0 by 00:"
+    assert all(c.startswith(wrong) for c in checks), checks
 
 
 def test_no_audio_towards_the_callers_fails_expect_audio(
@@ -152,5 +164,46 @@ def test_no_audio_towards_the_callers_fails_expect_audio(
     assert (audio["failed"], audio["failed_by"]) == (CALLS, {"one-way audio": CALLS}), audio
     assert caller["s5_expect_dtmf"]["failed_by"] == {"no dtmf": CALLS}
     for row in calls(sqlite_stack, sid):
-        reasons = [e["reason"] for e in row["expectations"]]
-        assert reasons == ["expected DTMF 9*0, received none", "no audio callee to caller"]
+        (dtmf, audio) = [e["reason"] for e in row["expectations"]]
+        assert re.fullmatch(
+            r"expected DTMF 9\*0, received none by 00:0[1-3]\.[0-9] after the answer", dtmf
+        )
+        assert re.fullmatch(
+            r"no audio callee to caller in the second before 00:0[1-3]\.[0-9] after the answer",
+            audio,
+        )
+
+
+LATE = ["call", "expect 200", "expect_dtmf 9*0", "wait 1500ms", "hangup"]
+IN_TIME = ["call", "expect 200", "wait 1500ms", "expect_dtmf 9*0", "hangup"]
+
+
+def test_digits_arriving_after_the_step_fail_it_and_a_wait_before_passes(
+    sqlite_stack: RunningStack, sut: tuple[str, int]
+) -> None:
+    """The callees play 9*0 from their ACK on (the first digit after SIPp's 400 ms stream
+    opening): a script that expects them right at the answer fails the step with when it looked;
+    the same steps with the wait first pass. The whole call got the digits either way."""
+    sid = sqlite_stack.submit(dtmf_spec(*sut, script=LATE))
+    body = sqlite_stack.wait(sid, timeout=150)
+    assert (body["status"], body["verdict"]) == ("completed", "fail"), body
+    failed = {t["threshold"] for t in body["thresholds"] if not t["passed"]}
+    assert failed == {"dtmf_mismatch_calls == 0", "step_failed_s3_expect_dtmf == 0"}, body
+    step = steps(sqlite_stack, sid)["s3_expect_dtmf"]
+    assert (step["passed"], step["failed"], step["failed_by"]) == (0, CALLS, {"no dtmf": CALLS})
+    for row in calls(sqlite_stack, sid):
+        (e,) = row["expectations"]
+        assert re.fullmatch(
+            r"expected DTMF 9\*0, received none by 00:00\.[0-3] after the answer", e["reason"]
+        ), e
+        assert e["at_s"] is not None and e["at_s"] < 0.4
+        assert [(d["sent"], d["received"]) for d in row["dtmf"]] == [("9*0", "9*0")]
+
+    sid = sqlite_stack.submit(dtmf_spec(*sut, script=IN_TIME))
+    body = sqlite_stack.wait(sid, timeout=150)
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body
+    step = steps(sqlite_stack, sid)["s4_expect_dtmf"]
+    assert (step["passed"], step["failed"]) == (CALLS, 0)
+    for row in calls(sqlite_stack, sid):
+        (e,) = row["expectations"]
+        assert e["passed"] and e["at_s"] >= 1.5, e
