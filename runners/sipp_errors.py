@@ -7,6 +7,8 @@ in full); SIPp does not end an entry with a newline. Reasons:
   REGISTER'` -> `REGISTER: 401 Unauthorized`; an unexpected request -> `unexpected OPTIONS request`
 - `Aborting call on UDP retransmission timeout ...` -> `UDP retransmission timeout`
 - `... receive timeout ... aborting call` -> `receive timeout`
+- `Failed regexp match: looking in 'SIP/2.0 403 Forbidden ... CSeq: 2 REFER ...'` (a check_it on
+  a whole response failed, e.g. a flow's "the REFER is accepted") -> `REFER: 403 Forbidden`
 - entries that are not call failures (a receive timeout that jumps to a label, messages for dead
   calls, out-of-call messages) are ignored; anything else is kept, shortened, with call ids
   removed.
@@ -20,6 +22,7 @@ from pathlib import Path
 
 _ENTRY = re.compile(r"\d{4}-\d{2}-\d{2}\t\d{2}:\d{2}:\d{2}\.\d+\t\d+\.\d+: ")
 _RECEIVED = re.compile(r"received '(?P<msg>.*)", re.S)
+_CHECKED = re.compile(r"Failed regexp match: looking in '(?P<msg>SIP/2\.0 .*)", re.S)
 _CSEQ = re.compile(r"^CSeq:\s*\d+\s+(?P<method>\S+)", re.M | re.I)
 _QUOTED = re.compile(r"'[^']*'")
 _IGNORED = ("Dead call", "Discarding message", "jumping to label", "The following events")
@@ -36,7 +39,11 @@ def _unexpected(entry: str) -> str:
     m = _RECEIVED.search(entry)
     if not m:
         return "unexpected message"
-    msg = m.group("msg")
+    return _message(m.group("msg"))
+
+
+def _message(msg: str) -> str:
+    """`METHOD: status` for a response (its CSeq's method), `unexpected METHOD request`."""
     first = msg.splitlines()[0].strip() if msg.strip() else ""
     if first.startswith("SIP/2.0 "):
         status = first[len("SIP/2.0 ") :].strip()
@@ -53,6 +60,9 @@ def reason_of(entry: str) -> str | None:
         return None
     if head.startswith("Aborting call on unexpected message"):
         return _unexpected(entry)
+    checked = _CHECKED.match(entry.strip())
+    if checked and _CSEQ.search(checked.group("msg")):
+        return _message(checked.group("msg"))
     if "retransmission timeout" in head:
         return "UDP retransmission timeout"
     if "receive timeout" in head:
