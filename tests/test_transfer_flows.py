@@ -23,6 +23,7 @@ from entrypoints.stack import free_port
 from sipflow.flows import FLOWS, render
 from sipflow.spec import SessionSpec
 from tests.conftest import RunningStack, start_stack
+from tests.dashboard_fixtures import browser_fixture, page_fixture, sign_in  # noqa: F401
 from tests.sut.kamailio import kamailio
 
 FLOWS_CFG = Path(__file__).resolve().parent / "sut" / "kamailio-flows.cfg"
@@ -199,6 +200,43 @@ def test_attended_refer_refused_fails_the_transfer_step_alone(
     assert callee["consult_answer"]["passed"] == CALLS, callee
     assert callee["target_answer"]["passed"] == 0, callee
     assert callee["target_hangup"]["passed"] == CALLS, callee
+
+
+def test_runners_name_their_party(
+    jittered_stack: RunningStack, sessions: dict[str, dict[str, Any]], page: Any
+) -> None:
+    """Where runners are shown, a named party's runner says which party it runs: the session
+    detail API and report.json (`party`), the CLI's `sessions show` and the dashboard's report
+    page (`callee-1 (party carol)`)."""
+    from typer.testing import CliRunner
+
+    from entrypoints.cli import app
+
+    body = sessions["attended"]
+    parties = {r["runner_id"]: (r["role"], r["party"]) for r in body["runners"]}
+    assert parties == {
+        "caller-0": ("caller", None),
+        "callee-0": ("callee", None),
+        "callee-1": ("callee", "carol"),
+    }, parties
+    sid = body["id"]
+    report = jittered_stack.http.get(f"/v1/sessions/{sid}/report.json").json()
+    assert {r["runner_id"]: r["party"] for r in report["runners"]}["callee-1"] == "carol"
+
+    stack = jittered_stack.stack
+    env = {"SIPFLOW_API_KEY": str(stack.api_key)}
+    show = CliRunner().invoke(app, ["sessions", "show", sid, "--api", stack.api_url], env=env)
+    assert show.exit_code == 0, show.output
+    assert "callee-1 (party carol)" in show.stdout, show.stdout
+    assert "callee-0 (party" not in show.stdout
+
+    sign_in(page, stack.api_url, str(stack.api_key))
+    page.goto(f"{stack.api_url}/dashboard/sessions/{sid}")
+    party_row = page.locator("#runners tr[data-runner=callee-1] td >> nth=0")
+    party_row.wait_for()
+    assert party_row.inner_text() == "callee-1 (party carol)"
+    plain = page.locator("#runners tr[data-runner=callee-0] td >> nth=0").inner_text()
+    assert plain == "callee-0"
 
 
 def _spec(**roles: Any) -> dict[str, Any]:
