@@ -52,8 +52,9 @@ class BlindTransfer(FlowParams):
     talk_s: Annotated[
         float, Field(ge=0, le=300, description="time in the call before the REFER")
     ] = 0.5
-    # The SIP user the Refer-To names: the party's first account's, set by the session's plan
-    # (sipflow/plan.py); shown as the party's name when the flow is rendered on its own.
+    # The SIP user the Refer-To names: the session's plan (sipflow/plan.py) sets the injection
+    # field of the party's user per call (flow_xml.PARTY_USER: the party's agents in turn);
+    # the party's name when the flow is rendered on its own.
     _user: str | None = PrivateAttr(default=None)
 
     def call_extra_s(self) -> float:

@@ -52,6 +52,17 @@ def transfer_spec(sut: str, n: str, flow: str = "blind_transfer") -> dict[str, A
     }
 
 
+def spread_spec(sut: str, n: str, flow: str) -> dict[str, Any]:
+    """The party carol as two agents, each registering its own account (carol{n}a, carol{n}b):
+    the transfers go to them in turn."""
+    spec = transfer_spec(sut, n, flow)
+    spec["roles"]["parties"]["carol"] = {
+        "agents": 2,
+        "accounts": [{"user": f"carol{n}{x}", "password": "secret"} for x in "ab"],
+    }
+    return spec
+
+
 @pytest.fixture(scope="module")
 def jittered_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     env = {"SIPFLOW_RUNNER_START_JITTER_MS": str(JITTER_MS)}
@@ -78,6 +89,8 @@ def sessions(
             "attended-broken": jittered_stack.submit(
                 transfer_spec(broken, "5", "attended_transfer")
             ),
+            "spread": jittered_stack.submit(spread_spec(sut, "6", "blind_transfer")),
+            "spread-attended": jittered_stack.submit(spread_spec(sut, "8", "attended_transfer")),
         }
         yield {key: jittered_stack.wait(sid, 180) for key, sid in ids.items()}
 
@@ -202,6 +215,34 @@ def test_attended_refer_refused_fails_the_transfer_step_alone(
     assert callee["target_hangup"]["passed"] == CALLS, callee
 
 
+@pytest.mark.parametrize("key", ["spread", "spread-attended"])
+def test_a_party_of_two_agents_takes_the_transfers_in_turn(
+    jittered_stack: RunningStack, sessions: dict[str, dict[str, Any]], key: str
+) -> None:
+    """carol as two agents (callee-1, callee-2), each registered as its own user: the 4
+    transfers' Refer-To name them in turn, so each agent answers 2 of them."""
+    body = sessions[key]
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body["reasons"]
+    assert {r["runner_id"]: r["party"] for r in body["runners"]} == {
+        "caller-0": None,
+        "callee-0": None,
+        "callee-1": "carol",
+        "callee-2": "carol",
+    }
+    callee = role_steps(body, "callee")
+    assert (callee["target_answer"]["passed"], callee["target_answer"]["failed"]) == (CALLS, 0)
+    series = jittered_stack.http.get(f"/v1/sessions/{body['id']}/metrics").json()["runners"]
+    answered = {s["runner_id"]: s["points"][-1]["cum_calls_created"] for s in series}
+    # Each target agent got its half of the transferees' INVITEs (and, attended, of the
+    # consultation calls: the same call of SIPp's, one Call-ID).
+    assert answered["callee-1"] == answered["callee-2"] == CALLS // 2, answered
+    n = "6" if key == "spread" else "8"
+    for rid, user in (("callee-1", f"carol{n}a"), ("callee-2", f"carol{n}b")):
+        log = (jittered_stack.runs_dir / body["id"] / rid / "register-messages.log").read_text()
+        # Its registration's outcome (runners/registration.py): its own contact.
+        assert f"registered contacts= <sip:{user}@" in log, (rid, log[-1500:])
+
+
 def test_runners_name_their_party(
     jittered_stack: RunningStack, sessions: dict[str, dict[str, Any]], page: Any
 ) -> None:
@@ -268,7 +309,11 @@ def test_parties_validation() -> None:
     )
     assert "roles.parties.dave: no flow of this session names this party" in _error(extra)
     two = _spec(parties={"carol": {"agents": 2, "accounts": [{"user": "c", "password": "s"}]}})
-    assert "roles.parties.carol.agents: a named party is one agent" in _error(two)
+    assert "roles.parties.carol.accounts: each of the party's agents registers its own" in (
+        _error(two)
+    )
+    assert len(SessionSpec.model_validate(spread_spec("127.0.0.1:5090", "x", BLIND.name)).roles
+               .parties["carol"].accounts) == 2  # fmt: skip
     nopw = _spec(parties={"carol": {"accounts": [{"user": "carol"}]}})
     assert "roles.parties.carol.accounts: give the party's account" in _error(nopw)
     bad_name = _spec(parties={"Carol!": {"accounts": [{"user": "c", "password": "s"}]}})
@@ -279,27 +324,30 @@ def test_parties_validation() -> None:
 
 
 def test_rendered_sides_name_the_party(jittered_stack: RunningStack) -> None:
-    """The caller side REFERs to the party's SIP user (its account's, set by the plan); the
-    API and CLI show all three sides; a wrong party gives 422 at its field."""
+    """The caller side REFERs to the party's SIP user, per call from the injection file: the
+    plan gives the callers the users of the party's agents (each agent its own account), in
+    turn; the API and CLI show all three sides; a wrong party gives 422 at its field."""
     from typer.testing import CliRunner
 
     from entrypoints.cli import app
+    from runners.injection import injection_rows
     from sipflow import plan
 
-    spec = SessionSpec.model_validate(transfer_spec("127.0.0.1:5090", "7"))
+    spec = SessionSpec.model_validate(spread_spec("127.0.0.1:5090", "7", BLIND.name))
     configs = plan.runner_configs(
         spec,
         "s1",
         "callee",
-        addresses={"callee-0": "127.0.0.2", "callee-1": "127.0.0.3"},
+        addresses={"callee-0": "127.0.0.2", "callee-1": "127.0.0.3", "callee-2": "127.0.0.5"},
         peers={},
         mqtt_host="127.0.0.1",
         mqtt_port=1,
         runs_dir=Path("/tmp"),
     )
-    assert [(c.runner_id, c.accounts[0].user) for c in configs] == [
-        ("callee-0", "bob7"),
-        ("callee-1", "carol7"),
+    assert [(c.runner_id, [a.user for a in c.accounts]) for c in configs] == [
+        ("callee-0", ["bob7"]),
+        ("callee-1", ["carol7a"]),
+        ("callee-2", ["carol7b"]),
     ]
     assert "sipflow blind_transfer target" in (configs[1].scenario_xml or "")
     caller = plan.runner_configs(
@@ -312,7 +360,16 @@ def test_rendered_sides_name_the_party(jittered_stack: RunningStack) -> None:
         mqtt_port=1,
         runs_dir=Path("/tmp"),
     )[0]
-    assert "Refer-To: <sip:carol7@[field4]>" in (caller.scenario_xml or "")
+    assert "Refer-To: <sip:[field7]@[field4]>" in (caller.scenario_xml or "")
+    assert caller.party_to == ["carol7a", "carol7b"]
+    rows = injection_rows(caller, "main")
+    assert [(r[0], r[3], r[7]) for r in rows] == [
+        ("alice7", "bob7", "carol7a"),
+        ("alice7", "bob7", "carol7b"),
+    ]
+    # A session without a party writes no field7 (the rows of every other scenario unchanged).
+    plain = caller.model_copy(update={"party_to": []})
+    assert [len(r) for r in injection_rows(plain, "main")] == [7]
     params = spec.roles.callers.flow
     assert params is not None
     assert "Refer-To: <sip:carol@[field4]>" in render(params, "caller")
