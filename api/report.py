@@ -13,7 +13,7 @@ from typing import Any
 from sqlmodel import Session
 
 from api import session_views as views
-from api.schemas import MetricPoint, RunnerOut
+from api.schemas import MetricPoint
 from sipflow import media_store, store
 from sipflow.models import SessionRow
 from sipflow.workflow_types import workflow_id
@@ -55,11 +55,8 @@ def build_report(db: Session, row: SessionRow, temporal_ui: str) -> dict[str, An
         "flow": views.flow_entry(row.spec),
         "steps": [s.model_dump(mode="json") for s in shown.metrics.steps],
         "runners": [
-            {
-                **RunnerOut.model_validate(r, from_attributes=True).model_dump(mode="json"),
-                "failure_reasons": r.failure_reasons or {},
-            }
-            for r in runner_rows
+            {**r.model_dump(mode="json"), "failure_reasons": r.failure_reasons or {}}
+            for r in views.runners_out(row.spec, runner_rows)
         ],
         "series": {
             "merged": {

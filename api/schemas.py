@@ -90,6 +90,11 @@ class SessionList(BaseModel):
 class RunnerOut(BaseModel):
     runner_id: str
     role: str
+    party: str | None = Field(
+        default=None,
+        description="the named party (roles.parties) this callee-side runner runs, e.g. a "
+        "transfer target; null for a plain caller or callee",
+    )
     address: str | None = None
     state: str
     detail: str | None = None

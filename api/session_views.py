@@ -25,10 +25,11 @@ from api.schemas import (
     MergedPoint,
     MetricPoint,
     PlannedRate,
+    RunnerOut,
     RunnerSeries,
     SessionBrief,
 )
-from sipflow import histogram
+from sipflow import histogram, plan
 from sipflow.flows import FLOWS, final_code_of
 from sipflow.models import Interval, IntervalCounts, MetricInterval, RunnerRow, SessionRow
 from sipflow.settings import Settings
@@ -114,6 +115,20 @@ def flow_name(spec: Mapping[str, Any]) -> str | None:
     """The callers' built-in flow of a stored spec (sipflow/flows.py), if any."""
     flow = ((spec.get("roles") or {}).get("callers") or {}).get("flow")
     return flow.get("name") if isinstance(flow, dict) else None
+
+
+def runners_out(spec: Mapping[str, Any], rows: Iterable[RunnerRow]) -> list[RunnerOut]:
+    """The session's runners, each with the named party it runs (by its spec's numbering)."""
+    try:
+        parties = plan.party_runners(SessionSpec.model_validate(spec))
+    except ValidationError:  # a spec stored by an older version: its runners, unnamed
+        parties = {}
+    return [
+        RunnerOut.model_validate(r, from_attributes=True).model_copy(
+            update={"party": parties.get(r.runner_id)}
+        )
+        for r in rows
+    ]
 
 
 def flow_entry(spec: Mapping[str, Any]) -> dict[str, object] | None:

@@ -499,6 +499,12 @@ def _update_bar(bar: Progress, task: Any, detail: dict[str, Any]) -> None:
 
 
 # -- printing a session --------------------------------------------------------------------------
+def runner_label(r: dict[str, Any]) -> str:
+    """`callee-1 (party carol)` for a runner of a named party, else its id."""
+    party = r.get("party")
+    return f"{r['runner_id']} (party {party})" if party else str(r["runner_id"])
+
+
 def _print_detail(d: dict[str, Any], with_runners: bool = False) -> None:
     verdict = d.get("verdict")
     color = {"pass": "green", "fail": "red"}.get(verdict or "", "yellow")
@@ -544,7 +550,8 @@ def _print_detail(d: dict[str, Any], with_runners: bool = False) -> None:
             rt.add_column(col, overflow="fold")
         for r in d["runners"]:
             rt.add_row(
-                *(escape(_fmt(r.get(k))) for k in ("runner_id", "role", "address", "state")),
+                escape(runner_label(r)),
+                *(escape(_fmt(r.get(k))) for k in ("role", "address", "state")),
                 _fmt(r.get("exit_code")),
                 escape(r.get("detail") or ""),
             )

@@ -10,9 +10,11 @@ One layout for every built-in scenario, one row per call, SIPp cycles through th
     [field6] "1" when the account has a password, else "0": call.xml answers a 401/407 to its
              INVITE with credentials only then (expanding [field2] into a variable to test it
              would make SIPp compute a digest, a fatal error before any challenge)
+    [field7] the named party's user (party_to: a transfer's target), only when there is one
 
-Accounts and callees go round robin independently: row i = accounts[i % A], call_to[i % C].
-`rows_for` gives fields 0-5, `injection_rows` all of them (what the agent writes).
+Accounts, callees and party users go round robin independently: row i = accounts[i % A],
+call_to[i % C], party_to[i % P]. `rows_for` gives fields 0-5, `injection_rows` all of them
+(what the agent writes).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def rows_for(cfg: RunnerConfig, phase: Phase) -> list[list[str]]:
     registrar_domain = cfg.registrar.domain if cfg.registrar else None
     domain = cfg.domain or registrar_domain or uri_host(cfg.local_ip)
     callees = cfg.call_to or [DEFAULT_USER]
-    n = max(len(accounts), len(callees))
+    n = max(len(accounts), len(callees), len(cfg.party_to))
     return [
         _row(accounts[i % len(accounts)], domain, callees[i % len(callees)], target, contact)
         for i in range(n)
@@ -88,10 +90,16 @@ def has_credentials(account: AccountConfig) -> str:
 
 
 def injection_rows(cfg: RunnerConfig, phase: Phase) -> list[list[str]]:
-    """rows_for plus field6, the credentials flag of the row's account."""
+    """rows_for plus field6, the credentials flag of the row's account, and field7, the row's
+    party user (main phase, when the config names party users)."""
     accounts = cfg.accounts or [AccountConfig(user=DEFAULT_USER)]
+    party = cfg.party_to if phase == "main" else []
     return [
-        [*row, has_credentials(accounts[0 if phase == "register" else i % len(accounts)])]
+        [
+            *row,
+            has_credentials(accounts[0 if phase == "register" else i % len(accounts)]),
+            *([_check(party[i % len(party)], "party user")] if party else []),
+        ]
         for i, row in enumerate(rows_for(cfg, phase))
     ]
 

@@ -10,7 +10,9 @@ Per step: passed = the calls through its last required send/recv (its Sent or Re
 plus those through a required send/recv that jumps (`next` without `test`: a branch of the step,
 e.g. a compiled call script's INVITE for rows without credentials);
 failed = the Timeout and Unexp counts of its messages (SIPp counts an unexpected message on
-the message the call was waiting at, and a retransmission timeout on the request).
+the message the call was waiting at, and a retransmission timeout on the request), plus the calls
+through a message marked `<!-- sipflow-fails: KIND -->`: an expected answer that still fails the
+step (e.g. a REFER answered 403: the flow takes it to end its calls cleanly), counted as KIND.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from defusedxml.ElementTree import DefusedXMLParser
 from runners.sipp_stats import split_fields
 
 STEP_RE = re.compile(r"^\s*sipflow-step:\s*([a-z0-9_]+)\s*$")
+FAILS_RE = re.compile(r"^\s*sipflow-fails:\s*([a-z0-9_]+)\s*$")
 MESSAGE_TAGS = frozenset({"send", "recv", "pause", "nop", "sendCmd", "recvCmd"})
 FAIL_COUNTERS = ("Timeout", "Unexp")
 # The counters that say a call went through a message (whichever the message has).
@@ -36,6 +39,7 @@ class StepMark:
     indexes: tuple[int, ...]  # SIPp message indexes of the step
     required: tuple[int, ...] = ()  # of those, the non-optional send/recv
     branches: tuple[int, ...] = ()  # of those, the ones that jump (`next`, no `test`)
+    fails: tuple[tuple[int, str], ...] = ()  # (index, kind): calls through it fail the step
 
 
 def steps_of(xml_text: str) -> list[StepMark]:
@@ -49,7 +53,9 @@ def steps_of(xml_text: str) -> list[StepMark]:
     indexes: dict[str, list[int]] = {}
     required: dict[str, list[int]] = {}
     branches: dict[str, list[int]] = {}
+    fails: dict[str, list[tuple[int, str]]] = {}
     pending: str | None = None
+    failing: str | None = None  # the kind of a `sipflow-fails` mark, for the next message
     current: str | None = None
     index = 0
     for child in root:
@@ -57,6 +63,9 @@ def steps_of(xml_text: str) -> list[StepMark]:
             m = STEP_RE.match(child.text or "")
             if m:
                 pending = m.group(1)
+            f = FAILS_RE.match(child.text or "")
+            if f:
+                failing = f.group(1)
             continue
         if child.tag not in MESSAGE_TAGS:
             continue  # label, repartitions: no message index
@@ -65,14 +74,21 @@ def steps_of(xml_text: str) -> list[StepMark]:
             if current not in indexes:
                 order.append(current)
                 indexes[current], required[current], branches[current] = [], [], []
+                fails[current] = []
         if current is not None:
             indexes[current].append(index)
+            if failing is not None:
+                fails[current].append((index, failing))
             if child.tag in ("send", "recv") and child.get("optional") is None:
                 required[current].append(index)
                 if child.get("next") is not None and child.get("test") is None:
                     branches[current].append(index)
+        failing = None
         index += 1
-    return [StepMark(n, tuple(indexes[n]), tuple(required[n]), tuple(branches[n])) for n in order]
+    return [
+        StepMark(n, tuple(indexes[n]), tuple(required[n]), tuple(branches[n]), tuple(fails[n]))
+        for n in order
+    ]
 
 
 @dataclass
@@ -119,6 +135,9 @@ def step_results(marks: list[StepMark], counts: dict[int, dict[str, int]]) -> li
             for kind, name in (("Timeout", "timeout"), ("Unexp", "unexpected")):
                 if c.get(kind):
                     res.failed_by[name] = res.failed_by.get(name, 0) + c[kind]
+        for i, kind in mark.fails:
+            if n := _through(counts.get(i, {})):
+                res.failed_by[kind] = res.failed_by.get(kind, 0) + n
         res.failed = sum(res.failed_by.values())
         results.append(res)
     return results

@@ -9,6 +9,8 @@ in full); SIPp does not end an entry with a newline. Reasons:
 - `... receive timeout ... aborting call` -> `receive timeout`
 - `Failed regexp match: looking in 'SIP/2.0 200 OK ... CSeq: 1 INVITE ...', with regexp 'X'` (a
   check_it action; SIPp fails the call at its end) -> `check 'X' failed on INVITE: 200 OK`
+- a check that an answer is a success (`with regexp '^SIP/2\.0 2'`, e.g. a flow's "the REFER is
+  accepted") failing -> the answer itself: `REFER: 403 Forbidden`
 - entries that are not call failures (a receive timeout that jumps to a label, messages for dead
   calls, out-of-call messages) are ignored; anything else is kept, shortened, with call ids
   removed.
@@ -25,6 +27,7 @@ _RECEIVED = re.compile(r"received '(?P<msg>.*)", re.S)
 _CSEQ = re.compile(r"^CSeq:\s*\d+\s+(?P<method>\S+)", re.M | re.I)
 _QUOTED = re.compile(r"'[^']*'")
 _CHECK = re.compile(r"looking in '(?P<hay>.*)', with regexp '(?P<re>.*)'\s*$", re.S)
+_SUCCESS_CHECK = r"^SIP/2\.0 2"
 _IGNORED = ("Dead call", "Discarding message", "jumping to label", "The following events")
 MAX_BYTES = 64 * 1024 * 1024
 
@@ -64,6 +67,8 @@ def _failed_check(entry: str) -> str:
         return "failed check"
     # The haystack is the whole message, a header or a body: name the message when it can.
     on = _response(m.group("hay"))
+    if on and m.group("re") == _SUCCESS_CHECK:
+        return on  # "the answer is a 2xx" failed: the answer says why
     return f"check '{m.group('re')}' failed" + (f" on {on}" if on else "")
 
 

@@ -18,5 +18,6 @@ class FlowParams(BaseModel):
         return None
 
     def with_party_user(self, user: str) -> FlowParams:
-        """These parameters with the SIP user of their named party (its first account's)."""
+        """These parameters with the SIP user of their named party: a user, or the injection
+        field that names it per call (flow_xml.PARTY_USER, set by the session's plan)."""
         return self

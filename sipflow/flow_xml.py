@@ -1,7 +1,8 @@
 """Building blocks of the built-in flows' SIPp scenarios (sipflow/flows.py puts them together).
 
 Every scenario uses the injection CSV of the built-in ones (runners/injection.py): [field0] user,
-[field1] domain, [field3] callee user, [field4] request-URI host, [field5] contact. Steps are
+[field1] domain, [field3] callee user, [field4] request-URI host, [field5] contact, [field7] the
+named party's user (PARTY_USER: a transfer target, round robin over the party's agents). Steps are
 marked with `<!-- sipflow-step: NAME -->` before their first element (runners/scenario_steps.py
 counts them); an rtd named after a step times it (request sent -> its final response).
 In-dialog requests carry fixed CSeq numbers (the flows send no digest retries) and follow the
@@ -18,6 +19,8 @@ FOOTER = (
     '  <CallLengthRepartition value="10, 50, 100, 500, 1000, 5000, 10000"/>\n'
     "</scenario>\n"
 )
+# The user of the named party a call's flow refers to (RunnerConfig.party_to, per call).
+PARTY_USER = "[field7]"
 FROM = "From: <sip:[field0]@[field1]>;tag=[pid]SIPpTag00[call_number]"
 TO = "To: <sip:[field3]@[field4]>"
 CONTACT = "Contact: <sip:[field0]@[field5];transport=[transport]>"

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from sipflow import callee_script, flows
+from sipflow import callee_script, flow_xml, flows
 from sipflow.addresses import host_port, is_loopback
 from sipflow.call_options import render
 from sipflow.call_script import compile_script
@@ -135,12 +135,20 @@ def _scenario(role: RoleSpec, spec: SessionSpec) -> tuple[str, str | None]:
 
 
 def _with_party_user(flow: FlowParams, spec: SessionSpec) -> FlowParams:
-    """The callers' flow with the SIP user of the party it names (its first account's)."""
-    name = flow.party()
+    """The callers' flow naming the party's SIP user per call (PARTY_USER, from party_users:
+    its agents' users in turn)."""
+    return flow.with_party_user(flow_xml.PARTY_USER) if party_users(spec) else flow
+
+
+def party_users(spec: SessionSpec) -> list[str]:
+    """The users of the party the callers' flow names, one per agent (each agent registers its
+    own account: agent i accounts[i]); the callers' calls go to them round robin."""
+    flow = spec.roles.callers.flow
+    name = flow.party() if flow is not None else None
     party = spec.roles.parties.get(name) if name is not None else None
     if party is None or not party.accounts:
-        return flow
-    return flow.with_party_user(party.accounts[0].user)
+        return []
+    return [party.accounts[i % len(party.accounts)].user for i in range(party.agents)]
 
 
 def _accounts(role: RoleSpec) -> list[AccountConfig]:
@@ -211,9 +219,11 @@ def runner_configs(
         sides: list[tuple[str, RoleSpec, int]] = [
             (runner_id("callee", i), callees, i) for i in range(callees.agents)
         ]
+        agent_of: dict[str, int] = {}  # a party's runners take its accounts in turn
         parties = party_runners(spec)
         for rid, name in parties.items():
-            sides.append((rid, spec.roles.parties[name], 0))
+            sides.append((rid, spec.roles.parties[name], agent_of.setdefault(name, 0)))
+            agent_of[name] += 1
         for rid, role_spec, i in sides:
             accounts = _accounts(role_spec)
             scenario, xml = _scenario(role_spec, spec)
@@ -279,6 +289,7 @@ def runner_configs(
                 messages=messages,
                 accounts=_accounts(callers),
                 call_to=call_to,
+                party_to=party_users(spec),
                 domain=target.sip_domain if target else None,
                 rate=callers.rate / callers.agents,
                 max_calls=max_calls,

@@ -108,6 +108,9 @@ class RunnerConfig(BaseModel):
     messages: MessageConfig | None = None
     # Users a caller calls, round robin (callee accounts).
     call_to: list[str] = []
+    # Users of the named party a caller's flow refers to (a transfer target), round robin like
+    # call_to, independently: injection [field7] (sipflow/flow_xml.py PARTY_USER).
+    party_to: list[str] = []
     # Domain used in request URIs when calling through a system under test.
     domain: str | None = None
     registrar: RegistrarConfig | None = None

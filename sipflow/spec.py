@@ -484,7 +484,8 @@ def _party_media(spec: SessionSpec, where: str, party: PartySpec) -> None:
 
 
 def _parties_consistent(spec: SessionSpec) -> None:
-    """Every named party is one a flow names, registers at the target, runs locally."""
+    """Every named party is one a flow names, registers at the target (each agent its own
+    account), runs locally."""
     roles, callers = spec.roles, spec.roles.callers
     flow_params = callers.flow
     named = flow_params.party() if flow_params is not None else None
@@ -506,10 +507,13 @@ def _parties_consistent(spec: SessionSpec) -> None:
         where = f"roles.parties.{party}"
         if party != named:
             raise ValueError(f"{where}: no flow of this session names this party")
-        if p.agents != 1:
-            raise ValueError(f"{where}.agents: a named party is one agent (one registered user)")
-        if not p.accounts or p.accounts[0].password is None:
+        if not p.accounts or any(a.password is None for a in p.accounts):
             raise ValueError(f"{where}.accounts: give the party's account with its password")
+        if len(p.accounts) < p.agents:
+            raise ValueError(
+                f"{where}.accounts: each of the party's agents registers its own account; "
+                f"give at least {p.agents}"
+            )
         _party_media(spec, where, p)
         if p.network.active:
             raise ValueError(f"{where}.network: not yet for a named party (the session's applies)")

@@ -13,6 +13,13 @@ Call-ID: the transferee's INVITE to the target is sent in the same SIPp call, so
 Call-ID of the transferred call (a new dialog: its own From tag, the target's To tag). A proxy
 (Kamailio here) carries that; a B2BUA keying calls by Call-ID alone may not.
 
+A refused REFER (any answer of REFER_REFUSALS) fails the transferor's `transfer` step alone
+(counted `refused`, runners/scenario_steps.py): the transferor keeps its calls and ends them
+itself (RFC 5589 section 5: after a failed transfer the transferor still holds both calls and may
+end them), so the transferee and the target see an ordinary BYE where the transfer would have
+gone on, which is not a failure of theirs. An answer outside that list still aborts the call (an
+`unexpected` failure of `transfer`; the target of an attended transfer then waits in vain).
+
 Dialog state is kept in SIPp variables taken by `ereg` (the peer's tag, contact and route), not
 SIPp's [peer_tag_param]/[next_url]: a party here takes part in two dialogs, or receives requests
 inside its own.
@@ -45,8 +52,9 @@ class BlindTransfer(FlowParams):
     talk_s: Annotated[
         float, Field(ge=0, le=300, description="time in the call before the REFER")
     ] = 0.5
-    # The SIP user the Refer-To names: the party's first account's, set by the session's plan
-    # (sipflow/plan.py); shown as the party's name when the flow is rendered on its own.
+    # The SIP user the Refer-To names: the session's plan (sipflow/plan.py) sets the injection
+    # field of the party's user per call (flow_xml.PARTY_USER: the party's agents in turn);
+    # the party's name when the flow is rendered on its own.
     _user: str | None = PrivateAttr(default=None)
 
     def call_extra_s(self) -> float:
@@ -107,6 +115,56 @@ def _send(
 
 VIA = "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]"
 
+# Final answers refusing a REFER the transferor takes to end its calls (SIPp matches one exact
+# code per <recv>): bad request, forbidden, not found, not allowed, bad extension, unavailable,
+# no dialog, not acceptable, bad event, server errors, not implemented, decline.
+REFER_REFUSALS = (400, 403, 404, 405, 420, 480, 481, 488, 489, 500, 501, 503, 603)
+# The kind of the transferor's `transfer` failure on a refused REFER (runners/scenario_steps.py).
+REFUSED = "refused"
+# Labels: the transferor's hangup (a refused REFER jumps there); the answer to the BYE that
+# ends the call of the transferee or the target (the transferor's, where the transfer would go on).
+HANGUP_LABEL = "hangup"
+RELEASED_LABEL = "released"
+END_LABEL = "end"
+# Flag variables (SIPp `condexec`/`test` read them; SIPp refuses a variable never read).
+REFUSED_VAR = "refused"
+RELEASED_VAR = "released"
+
+
+def _set(var: str) -> str:
+    """Set a flag variable (SIPp `condexec`/`test` read it)."""
+    return f'<assign assign_to="{var}" value="1"/>'
+
+
+def _refer_answer(*, flag: bool) -> str:
+    """The REFER's answer: a refusal jumps to the hangup (a `refused` failure of `transfer`,
+    the call counted failed by a check that the answer is a 2xx), else its 202. flag: set
+    REFUSED_VAR on a refusal (for a hangup that reads it)."""
+    refused = (_set(REFUSED_VAR) if flag else "") + (
+        '<ereg regexp="^SIP/2\\.0 2" search_in="msg" check_it="true" '
+        'assign_to="refer_accepted"/><assignstr assign_to="refer_accepted" '
+        'value="[$refer_accepted]"/>'
+    )
+    out = ""
+    for code in REFER_REFUSALS:
+        out += f"  <!-- sipflow-fails: {REFUSED} -->\n"
+        out += x.recv(str(code), optional="true", next=HANGUP_LABEL, actions=refused)
+    return out + x.recv("202", rtd="transfer", start_rtd="notify")
+
+
+def _released_bye(after_ms: int, *, flag: bool) -> str:
+    """Before a request the transfer brings: the transferor's BYE instead (its transfer
+    refused), which jumps to the answer of the scenario's last BYE. The wait for either is
+    bounded here: SIPp arms the timeout of the message it waits at, this optional one.
+    flag: set RELEASED_VAR (for a scenario going on past that answer)."""
+    return x.recv(
+        "BYE",
+        optional="true",
+        next=RELEASED_LABEL,
+        timeout=x.callee_wait(after_ms),
+        actions=_set(RELEASED_VAR) if flag else "",
+    )
+
 
 # -- transferor (callers) -------------------------------------------------------------------------
 def _alice_request(method: str, cseq: int, extra: list[str] | None = None) -> list[str]:
@@ -140,7 +198,7 @@ def blind_transferor(p: FlowParams) -> str:
         _send(_alice_request("ACK", 1), retrans=False),
         x.pause(_ms(p.talk_s)),
         _send(_alice_request("REFER", 2, refer), step="transfer", start_rtd="transfer"),
-        x.recv("202", rtd="transfer", start_rtd="notify"),
+        _refer_answer(flag=False),
         # RFC 3515: the transferee reports progress in NOTIFYs carrying a sipfrag; the last one
         # the target's final answer.
         x.recv(
@@ -152,14 +210,29 @@ def blind_transferor(p: FlowParams) -> str:
         x.recv("NOTIFY", rtd="notify", actions=x.check_body("SIP/2.0 200", "transferred")),
         x.response("200 OK", tag=False),
         x.pause(step="hangup"),
-        _send(_alice_request("BYE", 3), start_rtd="hangup"),
-        x.recv("100", optional="true"),
-        x.recv("200", rtd="hangup", crlf="true"),
+        _hangup(),
     ]
     return x.scenario(
         "sipflow blind_transfer transferor",
-        "call, REFER (Refer-To the target), NOTIFY 100 and 200, BYE",
+        "call, REFER (Refer-To the target), NOTIFY 100 and 200, BYE (a refused REFER: BYE)",
         body,
+    )
+
+
+def _hangup(consult_user: str | None = None) -> str:
+    """The transferor's BYE of its call; a refused REFER jumps here, past the hold time. With
+    `consult_user` (attended), first the BYE of the consultation call, sent only then (the
+    target ends it when the transfer goes on)."""
+    out = f'  <label id="{HANGUP_LABEL}"/>\n'
+    if consult_user is not None:
+        out += _send(_consult_request("BYE", 2, consult_user), condexec=REFUSED_VAR)
+        out += x.recv("100", optional="true", condexec=REFUSED_VAR)
+        out += x.recv("200", condexec=REFUSED_VAR)
+    return (
+        out
+        + _send(_alice_request("BYE", 3), start_rtd="hangup")
+        + x.recv("100", optional="true")
+        + x.recv("200", rtd="hangup", crlf="true")
     )
 
 
@@ -256,12 +329,9 @@ def _transferee(p: BlindTransfer, *, replaces: bool) -> str:
         ),
         x.response("200 OK", x.sdp(), retrans=True),
         x.recv("ACK", rtd="invite", crlf="true"),
-        x.recv(
-            "REFER",
-            step="transfer",
-            timeout=x.callee_wait(_ms(p.refer_after_s())),
-            actions=refer_actions,
-        ),
+        "  <!-- sipflow-step: transfer -->\n",
+        _released_bye(_ms(p.refer_after_s()), flag=True),
+        x.recv("REFER", timeout=x.callee_wait(_ms(p.refer_after_s())), actions=refer_actions),
         x.response("202 Accepted", tag=False),
         _notify(1, "SIP/2.0 100 Trying", "active;expires=60"),
         x.recv("200"),
@@ -273,17 +343,20 @@ def _transferee(p: BlindTransfer, *, replaces: bool) -> str:
         _notify(2, "SIP/2.0 200 OK", "terminated;reason=noresource", step="notify"),
         x.recv("200"),
         x.recv("BYE", step="hangup", timeout=x.callee_wait()),
-        x.response("200 OK", tag=False),
+        f'  <label id="{RELEASED_LABEL}"/>\n',
+        # Released (the transfer refused): no call to the target to end.
+        x.response("200 OK", tag=False, next=END_LABEL, test=RELEASED_VAR),
         _send(_target_request("BYE", 2), step="target_hangup", start_rtd="target_hangup"),
         x.recv("100", optional="true"),
         x.recv("200", rtd="target_hangup", crlf="true"),
+        f'  <label id="{END_LABEL}"/>\n',
     ]
     kind = "attended_transfer" if replaces else "blind_transfer"
     return x.scenario(
         f"sipflow {kind} transferee",
         "answers, accepts the REFER (202), calls the Refer-To target"
         + (" (with its Replaces)" if replaces else "")
-        + ", NOTIFYs 100 and 200",
+        + ", NOTIFYs 100 and 200 (or takes the transferor's BYE)",
         body,
     )
 
@@ -405,7 +478,7 @@ def attended_transferor(p: FlowParams) -> str:
         _send(_consult_request("ACK", 1, user), retrans=False),
         x.pause(_ms(p.talk_s)),
         _send(_alice_request("REFER", 2, refer), step="transfer", start_rtd="transfer"),
-        x.recv("202", rtd="transfer", start_rtd="notify"),
+        _refer_answer(flag=True),
         x.recv("NOTIFY", step="notify", actions=x.check_body("SIP/2.0 1[0-9][0-9]", "trying")),
         x.response("200 OK", tag=False),
         # The target ends the consultation call it replaced (before it answers the transferee,
@@ -420,13 +493,12 @@ def attended_transferor(p: FlowParams) -> str:
         ),
         x.response("200 OK", tag=False),
         x.pause(step="hangup"),
-        _send(_alice_request("BYE", 3), start_rtd="hangup"),
-        x.recv("100", optional="true"),
-        x.recv("200", rtd="hangup", crlf="true"),
+        _hangup(consult_user=user),
     ]
     return x.scenario(
         "sipflow attended_transfer transferor",
-        "call, consultation call to the target, REFER with Replaces, BYE from the target, NOTIFYs",
+        "call, consultation call to the target, REFER with Replaces, BYE from the target, NOTIFYs "
+        "(a refused REFER: BYE of both calls)",
         body,
     )
 
@@ -491,9 +563,11 @@ def attended_target(p: FlowParams) -> str:
         ),
         x.response("200 OK", x.sdp(), retrans=True),
         x.recv("ACK", rtd="consult_answer", crlf="true"),
+        "  <!-- sipflow-step: target_answer -->\n",
+        # The transfer refused, the transferor ends the consultation call instead.
+        _released_bye(_ms(p.talk_s), flag=False),
         x.recv(
             "INVITE",
-            step="target_answer",
             start_rtd="target_answer",
             timeout=x.callee_wait(_ms(p.talk_s)),
             actions=keep_invite,
@@ -505,12 +579,13 @@ def attended_target(p: FlowParams) -> str:
         _send(answer_transferee, x.sdp()),
         x.recv("ACK", rtd="target_answer", crlf="true"),
         x.recv("BYE", step="target_hangup", timeout=x.callee_wait()),
+        f'  <label id="{RELEASED_LABEL}"/>\n',
         x.response("200 OK", tag=False),
     ]
     return x.scenario(
         "sipflow attended_transfer target",
         "answers the consultation call, then the transferee's INVITE with Replaces: BYE of the "
-        "replaced call, 200",
+        "replaced call, 200 (or the transferor's BYE of the consultation call)",
         body,
     )
 

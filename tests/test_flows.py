@@ -20,6 +20,7 @@ from runners.scenario_steps import counts_file, parse_counts, step_results, step
 from sipflow.flows import FLOWS, default_params, render
 from sipflow.spec import SessionSpec
 from sipflow.thresholds import evaluate, parse_threshold
+from sipflow.transfer_flows import REFER_REFUSALS
 from tests.conftest import RunningStack
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "runners" / "scenarios"
@@ -89,6 +90,30 @@ def test_steps_of_numbers_messages_as_sipp_does(tmp_path: Path) -> None:
         ("a", (1, 2, 4), (1, 4)),
         ("b", (3,), ()),
     ]
+
+
+def test_fails_mark_counts_an_expected_answer_as_the_steps_failure() -> None:
+    """`sipflow-fails: KIND` before a message: the calls through it fail its step (KIND), and
+    it neither ends nor branches the step. The transferor's REFER refusals are such messages."""
+    marked = (
+        '<scenario name="t"><!-- sipflow-step: a --><send><![CDATA[\nREFER sip:x SIP/2.0\n]]>'
+        '</send><!-- sipflow-fails: refused --><recv response="403" optional="true" next="h"/>'
+        '<recv response="202"/><!-- sipflow-step: b --><label id="h"/><send><![CDATA[\n'
+        "BYE sip:x SIP/2.0\n]]></send></scenario>"
+    )
+    marks = steps_of(marked)
+    assert [(m.name, m.required, m.branches, m.fails) for m in marks] == [
+        ("a", (0, 2), (), ((1, "refused"),)),
+        ("b", (3,), (), ()),
+    ]
+    counts = {0: {"Sent": 5}, 1: {"Recv": 3}, 2: {"Recv": 1, "Timeout": 1}, 3: {"Sent": 4}}
+    a, b = step_results(marks, counts)
+    assert (a.passed, a.failed, a.failed_by) == (1, 4, {"refused": 3, "timeout": 1})
+    assert (b.passed, b.failed) == (4, 0)
+    for name in ("blind_transfer", "attended_transfer"):
+        steps = {m.name: m for m in steps_of(render(default_params(name), "caller"))}
+        kinds = [kind for _, kind in steps["transfer"].fails]
+        assert kinds == ["refused"] * len(REFER_REFUSALS), name
 
 
 def _sipp(xml: Path, *args: str, cwd: Path) -> subprocess.Popen[bytes]:

@@ -61,6 +61,12 @@ def test_error_file_reasons() -> None:
         "UDP retransmission timeout": 3
     }
     assert parse_error_file(DATA / "missing.log") == {}
+    # A flow's check that a response is a 2xx (the transfer flows' REFER, answered 403 by
+    # Kamailio -A REJECT_REFER): the response names the reason, as an unexpected one would.
+    assert parse_error_file(DATA / "refer-403-check-errors.log") == {"REFER: 403 Forbidden": 4}
+    # A failed check on anything but a response stays as SIPp wrote it.
+    body = "2026-12-07\t06:11:18.797685\t1796623878.797685: Failed regexp match: looking in 'v=0"
+    assert list(parse_error_text(body)) == ["Failed regexp match: looking in 'v=0"]
 
 
 def test_error_file_ignores_non_failures() -> None:

@@ -369,6 +369,11 @@ function registrationText(g) {
   return `registration: ${parts.join(", ")}` + (errors.length ? ` — ${errors.join("; ")}` : "");
 }
 
+// A runner as the report names it: `callee-1 (party carol)` for a named party's runner.
+function runnerLabel(r) {
+  return r.party ? `${r.runner_id} (party ${r.party})` : r.runner_id;
+}
+
 function renderRunners() {
   const rows = new Map();
   for (const r of (detail && detail.runners) || []) rows.set(r.runner_id, { ...r });
@@ -376,13 +381,13 @@ function renderRunners() {
     const base = rows.get(id) || {};
     // The database's state wins once it is final (done/failed carry the exit code and reasons).
     const state = ["done", "failed", "lost"].includes(base.state) ? base.state : r.state || base.state;
-    rows.set(id, { ...base, ...r, state, role: base.role || r.role });
+    rows.set(id, { ...base, ...r, state, role: base.role || r.role, party: base.party });
   }
   $("#runners tbody").replaceChildren(...[...rows.values()].sort((a, b) => a.runner_id.localeCompare(b.runner_id)).map((r) => {
     const reasons = Object.entries(r.failure_reasons || {}).map(([k, v]) => `${k} ×${v}`).join(", ");
     const exit = r.exit_code === null || r.exit_code === undefined ? "" : `exit ${r.exit_code}`;
     return el("tr", { "data-runner": r.runner_id },
-      el("td", { class: "mono" }, r.runner_id), el("td", {}, r.role), el("td", {}, badge(r.state)),
+      el("td", { class: "mono" }, runnerLabel(r)), el("td", {}, r.role), el("td", {}, badge(r.state)),
       el("td", { class: "mono" }, r.address || ""), el("td", { class: "num" }, fmtNum(r.last_seq)),
       el("td", { class: "num" }, fmtNum(r.call_rate)), el("td", { class: "num" }, fmtNum(r.current_calls)),
       el("td", { class: "num" }, fmtNum(r.cum_calls_created)), el("td", { class: "num" }, fmtNum(r.cum_successful_calls)),
@@ -516,7 +521,7 @@ function ladderSvg(lad) {
   root.firstChild.firstChild.append(svg("path", { d: "M0,0 L8,4 L0,8 z", fill: "currentColor" }));
   const x = (e) => left + colW * ends.indexOf(e);
   ends.forEach((e) => {
-    root.append(svg("text", { x: x(e), y: 16, "text-anchor": "middle", class: "ladder-end" }, endpointName(e) === e ? e : `${endpointName(e)} (${e})`));
+    root.append(svg("text", { x: x(e), y: 16, "text-anchor": "middle", class: "ladder-end" }, endpointName(e) === e ? e : `${endpointName(e, true)} (${e})`));
     root.append(svg("line", { x1: x(e), y1: 24, x2: x(e), y2: height, stroke: "#999", "stroke-dasharray": "4 3" }));
   });
   const t0 = lad.messages.length ? lad.messages[0].time : 0;
@@ -540,11 +545,13 @@ function ladderSvg(lad) {
   return root;
 }
 
-// An endpoint's name: the session's runner at that address (caller-0, callee-0), else as is.
-function endpointName(e) {
+// An endpoint's name: the session's runner at that address (caller-0, callee-1 (party carol)),
+// else as is; short: a named party's runner by the party's name alone (a ladder column's head).
+function endpointName(e, short = false) {
   const ip = e.startsWith("[") ? e.slice(1, e.indexOf("]")) : e.split(":")[0];
   const r = ((detail && detail.runners) || []).find((x) => x.address === ip);
-  return r ? r.runner_id : e;
+  if (!r) return e;
+  return short && r.party ? r.party : runnerLabel(r);
 }
 
 // A flow's report ladder: a captured example call of this session instead of the catalogue's.
