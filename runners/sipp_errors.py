@@ -9,7 +9,7 @@ in full); SIPp does not end an entry with a newline. Reasons:
 - `... receive timeout ... aborting call` -> `receive timeout`
 - `Failed regexp match: looking in 'SIP/2.0 200 OK ... CSeq: 1 INVITE ...', with regexp 'X'` (a
   check_it action; SIPp fails the call at its end) -> `check 'X' failed on INVITE: 200 OK`
-- a check that an answer is a success (`with regexp '^SIP/2\.0 2'`, e.g. a flow's "the REFER is
+- a check that an answer is a success (`with regexp '^SIP/2\\.0 2'`, e.g. a flow's "the REFER is
   accepted") failing -> the answer itself: `REFER: 403 Forbidden`
 - entries that are not call failures (a receive timeout that jumps to a label, messages for dead
   calls, out-of-call messages) are ignored; anything else is kept, shortened, with call ids
@@ -61,10 +61,10 @@ def _unexpected(entry: str) -> str:
     return f"unexpected {method} request"
 
 
-def _failed_check(entry: str) -> str:
+def _failed_check(entry: str) -> str | None:
     m = _CHECK.search(entry)
     if not m:
-        return "failed check"
+        return None  # not SIPp's whole sentence: kept as written
     # The haystack is the whole message, a header or a body: name the message when it can.
     on = _response(m.group("hay"))
     if on and m.group("re") == _SUCCESS_CHECK:
@@ -78,8 +78,9 @@ def reason_of(entry: str) -> str | None:
         return None
     if head.startswith("Aborting call on unexpected message"):
         return _unexpected(entry)
-    if head.startswith("Failed regexp match: looking in"):
-        return _failed_check(entry)
+    checked = _failed_check(entry) if head.startswith("Failed regexp match") else None
+    if checked:
+        return checked
     if "retransmission timeout" in head:
         return "UDP retransmission timeout"
     if "receive timeout" in head:
