@@ -1,11 +1,14 @@
 """Media in a runner's calls: the scenario's media variant, SIPp's media options, the RTP
 receiver, and the report the agent publishes (topic kind `media`) before its done message.
 
-How a stream is tied to its call: SIPp gives the streams of one process the SSRCs 0xCA110000,
-0xCA110001, ... in the order it starts them; the scenario starts each stream and logs
-`sipflow-media <Call-ID>` in one action, so the n-th line of the log is the call of SSRC
-0xCA110000 + n. The sender reports (Call-ID, its media address, SSRC); the receiver reports the
-stream it got from that address with that SSRC; the store joins the two.
+How a stream is tied to its call: SIPp 3.6.1 gives each call it makes (sent or received) the
+SSRC 0xCA110000 + n in the order it makes them (call::init, rtpstream_new_call), whether or not
+the call ever streams; the same order numbers them ([call_number], from 1). The scenario starts
+each stream and logs `sipflow-media <Call-ID> #<call number>` in one action, so the stream's SSRC
+is 0xCA110000 + number - 1 — calls that never stream (refused, failed before the answer) or that
+stream out of order do not shift the others. The sender reports (Call-ID, its media address,
+SSRC); the receiver reports the stream it got from that address with that SSRC; the store joins
+the two.
 
 Through a media relay (`media.relay`), the source is the relay: each runner also logs the address
 its peer's SDP named for the call (the relay's port for that leg, which it sends the leg's RTP
@@ -92,7 +95,10 @@ def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
         f"      a=rtpmap:{pt} {media.codec}/8000\n      {media_dtmf.SDP_LINES}"
     )
     peer = " [$sfm_ip]:[$sfm_port]" if media.relay else ""
-    stream = f'<exec rtp_stream="{audio},-1,{pt}"/><log message="{LOG_TAG} [call_id]{peer}"/>'
+    stream = (
+        f'<exec rtp_stream="{audio},-1,{pt}"/>'
+        f'<log message="{LOG_TAG} [call_id] #[call_number]{peer}"/>'
+    )
     stream += media_moments.ANSWER_LOG  # the zero of the script's media steps' moments
     if media.dtmf is not None:
         stream += media_dtmf.play_action(media.dtmf.digits, media.dtmf.duration_ms)
@@ -142,10 +148,16 @@ def started_streams(log_file: Path) -> list[tuple[str, int, str]]:
     out: list[tuple[str, int, str]] = []
     for line in log_file.read_text(errors="replace").splitlines():
         parts = line.split()
-        if len(parts) not in (2, 3) or parts[0] != LOG_TAG:
+        if len(parts) < 2 or parts[0] != LOG_TAG:
             continue
-        ssrc = (SSRC_BASE + len(out)) & 0xFFFFFFFF
-        out.append((parts[1], ssrc, parts[2] if len(parts) == 3 else ""))
+        rest = parts[2:]
+        if rest and rest[0].startswith("#") and rest[0][1:].isdigit():
+            index = int(rest.pop(0)[1:]) - 1  # the call's number: its SSRC's place
+        else:
+            index = len(out)  # a line without the number (an older scenario): start order
+        if len(rest) > 1:
+            continue
+        out.append((parts[1], (SSRC_BASE + index) & 0xFFFFFFFF, rest[0] if rest else ""))
     return out
 
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from runners.media_audio import alaw_byte, encode, speech_like, ulaw_byte, ulaw_sample
 from runners.media_emodel import mos_cqe, r_factor
 from runners.media_rtp import RtpReceiver, StreamStats, sampled
-from runners.media_session import SSRC_BASE, media_variant, sent_streams
+from runners.media_session import SSRC_BASE, media_variant, sent_streams, started_streams
 from runners.scenario_files import built_in_path
 from sipflow import media_store, store
 from sipflow.db import session_scope
@@ -276,3 +276,19 @@ def test_visqol_of_rebuilt_audio_and_its_cap() -> None:
     )
     assert lossy is not None and lossy < clean - 0.1
     assert media_visqol.score({}, 40, ref, "PCMU") is None  # 0.8 s: too short
+
+
+def test_a_stream_s_ssrc_is_its_call_number_not_its_place_in_the_log(tmp_path: Path) -> None:
+    """SIPp numbers calls and gives them SSRCs as it makes them: call 3 streams with
+    0xCA110002 even when call 2 never streamed and call 4 started before it."""
+    log = tmp_path / "sipp_logs.log"
+    log.write_text(
+        "sipflow-media c1 #1\nsipflow-media c4 #4\nsipflow-media c3 #3 198.18.0.9:30000\n"
+        "sipflow-media old\n"  # a line without the number (an older scenario): start order
+    )
+    assert started_streams(log) == [
+        ("c1", SSRC_BASE, ""),
+        ("c4", SSRC_BASE + 3, ""),
+        ("c3", SSRC_BASE + 2, "198.18.0.9:30000"),
+        ("old", SSRC_BASE + 3, ""),
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -183,3 +184,26 @@ def test_one_way_audio_is_detected(
         "#worst-calls tbody tr", "rows => rows.map(r => r.dataset.audio)"
     )
     assert worst == ["one_way"] * 4
+
+
+def test_calls_that_never_stream_do_not_shift_the_streams_of_later_calls(
+    sqlite_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SIPp gives a call its SSRC when the call is made (0xCA110000 + the call's number - 1),
+    not when its stream starts: the proxy answering the 5th and 10th of every ten INVITEs itself
+    (486, 503) leaves those calls without a stream, and every later call's stream must still be
+    tied to its own call (each answered call audio both ways, none one-way)."""
+    port = free_port()
+    degraded = Path(__file__).parent / "sut" / "kamailio-degraded.cfg"
+    work = tmp_path_factory.mktemp("kamailio-mixed")
+    with kamailio(port, work, config=degraded, defines=("MIXED_CODES",)):
+        spec = media_spec("127.0.0.1", port)
+        spec["roles"]["callers"]["max_calls"] = 20
+        spec["roles"]["callers"]["rate"] = 10
+        spec["thresholds"] = ["one_way_audio_calls == 0", "code_486 == 2", "code_503 == 2"]
+        body = sqlite_stack.run(spec)
+    assert body["verdict"] == "pass", body["reasons"]
+    m = body["measured"]
+    assert (m["successful_calls"], m["media_calls"], m["one_way_audio_calls"]) == (16, 16, 0), m
+    answered = [c for c in calls(sqlite_stack, body["id"]) if c.get("audio")]
+    assert len(answered) == 16 and all(c["audio"] == "both" for c in answered), answered

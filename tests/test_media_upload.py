@@ -141,7 +141,7 @@ def test_relay_variant_reads_the_peer_sdp() -> None:
     callee = media_variant(built_in_path("answer").read_text(), relay, Path("ref.ulaw"))
     for xml in (caller, callee):
         assert 'regexp="c=IN IP4 ([0-9.]+)"' in xml and 'regexp="m=audio ([0-9]+)"' in xml
-        assert "sipflow-media [call_id] [$sfm_ip]:[$sfm_port]" in xml
+        assert "sipflow-media [call_id] #[call_number] [$sfm_ip]:[$sfm_port]" in xml
     assert '<recv request="INVITE" crlf="true"><action><ereg' in callee
     direct = media_variant(built_in_path("call").read_text(), MediaConfig(), Path("ref.ulaw"))
     assert "ereg" not in direct and "[$sfm_ip]" not in direct
