@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
+from sipflow import call_script
 from sipflow import flow_xml as x
 from sipflow import transfer_flows as xfer
 from sipflow.flow_params import FlowParams
@@ -652,7 +653,22 @@ def default_params(name: str) -> FlowParams:
 
 def final_code_of(spec: Mapping[str, Any] | None) -> int | None:
     """The final INVITE answer of a successful call of a stored session spec: its callers'
-    flow's (final_code), else 200."""
-    flow = (((spec or {}).get("roles") or {}).get("callers") or {}).get("flow")
+    flow's (final_code), the final answer its callers' script expects (`expect 486`), else 200."""
+    callers = ((spec or {}).get("roles") or {}).get("callers") or {}
+    flow = callers.get("flow")
     name = flow.get("name") if isinstance(flow, dict) else None
-    return FLOWS[name].final_code if name in FLOWS else 200
+    if name in FLOWS:
+        return FLOWS[name].final_code
+    return script_final_code(callers.get("script")) or 200
+
+
+def script_final_code(script: Any) -> int | None:
+    """The first final answer (2xx-6xx) a stored call script expects, None without one."""
+    for text in script if isinstance(script, list) else []:
+        try:
+            step = call_script.parse(text) if isinstance(text, str) else None
+        except ValueError:
+            continue
+        if step is not None and step.verb == "expect" and step.code >= 200:
+            return step.code
+    return None

@@ -385,6 +385,10 @@ def test_caller_and_callee_scripts_pass_through_kamailio(
         for step, counts in side.items():
             if not _untimed(step):
                 assert counts == (CALLS, 0), (step, side)
+    # The KPIs count the final answer the caller's script expects (486 for busy).
+    final = 486 if key == "busy" else 200
+    assert body["measured"][f"code_{final}"] == CALLS, body["measured"]
+    assert body["measured"]["asr"] == (0 if key == "busy" else 100)
     # The callee's steps are its own metrics (no caller step has their names).
     last = want_callee[-1]
     assert body["measured"][f"step_passed_{last}"] == CALLS
