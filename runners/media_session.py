@@ -19,7 +19,7 @@ import logging
 import re
 from pathlib import Path
 
-from runners import media_dtmf, media_hold, media_pesq, media_visqol
+from runners import media_dtmf, media_held, media_hold, media_pesq, media_visqol
 from runners.media_audio import PAYLOAD_TYPE, reference_file, speech_like
 from runners.media_emodel import mos_cqe, r_factor
 from runners.media_rtp import RtpReceiver, StreamStats, sampled
@@ -92,6 +92,12 @@ def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
         raise ValueError("the scenario has no SDP sipflow knows how to give media")
     if media_hold.is_hold_flow(out):
         return media_hold.hold_variant(media_hold.start_points(out, stream))
+    if media_held.is_held_callee(out):
+        out = media_held.held_variant(out, stream)
+        if media.relay:  # the relay's address for this leg, from the first INVITE
+            invite = CALLEE_INVITE[:-2] + f"><action>{PEER_SDP}</action></recv>"
+            out = out.replace(CALLEE_INVITE, invite, 1)
+        return out
     if CALLER_ANSWERED in out:
         ereg = PEER_SDP if media.relay else ""
         answered = CALLER_ANSWERED.replace("</action>", f"{ereg}{stream}</action>")
@@ -316,7 +322,8 @@ def start(cfg: RunnerConfig, name: str, scenario: Path) -> MediaSession | None:
         return None
     xml = cfg.scenario_xml or ""
     if name not in ("call", "answer") and not (
-        name == "custom" and (SCRIPT_NAME in xml or media_hold.is_hold_flow(xml))
+        name == "custom"
+        and (SCRIPT_NAME in xml or media_hold.is_hold_flow(xml) or media_held.is_held_callee(xml))
     ):
         return None
     return MediaSession(cfg, cfg.media, scenario)

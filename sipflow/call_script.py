@@ -10,15 +10,19 @@ Steps compiled:
   send_dtmf 12*#    RFC 4733 events in the call's RTP (SIPp's play_dtmf: payload type 96,
                     100 ms per digit, a new SSRC per play, logged with the Call-ID so the far
                     end's detection is tied to the call: runners/media_dtmf.py)
-  hangup            send BYE, wait for its 200
+  hold, resume      re-INVITE in the dialog (CSeq one up, SDP a=sendonly / a=sendrecv), expect
+                    200 (its direction checked: recvonly or inactive to a hold, not a held one
+                    to a resume), ACK; any number of pairs, resume only while held; the callees
+                    then answer re-INVITEs (sipflow/held_callee.py)
+  hangup            send BYE, wait for its 200 (also while on hold)
   expect_dtmf 9*0   the far end's DTMF in this call, and
   expect audio      audio both ways: SIPp judges nothing it receives in media, so these log
                     the expectation with the Call-ID and sipflow/media_store.py judges it from
                     the media analysis (they need roles.callers.media)
 The INVITE answers one 401/407 digest challenge with the calling account's credentials, like the
-built-in call scenario. Refused with the reason: hold/resume (the built-in callee answers no
-re-INVITE), transfer_to (needs a third party). Each step's first element is preceded by
-`<!-- sipflow-step: NAME -->`, the mark the step results read (runners/scenario_steps.py).
+built-in call scenario. Refused with the reason: transfer_to (needs a third party). Each step's
+first element is preceded by `<!-- sipflow-step: NAME -->`, the mark the step results read
+(runners/scenario_steps.py).
 
 The XML is built with xml.etree (attributes escaped by it); SIPp wants the messages as CDATA,
 which etree cannot write: each message is a constant of this module (no user value in it), put
@@ -54,16 +58,19 @@ DTMF_LOG = "sipflow-dtmf"  # the log line that ties a play's SSRC to its call (m
 _STEP_RE = re.compile(
     r"^(?:(?P<call>call)|expect (?P<code>[1-6][0-9]{2})|wait (?P<wait>[0-9]+(?:\.[0-9]+)?)"
     r"(?P<unit>ms|s)|send_dtmf (?P<digits>[0-9*#]{1,32})|(?P<hangup>hangup)"
-    r"|expect_dtmf (?P<expect_digits>[0-9*#A-D]{1,32})|(?P<expect_audio>expect audio))$"
+    r"|expect_dtmf (?P<expect_digits>[0-9*#A-D]{1,32})|(?P<expect_audio>expect audio)"
+    r"|(?P<hold>hold)|(?P<resume>resume))$"
 )
 REFUSED = {
-    "hold": "the built-in callee answers no re-INVITE; use the hold flow of the flow library",
-    "resume": "the built-in callee answers no re-INVITE; use the hold flow of the flow library",
     "transfer_to": "a transfer needs a third party; use the transfer flows of the flow library",
 }
 KNOWN = (
-    "call, expect NNN, wait 2s|500ms, send_dtmf DIGITS, expect_dtmf DIGITS, expect audio, hangup"
+    "call, expect NNN, wait 2s|500ms, send_dtmf DIGITS, expect_dtmf DIGITS, expect audio, "
+    "hold, resume, hangup"
 )
+# Steps that re-INVITE the dialog: the callees then answer any number of re-INVITEs
+# (sipflow/held_callee.py).
+REINVITE_VERBS = ("hold", "resume")
 # Steps judged from the media analysis, not by SIPp (they need roles.callers.media).
 MEDIA_VERBS = ("expect_dtmf", "expect_audio")
 EXPECT_LOG = "sipflow-expect"  # the log line of an expectation: Call-ID, step, what
@@ -101,11 +108,13 @@ def parse(text: str) -> Parsed:
         return Parsed("expect_dtmf", digits=m["expect_digits"])
     if m["expect_audio"]:
         return Parsed("expect_audio")
+    if m["hold"] or m["resume"]:
+        return Parsed("hold" if m["hold"] else "resume")
     return Parsed("hangup")
 
 
 # The call's state before a step: what may follow.
-_START, _CALLING, _UP, _ENDED = "not called", "calling", "answered", "ended"
+_START, _CALLING, _UP, _HELD, _ENDED = "not called", "calling", "answered", "on hold", "ended"
 
 
 def _after(state: str, step: Parsed) -> str:
@@ -113,6 +122,10 @@ def _after(state: str, step: Parsed) -> str:
         return _CALLING if state == _START else state  # a second call is refused, not followed
     if step.verb == "expect" and state == _CALLING and step.code >= 200:
         return _UP if step.code < 300 else _ENDED
+    if step.verb == "hold" and state == _UP:
+        return _HELD
+    if step.verb == "resume" and state == _HELD:
+        return _UP
     if step.verb == "hangup":
         return _ENDED
     return state
@@ -131,9 +144,21 @@ def _check_order(state: str, step: Parsed) -> None:
         raise ValueError(
             "'expect 100' cannot be checked (a 100 is hop by hop): expect 180, 183 or a final"
         )
-    if step.verb in ("send_dtmf", "hangup", *MEDIA_VERBS) and state != _UP:
+    _check_hold(state, step)
+    # On hold the call is still answered: it may end, and the media checks judge the whole call.
+    answered = (_UP, _HELD) if step.verb in ("hangup", *MEDIA_VERBS) else (_UP,)
+    if step.verb in ("send_dtmf", "hangup", "hold", *MEDIA_VERBS) and state not in answered:
         shown = "expect audio" if step.verb == "expect_audio" else step.verb
         raise ValueError(f"'{shown}' needs an answered call (expect 200 first)")
+
+
+def _check_hold(state: str, step: Parsed) -> None:
+    """hold only while answered and not held, resume only while held; DTMF is not sent to a
+    held party (resume first)."""
+    if step.verb == "resume" and state != _HELD:
+        raise ValueError("'resume' only while the call is on hold (hold first)")
+    if step.verb in ("hold", "send_dtmf") and state == _HELD:
+        raise ValueError(f"'{step.verb}': the call is on hold (resume first)")
 
 
 class Step(BaseModel):
@@ -279,8 +304,30 @@ BYE = """
 INVITE_AUTH = INVITE.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE").replace(
     "      Max-Forwards: 70\n", "      [field2]\n      Max-Forwards: 70\n", 1
 )
-_MESSAGES = (INVITE, INVITE_AUTH, ACK_2XX, ACK_FAILURE, BYE)
+# A re-INVITE of the dialog (hold: a=sendonly, resume: a=sendrecv), CSeq one above the last
+# answer's; its SDP is the INVITE's (so media's port rewrite finds it) with the direction and the
+# o= version raised by one per re-INVITE (RFC 3264 8).
+REINVITE_HEAD = (
+    BYE.replace("BYE [next_url]", "INVITE [next_url]")
+    .replace("CSeq: [last_cseq_number+1] BYE", "CSeq: [last_cseq_number+1] INVITE")
+    .replace(
+        "      Max-Forwards: 70\n      Content-Length: 0\n",
+        "      Max-Forwards: 70\n      Subject: sipflow\n      Content-Type: application/sdp\n"
+        "      Content-Length: [len]\n",
+    )
+)
+_SDP_VERSION = "2353687637"
+
+
+def reinvite(direction: str, number: int) -> str:
+    """The number-th re-INVITE of the call (from 1), offering `direction`."""
+    sdp = _SDP.replace(_SDP_VERSION, str(int(_SDP_VERSION) + number))
+    return REINVITE_HEAD + sdp + f"      a={direction}\n"
+
+
+_MESSAGES = (INVITE, INVITE_AUTH, ACK_2XX, ACK_FAILURE, BYE, REINVITE_HEAD)
 assert all("]]>" not in m for m in _MESSAGES)
+assert "Content-Length: [len]" in REINVITE_HEAD and "INVITE [next_url]" in REINVITE_HEAD
 
 
 class _Builder:
@@ -314,6 +361,7 @@ class _Builder:
 def compile_script(steps: list[Step]) -> str:
     """SIPp XML for a validated script (one call per injection row, like the built-in call)."""
     b = _Builder()
+    reinvites = 0
     for name, step in zip(step_names(steps), steps, strict=True):
         p = step.parsed
         if p.verb == "call":
@@ -341,6 +389,9 @@ def compile_script(steps: list[Step]) -> str:
             _send_dtmf(b, p.digits)
         elif p.verb in MEDIA_VERBS:
             _expect(b, name, f"dtmf {p.digits}" if p.verb == "expect_dtmf" else "audio")
+        elif p.verb in REINVITE_VERBS:
+            reinvites += 1
+            _reinvite(b, p.verb, reinvites)
         else:  # hangup
             b.send(BYE, retrans="500")
             b.add("recv", response="100", optional="true")
@@ -392,6 +443,28 @@ def _call(b: _Builder, name: str) -> None:
     b.add("recv", response="100", optional="true")
 
 
+# The answer's direction: a held party receives only (or nothing); a resumed call may carry a
+# direction attribute, but not one that keeps it on hold (none at all means sendrecv, RFC 4566).
+HELD_ANSWER = "a=(recvonly|inactive)"
+NOT_RESUMED = "a=(sendonly|recvonly|inactive)"
+
+
+def _reinvite(b: _Builder, verb: str, number: int) -> None:
+    """hold / resume: the re-INVITE, its 200 (direction checked: a wrong one fails the call in
+    this step), the ACK. A 4xx-6xx answer fails the call here (SIPp's unexpected message)."""
+    b.send(reinvite("sendonly" if verb == "hold" else "sendrecv", number), retrans="500")
+    b.add("recv", response="100", optional="true")
+    action = ET.SubElement(b.add("recv", response="200"), "action")
+    var = f"{verb}_answer"
+    check = "check_it" if verb == "hold" else "check_it_inverse"
+    regexp = HELD_ANSWER if verb == "hold" else NOT_RESUMED
+    attrs = {"regexp": regexp, "search_in": "body", "assign_to": var, check: "true"}
+    ET.SubElement(action, "ereg", attrs)
+    # SIPp refuses a variable set but never read: read once (it stays as it was).
+    ET.SubElement(action, "assignstr", assign_to=var, value=f"[${var}]")
+    b.send(ACK_2XX)
+
+
 def _send_dtmf(b: _Builder, digits: str) -> None:
     """One play_dtmf of the digits, its log line (Call-ID and digits, for the far end's
     detection), and a pause while it plays (a next play would cut this one short)."""
@@ -406,6 +479,46 @@ def _expect(b: _Builder, step: str, what: str) -> None:
     judges it once the far end's report is in (sipflow/media_store.py judge_expectations)."""
     action = ET.SubElement(b.add("nop"), "action")
     ET.SubElement(action, "log", message=f"{EXPECT_LOG} [call_id] {step} {what}")
+
+
+@dataclass(frozen=True)
+class Holds:
+    """How a script holds, for its media judgement (sipflow/media_store.py judge_hold): the
+    shortest time on hold (the waits between a hold and its resume or the hangup), the first
+    hold's step and the first resume's (None: no hold is resumed, or one is not)."""
+
+    hold_s: float
+    hold_step: str
+    resume_step: str | None
+
+
+def holds_of(texts: list[str]) -> Holds | None:
+    """The script's holds (its step texts, validated before), or None when it does not hold."""
+    parsed = [parse(t) for t in texts]
+    names = [f"s{i}_{p.verb}" for i, p in enumerate(parsed, 1)]
+    windows: list[float] = []
+    held_ms: int | None = None
+    all_resumed = True
+    for p in parsed:
+        if p.verb == "hold":
+            held_ms = 0
+        elif p.verb == "wait" and held_ms is not None:
+            held_ms += p.wait_ms
+        elif p.verb in ("resume", "hangup") and held_ms is not None:
+            windows.append(held_ms / 1000)
+            all_resumed = all_resumed and p.verb == "resume"
+            held_ms = None
+    if not windows:
+        return None
+    hold = names[[p.verb for p in parsed].index("hold")]
+    verbs = [p.verb for p in parsed]
+    resume = names[verbs.index("resume")] if all_resumed and "resume" in verbs else None
+    return Holds(min(windows), hold, resume)
+
+
+def reinvites(steps: list[Step]) -> bool:
+    """Whether the script re-INVITEs (hold / resume): the callees must answer them."""
+    return any(s.parsed.verb in REINVITE_VERBS for s in steps)
 
 
 def media_steps(steps: list[Step]) -> list[str]:

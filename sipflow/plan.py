@@ -14,8 +14,9 @@ from typing import Literal
 from sipflow import flows
 from sipflow.addresses import host_port, is_loopback
 from sipflow.call_options import render
-from sipflow.call_script import compile_script
+from sipflow.call_script import compile_script, reinvites
 from sipflow.flow_params import FlowParams
+from sipflow.held_callee import held_callee
 from sipflow.messages import Role
 from sipflow.runner_config import AccountConfig, MessageConfig, RegistrarConfig, RunnerConfig
 from sipflow.spec import CallOptions, CustomScenario, RoleSpec, SessionSpec
@@ -119,9 +120,22 @@ def _scenario(role: RoleSpec, spec: SessionSpec) -> tuple[str, str | None]:
             return "custom", flows.render(_with_party_user(flow, spec), "caller")
         side: Literal["callee", "party"] = "callee" if role is spec.roles.callees else "party"
         return "custom", flows.render(flow, side)
+    if role is spec.roles.callees:
+        held = _script_callee(spec)
+        if held is not None:
+            return "custom", held
     if isinstance(role.scenario, CustomScenario):
         return "custom", role.scenario.xml
     return role.scenario, None
+
+
+def _script_callee(spec: SessionSpec) -> str | None:
+    """The callees' side a callers' script needs beyond the built-in answer: one that answers
+    its re-INVITEs (hold / resume); None: the built-in answer does."""
+    script = spec.roles.callers.script
+    if script is not None and reinvites(script):
+        return held_callee()
+    return None
 
 
 def _with_party_user(flow: FlowParams, spec: SessionSpec) -> FlowParams:

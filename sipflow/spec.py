@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from sipflow.addresses import uri_host
 from sipflow.call_options import MessageOptions
-from sipflow.call_script import CallScript, Step, media_steps
+from sipflow.call_script import CallScript, Step, media_steps, reinvites
 from sipflow.caps import Caps
 from sipflow.fargate_sizes import InvalidSize, task_size
 from sipflow.flows import FLOWS, FlowSpec
@@ -402,6 +402,17 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
     _dtmf_fits(callers, callees)
 
 
+def _script_callees(callers: CallerSpec, callees: CalleeSpec | None) -> None:
+    """A script that holds gives the callees their side (sipflow/held_callee.py)."""
+    if callers.script is None or not reinvites(callers.script) or callees is None:
+        return
+    if callees.scenario != "answer":
+        raise ValueError("roles.callees.scenario: a script that holds gives the callees their side")
+    if callees.media is not None and callees.media.dtmf is not None:
+        # play_dtmf is not paused with the audio: it would break the hold's recvonly
+        raise ValueError("roles.callees.media.dtmf: not with a script that holds")
+
+
 def _dtmf_fits(callers: CallerSpec, callees: CalleeSpec | None) -> None:
     """The call lasts until every DTMF play has ended (SIPp cuts a play at the BYE)."""
     for path, role in (("callers", callers), ("callees", callees)):
@@ -524,6 +535,7 @@ class SessionSpec(Strict):
             if any(a.password is None for a in callees.accounts):
                 raise ValueError("roles.callees.accounts: registering needs a password")
         _media_consistent(callers, callees)
+        _script_callees(callers, callees)
         if self.backend not in (None, "local") and self.pools():
             raise ValueError(f"pool: runner hosts run the local backend, not {self.backend!r}")
         if self.backend == "fargate":
