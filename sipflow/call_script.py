@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -59,14 +60,15 @@ _STEP_RE = re.compile(
     r"^(?:(?P<call>call)|expect (?P<code>[1-6][0-9]{2})|wait (?P<wait>[0-9]+(?:\.[0-9]+)?)"
     r"(?P<unit>ms|s)|send_dtmf (?P<digits>[0-9*#]{1,32})|(?P<hangup>hangup)"
     r"|expect_dtmf (?P<expect_digits>[0-9*#A-D]{1,32})|(?P<expect_audio>expect audio)"
-    r"|(?P<hold>hold)|(?P<resume>resume))$"
+    r"|(?P<hold>hold)|(?P<resume>resume)|transfer_to (?P<party>[a-z][a-z0-9_]{0,31}))$"
 )
-REFUSED = {
-    "transfer_to": "a transfer needs a third party; use the transfer flows of the flow library",
+# Why a step that looks like a known one does not parse.
+HINTS = {
+    "transfer_to": "transfer_to names a party of roles.parties (a-z, 0-9, _; up to 32)",
 }
 KNOWN = (
     "call, expect NNN, wait 2s|500ms, send_dtmf DIGITS, expect_dtmf DIGITS, expect audio, "
-    "hold, resume, hangup"
+    "hold, resume, transfer_to PARTY, hangup"
 )
 # Steps that re-INVITE the dialog: the callees then answer any number of re-INVITEs
 # (sipflow/held_callee.py).
@@ -82,6 +84,7 @@ class Parsed:
     code: int = 0
     wait_ms: int = 0
     digits: str = ""
+    party: str = ""
 
 
 def parse(text: str) -> Parsed:
@@ -89,9 +92,9 @@ def parse(text: str) -> Parsed:
     words = " ".join(text.split())
     m = _STEP_RE.match(words)
     if m is None:
-        for prefix, why in REFUSED.items():
+        for prefix, why in HINTS.items():
             if words == prefix or words.startswith(prefix + " "):
-                raise ValueError(f"{prefix!r} is not supported: {why}")
+                raise ValueError(f"{text!r}: {why}")
         raise ValueError(f"unknown step {text!r}; steps are: {KNOWN}")
     if m["call"]:
         return Parsed("call")
@@ -110,11 +113,14 @@ def parse(text: str) -> Parsed:
         return Parsed("expect_audio")
     if m["hold"] or m["resume"]:
         return Parsed("hold" if m["hold"] else "resume")
+    if m["party"]:
+        return Parsed("transfer_to", party=m["party"])
     return Parsed("hangup")
 
 
 # The call's state before a step: what may follow.
 _START, _CALLING, _UP, _HELD, _ENDED = "not called", "calling", "answered", "on hold", "ended"
+_TRANSFERRED = "transferred"  # the REFER accepted and NOTIFYed: only hangup follows
 
 
 def _after(state: str, step: Parsed) -> str:
@@ -126,6 +132,8 @@ def _after(state: str, step: Parsed) -> str:
         return _HELD
     if step.verb == "resume" and state == _HELD:
         return _UP
+    if step.verb == "transfer_to" and state == _UP:
+        return _TRANSFERRED
     if step.verb == "hangup":
         return _ENDED
     return state
@@ -134,6 +142,10 @@ def _after(state: str, step: Parsed) -> str:
 def _check_order(state: str, step: Parsed) -> None:
     if state == _ENDED:
         raise ValueError("the call has ended: no step may follow")
+    if state == _TRANSFERRED and step.verb != "hangup":
+        raise ValueError(
+            "after transfer_to only 'hangup' may follow (the transferee waits for the BYE)"
+        )
     if step.verb == "call" and state != _START:
         raise ValueError("one call per script: 'call' only as the first step")
     if step.verb != "call" and state == _START:
@@ -146,8 +158,13 @@ def _check_order(state: str, step: Parsed) -> None:
         )
     _check_hold(state, step)
     # On hold the call is still answered: it may end, and the media checks judge the whole call.
-    answered = (_UP, _HELD) if step.verb in ("hangup", *MEDIA_VERBS) else (_UP,)
-    if step.verb in ("send_dtmf", "hangup", "hold", *MEDIA_VERBS) and state not in answered:
+    answered: tuple[str, ...] = (_UP,)
+    if step.verb in MEDIA_VERBS:
+        answered = (_UP, _HELD)
+    elif step.verb == "hangup":
+        answered = (_UP, _HELD, _TRANSFERRED)
+    needs_answer = ("send_dtmf", "hangup", "hold", "transfer_to", *MEDIA_VERBS)
+    if step.verb in needs_answer and state not in answered:
         shown = "expect audio" if step.verb == "expect_audio" else step.verb
         raise ValueError(f"'{shown}' needs an answered call (expect 200 first)")
 
@@ -157,7 +174,7 @@ def _check_hold(state: str, step: Parsed) -> None:
     held party (resume first)."""
     if step.verb == "resume" and state != _HELD:
         raise ValueError("'resume' only while the call is on hold (hold first)")
-    if step.verb in ("hold", "send_dtmf") and state == _HELD:
+    if step.verb in ("hold", "send_dtmf", "transfer_to") and state == _HELD:
         raise ValueError(f"'{step.verb}': the call is on hold (resume first)")
 
 
@@ -216,6 +233,12 @@ def check_ends(steps: list[Step]) -> list[Step]:
         state = _after(state, step.parsed)
     if state != _ENDED:
         raise ValueError("the call never ends: finish with 'hangup' (or expect a final 3xx-6xx)")
+    verbs = {step.parsed.verb for step in steps}
+    if "transfer_to" in verbs and verbs & {"hold", *MEDIA_VERBS}:
+        raise ValueError(
+            "transfer_to with hold or a media step: not yet (the transferee's side answers no "
+            "re-INVITE and a named party carries no media)"
+        )
     return steps
 
 
@@ -325,7 +348,57 @@ def reinvite(direction: str, number: int) -> str:
     return REINVITE_HEAD + sdp + f"      a={direction}\n"
 
 
-_MESSAGES = (INVITE, INVITE_AUTH, ACK_2XX, ACK_FAILURE, BYE, REINVITE_HEAD)
+# transfer_to: a REFER in the dialog (RFC 3515; Refer-To the party's user at the target's
+# domain, filled in by refer()), the 200 to the transferee's NOTIFYs, and the BYE after them:
+# SIPp's [last_cseq_number] is the last received message's (a NOTIFY's) and its
+# [peer_tag_param] may follow the NOTIFY, so the BYE's CSeq is written out (the REFER's, 2 or 3
+# after a challenge, plus one) and its To tag is the one the 202 carried.
+REFER_HEAD = (
+    BYE.replace("BYE [next_url]", "REFER [next_url]")
+    .replace("CSeq: [last_cseq_number+1] BYE", "CSeq: [last_cseq_number+1] REFER")
+    .replace(
+        "      Max-Forwards: 70\n",
+        "      Refer-To: <sip:@@USER@@@[field4]>\n      Referred-By: <sip:[field0]@[field1]>\n"
+        "      Max-Forwards: 70\n",
+    )
+)
+NOTIFY_OK = """
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[field0]@[field5];transport=[transport]>
+      Content-Length: 0
+"""
+_USER = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]{1,64}$")  # the spec's SIP user part
+
+
+def refer(user: str) -> str:
+    """The REFER to `user` (a SIP user part as the spec validates it: no SIPp keyword in it)."""
+    if not _USER.match(user):
+        raise ValueError(f"{user!r} is not a SIP user part")
+    return REFER_HEAD.replace("@@USER@@", user)
+
+
+def bye_after_transfer(cseq: int) -> str:
+    return BYE.replace("CSeq: [last_cseq_number+1] BYE", f"CSeq: {cseq} BYE").replace(
+        "[peer_tag_param]", ";tag=[$peer_tag]"
+    )
+
+
+_MESSAGES = (
+    INVITE,
+    INVITE_AUTH,
+    ACK_2XX,
+    ACK_FAILURE,
+    BYE,
+    REINVITE_HEAD,
+    REFER_HEAD,
+    NOTIFY_OK,
+    bye_after_transfer(3),
+)
 assert all("]]>" not in m for m in _MESSAGES)
 assert "Content-Length: [len]" in REINVITE_HEAD and "INVITE [next_url]" in REINVITE_HEAD
 
@@ -358,10 +431,13 @@ class _Builder:
         return '<?xml version="1.0" encoding="UTF-8" ?>\n' + text + "\n"
 
 
-def compile_script(steps: list[Step]) -> str:
-    """SIPp XML for a validated script (one call per injection row, like the built-in call)."""
+def compile_script(steps: list[Step], party_users: Mapping[str, str] | None = None) -> str:
+    """SIPp XML for a validated script (one call per injection row, like the built-in call).
+    party_users: a named party's SIP user (its first account's), the Refer-To of transfer_to;
+    a party not in it is referred to by its name (the script shown on its own)."""
     b = _Builder()
     reinvites = 0
+    transferred = False
     for name, step in zip(step_names(steps), steps, strict=True):
         p = step.parsed
         if p.verb == "call":
@@ -392,6 +468,11 @@ def compile_script(steps: list[Step]) -> str:
         elif p.verb in REINVITE_VERBS:
             reinvites += 1
             _reinvite(b, p.verb, reinvites)
+        elif p.verb == "transfer_to":
+            _transfer(b, (party_users or {}).get(p.party, p.party))
+            transferred = True
+        elif transferred:  # hangup after the transfer
+            _hangup_transferred(b)
         else:  # hangup
             b.send(BYE, retrans="500")
             b.add("recv", response="100", optional="true")
@@ -463,6 +544,63 @@ def _reinvite(b: _Builder, verb: str, number: int) -> None:
     # SIPp refuses a variable set but never read: read once (it stays as it was).
     ET.SubElement(action, "assignstr", assign_to=var, value=f"[${var}]")
     b.send(ACK_2XX)
+
+
+def _check(action: ET.Element, where: str, regexp: str, var: str, **attrs: str) -> None:
+    """An ereg into var (check_it: the call fails without a match), read once more (SIPp
+    refuses a variable set but never read)."""
+    attrs = {"regexp": regexp, "search_in": where, "assign_to": var, **attrs}
+    ET.SubElement(action, "ereg", attrs)
+
+
+def _transfer(b: _Builder, user: str) -> None:
+    """transfer_to: REFER, 202 (its To tag and CSeq kept for the BYE), then the transferee's
+    NOTIFYs (sipfrag 1xx, then 200: the target answered), each answered 200 (the blind
+    transferor of sipflow/transfer_flows.py, in the script's dialog)."""
+    b.send(refer(user), retrans="500")
+    b.add("recv", response="100", optional="true")
+    action = ET.SubElement(b.add("recv", response="202"), "action")
+    _check(action, "hdr", ";tag=([^;> \\r\\n]+)", "to_all,peer_tag", header="To:", check_it="true")
+    _check(action, "hdr", "[0-9]+", "refer_cseq", header="CSeq:", check_it="true")
+    ET.SubElement(action, "strcmp", assign_to="refer_vs_2", variable="refer_cseq", value="2")
+    ET.SubElement(
+        action, "test", assign_to="bye_cseq_3", variable="refer_vs_2", compare="equal", value="0"
+    )
+    ET.SubElement(action, "assignstr", assign_to="to_all", value="[$to_all]")
+    for fragment, var in (("SIP/2.0 1[0-9][0-9]", "trying"), ("SIP/2.0 200", "transferred")):
+        action = ET.SubElement(b.add("recv", request="NOTIFY"), "action")
+        _check(action, "body", fragment, var, check_it="true")
+        ET.SubElement(action, "assignstr", assign_to=var, value=f"[${var}]")
+        b.send(NOTIFY_OK)
+
+
+def _hangup_transferred(b: _Builder) -> None:
+    """The BYE after transfer_to, CSeq the REFER's plus one (2 or 3 after a challenge)."""
+    b.add("nop", test="bye_cseq_3", next="bye_cseq_3")
+    b.send(bye_after_transfer(4), retrans="500")
+    b.add("nop", next="bye_sent")
+    b.add("label", id="bye_cseq_3")
+    b.send(bye_after_transfer(3), retrans="500")
+    b.add("label", id="bye_sent")
+    b.add("recv", response="100", optional="true")
+    b.add("recv", response="200", crlf="true")
+
+
+def transfer_party(steps: list[Step]) -> str | None:
+    """The named party the script transfers to, if it does."""
+    return next((s.parsed.party for s in steps if s.parsed.verb == "transfer_to"), None)
+
+
+def refer_after_ms(steps: list[Step]) -> int:
+    """How long after the answer the script REFERs: its waits and DTMF plays before
+    transfer_to (the transferee waits that long, and a margin, for the REFER)."""
+    total = 0
+    for step in steps:
+        p = step.parsed
+        if p.verb == "transfer_to":
+            return total
+        total += p.wait_ms + (dtmf_play_ms(p.digits, DTMF_TONE_MS) if p.verb == "send_dtmf" else 0)
+    return total
 
 
 def _send_dtmf(b: _Builder, digits: str) -> None:

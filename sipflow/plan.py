@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Literal
 
 from sipflow import flows
+from sipflow import transfer_flows as xfer
 from sipflow.addresses import host_port, is_loopback
 from sipflow.call_options import render
-from sipflow.call_script import compile_script, reinvites
+from sipflow.call_script import compile_script, refer_after_ms, reinvites, transfer_party
 from sipflow.flow_params import FlowParams
 from sipflow.held_callee import held_callee
 from sipflow.messages import Role
@@ -120,22 +121,35 @@ def _scenario(role: RoleSpec, spec: SessionSpec) -> tuple[str, str | None]:
             return "custom", flows.render(_with_party_user(flow, spec), "caller")
         side: Literal["callee", "party"] = "callee" if role is spec.roles.callees else "party"
         return "custom", flows.render(flow, side)
-    if role is spec.roles.callees:
-        held = _script_callee(spec)
-        if held is not None:
-            return "custom", held
+    if role is not spec.roles.callers:
+        side_xml = _script_side(spec, "callee" if role is spec.roles.callees else "party")
+        if side_xml is not None:
+            return "custom", side_xml
     if isinstance(role.scenario, CustomScenario):
         return "custom", role.scenario.xml
     return role.scenario, None
 
 
-def _script_callee(spec: SessionSpec) -> str | None:
-    """The callees' side a callers' script needs beyond the built-in answer: one that answers
-    its re-INVITEs (hold / resume); None: the built-in answer does."""
+def _script_side(spec: SessionSpec, side: Literal["callee", "party"]) -> str | None:
+    """The side a callers' script needs beyond the built-in answer: callees that answer its
+    re-INVITEs (hold / resume); for transfer_to the blind transferee (callees) and target
+    (the party) of sipflow/transfer_flows.py. None: the built-in answer does."""
     script = spec.roles.callers.script
-    if script is not None and reinvites(script):
+    if script is None:
+        return None
+    party = transfer_party(script)
+    if party is not None:
+        talk_s = refer_after_ms(script) / 1000
+        params = xfer.BlindTransfer(name="blind_transfer", transfer_to=party, talk_s=talk_s)
+        return xfer.script_transferee(params) if side == "callee" else xfer.blind_target(params)
+    if side == "callee" and reinvites(script):
         return held_callee()
     return None
+
+
+def party_users(spec: SessionSpec) -> dict[str, str]:
+    """Each named party's SIP user (its first account's): what a transfer's Refer-To names."""
+    return {n: p.accounts[0].user for n, p in spec.roles.parties.items() if p.accounts}
 
 
 def _with_party_user(flow: FlowParams, spec: SessionSpec) -> FlowParams:
@@ -246,7 +260,7 @@ def runner_configs(
     callers = spec.roles.callers
     scenario, xml = _scenario(callers, spec)
     if callers.script is not None:
-        scenario, xml = "custom", compile_script(callers.script)
+        scenario, xml = "custom", compile_script(callers.script, party_users(spec))
     users = callers.call_to or callee_users(spec)
     n_callees = spec.roles.callees.agents if spec.roles.callees else 0
     opts = callers.call_options

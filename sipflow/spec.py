@@ -16,7 +16,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from sipflow.addresses import uri_host
 from sipflow.call_options import MessageOptions
-from sipflow.call_script import CallScript, Step, media_steps, reinvites
+from sipflow.call_script import (
+    CallScript,
+    Step,
+    media_steps,
+    refer_after_ms,
+    reinvites,
+    transfer_party,
+)
 from sipflow.caps import Caps
 from sipflow.fargate_sizes import InvalidSize, task_size
 from sipflow.flows import FLOWS, FlowSpec
@@ -360,6 +367,7 @@ class CallerSpec(RoleSpec):
 
 
 MEDIA_FLOWS = ("hold_resume",)  # the flows whose calls carry audio (runners/media_hold.py)
+MAX_REFER_AFTER_MS = 300_000  # the transferee's wait for the REFER (transfer_flows talk_s)
 
 
 def _script_media(script: list[Step], media: MediaSpec | None) -> None:
@@ -403,8 +411,21 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
 
 
 def _script_callees(callers: CallerSpec, callees: CalleeSpec | None) -> None:
-    """A script that holds gives the callees their side (sipflow/held_callee.py)."""
-    if callers.script is None or not reinvites(callers.script) or callees is None:
+    """A script that holds or transfers gives the callees their side (sipflow/held_callee.py,
+    the transferee of sipflow/transfer_flows.py)."""
+    script = callers.script
+    if script is not None and transfer_party(script) is not None:
+        if refer_after_ms(script) > MAX_REFER_AFTER_MS:
+            raise ValueError(
+                "roles.callers.script: transfer_to comes at most "
+                f"{MAX_REFER_AFTER_MS // 1000} s after the answer (its waits)"
+            )
+        for path, role in (("callers", callers), ("callees", callees)):
+            if role is not None and role.media is not None:
+                raise ValueError(f"roles.{path}.media: not with a script's transfer_to (yet)")
+        if callees is not None and callees.scenario != "answer":
+            raise ValueError("roles.callees.scenario: a script's transfer_to gives their side")
+    if script is None or not reinvites(script) or callees is None:
         return
     if callees.scenario != "answer":
         raise ValueError("roles.callees.scenario: a script that holds gives the callees their side")
@@ -447,29 +468,40 @@ class Roles(Strict):
     parties: Annotated[dict[PartyKey, PartySpec], Field(max_length=MAX_PARTIES)] = {}
 
 
+def named_party(callers: CallerSpec) -> tuple[str, str, str] | None:
+    """The named party the callers' flow or script transfers to: (party, the field that names
+    it, what names it), or None."""
+    if callers.flow is not None:
+        party = callers.flow.party()
+        return None if party is None else (party, "flow", f"the {callers.flow.name!r} flow")
+    party = transfer_party(callers.script) if callers.script is not None else None
+    return None if party is None else (party, "script", "the script's transfer_to")
+
+
 def _parties_consistent(spec: SessionSpec) -> None:
-    """Every named party is one a flow names, registers at the target, runs locally."""
+    """Every named party is one a flow (or a script's transfer_to) names, registers at the
+    target, runs locally."""
     roles, callers = spec.roles, spec.roles.callers
-    flow_params = callers.flow
-    named = flow_params.party() if flow_params is not None else None
-    if named is not None:
-        name = flow_params.name if flow_params is not None else ""
+    naming = named_party(callers)
+    named = naming[0] if naming is not None else None
+    if naming is not None:
+        _, field, what = naming
         if named not in roles.parties:
             have = ", ".join(roles.parties) or "none"
             raise ValueError(
-                f"roles.callers.flow: the {name!r} flow names party {named!r}, "
+                f"roles.callers.{field}: {what} names party {named!r}, "
                 f"not in roles.parties (there: {have})"
             )
         if roles.callees is None:
-            raise ValueError(f"roles.callees: the {name!r} flow needs callees (the transferee)")
+            raise ValueError(f"roles.callees: {what} needs callees (the transferee)")
         if spec.target is None or not spec.target.registrar:
             raise ValueError(
-                f"target: the {name!r} flow needs a target registrar (the parties register there)"
+                f"target: {what} needs a target registrar (the parties register there)"
             )
     for party, p in roles.parties.items():
         where = f"roles.parties.{party}"
         if party != named:
-            raise ValueError(f"{where}: no flow of this session names this party")
+            raise ValueError(f"{where}: no flow or script of this session names this party")
         if p.agents != 1:
             raise ValueError(f"{where}.agents: a named party is one agent (one registered user)")
         if not p.accounts or p.accounts[0].password is None:
@@ -518,7 +550,7 @@ class SessionSpec(Strict):
         else:
             needs_callee = flow.callee is not None
             _flow_consistent(flow.name, flow.callee is not None, callees, self.target)
-        if self.roles.parties or (callers.flow is not None and callers.flow.party()):
+        if self.roles.parties or named_party(callers) is not None:
             _parties_consistent(self)
         if needs_callee and callees is None and self.target is None:
             raise ValueError("roles.callees: a 'call' session needs callees or a target")

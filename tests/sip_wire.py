@@ -17,7 +17,8 @@ ETH_P_ALL = 0x0003
 _STATUS = re.compile(rb"^SIP/2\.0 ([1-6][0-9]{2}) ")
 _CALL_ID = re.compile(rb"^(?:Call-ID|i)\s*:\s*(\S+)", re.I | re.M)
 _CSEQ = re.compile(rb"^CSeq\s*:\s*[0-9]+\s+([A-Z]+)", re.I | re.M)
-_CSEQ_NUMBER = re.compile(rb"^CSeq\s*:\s*([0-9]+)\s", re.I | re.M)
+_CSEQ_NUMBER = re.compile(rb"^CSeq\s*:\s*([0-9]+)\s+([A-Z]+)", re.I | re.M)
+_REQUEST = re.compile(rb"^([A-Z]+) sip:")
 _DIRECTION = re.compile(rb"^a=(sendonly|recvonly|sendrecv|inactive)\s*$", re.M)
 
 
@@ -31,6 +32,8 @@ class SipWire:
         self.invite_finals: dict[str, set[int]] = {}
         # Call-ID -> the INVITEs sent from the port: (CSeq number, SDP direction or "").
         self.invites: dict[str, set[tuple[int, str]]] = {}
+        # Call-ID -> every request sent from the port: (method, CSeq number).
+        self.requests: dict[str, set[tuple[str, int]]] = {}
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         # Every packet of the host passes here (other tests' load too): a deep buffer, so a
         # loaded machine does not drop the few this test counts (seen: 79 of 80 200s).
@@ -56,8 +59,8 @@ class SipWire:
         if int.from_bytes(udp[0:2], "big") != self.from_port:
             return
         payload = udp[8:]
-        if payload.startswith(b"INVITE "):
-            self._invite(payload)
+        if _REQUEST.match(payload):
+            self._request(payload)
             return
         status = _STATUS.match(payload)
         if status is None or int(status.group(1)) < 200:
@@ -68,12 +71,16 @@ class SipWire:
                 int(status.group(1))
             )
 
-    def _invite(self, payload: bytes) -> None:
+    def _request(self, payload: bytes) -> None:
         call_id, cseq = _CALL_ID.search(payload), _CSEQ_NUMBER.search(payload)
-        if call_id and cseq:
+        if not (call_id and cseq):
+            return
+        key, number, method = call_id.group(1).decode(), int(cseq.group(1)), cseq.group(2)
+        self.requests.setdefault(key, set()).add((method.decode(), number))
+        if method == b"INVITE":
             direction = _DIRECTION.search(payload)
-            seen = (int(cseq.group(1)), direction.group(1).decode() if direction else "")
-            self.invites.setdefault(call_id.group(1).decode(), set()).add(seen)
+            seen = (number, direction.group(1).decode() if direction else "")
+            self.invites.setdefault(key, set()).add(seen)
 
     def codes(self) -> Counter[int]:
         """Calls by the final response their INVITE got (a call with a challenge, 401/407 then

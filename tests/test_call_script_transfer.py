@@ -1,0 +1,176 @@
+"""Call script step `transfer_to PARTY` (sipflow/call_script.py): a blind transfer of the call to
+a named party, with the transferee and target sides of sipflow/transfer_flows.py. Validated at
+the step's path (only hangup after it; not with hold or media steps; the party must exist); a
+session `call, expect 180, expect 200, wait 500ms, transfer_to carol, hangup` passes through
+Kamailio (tests/sut/kamailio-flows.cfg) with the party, every step counted; a Kamailio
+answering REFER 403 fails exactly the transfer_to step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import defusedxml.ElementTree as safe_xml
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from entrypoints.stack import free_port
+from runners.scenario_steps import steps_of
+from sipflow import transfer_flows as xfer
+from sipflow.call_script import CallScript, compile_script, refer_after_ms, step_names
+from sipflow.plan import _scenario, party_users
+from sipflow.spec import SessionSpec
+from tests.conftest import RunningStack
+from tests.sip_wire import SipWire, sip_wire
+from tests.sut.kamailio import kamailio
+
+FLOWS_CFG = Path(__file__).resolve().parent / "sut" / "kamailio-flows.cfg"
+SCRIPT = TypeAdapter(CallScript)
+CALLS = 3
+TRANSFER = ["call", "expect 180", "expect 200", "wait 500ms", "transfer_to carol", "hangup"]
+
+
+def spec(
+    script: list[str], n: str = "", host: str = "127.0.0.1", port: int = 5090
+) -> dict[str, Any]:
+    return {
+        "name": f"script-transfer{n}",
+        "target": {"host": host, "port": port, "domain": host, "registrar": True},
+        "roles": {
+            "callers": {
+                "rate": 3,
+                "max_calls": CALLS,
+                "accounts": [{"user": f"alice{n}"}],
+                "script": script,
+            },
+            "callees": {"accounts": [{"user": f"tbob{n}", "password": "secret"}]},
+            "parties": {"carol": {"accounts": [{"user": f"tcarol{n}", "password": "secret"}]}},
+        },
+    }
+
+
+def error(body: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+    with pytest.raises(ValidationError) as info:
+        SessionSpec.model_validate(body)
+    e = info.value.errors()[0]
+    return e["loc"], e["msg"]
+
+
+@pytest.mark.parametrize(
+    ("script", "loc", "reason"),
+    [
+        (["call", "expect 200", "transfer_to carol", "wait 1s", "hangup"], 3, "only 'hangup'"),
+        (["call", "expect 180", "transfer_to carol", "hangup"], 2, "needs an answered call"),
+        (["call", "expect 200", "transfer_to Carol", "hangup"], 2, "names a party of"),
+        (["call", "expect 200", "hold", "transfer_to carol", "hangup"], 3, "on hold"),
+        (
+            ["call", "expect 200", "hold", "resume", "transfer_to carol", "hangup"],
+            None,
+            "transfer_to with hold",
+        ),
+    ],
+)
+def test_transfer_to_is_validated_at_its_step(
+    script: list[str], loc: int | None, reason: str
+) -> None:
+    where, msg = error(spec(script))
+    assert where == ("roles", "callers", "script", *([loc] if loc is not None else [])), msg
+    assert reason in msg
+
+
+def test_the_party_must_be_there() -> None:
+    body = spec(["call", "expect 200", "transfer_to dave", "hangup"])
+    _, msg = error(body)
+    assert "roles.callers.script: the script's transfer_to names party 'dave'" in msg
+    body = spec(TRANSFER)
+    del body["roles"]["callees"]
+    assert "needs callees (the transferee)" in error(body)[1]
+    body = spec(TRANSFER)
+    body["roles"]["callers"]["media"] = {}
+    body["roles"]["callees"]["media"] = {}
+    assert "media: not with a script's transfer_to" in error(body)[1]
+    # A party no script or flow names is refused as before.
+    body = spec(["call", "expect 200", "hangup"])
+    assert "no flow or script of this session names this party" in error(body)[1]
+
+
+def test_sides_and_xml() -> None:
+    s = SessionSpec.model_validate(spec(TRANSFER, "x"))
+    script = s.roles.callers.script
+    assert script is not None and s.roles.callees is not None
+    assert refer_after_ms(script) == 500
+    params = xfer.BlindTransfer(name="blind_transfer", transfer_to="carol", talk_s=0.5)
+    assert _scenario(s.roles.callees, s) == ("custom", xfer.script_transferee(params))
+    assert _scenario(s.roles.parties["carol"], s) == ("custom", xfer.blind_target(params))
+    assert "180 Ringing" in xfer.script_transferee(params)
+    assert "180 Ringing" not in xfer.blind_transferee(params)  # the flow's stays as it was
+    xml = compile_script(script, party_users(s))
+    safe_xml.fromstring(xml)
+    assert [m.name for m in steps_of(xml)] == step_names(script)
+    assert "Refer-To: <sip:tcarolx@[field4]>" in xml
+    assert xml.count("CSeq: 3 BYE") == xml.count("CSeq: 4 BYE") == 1
+    # Shown on its own, the party's name stands for its user.
+    assert "Refer-To: <sip:carol@[field4]>" in compile_script(SCRIPT.validate_python(TRANSFER))
+
+
+@pytest.fixture(scope="module")
+def sessions(
+    sqlite_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[dict[str, dict[str, Any]], SipWire]]:
+    with ExitStack() as stack:
+        work = tmp_path_factory.mktemp("kamailio-script-transfer")
+        sut = stack.enter_context(kamailio(free_port(), work / "pass", config=FLOWS_CFG))
+        wire = stack.enter_context(sip_wire(int(sut.rsplit(":", 1)[1])))
+        refusing = stack.enter_context(
+            kamailio(free_port(), work / "refer", config=FLOWS_CFG, defines=("REJECT_REFER",))
+        )
+        ids = {}
+        for key, address, n in (("pass", sut, "1"), ("refused", refusing, "2")):
+            host, port = address.rsplit(":", 1)
+            ids[key] = sqlite_stack.submit(spec(TRANSFER, n, host, int(port)))
+        yield {k: sqlite_stack.wait(sid, 180) for k, sid in ids.items()}, wire
+
+
+def role_steps(body: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+    return {s["step"]: s for s in body["steps"] if s["role"] == role}
+
+
+@pytest.mark.slow
+def test_transfer_to_a_party_through_kamailio(
+    sessions: tuple[dict[str, dict[str, Any]], SipWire],
+) -> None:
+    body = sessions[0]["pass"]
+    assert (body["status"], body["verdict"]) == ("completed", "pass"), body["reasons"]
+    assert body["measured"]["successful_calls"] == CALLS
+    caller = role_steps(body, "caller")
+    assert list(caller) == step_names(SCRIPT.validate_python(TRANSFER))
+    for name, s in caller.items():
+        expected = (0, 0) if "wait" in name else (CALLS, 0)
+        assert (s["passed"], s["failed"]) == expected, (name, s)
+    # The transferee (callees) called the party, which answered and was hung up on.
+    callee = role_steps(body, "callee")
+    assert (callee["call_target"]["passed"], callee["call_target"]["failed"]) == (CALLS, 0)
+    assert (callee["target_answer"]["passed"], callee["target_answer"]["failed"]) == (CALLS, 0)
+    assert all(s["failed"] == 0 for s in callee.values()), callee
+    # On the wire, relayed by Kamailio: per call alice's REFER (CSeq 2, the INVITE's 1 + 1) and
+    # her BYE after the NOTIFYs (CSeq 3, written out: SIPp's last CSeq is then a NOTIFY's).
+    transferred = [r for r in sessions[1].requests.values() if ("REFER", 2) in r]
+    assert len(transferred) == CALLS, sessions[1].requests
+    for requests in transferred:
+        assert {("INVITE", 1), ("NOTIFY", 1), ("NOTIFY", 2), ("BYE", 3)} <= requests, requests
+
+
+@pytest.mark.slow
+def test_a_refused_refer_fails_the_transfer_step(
+    sessions: tuple[dict[str, dict[str, Any]], SipWire],
+) -> None:
+    body = sessions[0]["refused"]
+    assert body["verdict"] == "fail", body
+    caller = role_steps(body, "caller")
+    failed = {name for name, s in caller.items() if s["failed"]}
+    assert failed == {"s5_transfer_to"}, caller
+    assert caller["s5_transfer_to"]["failed_by"] == {"unexpected": CALLS}
+    assert (caller["s6_hangup"]["passed"], caller["s6_hangup"]["failed"]) == (0, 0)
+    assert "step s5_transfer_to: unexpected" in " | ".join(body["reasons"]), body["reasons"]
