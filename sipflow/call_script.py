@@ -14,19 +14,23 @@ Steps compiled:
                     200 (its direction checked: recvonly or inactive to a hold, not a held one
                     to a resume), ACK; any number of pairs, resume only while held; the callees
                     then answer re-INVITEs (sipflow/held_callee.py)
-  hangup            send BYE, wait for its 200 (also while on hold)
+  transfer_to carol blind transfer to a named party (roles.parties): REFER (Refer-To the
+                    party's user), 202, the transferee's NOTIFYs (sipfrag 100, 200) answered
+                    200; the callees run the blind transferee, the party the target
+                    (sipflow/transfer_flows.py); only hangup follows, not with hold or media
+  hangup            send BYE, wait for its 200 (also while on hold, or after a transfer)
   expect_dtmf 9*0   the far end's DTMF in this call, and
   expect audio      audio both ways: SIPp judges nothing it receives in media, so these log
                     the expectation with the Call-ID and sipflow/media_store.py judges it from
                     the media analysis (they need roles.callers.media)
 The INVITE answers one 401/407 digest challenge with the calling account's credentials, like the
-built-in call scenario. Refused with the reason: transfer_to (needs a third party). Each step's
-first element is preceded by `<!-- sipflow-step: NAME -->`, the mark the step results read
-(runners/scenario_steps.py).
+built-in call scenario. Each step's first element is preceded by `<!-- sipflow-step: NAME -->`,
+the mark the step results read (runners/scenario_steps.py).
 
 The XML is built with xml.etree (attributes escaped by it); SIPp wants the messages as CDATA,
-which etree cannot write: each message is a constant of this module (no user value in it), put
-in place of a placeholder after serialisation.
+which etree cannot write: each message is a constant of this module, put in place of a
+placeholder after serialisation. The one user value in a message, a REFER's party user, is a
+SIP user part as the spec validates it (no CDATA end, no SIPp keyword).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def _script_errors(script: list[Any]) -> list[tuple[tuple[Any, ...], str]]:
         (["call", "expect 200", "resume", "hangup"], 2, "'resume' only while the call is on"),
         (["call", "expect 200", "expect_dtmf 1x", "hangup"], 2, "unknown step 'expect_dtmf 1x'"),
         (["call", "expect 180", "expect audio", "expect 200", "hangup"], 2, "'expect audio' needs"),
-        (["call", "expect 200", "transfer_to carol", "hangup"], 2, "third party"),
+        (["call", "expect 200", "transfer_to carol", "wait 1s", "hangup"], 3, "only 'hangup'"),
         (["call", "ring twice", "expect 200", "hangup"], 1, "unknown step 'ring twice'"),
         (["expect 200", "hangup"], 0, "starts with 'call'"),
         (["call", "hangup"], 1, "needs an answered call"),

@@ -211,7 +211,7 @@ def test_parties_validation() -> None:
             "dave": {"accounts": [{"user": "dave", "password": "secret"}]},
         }
     )
-    assert "roles.parties.dave: no flow of this session names this party" in _error(extra)
+    assert "roles.parties.dave: no flow or script of this session names this party" in _error(extra)
     two = _spec(parties={"carol": {"agents": 2, "accounts": [{"user": "c", "password": "s"}]}})
     assert "roles.parties.carol.agents: a named party is one agent" in _error(two)
     nopw = _spec(parties={"carol": {"accounts": [{"user": "carol"}]}})
