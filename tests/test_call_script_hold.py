@@ -32,6 +32,7 @@ from sipflow.spec import SessionSpec
 from tests.conftest import RunningStack
 from tests.sip_wire import SipWire, sip_wire
 from tests.sut.kamailio import kamailio
+from tests.sut.kamailio_ua import INVITE_AUTH, kamailio_sut
 from tests.test_media_e2e import calls
 
 FLOWS_CFG = Path(__file__).resolve().parent / "sut" / "kamailio-flows.cfg"
@@ -339,3 +340,26 @@ def test_hold_with_media_is_silent_held_and_resumes(
         assert held_dir["audio"] and held_dir["lost"] == 0, row
         assert held_dir["max_gap_ms"] >= 800 and held_dir["after_gap_ms"] >= 800, held_dir
         assert by_dir["caller_to_callee"]["max_gap_ms"] < 300  # the holder kept sending
+
+
+@pytest.mark.slow
+def test_hold_after_a_digest_challenge_counts_cseq_on(
+    sqlite_stack: RunningStack, tmp_path: Path
+) -> None:
+    """A calling account with a password, challenged (tests/sut/kamailio-invite-auth.cfg): the
+    INVITE is sent again with CSeq 2, so the hold is 3, the resume 4 and the BYE 5 (each one
+    above the last answer's)."""
+    script = ["call", "expect 200", "hold", "wait 100ms", "resume", "hangup"]
+    with kamailio_sut(INVITE_AUTH, free_port(), tmp_path / "kamailio") as sut:
+        body = session_spec(sut.address, "bob", script)
+        body["roles"]["callers"]["accounts"] = [{"user": "alice", "password": "secret"}]
+        body["roles"]["callers"]["call_to"] = ["bob"]
+        with sip_wire(int(sut.address.rsplit(":", 1)[1])) as wire:
+            result = sqlite_stack.run(body, timeout=120)
+    assert (result["status"], result["verdict"]) == ("completed", "pass"), result["reasons"]
+    steps = caller_steps(result)
+    assert all(passed_all(name, s) for name, s in steps.items()), steps
+    chains = [r for r in wire.requests.values() if ("BYE", 5) in r]
+    assert len(chains) == CALLS, wire.requests
+    for requests in chains:
+        assert {("INVITE", 2), ("INVITE", 3), ("INVITE", 4)} <= requests, requests
