@@ -10,7 +10,7 @@ tests/test_call_script_hold.py checks they are found in its XML.
 from __future__ import annotations
 
 NAME = '<scenario name="sipflow held callee">'
-ANSWERED = '<recv request="ACK" rtd="true" crlf="true"/>'
+ANSWERED = '<recv request="ACK" rtd="true" crlf="true" next="in_call"/>'
 HELD_MEDIA = "<!-- sipflow-media: held -->"
 RESUMED_MEDIA = "<!-- sipflow-media: resumed -->"
 

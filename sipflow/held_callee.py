@@ -40,9 +40,9 @@ def held_callee() -> str:
         x.recv("INVITE", crlf="true"),
         x.response("180 Ringing"),
         x.response("200 OK", x.sdp("sendrecv"), retrans=True),
-        # Media starts the callee's audio here (runners/media_held.py ANSWERED).
-        x.recv("ACK", rtd="true", crlf="true"),
-        '  <nop next="in_call"/>\n',
+        # Media starts the callee's audio here (runners/media_held.py ANSWERED). The ACK jumps
+        # itself: a <nop> after it would be where an immediate re-INVITE arrives (unexpected).
+        x.recv("ACK", rtd="true", crlf="true", next="in_call"),
         '  <label id="reinvite"/>\n',
         '  <nop test="held" next="answer_held"/>\n',
         f"  {RESUMED_MEDIA}\n",

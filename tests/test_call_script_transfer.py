@@ -7,6 +7,8 @@ answering REFER 403 fails exactly the transfer_to step."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from entrypoints.stack import free_port
-from runners.scenario_steps import steps_of
+from runners.scenario_steps import counts_file, parse_counts, step_results, steps_of
 from sipflow import transfer_flows as xfer
 from sipflow.call_script import CallScript, compile_script, refer_after_ms, step_names
 from sipflow.plan import _scenario, party_users
@@ -174,3 +176,93 @@ def test_a_refused_refer_fails_the_transfer_step(
     assert caller["s5_transfer_to"]["failed_by"] == {"unexpected": CALLS}
     assert (caller["s6_hangup"]["passed"], caller["s6_hangup"]["failed"]) == (0, 0)
     assert "step s5_transfer_to: unexpected" in " | ".join(body["reasons"]), body["reasons"]
+
+
+def _sipp(xml: Path, *args: str, cwd: Path) -> subprocess.Popen[bytes]:
+    argv = ["sipp", *args, "-sf", str(xml), "-nostdin", "-trace_counts", "-trace_msg", "-m", "1"]
+    return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _uas(lines: list[str], body: str = "", ctype: str = "") -> str:
+    head = "\n".join(f"      {h}" for h in lines)
+    extra = f"      Content-Type: {ctype}\n" if body else ""
+    return (
+        f"  <send><![CDATA[\n\n{head}\n{extra}      Content-Length: [len]\n\n"
+        f"{body}\n    ]]></send>\n"
+    )
+
+
+_REPLY = ["[last_Via:]", "[last_From:]", "[last_To:];tag=uas1", "[last_Call-ID:]", "[last_CSeq:]"]
+_CONTACT = "Contact: <sip:[local_ip]:[local_port]>"
+_NOTIFY = [
+    "NOTIFY sip:alice@[remote_ip]:[remote_port] SIP/2.0",
+    "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+    "From: <sip:bob@[local_ip]>;tag=uas1",
+    "To:[$caller_from]",
+    "Call-ID: [call_id]",
+    "CSeq: [cseq] NOTIFY",
+    _CONTACT,
+    "Event: refer",
+]
+# A transferee that challenges the first INVITE (407), so the caller's dialog starts at CSeq 2:
+# its REFER is 3 and its BYE, after the NOTIFYs, must be 4.
+CHALLENGING_TRANSFEREE = (
+    '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="challenging transferee">\n'
+    '  <recv request="INVITE"/>\n'
+    + _uas(
+        [
+            "SIP/2.0 407 Proxy Authentication Required",
+            *_REPLY,
+            'Proxy-Authenticate: Digest realm="sip.test", nonce="abc123"',
+        ],
+    )
+    + '  <recv request="ACK"/>\n'
+    '  <recv request="INVITE"><action><ereg regexp=".*" search_in="hdr" header="From:" '
+    'check_it="true" assign_to="caller_from"/></action></recv>\n'
+    + _uas(["SIP/2.0 180 Ringing", *_REPLY])
+    + _uas(["SIP/2.0 200 OK", *_REPLY, _CONTACT], "      v=0", "application/sdp")
+    + '  <recv request="ACK"/>\n  <recv request="REFER"/>\n'
+    + _uas(["SIP/2.0 202 Accepted", *_REPLY, _CONTACT])
+    + _uas([*_NOTIFY, "Subscription-State: active"], "      SIP/2.0 100 Trying", "message/sipfrag")
+    + '  <recv response="200"/>\n'
+    + _uas([*_NOTIFY, "Subscription-State: terminated"], "      SIP/2.0 200 OK", "message/sipfrag")
+    + '  <recv response="200"/>\n'
+    '  <recv request="BYE"><action><ereg regexp="^ *4 BYE" search_in="hdr" header="CSeq:" '
+    'check_it="true" assign_to="bye_cseq"/><assignstr assign_to="bye_cseq" '
+    'value="[$bye_cseq]"/></action></recv>\n' + _uas(["SIP/2.0 200 OK", *_REPLY]) + "</scenario>\n"
+)
+
+
+def test_the_bye_after_a_challenged_transfer_is_one_above_the_refer(tmp_path: Path) -> None:
+    """SIPp against SIPp: the caller's INVITE is challenged (CSeq 2), its REFER is CSeq 3 and
+    the BYE after the NOTIFYs CSeq 4 (the callee fails the call on any other)."""
+    script = SCRIPT.validate_python(TRANSFER)
+    (tmp_path / "caller.xml").write_text(compile_script(script, {"carol": "carol"}))
+    (tmp_path / "callee.xml").write_text(CHALLENGING_TRANSFEREE)
+    auth = "[authentication username=alice password=secret]"
+    row = f"alice;127.0.0.1;{auth};bob;127.0.0.1;127.0.0.1;1"
+    (tmp_path / "inj.csv").write_text(f"SEQUENTIAL\n{row}\n")
+    uas_port = free_port()
+    uas = _sipp(tmp_path / "callee.xml", "-i", "127.0.0.1", "-p", str(uas_port), cwd=tmp_path)
+    try:
+        uac = _sipp(
+            tmp_path / "caller.xml", f"127.0.0.1:{uas_port}", "-i", "127.0.0.1",
+            "-p", str(free_port()), "-inf", str(tmp_path / "inj.csv"), "-recv_timeout", "5000",
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert uac.wait(30) == 0
+        assert uas.wait(10) == 0  # the callee saw the BYE with CSeq 4
+    finally:
+        for proc in (uas,):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    sent = next(tmp_path.glob("caller_*_messages.log")).read_text()
+    assert re.search(r"^REFER .*?^CSeq: 3 REFER", sent, re.M | re.S), sent[-3000:]
+    # Every step counts the call once (the BYE of either CSeq ends at the one 200).
+    counts = Path(counts_file(str(tmp_path / "caller.xml"), uac.pid)).read_text()
+    xml = (tmp_path / "caller.xml").read_text()
+    results = step_results(steps_of(xml), parse_counts(counts))
+    assert {r.step: (r.passed, r.failed) for r in results} == {
+        name: ((0, 0) if "wait" in name else (1, 0)) for name in step_names(script)
+    }
