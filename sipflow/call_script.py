@@ -596,6 +596,21 @@ def transfer_party(steps: list[Step]) -> str | None:
     return next((s.parsed.party for s in steps if s.parsed.verb == "transfer_to"), None)
 
 
+def _pause_ms(p: Parsed) -> int:
+    return p.wait_ms + (dtmf_play_ms(p.digits, DTMF_TONE_MS) if p.verb == "send_dtmf" else 0)
+
+
+def quiet_ms(steps: list[Step]) -> int:
+    """The longest the script pauses between two requests of the dialog (after the answer):
+    how long the far end must wait for the next one."""
+    longest = current = 0
+    for step in steps:
+        current += _pause_ms(step.parsed)
+        if step.parsed.verb in (*REINVITE_VERBS, "transfer_to", "hangup"):
+            longest, current = max(longest, current), 0
+    return max(longest, current)
+
+
 def refer_after_ms(steps: list[Step]) -> int:
     """How long after the answer the script REFERs: its waits and DTMF plays before
     transfer_to (the transferee waits that long, and a margin, for the REFER)."""
@@ -604,7 +619,7 @@ def refer_after_ms(steps: list[Step]) -> int:
         p = step.parsed
         if p.verb == "transfer_to":
             return total
-        total += p.wait_ms + (dtmf_play_ms(p.digits, DTMF_TONE_MS) if p.verb == "send_dtmf" else 0)
+        total += _pause_ms(p)
     return total
 
 

@@ -35,7 +35,11 @@ def _sdp(direction: str) -> str:
     return x.sdp(direction).replace(" 1 IN IP", f" {_VERSION} IN IP", 1)
 
 
-def held_callee() -> str:
+def held_callee(quiet_ms: int = 0) -> str:
+    """quiet_ms: the longest the caller stays silent in the dialog (its waits between two
+    requests); the callee waits that and flow_xml's CALLEE_WAIT_MS for the next re-INVITE or
+    the BYE, so a call the caller gave up (a refused hold: SIPp sends no BYE) fails here by
+    timeout instead of staying open until the session stops."""
     body = [
         x.recv("INVITE", crlf="true"),
         x.response("180 Ringing"),
@@ -53,7 +57,13 @@ def held_callee() -> str:
         '  <label id="answered"/>\n',
         x.recv("ACK", crlf="true"),
         '  <label id="in_call"/>\n',
-        x.recv("INVITE", optional="true", next="reinvite", actions=_DIRECTION),
+        x.recv(
+            "INVITE",
+            optional="true",
+            next="reinvite",
+            timeout=x.callee_wait(quiet_ms),
+            actions=_DIRECTION,
+        ),
         x.recv("BYE"),
         x.response("200 OK", tag=False),
     ]

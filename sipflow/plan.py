@@ -15,7 +15,13 @@ from sipflow import flows
 from sipflow import transfer_flows as xfer
 from sipflow.addresses import host_port, is_loopback
 from sipflow.call_options import render
-from sipflow.call_script import compile_script, refer_after_ms, reinvites, transfer_party
+from sipflow.call_script import (
+    compile_script,
+    quiet_ms,
+    refer_after_ms,
+    reinvites,
+    transfer_party,
+)
 from sipflow.flow_params import FlowParams
 from sipflow.held_callee import held_callee
 from sipflow.messages import Role
@@ -143,7 +149,7 @@ def _script_side(spec: SessionSpec, side: Literal["callee", "party"]) -> str | N
         params = xfer.BlindTransfer(name="blind_transfer", transfer_to=party, talk_s=talk_s)
         return xfer.script_transferee(params) if side == "callee" else xfer.blind_target(params)
     if side == "callee" and reinvites(script):
-        return held_callee()
+        return held_callee(quiet_ms(script))
     return None
 
 

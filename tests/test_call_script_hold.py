@@ -24,10 +24,17 @@ from runners import media_held
 from runners.media_session import media_variant
 from runners.scenario_steps import counts_file, parse_counts, step_results, steps_of
 from sipflow import held_callee as held
-from sipflow.call_script import CallScript, Holds, compile_script, holds_of, step_names
+from sipflow.call_script import (
+    CallScript,
+    Holds,
+    compile_script,
+    holds_of,
+    quiet_ms,
+    step_names,
+)
 from sipflow.media_store import held_steps_of
 from sipflow.plan import _scenario
-from sipflow.runner_config import MediaConfig
+from sipflow.runner_config import MediaConfig, dtmf_play_ms
 from sipflow.spec import SessionSpec
 from tests.conftest import RunningStack
 from tests.sip_wire import SipWire, sip_wire
@@ -110,7 +117,9 @@ def test_api_refuses_a_resume_without_hold_at_its_path(sqlite_stack: RunningStac
 def test_a_script_that_holds_gives_the_callees_their_side() -> None:
     s = SessionSpec.model_validate(spec(TWO_HOLDS))
     assert s.roles.callees is not None
-    assert _scenario(s.roles.callees, s) == ("custom", held.held_callee())
+    assert _scenario(s.roles.callees, s) == ("custom", held.held_callee(200))
+    # It waits for the next request the script's longest pause (200 ms) and 10 s more.
+    assert 'timeout="10200"' in held.held_callee(200)
     plain = SessionSpec.model_validate(spec(["call", "expect 200", "hangup"]))
     assert plain.roles.callees is not None
     assert _scenario(plain.roles.callees, plain) == ("answer", None)
@@ -118,6 +127,12 @@ def test_a_script_that_holds_gives_the_callees_their_side() -> None:
     dtmf["roles"]["callees"]["media"] = {"dtmf": {"digits": "1"}}
     with pytest.raises(ValidationError, match=r"media\.dtmf: not with a script that holds"):
         SessionSpec.model_validate(dtmf)
+
+
+def test_quiet_ms() -> None:
+    assert quiet_ms(SCRIPT.validate_python(TWO_HOLDS)) == 200
+    script = ["call", "expect 200", "wait 2s", "send_dtmf 1", "hold", "wait 1s", "hangup"]
+    assert quiet_ms(SCRIPT.validate_python(script)) == 2000 + dtmf_play_ms("1", 100)
 
 
 def test_holds_of() -> None:
@@ -322,6 +337,11 @@ def test_a_sut_refusing_the_hold_fails_the_hold_step(
     for name in ("s5_wait", "s6_resume", "s7_hangup"):
         assert (steps[name]["passed"], steps[name]["failed"]) == (0, 0), steps
     assert "step s4_hold: unexpected" in " | ".join(body["reasons"]), body["reasons"]
+    # The callees' calls ended (SIPp's BYE of the aborted call), not killed at the session's end.
+    assert not any("did not stop" in r for r in body["reasons"]), body["reasons"]
+    # ... they fail by the callee's bounded wait for the next request (no BYE came).
+    callee = next(r for r in body["runners"] if r["runner_id"] == "callee-0")
+    assert callee["failure_reasons"] == {"receive timeout": CALLS}, callee
 
 
 @pytest.mark.slow
