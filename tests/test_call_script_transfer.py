@@ -176,6 +176,11 @@ def test_a_refused_refer_fails_the_transfer_step(
     assert caller["s5_transfer_to"]["failed_by"] == {"unexpected": CALLS}
     assert (caller["s6_hangup"]["passed"], caller["s6_hangup"]["failed"]) == (0, 0)
     assert "step s5_transfer_to: unexpected" in " | ".join(body["reasons"]), body["reasons"]
+    # The transferee waited a bounded time for the REFER (the script's 500 ms and 10 s): its
+    # call fails in its transfer step; carol got no INVITE. Nothing was left open.
+    callee = role_steps(body, "callee")
+    assert callee["transfer"]["failed_by"] == {"timeout": CALLS}, callee
+    assert not any("did not stop" in r for r in body["reasons"]), body["reasons"]
 
 
 def _sipp(xml: Path, *args: str, cwd: Path) -> subprocess.Popen[bytes]:
