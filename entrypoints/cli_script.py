@@ -1,6 +1,7 @@
 """`sipflow script compile FILE`: a call script (sipflow/call_script.py) as SIPp XML, compiled
 here (no stack needed). FILE: YAML/JSON with a `script:` list, or a session spec whose
-roles.callers has one. A wrong step: its path and reason, exit code 2."""
+roles.callers has one (its named parties' users are then what a transfer_to refers to, as in
+the session). A wrong step: its path and reason, exit code 2."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
-from sipflow.call_script import CallScript, compile_script
+from sipflow.call_script import CallScript, compile_script, is_user
 from sipflow.spec_file import SpecFileError, format_validation_error, load_spec_data
 
 err = Console(stderr=True)
@@ -32,6 +33,21 @@ def _script_data(data: dict[str, Any]) -> dict[str, Any]:
     raise SpecFileError(["script: the file has no `script:` (nor roles.callers.script)"])
 
 
+def _party_users(data: dict[str, Any]) -> dict[str, str]:
+    """A session spec's named parties' users (their first account's), where well formed."""
+    parties = (
+        (data.get("roles") or {}).get("parties") if isinstance(data.get("roles"), dict) else None
+    )
+    out: dict[str, str] = {}
+    for name, party in (parties or {}).items() if isinstance(parties, dict) else ():
+        accounts = party.get("accounts") if isinstance(party, dict) else None
+        first = accounts[0] if isinstance(accounts, list) and accounts else None
+        user = first.get("user") if isinstance(first, dict) else None
+        if isinstance(user, str) and is_user(user):
+            out[str(name)] = user
+    return out
+
+
 @script_app.command("compile")
 def compile_cmd(
     file: Annotated[Path, typer.Argument(help="YAML/JSON with `script:` or a session spec")],
@@ -41,7 +57,8 @@ def compile_cmd(
 ) -> None:
     """Compile a call script to the SIPp XML a session with it runs."""
     try:
-        parsed = _ScriptFile.model_validate(_script_data(load_spec_data(file)))
+        data = load_spec_data(file)
+        parsed = _ScriptFile.model_validate(_script_data(data))
     except SpecFileError as exc:
         for line in exc.errors:
             err.print(line, markup=False)
@@ -50,7 +67,7 @@ def compile_cmd(
         for line in format_validation_error(exc):
             err.print(line, markup=False)
         raise typer.Exit(2) from None
-    xml = compile_script(parsed.script)
+    xml = compile_script(parsed.script, _party_users(data))
     if output is None:
         typer.echo(xml, nl=False)
     else:

@@ -379,9 +379,14 @@ NOTIFY_OK = """
 _USER = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]{1,64}$")  # the spec's SIP user part
 
 
+def is_user(text: str) -> bool:
+    """A SIP user part as the spec validates it (no SIPp keyword, no CDATA end in it)."""
+    return _USER.match(text) is not None
+
+
 def refer(user: str) -> str:
     """The REFER to `user` (a SIP user part as the spec validates it: no SIPp keyword in it)."""
-    if not _USER.match(user):
+    if not is_user(user):
         raise ValueError(f"{user!r} is not a SIP user part")
     return REFER_HEAD.replace("@@USER@@", user)
 

@@ -271,3 +271,18 @@ def test_the_bye_after_a_challenged_transfer_is_one_above_the_refer(tmp_path: Pa
     assert {r.step: (r.passed, r.failed) for r in results} == {
         name: ((0, 0) if "wait" in name else (1, 0)) for name in step_names(script)
     }
+
+
+def test_cli_compiles_a_transfer_with_the_party_user(tmp_path: Path) -> None:
+    """`sipflow script compile` of a whole spec refers to the party's user, as the session."""
+    from typer.testing import CliRunner
+
+    from entrypoints.cli import app
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "call-script-transfer.yaml"
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(example.read_text().replace("{user: carol,", "{user: carol7,"))
+    result = CliRunner().invoke(app, ["script", "compile", str(spec_file)])
+    assert result.exit_code == 0, result.output
+    assert "Refer-To: <sip:carol7@[field4]>" in result.stdout
+    assert "<!-- sipflow-step: s5_transfer_to -->" in result.stdout
