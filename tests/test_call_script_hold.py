@@ -383,3 +383,45 @@ def test_hold_after_a_digest_challenge_counts_cseq_on(
     assert len(chains) == CALLS, wire.requests
     for requests in chains:
         assert {("INVITE", 2), ("INVITE", 3), ("INVITE", 4)} <= requests, requests
+
+
+def test_media_judgement_counts_on_the_scripts_hold_steps() -> None:
+    """A call whose held direction kept talking fails the script's first hold and first resume
+    steps (the hold_resume flow's judgement, on the script's step names); a call that paused
+    passes both."""
+    from sqlalchemy.pool import StaticPool
+    from sqlmodel import Session, SQLModel, create_engine
+
+    from sipflow.media_store import judge_steps
+    from sipflow.models import CallMediaRow
+    from sipflow.step_results import StepSummary
+
+    engine = create_engine(
+        "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
+    )
+    SQLModel.metadata.create_all(engine)
+
+    def row(call: str, direction: str, gap: float, after: float) -> CallMediaRow:
+        return CallMediaRow(
+            session_id="s1", stream_key=f"{call}/{direction}", call_id=call,
+            direction=direction, received=150, max_gap_ms=gap, after_gap_ms=after,
+            first_time=0.0, last_time=3.0,
+        )  # fmt: skip
+
+    with Session(engine) as db:
+        db.add(row("paused", "callee_to_caller", 1000, 1000))
+        db.add(row("paused", "caller_to_callee", 20, 0))
+        db.add(row("talked", "callee_to_caller", 20, 0))
+        db.add(row("talked", "caller_to_callee", 20, 0))
+        db.commit()
+        steps = [
+            StepSummary(role="caller", step=name, passed=2)
+            for name in ("s1_call", "s4_hold", "s6_resume")
+        ]
+        judge_steps(db, "s1", steps, spec(WITH_MEDIA, media={}))
+    table = {s.step: (s.passed, s.failed, s.failed_by) for s in steps}
+    assert table == {
+        "s1_call": (2, 0, {}),
+        "s4_hold": (1, 1, {"audio during hold": 1}),
+        "s6_resume": (1, 1, {"no audio after resume": 1}),
+    }
