@@ -1,8 +1,9 @@
 """`sipflow script compile FILE`: a call script as SIPp XML, compiled here (no stack needed).
 FILE: YAML/JSON with a `script:` list (and `side: callee` for a callees' one), or a session
-spec with roles.callers.script and/or roles.callees.script. `--side callee` reads the callees'
-grammar (sipflow/callee_script.py); without it, a spec file's callers' script is compiled, else
-its callees'. A wrong step: its path and reason, exit code 2."""
+spec with roles.callers.script and/or roles.callees.script (its named parties' users are then what
+a transfer_to refers to, as in the session). `--side callee` reads the callees' grammar
+(sipflow/callee_script.py); without it, a spec file's callers' script is compiled, else its
+callees'. A wrong step: its path and reason, exit code 2."""
 
 from __future__ import annotations
 
@@ -49,6 +50,21 @@ def _script_data(data: dict[str, Any], side: Side | None) -> tuple[dict[str, Any
     raise SpecFileError([f"script: the file has no `script:` (nor {where})"])
 
 
+def _party_users(data: dict[str, Any]) -> dict[str, str]:
+    """A session spec's named parties' users (their first account's), where well formed."""
+    parties = (
+        (data.get("roles") or {}).get("parties") if isinstance(data.get("roles"), dict) else None
+    )
+    out: dict[str, str] = {}
+    for name, party in (parties or {}).items() if isinstance(parties, dict) else ():
+        accounts = party.get("accounts") if isinstance(party, dict) else None
+        first = accounts[0] if isinstance(accounts, list) and accounts else None
+        user = first.get("user") if isinstance(first, dict) else None
+        if isinstance(user, str) and call_script.is_user(user):
+            out[str(name)] = user
+    return out
+
+
 @script_app.command("compile")
 def compile_cmd(
     file: Annotated[Path, typer.Argument(help="YAML/JSON with `script:` or a session spec")],
@@ -62,13 +78,15 @@ def compile_cmd(
 ) -> None:
     """Compile a call script to the SIPp XML a session with it runs."""
     try:
-        data, chosen = _script_data(load_spec_data(file), side)
+        spec_data = load_spec_data(file)
+        data, chosen = _script_data(spec_data, side)
         if chosen is Side.callee:
             callee = _CalleeFile.model_validate(data).script
             xml, n = callee_script.compile_script(callee), len(callee)
         else:
             caller = _CallerFile.model_validate(data).script
-            xml, n = call_script.compile_script(caller), len(caller)
+            xml = call_script.compile_script(caller, _party_users(spec_data))
+            n = len(caller)
     except SpecFileError as exc:
         for line in exc.errors:
             err.print(line, markup=False)

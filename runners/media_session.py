@@ -24,6 +24,7 @@ from pathlib import Path
 
 from runners import (
     media_dtmf,
+    media_held,
     media_hold,
     media_moments,
     media_pesq,
@@ -112,6 +113,12 @@ def media_variant(xml: str, media: MediaConfig, audio: Path) -> str:
         return media_hold.hold_variant(media_hold.start_points(out, stream))
     if media_transfer.is_transfer_flow(out):
         return media_transfer.transfer_variant(out, stream)
+    if media_held.is_held_callee(out):
+        out = media_held.held_variant(out, stream)
+        if media.relay:  # the relay's address for this leg, from the first INVITE
+            invite = CALLEE_INVITE[:-2] + f"><action>{PEER_SDP}</action></recv>"
+            out = out.replace(CALLEE_INVITE, invite, 1)
+        return out
     if CALLER_ANSWERED in out:
         ereg = PEER_SDP if media.relay else ""
         answered = CALLER_ANSWERED.replace("</action>", f"{ereg}{stream}</action>")
@@ -375,6 +382,7 @@ def start(cfg: RunnerConfig, name: str, scenario: Path) -> MediaSession | None:
             SCRIPT_NAME in xml
             or CALLEE_SCRIPT_NAME in xml
             or media_hold.is_hold_flow(xml)
+            or media_held.is_held_callee(xml)
             or media_transfer.is_transfer_flow(xml)
         )
     ):

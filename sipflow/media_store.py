@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
+from sipflow.call_script import Holds, holds_of
 from sipflow.callee_script import STEP_PREFIX as CALLEE_STEP_PREFIX
 from sipflow.media_expect import ExpectOut, has_audio, is_audio, is_dtmf, judge
 from sipflow.messages import MediaReport
@@ -318,6 +319,20 @@ def hold_s_of(spec: dict[str, Any] | None) -> float | None:
     return float(flow.get("hold_s", 1.0))
 
 
+def held_steps_of(spec: dict[str, Any] | None) -> Holds | None:
+    """What judge_hold judges in a session with media: the hold_resume flow's hold and resume
+    steps, or a call script's first hold and first resume (its shortest hold as the time on
+    hold; the resume judged only when every hold is resumed: audio after the longest silence)."""
+    hold_s = hold_s_of(spec)
+    if hold_s is not None:
+        return Holds(hold_s, "hold", "resume")
+    callers = ((spec or {}).get("roles") or {}).get("callers") or {}
+    script = callers.get("script")
+    if not script or callers.get("media") is None:
+        return None
+    return holds_of([str(s) for s in script])
+
+
 HELD = "callee_to_caller"  # the caller holds (sendonly): the callee (recvonly) must not send
 HELD_SHARE = 0.8  # of hold_s silent: the hold is honoured
 RESUMED_MIN_MS = 300  # audio after the silence: the resume is
@@ -358,16 +373,17 @@ def judge_steps(
     resume steps of the hold_resume flow with media (a call whose media failed a step counts as
     failed there, no longer passed)."""
     judge_script_steps(db, session_id, steps)
-    hold_s = hold_s_of(spec)
-    if hold_s is None:
+    holds = held_steps_of(spec)
+    if holds is None:
         return
+    names = {"hold": holds.hold_step, "resume": holds.resume_step}
     table = {(row.role, row.step): row for row in steps}
     by_call: dict[str, list[CallMediaRow]] = {}
     for r in analysed_rows(db, session_id):
         by_call.setdefault(r.call_id or "", []).append(r)
     for rows in by_call.values():
-        for step, kind in judge_hold(rows, hold_s).items():
-            row = table.get(("caller", step))
+        for step, kind in judge_hold(rows, holds.hold_s).items():
+            row = table.get(("caller", names[step] or ""))
             if row is None:
                 continue
             row.passed = max(0, row.passed - 1)

@@ -12,10 +12,18 @@ from pathlib import Path
 from typing import Literal
 
 from sipflow import callee_script, flow_xml, flows
+from sipflow import transfer_flows as xfer
 from sipflow.addresses import host_port, is_loopback
 from sipflow.call_options import render
-from sipflow.call_script import compile_script
+from sipflow.call_script import (
+    compile_script,
+    quiet_ms,
+    refer_after_ms,
+    reinvites,
+    transfer_party,
+)
 from sipflow.flow_params import FlowParams
+from sipflow.held_callee import held_callee
 from sipflow.messages import Role
 from sipflow.runner_config import AccountConfig, MessageConfig, RegistrarConfig, RunnerConfig
 from sipflow.spec import CallOptions, CustomScenario, RoleSpec, SessionSpec
@@ -127,11 +135,40 @@ def _scenario(role: RoleSpec, spec: SessionSpec) -> tuple[str, str | None]:
             return "custom", flows.render(_with_party_user(flow, spec), "caller")
         side: Literal["callee", "party"] = "callee" if role is spec.roles.callees else "party"
         return "custom", flows.render(flow, side)
-    if isinstance(role.scenario, CustomScenario):
-        return "custom", role.scenario.xml
+    if role is not spec.roles.callers:
+        side_xml = _script_side(spec, "callee" if role is spec.roles.callees else "party")
+        if side_xml is not None:
+            return "custom", side_xml
     if role is spec.roles.callees and spec.roles.callees.script is not None:
         return "custom", callee_script.compile_script(spec.roles.callees.script)
+    if isinstance(role.scenario, CustomScenario):
+        return "custom", role.scenario.xml
     return role.scenario, None
+
+
+def _script_side(spec: SessionSpec, side: Literal["callee", "party"]) -> str | None:
+    """The side a callers' script needs beyond the built-in answer: callees that answer its
+    re-INVITEs (hold / resume); for transfer_to the blind transferee (callees) and target
+    (the party) of sipflow/transfer_flows.py. None: the built-in answer does."""
+    script = spec.roles.callers.script
+    if script is None:
+        return None
+    party = transfer_party(script)
+    if party is not None:
+        talk_s = refer_after_ms(script) / 1000
+        params = xfer.BlindTransfer(name="blind_transfer", transfer_to=party, talk_s=talk_s)
+        return xfer.script_transferee(params) if side == "callee" else xfer.blind_target(params)
+    if side == "callee" and reinvites(script):
+        return held_callee(quiet_ms(script))
+    return None
+
+
+def named_party(spec: SessionSpec) -> str | None:
+    """The named party the callers' flow or script (transfer_to) transfers to."""
+    callers = spec.roles.callers
+    if callers.flow is not None:
+        return callers.flow.party()
+    return transfer_party(callers.script) if callers.script is not None else None
 
 
 def _with_party_user(flow: FlowParams, spec: SessionSpec) -> FlowParams:
@@ -141,14 +178,19 @@ def _with_party_user(flow: FlowParams, spec: SessionSpec) -> FlowParams:
 
 
 def party_users(spec: SessionSpec) -> list[str]:
-    """The users of the party the callers' flow names, one per agent (each agent registers its
-    own account: agent i accounts[i]); the callers' calls go to them round robin."""
-    flow = spec.roles.callers.flow
-    name = flow.party() if flow is not None else None
+    """The users of the party the callers' flow or script names, one per agent (each agent
+    registers its own account: agent i accounts[i]); the callers' calls go to them round robin."""
+    name = named_party(spec)
     party = spec.roles.parties.get(name) if name is not None else None
     if party is None or not party.accounts:
         return []
     return [party.accounts[i % len(party.accounts)].user for i in range(party.agents)]
+
+
+def _script_party_user(spec: SessionSpec) -> dict[str, str]:
+    """A script's transfer_to names the party's user per call (PARTY_USER, like a flow's)."""
+    name = named_party(spec)
+    return {name: flow_xml.PARTY_USER} if name is not None and party_users(spec) else {}
 
 
 def _accounts(role: RoleSpec) -> list[AccountConfig]:
@@ -254,7 +296,7 @@ def runner_configs(
     callers = spec.roles.callers
     scenario, xml = _scenario(callers, spec)
     if callers.script is not None:
-        scenario, xml = "custom", compile_script(callers.script)
+        scenario, xml = "custom", compile_script(callers.script, _script_party_user(spec))
     users = callers.call_to or callee_users(spec)
     n_callees = spec.roles.callees.agents if spec.roles.callees else 0
     opts = callers.call_options

@@ -16,7 +16,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from sipflow.addresses import uri_host
 from sipflow.call_options import MessageOptions
-from sipflow.call_script import CallScript, media_steps
+from sipflow.call_script import (
+    CallScript,
+    media_steps,
+    refer_after_ms,
+    reinvites,
+    script_ms,
+    transfer_party,
+)
 from sipflow.callee_script import CalleeScript, in_call_ms
 from sipflow.callee_script import media_steps as callee_media_steps
 from sipflow.caps import Caps
@@ -379,6 +386,7 @@ class CallerSpec(RoleSpec):
 
 # The flows whose calls carry audio (runners/media_hold.py, runners/media_transfer.py).
 MEDIA_FLOWS = ("hold_resume", "blind_transfer")
+MAX_REFER_AFTER_MS = 300_000  # the transferee's wait for the REFER (transfer_flows talk_s)
 
 
 def _script_media(judged: list[str], media: MediaSpec | None, role: str) -> None:
@@ -418,6 +426,40 @@ def _media_consistent(callers: CallerSpec, callees: CalleeSpec | None) -> None:
     if callers.hold_ms < MIN_HOLD_MS:
         raise ValueError(f"roles.callers.hold_ms: media needs at least {MIN_HOLD_MS} ms of call")
     _dtmf_fits(callers, callees)
+
+
+def _script_callees(callers: CallerSpec, callees: CalleeSpec | None) -> None:
+    """A script that holds or transfers gives the callees their side (sipflow/held_callee.py,
+    the transferee of sipflow/transfer_flows.py)."""
+    script = callers.script
+    if script is not None and transfer_party(script) is not None:
+        if refer_after_ms(script) > MAX_REFER_AFTER_MS:
+            raise ValueError(
+                "roles.callers.script: transfer_to comes at most "
+                f"{MAX_REFER_AFTER_MS // 1000} s after the answer (its waits)"
+            )
+        for path, role in (("callers", callers), ("callees", callees)):
+            if role is not None and role.media is not None:
+                raise ValueError(f"roles.{path}.media: not with a script's transfer_to (yet)")
+        if callees is not None and callees.scenario != "answer":
+            raise ValueError("roles.callees.scenario: a script's transfer_to gives their side")
+    if (
+        script is not None
+        and callees is not None
+        and callees.script is not None
+        and (transfer_party(script) is not None or reinvites(script))
+    ):
+        raise ValueError(
+            "roles.callees.script: a callers' script that holds or transfers gives the callees "
+            "their side (answering its re-INVITEs, or the transferee); leave it out"
+        )
+    if script is None or not reinvites(script) or callees is None:
+        return
+    if callees.scenario != "answer":
+        raise ValueError("roles.callees.scenario: a script that holds gives the callees their side")
+    if callees.media is not None and callees.media.dtmf is not None:
+        # play_dtmf is not paused with the audio: it would break the hold's recvonly
+        raise ValueError("roles.callees.media.dtmf: not with a script that holds")
 
 
 def _dtmf_fits(callers: CallerSpec, callees: CalleeSpec | None) -> None:
@@ -483,30 +525,40 @@ def _party_media(spec: SessionSpec, where: str, party: PartySpec) -> None:
         )
 
 
+def named_party(callers: CallerSpec) -> tuple[str, str, str] | None:
+    """The named party the callers' flow or script transfers to: (party, the field that names
+    it, what names it), or None."""
+    if callers.flow is not None:
+        party = callers.flow.party()
+        return None if party is None else (party, "flow", f"the {callers.flow.name!r} flow")
+    party = transfer_party(callers.script) if callers.script is not None else None
+    return None if party is None else (party, "script", "the script's transfer_to")
+
+
 def _parties_consistent(spec: SessionSpec) -> None:
-    """Every named party is one a flow names, registers at the target (each agent its own
-    account), runs locally."""
+    """Every named party is one a flow (or a script's transfer_to) names, registers at the
+    target, runs locally."""
     roles, callers = spec.roles, spec.roles.callers
-    flow_params = callers.flow
-    named = flow_params.party() if flow_params is not None else None
-    if named is not None:
-        name = flow_params.name if flow_params is not None else ""
+    naming = named_party(callers)
+    named = naming[0] if naming is not None else None
+    if naming is not None:
+        _, field, what = naming
         if named not in roles.parties:
             have = ", ".join(roles.parties) or "none"
             raise ValueError(
-                f"roles.callers.flow: the {name!r} flow names party {named!r}, "
+                f"roles.callers.{field}: {what} names party {named!r}, "
                 f"not in roles.parties (there: {have})"
             )
         if roles.callees is None:
-            raise ValueError(f"roles.callees: the {name!r} flow needs callees (the transferee)")
+            raise ValueError(f"roles.callees: {what} needs callees (the transferee)")
         if spec.target is None or not spec.target.registrar:
             raise ValueError(
-                f"target: the {name!r} flow needs a target registrar (the parties register there)"
+                f"target: {what} needs a target registrar (the parties register there)"
             )
     for party, p in roles.parties.items():
         where = f"roles.parties.{party}"
         if party != named:
-            raise ValueError(f"{where}: no flow of this session names this party")
+            raise ValueError(f"{where}: no flow or script of this session names this party")
         if not p.accounts or any(a.password is None for a in p.accounts):
             raise ValueError(f"{where}.accounts: give the party's account with its password")
         if len(p.accounts) < p.agents:
@@ -559,7 +611,7 @@ class SessionSpec(Strict):
         else:
             needs_callee = flow.callee is not None
             _flow_consistent(flow.name, flow.callee is not None, callees, self.target)
-        if self.roles.parties or (callers.flow is not None and callers.flow.party()):
+        if self.roles.parties or named_party(callers) is not None:
             _parties_consistent(self)
         if needs_callee and callees is None and self.target is None:
             raise ValueError("roles.callees: a 'call' session needs callees or a target")
@@ -588,6 +640,7 @@ class SessionSpec(Strict):
             and callers.scenario == "call",
             direct=self.target is None,
         )
+        _script_callees(callers, callees)
         if self.backend not in (None, "local") and self.pools():
             raise ValueError(f"pool: runner hosts run the local backend, not {self.backend!r}")
         if self.backend == "fargate":
@@ -621,6 +674,8 @@ class SessionSpec(Strict):
         c = self.roles.callers
         # A call's own length: the hold time, and a flow's pauses (a flow's call lasts longer).
         call_s = c.hold_ms / 1000.0 + (c.flow.call_extra_s() if c.flow is not None else 0.0)
+        if c.script is not None:  # its waits and DTMF plays
+            call_s += script_ms(c.script) / 1000.0
         callees = self.roles.callees
         if callees is not None and callees.script is not None:  # its rings and waits
             call_s += in_call_ms(callees.script) / 1000.0

@@ -279,9 +279,16 @@ def blind_transferee(p: FlowParams) -> str:
     return _transferee(p, replaces=False)
 
 
-def _transferee(p: BlindTransfer, *, replaces: bool) -> str:
+def script_transferee(p: BlindTransfer) -> str:
+    """The blind transferee for a call script's transfer_to (sipflow/call_script.py): it rings
+    (180) before it answers, as the built-in answer does, since a script may `expect 180`."""
+    return _transferee(p, replaces=False, ringing=True)
+
+
+def _transferee(p: BlindTransfer, *, replaces: bool, ringing: bool = False) -> str:
     """The transferee of either transfer; `replaces`: the Refer-To carries a Replaces header
-    (escaped, RFC 3891), which its INVITE to the target carries unescaped."""
+    (escaped, RFC 3891), which its INVITE to the target carries unescaped; `ringing`: a 180
+    before the 200."""
     refer_actions = _ereg(
         "Refer-To:", "sip:([^@>;?]+)@([^>;?]+)", "refer_to", "refer_user", "refer_host"
     ) + _ereg("Referred-By:", ".*", "referred_by")
@@ -327,6 +334,7 @@ def _transferee(p: BlindTransfer, *, replaces: bool) -> str:
             rrs="true",
             actions=_ereg("From:", ".*", "caller_from"),
         ),
+        *([x.response("180 Ringing")] if ringing else []),
         x.response("200 OK", x.sdp(), retrans=True),
         x.recv("ACK", rtd="invite", crlf="true"),
         "  <!-- sipflow-step: transfer -->\n",

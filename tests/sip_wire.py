@@ -1,6 +1,6 @@
-"""What SIP said on the wire: every SIP response seen on any interface of the host's network
-namespace (AF_PACKET raw socket, needs root), kept by Call-ID. A test compares its counts with
-what sipflow stored, independently of SIPp's and sipflow's own bookkeeping."""
+"""What SIP said on the wire: every SIP response (and INVITE request) seen on any interface of
+the host's network namespace (AF_PACKET raw socket, needs root), kept by Call-ID. A test compares
+its counts with what sipflow stored, independently of SIPp's and sipflow's own bookkeeping."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ ETH_P_ALL = 0x0003
 _STATUS = re.compile(rb"^SIP/2\.0 ([1-6][0-9]{2}) ")
 _CALL_ID = re.compile(rb"^(?:Call-ID|i)\s*:\s*(\S+)", re.I | re.M)
 _CSEQ = re.compile(rb"^CSeq\s*:\s*[0-9]+\s+([A-Z]+)", re.I | re.M)
+_CSEQ_NUMBER = re.compile(rb"^CSeq\s*:\s*([0-9]+)\s+([A-Z]+)", re.I | re.M)
+_REQUEST = re.compile(rb"^([A-Z]+) sip:")
+_DIRECTION = re.compile(rb"^a=(sendonly|recvonly|sendrecv|inactive)\s*$", re.M)
 
 
 class SipWire:
@@ -27,6 +30,10 @@ class SipWire:
         self.from_port = from_port
         # Call-ID -> final response codes to its INVITE (a proxy's and a UA's copies are one).
         self.invite_finals: dict[str, set[int]] = {}
+        # Call-ID -> the INVITEs sent from the port: (CSeq number, SDP direction or "").
+        self.invites: dict[str, set[tuple[int, str]]] = {}
+        # Call-ID -> every request sent from the port: (method, CSeq number).
+        self.requests: dict[str, set[tuple[str, int]]] = {}
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         # Every packet of the host passes here (other tests' load too): a deep buffer, so a
         # loaded machine does not drop the few this test counts (seen: 79 of 80 200s).
@@ -52,6 +59,9 @@ class SipWire:
         if int.from_bytes(udp[0:2], "big") != self.from_port:
             return
         payload = udp[8:]
+        if _REQUEST.match(payload):
+            self._request(payload)
+            return
         status = _STATUS.match(payload)
         if status is None or int(status.group(1)) < 200:
             return
@@ -60,6 +70,17 @@ class SipWire:
             self.invite_finals.setdefault(call_id.group(1).decode(), set()).add(
                 int(status.group(1))
             )
+
+    def _request(self, payload: bytes) -> None:
+        call_id, cseq = _CALL_ID.search(payload), _CSEQ_NUMBER.search(payload)
+        if not (call_id and cseq):
+            return
+        key, number, method = call_id.group(1).decode(), int(cseq.group(1)), cseq.group(2)
+        self.requests.setdefault(key, set()).add((method.decode(), number))
+        if method == b"INVITE":
+            direction = _DIRECTION.search(payload)
+            seen = (number, direction.group(1).decode() if direction else "")
+            self.invites.setdefault(key, set()).add(seen)
 
     def codes(self) -> Counter[int]:
         """Calls by the final response their INVITE got (a call with a challenge, 401/407 then

@@ -45,10 +45,10 @@ def _script_errors(script: list[Any]) -> list[tuple[tuple[Any, ...], str]]:
 @pytest.mark.parametrize(
     ("script", "index", "reason"),
     [
-        (["call", "expect 200", "hold", "hangup"], 2, "'hold' is not supported"),
+        (["call", "expect 200", "resume", "hangup"], 2, "'resume' only while the call is on"),
         (["call", "expect 200", "expect_dtmf 1x", "hangup"], 2, "unknown step 'expect_dtmf 1x'"),
         (["call", "expect 180", "expect audio", "expect 200", "hangup"], 2, "'expect audio' needs"),
-        (["call", "expect 200", "transfer_to carol", "hangup"], 2, "third party"),
+        (["call", "expect 200", "transfer_to carol", "wait 1s", "hangup"], 3, "only 'hangup'"),
         (["call", "ring twice", "expect 200", "hangup"], 1, "unknown step 'ring twice'"),
         (["expect 200", "hangup"], 0, "starts with 'call'"),
         (["call", "hangup"], 1, "needs an answered call"),
@@ -106,7 +106,7 @@ def test_cli_compiles_a_script_file_and_names_a_wrong_step(tmp_path: Path) -> No
     bad.write_text(yaml.safe_dump({"script": ["call", "expect 200", "resume", "hangup"]}))
     result = runner.invoke(app, ["script", "compile", str(bad)])
     assert result.exit_code == 2
-    assert "script[2]: 'resume' is not supported" in result.stderr
+    assert "script[2]: 'resume' only while the call is on hold" in result.stderr
 
 
 @pytest.fixture(scope="module")

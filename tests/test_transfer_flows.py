@@ -307,7 +307,7 @@ def test_parties_validation() -> None:
             "dave": {"accounts": [{"user": "dave", "password": "secret"}]},
         }
     )
-    assert "roles.parties.dave: no flow of this session names this party" in _error(extra)
+    assert "roles.parties.dave: no flow or script of this session names this party" in _error(extra)
     two = _spec(parties={"carol": {"agents": 2, "accounts": [{"user": "c", "password": "s"}]}})
     assert "roles.parties.carol.accounts: each of the party's agents registers its own" in (
         _error(two)
