@@ -502,6 +502,8 @@ def _party_media(spec: SessionSpec, where: str, party: PartySpec) -> None:
     """A transfer with media has it on all three sides, alike: the transferee's stream goes on
     to the target (runners/media_transfer.py), whose receiver must pick the same streams."""
     callers = spec.roles.callers
+    if callers.script is not None:
+        return  # a script's transfer_to carries no media yet: refused with the script
     if party.media is None:
         if callers.media is not None:
             raise ValueError(f"{where}.media: the callers have media, give the party media too")

@@ -97,6 +97,25 @@ def test_hold_and_resume_out_of_order_are_refused_at_their_index(
     assert reason in error[1], error
 
 
+def test_a_callee_script_is_refused_beside_a_script_that_holds() -> None:
+    """The held callee answers the re-INVITEs; a callee script has no step for them."""
+    body = spec(TWO_HOLDS)
+    body["roles"]["callees"]["script"] = ["answer", "expect hangup"]
+    with pytest.raises(ValidationError) as info:
+        SessionSpec.model_validate(body)
+    (error,) = info.value.errors()
+    assert error["loc"][:3] == ("roles", "callees", "script") or "roles.callees.script" in str(
+        error["msg"]
+    ), error
+    assert "holds or transfers gives the callees their side" in error["msg"], error
+
+
+def test_a_script_s_waits_count_in_the_session_s_expected_length() -> None:
+    plain = SessionSpec.model_validate(spec(["call", "expect 200", "hangup"]))
+    waiting = SessionSpec.model_validate(spec(["call", "expect 200", "wait 30s", "hangup"]))
+    assert waiting.expected_duration_s() - plain.expected_duration_s() == pytest.approx(30)
+
+
 def test_hangup_while_held_and_many_pairs_are_valid() -> None:
     SessionSpec.model_validate(spec(["call", "expect 200", "hold", "wait 1s", "hangup"]))
     parsed = SessionSpec.model_validate(spec(TWO_HOLDS))

@@ -22,7 +22,7 @@ from entrypoints.stack import free_port
 from runners.scenario_steps import counts_file, parse_counts, step_results, steps_of
 from sipflow import transfer_flows as xfer
 from sipflow.call_script import CallScript, compile_script, refer_after_ms, step_names
-from sipflow.plan import _scenario, party_users
+from sipflow.plan import _scenario, _script_party_user, party_users
 from sipflow.spec import SessionSpec
 from tests.conftest import RunningStack
 from tests.sip_wire import SipWire, sip_wire
@@ -108,10 +108,14 @@ def test_sides_and_xml() -> None:
     assert _scenario(s.roles.parties["carol"], s) == ("custom", xfer.blind_target(params))
     assert "180 Ringing" in xfer.script_transferee(params)
     assert "180 Ringing" not in xfer.blind_transferee(params)  # the flow's stays as it was
-    xml = compile_script(script, party_users(s))
+    # In the session the Refer-To names the party's user per call (its agents' users in turn:
+    # the injection's field 7, like the transfer flows').
+    assert party_users(s) == ["tcarolx"]
+    xml = compile_script(script, _script_party_user(s))
     safe_xml.fromstring(xml)
     assert [m.name for m in steps_of(xml)] == step_names(script)
-    assert "Refer-To: <sip:tcarolx@[field4]>" in xml
+    assert "Refer-To: <sip:[field7]@[field4]>" in xml
+    assert "Refer-To: <sip:tcarolx@[field4]>" in compile_script(script, {"carol": "tcarolx"})
     assert xml.count("CSeq: 3 BYE") == xml.count("CSeq: 4 BYE") == 1
     # Shown on its own, the party's name stands for its user.
     assert "Refer-To: <sip:carol@[field4]>" in compile_script(SCRIPT.validate_python(TRANSFER))
