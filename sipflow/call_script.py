@@ -36,25 +36,21 @@ SIP user part as the spec validates it (no CDATA end, no SIPp keyword).
 
 from __future__ import annotations
 
-import contextlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    model_serializer,
-    model_validator,
 )
 
 from sipflow.flow_xml import PARTY_USER
 from sipflow.runner_config import EXPECT_AT_LOG, dtmf_play_ms
+from sipflow.script_grammar import START, Grammar, ScriptStep, ends_the_call, with_states
 
 MAX_STEPS = 100
 MAX_WAIT_MS = 3_600_000
@@ -128,13 +124,15 @@ def parse(text: str) -> Parsed:
 
 
 # The call's state before a step: what may follow.
-_START, _CALLING, _UP, _HELD, _ENDED = "not called", "calling", "answered", "on hold", "ended"
+_START, _CALLING, _UP, _HELD, _ENDED = START, "calling", "answered", "on hold", "ended"
 _TRANSFERRED = "transferred"  # the REFER accepted and NOTIFYed: only hangup follows
 
 
 def _after(state: str, step: Parsed) -> str:
     if step.verb == "call":
         return _CALLING if state == _START else state  # a second call is refused, not followed
+    if state == _START:
+        state = _CALLING  # no 'call' first: reported once, at this step; the rest as if called
     if step.verb == "expect" and state == _CALLING and step.code >= 200:
         return _UP if step.code < 300 else _ENDED
     if step.verb == "hold" and state == _UP:
@@ -188,61 +186,23 @@ def _check_hold(state: str, step: Parsed) -> None:
         raise ValueError(f"'{step.verb}': the call is on hold (resume first)")
 
 
-class Step(BaseModel):
-    """One step: its text and the state of the call before it (set by Script's validator), so
-    that an out-of-order step is reported at its own index."""
+class Step(ScriptStep):
+    """One step of a callers' script (its state: the call's before it)."""
 
-    model_config = ConfigDict(extra="forbid")
-    text: str
-    state: str = _START
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_text(cls, v: Any) -> Any:
-        return {"text": v} if isinstance(v, str) else v
-
-    @model_validator(mode="after")
-    def _valid(self) -> Step:
-        _check_order(self.state, parse(self.text))
-        return self
-
-    @model_serializer
-    def _as_text(self) -> str:
-        return self.text
+    grammar = Grammar(
+        parse=parse,
+        after=_after,
+        check_order=_check_order,
+        ended=_ENDED,
+        never_ends="the call never ends: finish with 'hangup' (or expect a final 3xx-6xx)",
+    )
 
     @property
     def parsed(self) -> Parsed:
         return parse(self.text)
 
 
-def with_states(steps: Any) -> Any:
-    """Before validation: each step text with the state the steps before it leave (steps that
-    do not parse leave it as it was; they are reported themselves)."""
-    if not isinstance(steps, list):
-        return steps
-    state, out = _START, []
-    for item in steps:
-        text = item.text if isinstance(item, Step) else item
-        if not isinstance(text, str):
-            out.append(item)
-            continue
-        out.append({"text": text, "state": state})
-        with contextlib.suppress(ValueError):
-            step = parse(text)
-            if state == _START and step.verb != "call":
-                state = _CALLING  # reported once, at this step; the rest as if it had called
-            state = _after(state, step)
-    return out
-
-
-def check_ends(steps: list[Step]) -> list[Step]:
-    if not steps:
-        raise ValueError("an empty script: start with 'call'")
-    state = _START
-    for step in steps:
-        state = _after(state, step.parsed)
-    if state != _ENDED:
-        raise ValueError("the call never ends: finish with 'hangup' (or expect a final 3xx-6xx)")
+def check_transfer(steps: list[Step]) -> list[Step]:
     verbs = {step.parsed.verb for step in steps}
     if "transfer_to" in verbs and verbs & {"hold", *MEDIA_VERBS}:
         raise ValueError(
@@ -254,9 +214,10 @@ def check_ends(steps: list[Step]) -> list[Step]:
 
 CallScript = Annotated[
     list[Step],
-    BeforeValidator(with_states),
+    BeforeValidator(with_states(Step)),
     Field(min_length=1, max_length=MAX_STEPS),
-    AfterValidator(check_ends),
+    AfterValidator(ends_the_call(Step)),
+    AfterValidator(check_transfer),
 ]
 
 

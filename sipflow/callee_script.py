@@ -26,20 +26,15 @@ the step metrics (`step_failed_callee_s3_answer`).
 
 from __future__ import annotations
 
-import contextlib
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    model_serializer,
-    model_validator,
 )
 
 from sipflow.call_script import (
@@ -53,6 +48,7 @@ from sipflow.call_script import (
     _send_dtmf,
 )
 from sipflow.runner_config import dtmf_play_ms
+from sipflow.script_grammar import START, Grammar, ScriptStep, ends_the_call, with_states
 
 SCENARIO_NAME = "sipflow callee script"  # runners/media_session.py knows it by this name
 STEP_PREFIX = "callee_"
@@ -142,7 +138,7 @@ def parse(text: str) -> Parsed:
 
 
 # The call's state before a step: what may follow.
-_START, _OFFERED, _UP, _ENDED = "not called", "offered", "answered", "ended"
+_START, _OFFERED, _UP, _ENDED = START, "offered", "answered", "ended"
 _EARLY = ("ring", "early_media", "answer", "reject")  # answers to the INVITE
 _IN_CALL = ("send_dtmf", "hangup", "expect_hangup", *MEDIA_VERBS)
 
@@ -174,66 +170,27 @@ def _check_order(state: str, step: Parsed) -> None:
         raise ValueError(f"'{_shown(step)}' needs an answered call (answer first)")
 
 
-class CalleeStep(BaseModel):
-    """One step: its text and the state of the call before it (set by the script's validator),
-    so that an out-of-order step is reported at its own index."""
+class CalleeStep(ScriptStep):
+    """One step of a callees' script (its state: the call's before it)."""
 
-    model_config = ConfigDict(extra="forbid")
-    text: str
-    state: str = _START
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_text(cls, v: Any) -> Any:
-        return {"text": v} if isinstance(v, str) else v
-
-    @model_validator(mode="after")
-    def _valid(self) -> CalleeStep:
-        _check_order(self.state, parse(self.text))
-        return self
-
-    @model_serializer
-    def _as_text(self) -> str:
-        return self.text
+    grammar = Grammar(
+        parse=parse,
+        after=_after,
+        check_order=_check_order,
+        ended=_ENDED,
+        never_ends="the call never ends: finish with 'expect hangup', 'hangup' or 'reject NNN'",
+    )
 
     @property
     def parsed(self) -> Parsed:
         return parse(self.text)
 
 
-def with_states(steps: Any) -> Any:
-    """Before validation: each step text with the state the steps before it leave (steps that
-    do not parse leave it as it was; they are reported themselves)."""
-    if not isinstance(steps, list):
-        return steps
-    state, out = _START, []
-    for item in steps:
-        text = item.text if isinstance(item, CalleeStep) else item
-        if not isinstance(text, str):
-            out.append(item)
-            continue
-        out.append({"text": text, "state": state})
-        with contextlib.suppress(ValueError):
-            state = _after(state, parse(text))
-    return out
-
-
-def check_ends(steps: list[CalleeStep]) -> list[CalleeStep]:
-    state = _START
-    for step in steps:
-        state = _after(state, step.parsed)
-    if state != _ENDED:
-        raise ValueError(
-            "the call never ends: finish with 'expect hangup', 'hangup' or 'reject NNN'"
-        )
-    return steps
-
-
 CalleeScript = Annotated[
     list[CalleeStep],
-    BeforeValidator(with_states),
+    BeforeValidator(with_states(CalleeStep)),
     Field(min_length=1, max_length=MAX_STEPS),
-    AfterValidator(check_ends),
+    AfterValidator(ends_the_call(CalleeStep)),
 ]
 
 
