@@ -1,3 +1,3 @@
 """sipflow: automated SIP testing where every test session is a durable Temporal workflow."""
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
