@@ -72,9 +72,9 @@ KNOWN = (
 CALLER_WORDS = {
     "call": "the callee does not call: the INVITE's arrival is implicit (or 'expect call')",
     "expect": "a callee answers: 'ring', 'early_media', 'answer' or 'reject NNN'",
-    "hold": "the callee answers no re-INVITE; use the hold flow of the flow library",
-    "resume": "the callee answers no re-INVITE; use the hold flow of the flow library",
-    "transfer_to": "a transfer needs a third party; use the transfer flows of the flow library",
+    "hold": "the callers hold ('hold' in roles.callers.script): their callees answer it",
+    "resume": "the callers resume ('resume' in roles.callers.script): their callees answer it",
+    "transfer_to": "the callers transfer ('transfer_to' in roles.callers.script, or a flow)",
 }
 REASONS = {
     400: "Bad Request",

@@ -73,7 +73,7 @@ def _with(caller: list[str] | None, callee: list[str], *, direct: bool = False) 
         (["ring", "expect call", "answer", "hangup"], 1, "'expect call' only as the first"),
         (["ring", "reject 200"], 1, "a final 400-699"),
         (["answer", "hangup", "wait 1s"], 2, "the call has ended"),
-        (["answer", "hold", "hangup"], 1, "no re-INVITE"),
+        (["answer", "hold", "hangup"], 1, "their callees answer it"),
         (["answer", "send_dtmf 12x", "hangup"], 1, "unknown step 'send_dtmf 12x'"),
         (["answer", "expect hangup within 0ms"], 1, "between 1 ms and"),
         (["reject 486", "answer"], 1, "the call has ended"),
