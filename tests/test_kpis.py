@@ -125,4 +125,6 @@ def test_pdd_of_a_sut_that_holds_ringing_300_ms_and_acd_of_calls_held_2500_ms(
     assert body["call_durations"] == [{"le_s": 3.0, "calls": 10}], body["call_durations"]
     assert 270 <= m["pdd_mean_ms"] <= 330, m
     assert m["pdd_p50_ms"] in (300, 400)  # the bucket bound: ~300 ms sits on the 300 boundary
-    assert m["response_time_p50_ms"] >= m["pdd_mean_ms"]
+    # The answer comes after the ringing: to the response-time histogram's resolution (its p50
+    # is a bucket bound, 100 ms wide here; the PDD mean is exact: 300 vs 301.2 was seen in CI).
+    assert m["response_time_p50_ms"] >= m["pdd_mean_ms"] - 100
