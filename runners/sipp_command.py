@@ -45,6 +45,11 @@ class RegisterRun:
     cseq: int | None = None
 
 
+def call_id_format(session_id: str) -> str:
+    """SIPp's -cid_str for a session's calls: `<call number>-<pid>@<session>.<address>`."""
+    return f"%u-%p@{session_id.replace('%', '%%')}.%s"
+
+
 def _fmt_rate(rate: float) -> str:
     return f"{rate:g}"
 
@@ -105,6 +110,11 @@ def build_command(
         if register.cseq is not None:
             argv += ["-base_cseq", str(register.cseq)]
         return argv
+    # Call-IDs unique across sessions: SIPp's default `%u-%p@%s` (call number, pid, address)
+    # repeats from one session to the next in containers (the same pid in every container, the
+    # session network's addresses reused), and a SUT takes the repeated Call-ID and branch for a
+    # retransmission of the last session's call. The host part keeps the default's shape.
+    argv += ["-cid_str", call_id_format(cfg.session_id)]
     if cfg.scenario == "register":
         expires = cfg.registrar.expires_s if cfg.registrar else 3600
         argv += ["-key", "expires", str(expires)]

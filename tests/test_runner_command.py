@@ -44,6 +44,9 @@ def test_caller_command() -> None:
     assert _opt(argv, "-buff_size") == "4194304"
     assert _opt(argv, "-r") == "20.5" and _opt(argv, "-m") == "50" and _opt(argv, "-l") == "10"
     assert _opt(argv, "-d") == "300"
+    # Call-IDs name the session: `1-<pid>@s.127.201.0.1`, not SIPp's `1-<pid>@127.201.0.1`,
+    # which repeats across sessions in containers (same pid, reused addresses).
+    assert _opt(argv, "-cid_str") == "%u-%p@s.%s"
 
 
 def test_callee_and_register_commands() -> None:
@@ -58,6 +61,7 @@ def test_callee_and_register_commands() -> None:
     assert register[1] == "127.0.0.1:5090"
     assert _opt(register, "-m") == "1"
     assert register[register.index("-key") + 1 : register.index("-key") + 3] == ["expires", "120"]
+    assert _opt(main, "-cid_str") == "%u-%p@s.%s"
 
 
 def test_caller_needs_remote() -> None:
