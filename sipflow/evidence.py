@@ -97,7 +97,9 @@ def _survey(paths: list[Path]) -> OrderedDict[str, CallTrace]:
             trace.bye = trace.bye or msg.method == "BYE"
             if not trace.method and msg.method not in ("ACK", "CANCEL"):
                 trace.method = msg.method
-        elif not trace.method and msg.method not in ("ACK", "CANCEL", "BYE", "?"):
+        elif msg.method == "BYE":
+            trace.bye = True  # the ring kept only the call's end (its BYE's answer): answered
+        elif not trace.method and msg.method not in ("ACK", "CANCEL", "?"):
             trace.method = msg.method  # its request was not captured: the response's CSeq says
         if msg.status is not None and msg.status >= 200 and msg.method == trace.method:
             rest = msg.first_line[12:].strip()

@@ -100,6 +100,19 @@ def test_ring_stays_under_its_bound_and_extraction_keeps_failed_calls(tmp_path: 
     assert [k.call_id for k in again] == [k.call_id for k in kept]
 
 
+def test_a_call_the_ring_kept_only_the_end_of_is_not_a_failed_call(tmp_path: Path) -> None:
+    """The ring's oldest kept file can start between a call's BYE and its 200: that tail is
+    an answered call's end, not a call without a final response (a CI run kept it as failed)."""
+    a, b = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    ring = Ring(tmp_path / "s1" / "capture", max_bytes=100000, max_files=3)
+    ring.add(1000.0, _udp_sip(b, a, _final("tail", "200 OK", "BYE")))
+    ring.add(1000.1, _udp_sip(a, b, _invite("whole")))
+    ring.add(1000.2, _udp_sip(b, a, _final("whole", "200 OK")))
+    ring.close()
+    kept, _ = extract(tmp_path / "s1", max_failed=4, good=1)
+    assert [(k.call_id, k.outcome) for k in kept] == [("whole", "answered")]
+
+
 def test_choose_spreads_the_bound_over_the_reasons() -> None:
     from sipflow.evidence import CallTrace
 
